@@ -1,0 +1,194 @@
+"""One validated configuration model for the CLI, the services and the runner.
+
+Everything a run needs is a field of :class:`RunConfig`; everything a service
+process needs is a field of :class:`ServiceConfig`, which the supervisor
+serialises into one environment variable when it starts the process. The
+environment is read in exactly one place (:func:`from_environment`), so an
+error always names the key that was wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from progressbench.errors import ConfigError
+
+SERVICE_CONFIG_ENV = "PROGRESSBENCH_SERVICE_CONFIG"
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Wave(Frozen):
+    """A group of similar steps, shown to the user as "<label> 3 of 6"."""
+
+    label: str = Field(min_length=1)
+    items: int = Field(ge=1, le=1000)
+
+
+DEFAULT_WAVES: tuple[Wave, ...] = (
+    Wave(label="Analysing input", items=1),
+    Wave(label="Creating image", items=6),
+    Wave(label="Upscaling image", items=6),
+    Wave(label="Packaging results", items=1),
+)
+
+
+class JobShape(Frozen):
+    """What every job of a run looks like, before seeding and time scaling.
+
+    The defaults give 14 steps of 2-5 s, so a job takes about 50 s at
+    ``time_scale`` 1.0: inside the "20 s to minutes" range the testbed is for.
+    """
+
+    waves: tuple[Wave, ...] = DEFAULT_WAVES
+    step_seconds_min: PositiveFloat = 2.0
+    step_seconds_max: PositiveFloat = 5.0
+    fail_at_step: int | None = Field(default=None, ge=1)
+
+    @field_validator("step_seconds_max")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: object) -> float:
+        data = getattr(info, "data", {})
+        low = data.get("step_seconds_min", 0.0)
+        if value < low:
+            raise ValueError(f"step_seconds_max ({value}) is below step_seconds_min ({low})")
+        return value
+
+    @property
+    def total_steps(self) -> int:
+        return sum(w.items for w in self.waves)
+
+
+class Timing(Frozen):
+    """Every duration of the testbed, in real seconds at ``time_scale`` 1.0.
+
+    The runner multiplies each by the run's time scale; nothing else in the
+    code holds a bare duration constant.
+    """
+
+    time_scale: PositiveFloat = 1.0
+    #: Cloud Run sends SIGKILL 10 s after SIGTERM (platform-facts 1a).
+    shutdown_grace_s: PositiveFloat = 10.0
+    #: How often a running job refreshes its lease.
+    job_heartbeat_s: PositiveFloat = 2.0
+    #: A running job whose heartbeat is older than this is taken over.
+    job_lease_s: PositiveFloat = 8.0
+    #: Client poll interval for the polling transport.
+    poll_interval_s: PositiveFloat = 1.0
+    #: Cold start of a replacement instance (ASSUMPTION: 1-3 s is typical for a
+    #: small Python container on Cloud Run; not a sourced figure).
+    cold_start_s: float = Field(default=2.0, ge=0)
+    #: A phone gives up on a job after this long.
+    session_deadline_s: PositiveFloat = 300.0
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
+
+
+class ServiceConfig(Frozen):
+    """What one service process needs; passed by the supervisor as JSON."""
+
+    role: Literal["api", "worker"]
+    instance: str = Field(min_length=1)
+    database_url: str = Field(min_length=1)
+    token_secret: str = Field(min_length=16)
+    worker_url: str | None = None
+    concurrency: int = Field(default=80, ge=1, le=1000)
+    watchdog: bool = True
+    timing: Timing = Timing()
+
+
+TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]
+
+DEFAULT_TRANSPORTS: tuple[str, ...] = ("sse-naive", "sse", "realtime", "relay", "polling")
+DEFAULT_PROFILES: tuple[str, ...] = ("clean",)
+
+
+class RunConfig(Frozen):
+    """A whole `progressbench run`: the matrix, the load, and where results go."""
+
+    transports: tuple[TransportName, ...] = DEFAULT_TRANSPORTS
+    profiles: tuple[str, ...] = DEFAULT_PROFILES
+    users: int = Field(default=20, ge=1, le=20000)
+    jobs_per_user: int = Field(default=2, ge=1, le=1000)
+    spawn_rate: float = Field(default=50.0, gt=0)
+    seed: int = 1
+    out: Path = Path("results/latest")
+    database_url: str | None = None
+    toxiproxy_url: str | None = None
+    locust_workers: int = Field(default=0, ge=0, le=16)
+    worker_instances: int = Field(default=1, ge=1, le=16)
+    worker_concurrency: int = Field(default=80, ge=1, le=1000)
+    job: JobShape = JobShape()
+    timing: Timing = Timing()
+
+    @field_validator("transports", "profiles")
+    @classmethod
+    def _non_empty_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("must name at least one")
+        if len(set(value)) != len(value):
+            raise ValueError("names must be unique")
+        return value
+
+
+def split_list(raw: str) -> tuple[str, ...]:
+    """Parse a comma list from the command line: ``"a, b,c"`` -> ``("a","b","c")``."""
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming the key, for users rather than developers."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "value"
+        lines.append(f"{key}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def build_run_config(values: Mapping[str, object]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(dict(values))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid run configuration: {describe_validation_error(exc)}") from None
+
+
+_DB_URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Read the few environment variables the CLI honours, once, at the edge."""
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    for key, field in (("DATABASE_URL", "database_url"), ("TOXIPROXY_URL", "toxiproxy_url")):
+        value = env.get(key, "").strip()
+        if value:
+            found[field] = value
+    if "database_url" in found and not _DB_URL.match(found["database_url"]):
+        raise ConfigError(
+            "DATABASE_URL: expected a postgresql:// URL, got "
+            f"{found['database_url'][:40]!r}"
+        )
+    return found
+
+
+def load_service_config(environ: Mapping[str, str] | None = None) -> ServiceConfig:
+    """The service entry point's only read of its configuration."""
+    env = os.environ if environ is None else environ
+    raw = env.get(SERVICE_CONFIG_ENV)
+    if not raw:
+        raise ConfigError(f"{SERVICE_CONFIG_ENV} is not set; services are started by the supervisor")
+    try:
+        return ServiceConfig.model_validate_json(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{SERVICE_CONFIG_ENV}: {describe_validation_error(exc)}") from None

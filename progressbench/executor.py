@@ -1,0 +1,191 @@
+"""Runs jobs: claim the lease, do each step, checkpoint it, finish.
+
+Shutdown story (Cloud Run sends SIGTERM, then SIGKILL 10 s later): when the
+``shutdown`` event is set, a job that is between steps releases its lease at
+once; a job inside a step finishes that step if what is left of it fits in
+the grace budget (60 % of the scaled grace period, leaving time to commit and
+exit), otherwise it abandons the step. Either way the job is marked
+``interrupted`` so another instance resumes it from the last committed step
+without waiting for the lease to expire. After a SIGKILL nothing runs: the
+lease simply goes stale and a watchdog takes the job over.
+
+Every step is committed with the instance's lease checked in the same
+transaction; an instance that lost its lease stops without writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from progressbench.config import Timing
+from progressbench.job import JobSpec, Step, plan, terminal_message
+from progressbench.store import Store
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["done", "failed", "released", "lost", "busy", "missing"]
+ContextKind = Literal["request", "worker-background", "job-runner"]
+
+#: Fraction of the grace period a job may spend finishing its current step.
+GRACE_BUDGET = 0.6
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """Where a job actually ran; stored with the job and every step run."""
+
+    kind: ContextKind
+    service: str
+    instance: str
+    pid: int = field(default_factory=os.getpid)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "service": self.service, "instance": self.instance,
+                "pid": self.pid, **self.extra}
+
+
+async def run_job(
+    store: Store,
+    job_id: uuid.UUID,
+    ctx: ExecutionContext,
+    timing: Timing,
+    shutdown: asyncio.Event,
+    *,
+    from_pending: bool = True,
+) -> Outcome:
+    """Run (or resume) one job to its end, or until shutdown or a lost lease."""
+    lease_s = timing.scaled(timing.job_lease_s)
+    row = await store.claim(job_id, ctx.instance, ctx.as_json(), lease_s, from_pending=from_pending)
+    if row is None:
+        existing = await store.get_job(job_id)
+        return "missing" if existing is None else "busy"
+    spec = JobSpec.model_validate(row.spec)
+    job_plan = plan(spec)
+    heartbeat_s = timing.scaled(timing.job_heartbeat_s)
+    grace_budget = timing.scaled(timing.shutdown_grace_s) * GRACE_BUDGET
+    context = ctx.as_json()
+    log.info("job %s attempt %d from step %d on %s", job_id, row.attempt, row.current_step, ctx.instance)
+
+    for step in job_plan.remaining(row.current_step):
+        if shutdown.is_set():
+            await store.release(job_id, ctx.instance)
+            return "released"
+        if job_plan.fail_at_step == step.seq:
+            ok = await store.finish(
+                job_id, row.owner, ctx.instance, job_plan.terminal_seq, "failed",
+                terminal_message("failed", step), {"failed_step": step.seq},
+                error=f"injected failure at step {step.seq}",
+            )
+            return "failed" if ok else "lost"
+        verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown)
+        if verdict == "lost":
+            return "lost"
+        if verdict == "abandon":
+            await store.release(job_id, ctx.instance)
+            return "released"
+        if not await store.commit_step(
+            job_id, row.owner, step, job_plan.total_steps, row.attempt, ctx.instance, context
+        ):
+            return "lost"
+    ok = await store.finish(
+        job_id, row.owner, ctx.instance, job_plan.terminal_seq, "done", terminal_message("done"),
+        {"steps": job_plan.total_steps}, result={"images": job_plan.total_steps},
+    )
+    return "done" if ok else "lost"
+
+
+async def _work(
+    store: Store,
+    job_id: uuid.UUID,
+    instance: str,
+    step: Step,
+    heartbeat_s: float,
+    grace_budget_s: float,
+    shutdown: asyncio.Event,
+) -> Literal["finished", "abandon", "lost"]:
+    """Spend the step's duration, heartbeating; decide what to do on shutdown."""
+    deadline = time.monotonic() + step.duration_s
+    finishing = False
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "finished"
+        if not finishing and shutdown.is_set():
+            if left > grace_budget_s:
+                return "abandon"
+            finishing = True  # it fits in the grace period: finish, then release
+        wait = min(left, heartbeat_s)
+        if finishing or shutdown.is_set():
+            await asyncio.sleep(wait)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(shutdown.wait(), timeout=wait)
+            if shutdown.is_set():
+                continue
+        if time.monotonic() < deadline and not await store.heartbeat(job_id, instance):
+            return "lost"
+
+
+class JobPool:
+    """The jobs one service instance is running in the background.
+
+    Keeps a strong reference to each task (asyncio holds only weak ones),
+    refuses duplicates of a job already running here, and on shutdown waits
+    for jobs to release or finish within the grace budget before cancelling.
+    """
+
+    def __init__(self, store: Store, timing: Timing, service: str, instance: str) -> None:
+        self.store = store
+        self.timing = timing
+        self.service = service
+        self.instance = instance
+        self.shutdown = asyncio.Event()
+        self.tasks: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
+        self.outcomes: dict[Outcome, int] = {}
+
+    def running(self, job_id: uuid.UUID) -> bool:
+        return job_id in self.tasks
+
+    def start(self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True) -> bool:
+        if job_id in self.tasks or self.shutdown.is_set():
+            return False
+        ctx = ExecutionContext(kind=kind, service=self.service, instance=self.instance)
+        task = asyncio.create_task(
+            run_job(self.store, job_id, ctx, self.timing, self.shutdown, from_pending=from_pending),
+            name=f"job-{job_id}",
+        )
+        self.tasks[job_id] = task
+        task.add_done_callback(lambda t, j=job_id: self._done(j, t))
+        return True
+
+    def _done(self, job_id: uuid.UUID, task: asyncio.Task[Outcome]) -> None:
+        self.tasks.pop(job_id, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("job %s crashed: %r", job_id, exc)
+            return
+        outcome = task.result()
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    async def close(self) -> None:
+        """Signal shutdown and give running jobs the grace budget to let go."""
+        self.shutdown.set()
+        pending = list(self.tasks.values())
+        if not pending:
+            return
+        budget = self.timing.scaled(self.timing.shutdown_grace_s) * GRACE_BUDGET + 0.5
+        _done, still = await asyncio.wait(pending, timeout=budget)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=2)

@@ -1,0 +1,1 @@
+"""The service processes the supervisor starts: API and worker instances, and the job runner."""

@@ -1,0 +1,131 @@
+"""What a transport's server routes get from the service they are mounted on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from progressbench import tokens
+from progressbench.config import JobShape, ServiceConfig
+from progressbench.executor import JobPool
+from progressbench.job import JobSpec, plan
+from progressbench.services.meters import Meters
+from progressbench.store import JobRow, Store, parse_job_id
+
+log = logging.getLogger(__name__)
+
+SERVICE_SUBJECT = "service:api"
+
+
+class CreateJob(BaseModel):
+    """The body a phone POSTs to create a job (any transport)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    seed: int = 0
+    time_scale: float = Field(default=1.0, gt=0, le=100)
+    shape: JobShape = JobShape()
+
+
+@dataclass
+class Created:
+    job: JobRow
+    token: str
+
+
+@dataclass
+class ServiceContext:
+    """One service instance's shared parts, handed to every transport router."""
+
+    config: ServiceConfig
+    store: Store
+    meters: Meters
+    http: httpx.AsyncClient
+    jobs: JobPool
+    background: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[object, object, object], name: str) -> None:
+        """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones)."""
+        task = asyncio.create_task(coro, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    @property
+    def secret(self) -> str:
+        return self.config.token_secret
+
+    async def create_job(self, body: CreateJob, transport: str) -> Created:
+        """Insert a pending job and issue its read token. Does not start it."""
+        spec = JobSpec(shape=body.shape, seed=body.seed, time_scale=body.time_scale)
+        job_id = uuid.uuid4()
+        row = await self.store.create_job(
+            job_id, body.owner, transport, spec.model_dump(mode="json"), plan(spec).total_steps
+        )
+        return Created(row, tokens.issue(self.secret, body.owner, job_id))
+
+    async def readable_job(self, request: Request, raw_id: str) -> JobRow:
+        """The job at ``raw_id`` if the request's bearer token may read it.
+
+        401 for a missing or bad token, 404 for an unknown id or another
+        owner's job: the answer never tells a stranger that a job exists.
+        """
+        try:
+            grant = tokens.decode(self.secret, tokens.bearer(request.headers.get("authorization")))
+        except tokens.TokenRejected as exc:
+            raise HTTPException(exc.status, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+        job_id = parse_job_id(raw_id)
+        if job_id is None or grant.job_id != job_id:
+            raise HTTPException(404, "job not found")
+        job = await self.store.get_job(job_id)
+        if job is None or job.owner != grant.owner:
+            raise HTTPException(404, "job not found")
+        return job
+
+    def service_token(self) -> str:
+        return tokens.issue(self.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+
+    def check_service_token(self, request: Request) -> None:
+        try:
+            grant = tokens.decode(self.secret, tokens.bearer(request.headers.get("authorization")))
+        except tokens.TokenRejected as exc:
+            raise HTTPException(401, exc.reason) from None
+        if grant.owner != SERVICE_SUBJECT:
+            raise HTTPException(403, "not a service token")
+
+    async def dispatch(self, job_id: uuid.UUID, *, attempts: int = 3) -> bool:
+        """Ask a worker instance to run the job; True once one accepted it (2xx).
+
+        Retries a few times on connection errors and 429/5xx, within the
+        worker's cold-start window; a job that could not be dispatched stays
+        ``pending`` and shows up as stuck in the report.
+        """
+        url = self.config.worker_url
+        if not url:
+            log.error("no worker_url configured; job %s stays pending", job_id)
+            return False
+        timing = self.config.timing
+        delay = timing.scaled(0.5)
+        for attempt in range(attempts):
+            try:
+                response = await self.http.post(
+                    f"{url}/run",
+                    json={"job_id": str(job_id)},
+                    headers={"authorization": f"Bearer {self.service_token()}"},
+                    timeout=max(timing.scaled(8.0), 1.0),
+                )
+                if response.is_success:
+                    return True
+                log.warning("dispatch of %s: worker answered %s", job_id, response.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("dispatch of %s failed: %r", job_id, exc)
+            if attempt + 1 < attempts:
+                await asyncio.sleep(delay * (2**attempt))
+        return False

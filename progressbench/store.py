@@ -1,0 +1,357 @@
+"""The progress store on PostgreSQL: the only module that writes job state.
+
+Invariants the rest of the testbed relies on:
+
+* ``job_events`` rows are written with ``ON CONFLICT DO NOTHING`` on
+  ``(job_id, seq)``: a retried, resumed or duplicated execution converges on
+  the same rows and never changes an event's ``committed_at``.
+* A step is committed (event + ``current_step`` + ``step_runs``) in one
+  transaction, and only by the instance that holds the job's lease. An
+  instance that lost its lease learns it from :meth:`Store.commit_step`
+  returning ``False`` and must stop.
+* Every committed event is announced with ``pg_notify('job_events', ...)`` so
+  streaming transports can wake up without polling.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from progressbench.errors import StoreError, StoreUnavailable
+from progressbench.job import EventKind, Step
+
+NOTIFY_CHANNEL = "job_events"
+
+JobStatus = str  # 'pending' | 'running' | 'interrupted' | 'done' | 'failed'
+TERMINAL_STATUSES = frozenset({"done", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: uuid.UUID
+    owner: str
+    transport: str
+    status: JobStatus
+    total_steps: int
+    current_step: int
+    attempt: int
+    spec: dict[str, Any]
+    execution_context: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    lease_owner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    job_id: uuid.UUID
+    seq: int
+    kind: EventKind
+    message: str
+    payload: dict[str, Any]
+    committed_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "seq": self.seq,
+            "kind": self.kind,
+            "message": self.message,
+            "payload": self.payload,
+            "committed_at": self.committed_at.isoformat(),
+        }
+
+
+_JOB_COLUMNS = (
+    "id, owner, transport, status, total_steps, current_step, attempt, spec, "
+    "execution_context, result, error, lease_owner, created_at, updated_at"
+)
+_EVENT_COLUMNS = "job_id, seq, kind, message, payload, committed_at"
+
+
+def _job(row: dict[str, Any]) -> JobRow:
+    return JobRow(**row)
+
+
+def _event(row: dict[str, Any]) -> EventRow:
+    return EventRow(**row)
+
+
+def parse_job_id(raw: str) -> uuid.UUID | None:
+    """A job id from a URL, or None when it is not a UUID (answered as 404)."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+class Store:
+    """Async access to the progress store for the services.
+
+    ``on_write`` is called with the number of rows written by each statement
+    group, so a service can meter DB writes without the store importing
+    metrics.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        on_write: Callable[[int], None] | None = None,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        self._pool = AsyncConnectionPool(
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+        self._on_write = on_write or (lambda n: None)
+        self._on_read = on_read or (lambda n: None)
+
+    async def open(self, timeout_s: float = 10.0) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=timeout_s)
+        except Exception as exc:  # psycopg_pool raises PoolTimeout or OperationalError
+            raise StoreUnavailable(f"cannot reach the progress store: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
+
+    async def create_job(
+        self, job_id: uuid.UUID, owner: str, transport: str, spec: dict[str, Any], total_steps: int
+    ) -> JobRow:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"INSERT INTO jobs (id, owner, transport, spec, total_steps) "
+                f"VALUES (%s, %s, %s, %s, %s) RETURNING {_JOB_COLUMNS}",
+                (job_id, owner, transport, Jsonb(spec), total_steps),
+            )
+            row = await cur.fetchone()
+        self._on_write(1)
+        assert row is not None
+        return _job(row)
+
+    async def get_job(self, job_id: uuid.UUID) -> JobRow | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = %s", (job_id,))
+            row = await cur.fetchone()
+        self._on_read(1)
+        return _job(row) if row else None
+
+    async def events_after(self, job_id: uuid.UUID, after_seq: int, limit: int = 1000) -> list[EventRow]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM job_events WHERE job_id = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (job_id, after_seq, limit),
+            )
+            rows = await cur.fetchall()
+        self._on_read(max(len(rows), 1))
+        return [_event(r) for r in rows]
+
+    async def claim(
+        self,
+        job_id: uuid.UUID,
+        instance: str,
+        context: dict[str, Any],
+        lease_s: float,
+        *,
+        from_pending: bool = True,
+    ) -> JobRow | None:
+        """Take the job's lease if nobody live holds it; None when someone does.
+
+        A job can be claimed when it is ``pending`` (first run, if
+        ``from_pending``), ``interrupted`` (released on SIGTERM), or ``running``
+        with a heartbeat older than ``lease_s`` (its instance died).
+        """
+        statuses = ["interrupted"] + (["pending"] if from_pending else [])
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"""
+                UPDATE jobs SET status = 'running', attempt = attempt + 1,
+                       lease_owner = %(instance)s, heartbeat_at = clock_timestamp(),
+                       execution_context = %(context)s,
+                       started_at = COALESCE(started_at, clock_timestamp()),
+                       updated_at = clock_timestamp()
+                 WHERE id = %(id)s
+                   AND (status = ANY(%(statuses)s)
+                        OR (status = 'running' AND (lease_owner = %(instance)s OR heartbeat_at IS NULL
+                            OR heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s))))
+                RETURNING {_JOB_COLUMNS}
+                """,
+                {
+                    "instance": instance,
+                    "context": Jsonb(context),
+                    "id": job_id,
+                    "statuses": statuses,
+                    "lease": lease_s,
+                },
+            )
+            row = await cur.fetchone()
+        self._on_write(1)
+        return _job(row) if row else None
+
+    async def orphaned_jobs(self, lease_s: float, limit: int = 50) -> list[uuid.UUID]:
+        """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT id FROM jobs
+                 WHERE status = 'interrupted'
+                    OR (status = 'running'
+                        AND heartbeat_at < clock_timestamp() - make_interval(secs => %s))
+                 ORDER BY updated_at LIMIT %s
+                """,
+                (lease_s, limit),
+            )
+            rows = await cur.fetchall()
+        self._on_read(max(len(rows), 1))
+        return [r["id"] for r in rows]
+
+    async def heartbeat(self, job_id: uuid.UUID, instance: str) -> bool:
+        """Refresh the lease; False means another instance has taken the job over."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET heartbeat_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (job_id, instance),
+            )
+        self._on_write(1)
+        return cur.rowcount == 1
+
+    async def commit_step(
+        self,
+        job_id: uuid.UUID,
+        owner: str,
+        step: Step,
+        total_steps: int,
+        attempt: int,
+        instance: str,
+        context: dict[str, Any],
+    ) -> bool:
+        """Record a finished step atomically; False when the lease was lost."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE jobs SET current_step = GREATEST(current_step, %s), "
+                "heartbeat_at = clock_timestamp(), updated_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (step.seq, job_id, instance),
+            )
+            if cur.rowcount != 1:
+                return False
+            await conn.execute(
+                "INSERT INTO step_runs (job_id, seq, attempt, instance, context) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (job_id, step.seq, attempt, instance, Jsonb(context)),
+            )
+            await self._insert_event(
+                conn, job_id, owner, step.seq, "step", step.message, step.payload(total_steps)
+            )
+        self._on_write(3)
+        return True
+
+    async def finish(
+        self,
+        job_id: uuid.UUID,
+        owner: str,
+        instance: str,
+        seq: int,
+        kind: EventKind,
+        message: str,
+        payload: dict[str, Any],
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write the terminal event and the final status; False when the lease was lost."""
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE jobs SET status = %s, result = %s, error = %s, lease_owner = NULL, "
+                "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (kind, Jsonb(result) if result is not None else None, error, job_id, instance),
+            )
+            if cur.rowcount != 1:
+                return False
+            await self._insert_event(conn, job_id, owner, seq, kind, message, payload)
+        self._on_write(2)
+        return True
+
+    async def release(self, job_id: uuid.UUID, instance: str) -> bool:
+        """Give the job back on shutdown so another instance resumes it at once."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET status = 'interrupted', lease_owner = NULL, heartbeat_at = NULL, "
+                "updated_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (job_id, instance),
+            )
+        self._on_write(1)
+        return cur.rowcount == 1
+
+    @staticmethod
+    async def _insert_event(
+        conn: psycopg.AsyncConnection[Any],
+        job_id: uuid.UUID,
+        owner: str,
+        seq: int,
+        kind: str,
+        message: str,
+        payload: dict[str, Any],
+    ) -> None:
+        cur = await conn.execute(
+            "INSERT INTO job_events (job_id, seq, owner, kind, message, payload) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (job_id, seq) DO NOTHING",
+            (job_id, seq, owner, kind, message, Jsonb(payload)),
+        )
+        if cur.rowcount == 1:
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps([str(job_id), seq]))
+            )
+
+
+def check_reachable(database_url: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one clear line, when ``--database-url`` cannot be used."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=max(int(timeout_s), 1)) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreUnavailable(f"cannot connect to the database: {first}") from None
+    except Exception as exc:  # noqa: BLE001 - libpq URL parsing raises plain errors
+        raise StoreUnavailable(f"cannot use the database URL: {exc}") from None
+
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "EventRow",
+    "JobRow",
+    "Store",
+    "StoreError",
+    "check_reachable",
+    "parse_job_id",
+]

@@ -1,0 +1,335 @@
+"""The stack supervisor: real service processes on loopback, killed with real signals.
+
+Each *service* (``api``, ``worker``) owns one listening socket that the
+supervisor binds on 127.0.0.1 port 0 and keeps for the life of the stack;
+every *instance* of the service inherits it. That socket is the service's
+URL, like a Cloud Run service URL: while no instance is up (a cold start
+after a kill), connections wait in its backlog instead of being refused.
+Each instance also gets a private admin socket so the supervisor can scrape
+its meters and tell instances apart.
+
+Teardown: :meth:`Stack.close` (also via ``with``) SIGTERMs every instance,
+SIGKILLs what is still alive after a short wait, and stops the embedded
+PostgreSQL; it runs on errors and on Ctrl-C. Service processes also ask the
+kernel to SIGTERM them if the supervisor dies (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from progressbench.config import ServiceConfig, Timing
+from progressbench.database import EmbeddedPostgres, migrate
+from progressbench.errors import StackError
+from progressbench.services.meters import parse_exposition
+from progressbench.store import check_reachable
+
+log = logging.getLogger(__name__)
+
+Role = Literal["api", "worker"]
+LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
+ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"
+READY_FILE_ENV = "PROGRESSBENCH_READY_FILE"
+
+
+def _listen_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What the supervisor needs to build a stack (derived from RunConfig)."""
+
+    run_dir: Path
+    timing: Timing = Timing()
+    database_url: str | None = None
+    worker_instances: int = 1
+    worker_concurrency: int = 80
+    api_concurrency: int = 1000
+    watchdog: bool = True
+    startup_timeout_s: float = 30.0
+
+
+@dataclass
+class Instance:
+    name: str
+    role: Role
+    process: subprocess.Popen[bytes]
+    admin: socket.socket
+    log_path: Path
+    ready_file: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def admin_url(self) -> str:
+        return _url(self.admin)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class Service:
+    role: Role
+    socket: socket.socket
+    config: ServiceConfig
+    instances: list[Instance] = field(default_factory=list)
+    retired_meters: dict[str, float] = field(default_factory=dict)
+    started: int = 0
+
+    @property
+    def url(self) -> str:
+        return _url(self.socket)
+
+    def live(self) -> list[Instance]:
+        return [i for i in self.instances if i.alive()]
+
+
+class Stack:
+    """Postgres + API + worker instances, as real processes. Use as a context manager."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.log_dir = settings.run_dir / "logs"
+        self.secret = secrets.token_urlsafe(32)
+        self.postgres: EmbeddedPostgres | None = None
+        self.database_url = settings.database_url or ""
+        self.services: dict[Role, Service] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.database_url:
+            check_reachable(self.settings.database_url)
+        else:
+            self.postgres = EmbeddedPostgres(self.log_dir / "postgres.log")
+            self.database_url = self.postgres.start()
+        migrate(self.database_url)
+        timing = self.settings.timing
+        worker_sock = _listen_socket()
+        api_sock = _listen_socket()
+        self.services["worker"] = Service("worker", worker_sock, ServiceConfig(
+            role="worker", instance="worker", database_url=self.database_url,
+            token_secret=self.secret, concurrency=self.settings.worker_concurrency,
+            watchdog=self.settings.watchdog, timing=timing,
+        ))
+        self.services["api"] = Service("api", api_sock, ServiceConfig(
+            role="api", instance="api", database_url=self.database_url, token_secret=self.secret,
+            worker_url=_url(worker_sock), concurrency=self.settings.api_concurrency, timing=timing,
+        ))
+        started = [self.start_instance("worker") for _ in range(self.settings.worker_instances)]
+        started.append(self.start_instance("api"))
+        for instance in started:
+            self.wait_ready(instance)
+
+    def start_instance(self, role: Role) -> Instance:
+        service = self.services[role]
+        service.started += 1
+        name = f"{role}-{service.started}"
+        config = service.config.model_copy(update={"instance": name})
+        admin = _listen_socket()
+        log_path = self.log_dir / f"{name}.log"
+        ready_file = self.log_dir / f".{name}.ready"
+        ready_file.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env.update({
+            "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
+            LISTEN_FD_ENV: str(service.socket.fileno()),
+            ADMIN_FD_ENV: str(admin.fileno()),
+            READY_FILE_ENV: str(ready_file),
+            "PYTHONUNBUFFERED": "1",
+        })
+        with log_path.open("ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "progressbench.services"],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                pass_fds=(service.socket.fileno(), admin.fileno()),
+            )
+        instance = Instance(name, role, process, admin, log_path, ready_file)
+        service.instances.append(instance)
+        log.info("started %s pid %d", name, process.pid)
+        return instance
+
+    def wait_ready(self, instance: Instance, timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout_s or self.settings.startup_timeout_s)
+        while time.monotonic() < deadline:
+            if instance.ready_file.exists():
+                return
+            if not instance.alive():
+                raise StackError(
+                    f"{instance.name} exited with {instance.process.returncode} during start-up; "
+                    f"see {instance.log_path}\n{_tail(instance.log_path)}"
+                )
+            time.sleep(0.02)
+        raise StackError(f"{instance.name} not ready after {timeout_s}s; see {instance.log_path}")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        instances = [i for s in self.services.values() for i in s.instances if i.alive()]
+        for instance in instances:
+            with contextlib.suppress(ProcessLookupError):
+                instance.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5.0
+        for instance in instances:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                instance.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            if instance.alive():
+                instance.process.kill()
+                instance.process.wait(timeout=5)
+        for service in self.services.values():
+            for instance in service.instances:
+                instance.admin.close()
+                instance.ready_file.unlink(missing_ok=True)
+            service.socket.close()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    # ------------------------------------------------------------------ faults
+
+    def instance(self, name: str) -> Instance:
+        for service in self.services.values():
+            for instance in service.instances:
+                if instance.name == name:
+                    return instance
+        raise StackError(f"no instance named {name!r}")
+
+    def terminate(self, instance: Instance, grace_s: float | None = None) -> str:
+        """Cloud Run shutdown: SIGTERM, wait the (scaled) grace period, then SIGKILL.
+
+        Returns ``"exited"`` if the instance left within the grace period,
+        ``"killed"`` if it needed the SIGKILL.
+        """
+        timing = self.settings.timing
+        grace = timing.scaled(timing.shutdown_grace_s) if grace_s is None else grace_s
+        self._retire_meters(instance)
+        if not instance.alive():
+            return "exited"
+        instance.process.send_signal(signal.SIGTERM)
+        try:
+            instance.process.wait(timeout=grace)
+            return "exited"
+        except subprocess.TimeoutExpired:
+            instance.process.kill()
+            instance.process.wait(timeout=10)
+            return "killed"
+
+    def kill(self, instance: Instance) -> None:
+        """SIGKILL, no warning (the instance's meters since the last scrape are lost)."""
+        if instance.alive():
+            instance.process.kill()
+            instance.process.wait(timeout=10)
+
+    def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
+        """Start a replacement for a dead instance after the (scaled) cold-start delay."""
+        timing = self.settings.timing
+        delay = timing.scaled(timing.cold_start_s) if cold_start_s is None else cold_start_s
+        if delay > 0:
+            time.sleep(delay)
+        fresh = self.start_instance(instance.role)
+        self.wait_ready(fresh)
+        return fresh
+
+    # ------------------------------------------------------------------ observing
+
+    def endpoints(self) -> dict[str, str]:
+        return {role: service.url for role, service in self.services.items()}
+
+    def _scrape_instance(self, instance: Instance) -> dict[str, float]:
+        try:
+            response = httpx.get(f"{instance.admin_url}/metrics", timeout=5.0)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return {}
+        return parse_exposition(response.text)
+
+    def _retire_meters(self, instance: Instance) -> None:
+        if not instance.alive():
+            return
+        service = self.services[instance.role]
+        for key, value in self._scrape_instance(instance).items():
+            if key.endswith("_in_flight"):
+                continue
+            service.retired_meters[key] = service.retired_meters.get(key, 0.0) + value
+
+    def meters(self) -> dict[str, dict[str, float]]:
+        """Per service, counters summed over live instances plus retired ones."""
+        result: dict[str, dict[str, float]] = {}
+        for role, service in self.services.items():
+            totals = dict(service.retired_meters)
+            for instance in service.live():
+                for key, value in self._scrape_instance(instance).items():
+                    totals[key] = totals.get(key, 0.0) + value
+            result[role] = totals
+        return result
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "database": "embedded" if self.postgres else "external",
+            "endpoints": self.endpoints(),
+            "instances": {
+                i.name: {"pid": i.pid, "alive": i.alive(), "log": str(i.log_path)}
+                for s in self.services.values() for i in s.instances
+            },
+        }
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+@contextlib.contextmanager
+def running_stack(settings: StackSettings) -> Iterator[Stack]:
+    with Stack(settings) as stack:
+        yield stack
+
+
+def dump_endpoints(stack: Stack) -> str:
+    return json.dumps(stack.describe(), indent=2)

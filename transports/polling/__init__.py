@@ -1,0 +1,14 @@
+"""``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL."""
+
+from transports.polling.client import PollingWatcher
+from transports.polling.server import PollingServer
+from transports.types import Transport
+
+TRANSPORT = Transport(
+    name="polling",
+    server=PollingServer(),
+    client=PollingWatcher,
+    summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
+)
+
+__all__ = ["TRANSPORT", "PollingServer", "PollingWatcher"]

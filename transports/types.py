@@ -1,0 +1,89 @@
+"""The contract every transport implements, as small Protocols.
+
+A transport is one subpackage with two faces:
+
+* **server** — routes mounted on the services. :class:`ApiRoutes` for the
+  public API (the "Vercel route" a phone calls), :class:`WorkerRoutes` for
+  a worker instance. A transport implements one or both; they are separate
+  Protocols so nobody writes a method that raises ``NotImplementedError``.
+* **client** — a :class:`Watcher`: given a job request, an async iterator of
+  :mod:`progressbench.events` (``Submitted`` first, then progress, connection
+  changes, resumes...). It ends after the terminal event; the session driver
+  applies the deadline and stamps times. It must not swallow what it saw:
+  every drop it notices is a ``Disconnected``, every resume a ``Resumed``.
+
+Variants (``relay:ack-at-end``) are an option string the transport
+interprets; nothing outside ``transports/`` branches on names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from progressbench.config import JobShape, Timing
+from progressbench.events import ClientEvent
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from progressbench.services.context import ServiceContext
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a phone asks for: one job with this shape, as this owner."""
+
+    owner: str
+    shape: JobShape
+    seed: int
+    time_scale: float
+
+    def body(self) -> dict[str, object]:
+        return {
+            "owner": self.owner,
+            "seed": self.seed,
+            "time_scale": self.time_scale,
+            "shape": self.shape.model_dump(mode="json"),
+        }
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where a watcher connects and how it paces itself.
+
+    ``endpoints`` maps a service name (``api`` and any a transport adds) to
+    the base URL the *phone* uses — through its cell's chaos proxy when a
+    fault profile is active.
+    """
+
+    endpoints: dict[str, str]
+    timing: Timing
+    variant: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ApiRoutes(Protocol):
+    def api_router(self, ctx: ServiceContext) -> APIRouter: ...
+
+
+@runtime_checkable
+class WorkerRoutes(Protocol):
+    def worker_router(self, ctx: ServiceContext) -> APIRouter: ...
+
+
+class Watcher(Protocol):
+    def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]: ...
+
+
+@dataclass(frozen=True)
+class Transport:
+    """A registry entry: the transport's name, its two faces, its variants."""
+
+    name: str
+    server: object  # ApiRoutes and/or WorkerRoutes
+    client: Callable[[ClientSettings], Watcher]
+    variants: frozenset[str] = frozenset()
+    summary: str = ""
