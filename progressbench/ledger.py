@@ -297,10 +297,24 @@ def silent_stall(
         return False, 0.0
     signals = sorted(o.wall_ns for o in obs if o.type in _SIGNALS)
     end = record.ended_wall_ns
+    # While the client shows an error (after a disconnect, before the
+    # reconnect) its silence is not silent: the user was told.
+    down: list[tuple[int, int]] = []
+    since: int | None = None
+    for o in obs:
+        if o.type == "disconnected" and since is None:
+            since = o.wall_ns
+        elif o.type == "reconnected" and since is not None:
+            down.append((since, o.wall_ns))
+            since = None
+    if since is not None:
+        down.append((since, end))
     longest = 0.0
     for event in truth.events:
         c = event.committed_wall_ns
         if c < record.started_wall_ns or c >= end:
+            continue
+        if any(a <= c <= b for a, b in down):
             continue
         nxt = next((s for s in signals if s >= c), end)
         longest = max(longest, _ms(nxt - c))

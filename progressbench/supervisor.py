@@ -273,6 +273,28 @@ class Stack:
         self.wait_ready(fresh)
         return fresh
 
+    def start_job_runner(
+        self, job_ids: list[str], task_count: int = 1, attempt: int = 0
+    ) -> list[subprocess.Popen[bytes]]:
+        """Start a Cloud-Run-Jobs-style execution: ``task_count`` runner processes."""
+        config = self.services["worker"].config.model_copy(update={"instance": "job-runner"})
+        procs = []
+        for index in range(task_count):
+            env = dict(os.environ)
+            env.update({
+                "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
+                "CLOUD_RUN_TASK_INDEX": str(index),
+                "CLOUD_RUN_TASK_COUNT": str(task_count),
+                "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+            })
+            log_path = self.log_dir / f"job-runner-task{index}-attempt{attempt}.log"
+            with log_path.open("ab") as log_file:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "progressbench.services.jobrunner", *job_ids],
+                    env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                ))
+        return procs
+
     # ------------------------------------------------------------------ observing
 
     def endpoints(self) -> dict[str, str]:

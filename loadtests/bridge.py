@@ -1,0 +1,74 @@
+"""The gevent half of the bridge: one agent process per Locust process.
+
+Greenlets call :meth:`Bridge.run` and block cooperatively until the agent
+answers; one reader greenlet routes replies by id. If the agent dies, every
+waiting call fails with a clear error instead of hanging.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from typing import Any
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.lock import Semaphore
+
+
+class AgentDied(RuntimeError):
+    pass
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "loadtests.agent"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, bufsize=0,
+        )
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, AsyncResult] = {}
+        self._write_lock = Semaphore()
+        self._reader = gevent.spawn(self._read_loop)
+
+    def _read_loop(self) -> None:
+        assert self._proc.stdout is not None
+        for raw in self._proc.stdout:
+            message = json.loads(raw)
+            waiter = self._waiting.pop(int(message["id"]), None)
+            if waiter is not None:
+                waiter.set(message)
+        error = AgentDied(f"session agent exited with {self._proc.wait()}")
+        for waiter in self._waiting.values():
+            waiter.set_exception(error)
+        self._waiting.clear()
+
+    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Run one session in the agent; returns its SessionRecord as a dict."""
+        if self._proc.poll() is not None:
+            raise AgentDied(f"session agent exited with {self._proc.returncode}")
+        request_id = next(self._ids)
+        waiter = AsyncResult()
+        self._waiting[request_id] = waiter
+        line = (json.dumps({"id": request_id, "spec": spec}) + "\n").encode()
+        assert self._proc.stdin is not None
+        with self._write_lock:
+            self._proc.stdin.write(line)
+            self._proc.stdin.flush()
+        message: dict[str, Any] = waiter.get()
+        if "error" in message:
+            raise AgentDied(message["error"])
+        record: dict[str, Any] = message["record"]
+        return record
+
+    def close(self) -> None:
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._reader.join(timeout=5)

@@ -1,0 +1,72 @@
+"""Run one cell headless through Locust's library API (``python -m loadtests.headless``).
+
+Roles: ``local`` (one process), or ``master`` + ``worker`` processes for
+Locust's distributed mode. The local/master process stops the run when every
+expected session is in the sink, or at the cell's hard deadline; workers
+follow their master. Exit status: 0 when every session was collected, 3 when
+the deadline cut the cell short (what was collected is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import gevent
+from locust import events
+from locust.env import Environment
+from locust.stats import print_stats
+
+from loadtests import locustfile
+
+
+def _wait_for(count: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        if locustfile.SINK.count >= count:
+            return True
+        gevent.sleep(0.1)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loadtests.headless")
+    parser.add_argument("--role", choices=("local", "master", "worker"), default="local")
+    parser.add_argument("--master-port", type=int, default=0)
+    parser.add_argument("--expect-workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    plan = locustfile.PLAN
+    env = Environment(user_classes=[locustfile.Phone], events=events)
+    if args.role == "worker":
+        runner = env.create_worker_runner("127.0.0.1", args.master_port)
+        events.init.fire(environment=env, runner=runner, web_ui=None)
+        runner.greenlet.join()
+        events.quitting.fire(environment=env, reverse=True)
+        return 0
+
+    if args.role == "master":
+        runner = env.create_master_runner("127.0.0.1", args.master_port)
+    else:
+        runner = env.create_local_runner()
+    events.init.fire(environment=env, runner=runner, web_ui=None)
+    deadline = time.monotonic() + plan.deadline_s()
+    if args.role == "master":
+        while len(runner.clients.ready) < args.expect_workers:  # type: ignore[attr-defined]
+            if time.monotonic() > deadline:
+                print("workers did not connect in time", file=sys.stderr)
+                runner.quit()
+                return 1
+            gevent.sleep(0.1)
+    runner.start(plan.users, spawn_rate=plan.spawn_rate)
+    complete = _wait_for(plan.expected_sessions, deadline)
+    runner.quit()
+    events.quitting.fire(environment=env, reverse=True)
+    print_stats(env.stats, current=False)
+    return 0 if complete else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The simulated phones as Locust users.
+
+Each :class:`Phone` creates a job, watches it through the cell's transport
+until the terminal event or the deadline (inside the asyncio agent), reports
+the session to the run's sink, and repeats ``jobs_per_user`` times. Locust
+sees each job as one request (``JOB``, named after the transport) timed from
+submit to the end of the session, failed unless the terminal event arrived.
+
+Works headless under ``loadtests.headless`` and in Locust's own web UI
+(``progressbench locust``), locally or distributed (master + workers): a
+worker ships every session record to the master with a custom message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from locust import User, constant, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests.bridge import AgentDied, Bridge
+from progressbench.cell import CELL_ENV, CellPlan
+
+MESSAGE = "progressbench_session"
+
+_raw_plan = os.environ.get(CELL_ENV)
+if not _raw_plan:
+    raise SystemExit(
+        f"{CELL_ENV} is not set: start Locust through `progressbench run` or `progressbench locust`"
+    )
+PLAN = CellPlan.model_validate_json(_raw_plan)
+
+
+class SessionSink:
+    """Appends session records to the cell's JSONL file (local or master side)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record) + "\n"
+        with self._lock, self.path.open("a") as fh:
+            fh.write(line)
+            self.count += 1
+
+
+SINK = SessionSink(PLAN.sessions_path)
+_state: dict[str, Any] = {"bridge": None}
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_kw: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
+    else:
+        _state["bridge"] = Bridge()
+
+
+@events.quitting.add_listener
+def _on_quit(environment: Environment, **_kw: Any) -> None:
+    bridge = _state.get("bridge")
+    if bridge is not None:
+        bridge.close()
+        _state["bridge"] = None
+
+
+_local_index = itertools.count()
+
+
+class Phone(User):
+    """One phone: a few jobs in a row, each watched to the end."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        worker = getattr(self.environment.runner, "worker_index", 0) or 0
+        self.user_index = worker * 100_000 + next(_local_index)
+        self.owner = f"phone-{self.user_index}"
+        self.jobs_done = 0
+
+    @task
+    def watch_one_job(self) -> None:
+        if self.jobs_done >= PLAN.jobs_per_user:
+            raise StopUser()
+        bridge: Bridge | None = _state.get("bridge")
+        if bridge is None:
+            raise StopUser()
+        spec = PLAN.session_spec(self.owner, self.user_index, self.jobs_done)
+        started = time.perf_counter()
+        try:
+            record = bridge.run(spec.model_dump(mode="json"))
+        except AgentDied as exc:
+            self._fire(started, 0, exc)
+            raise StopUser() from None
+        self.jobs_done += 1
+        outcome = record["outcome"]
+        error = None if outcome == "terminal" else RuntimeError(f"{outcome}: {record.get('error') or ''}")
+        self._fire(started, len(record["observations"]), error)
+        runner = self.environment.runner
+        if isinstance(runner, WorkerRunner):
+            runner.send_message(MESSAGE, record)
+        else:
+            SINK.write(record)
+
+    def _fire(self, started: float, length: int, exc: Exception | None) -> None:
+        self.environment.events.request.fire(
+            request_type="JOB",
+            name=PLAN.transport,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=exc,
+            context={},
+        )

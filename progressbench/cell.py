@@ -1,0 +1,60 @@
+"""A cell of the run matrix: one transport under one profile, as handed to Locust.
+
+The harness writes a :class:`CellPlan` as JSON into the Locust process's
+environment; that is the Locust side's one read of its configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from progressbench.config import JobShape, Timing
+from progressbench.job import job_seed
+from progressbench.session import SessionSpec
+
+CELL_ENV = "PROGRESSBENCH_CELL"
+
+
+class CellPlan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    transport: str
+    profile: str
+    users: int = Field(ge=1)
+    jobs_per_user: int = Field(ge=1)
+    spawn_rate: float = Field(gt=0)
+    seed: int
+    shape: JobShape
+    timing: Timing
+    #: Per chaos cell: the endpoints its phones use (through its proxies).
+    cell_endpoints: list[dict[str, str]] = Field(min_length=1)
+    sessions_path: Path
+    options: dict[str, str] = {}
+
+    @property
+    def expected_sessions(self) -> int:
+        return self.users * self.jobs_per_user
+
+    def deadline_s(self) -> float:
+        """Hard stop for the whole cell: every job, serially, twice over, plus spawn time."""
+        t = self.timing
+        return t.scaled(t.session_deadline_s) * 2 + self.users / self.spawn_rate + 30.0
+
+    def session_spec(self, owner: str, user_index: int, job_index: int) -> SessionSpec:
+        cell = user_index % len(self.cell_endpoints)
+        return SessionSpec(
+            transport=self.transport,
+            profile=self.profile,
+            cell=cell,
+            owner=owner,
+            user_index=user_index,
+            job_index=job_index,
+            seed=job_seed(self.seed, user_index, job_index),
+            shape=self.shape,
+            timing=self.timing,
+            endpoints=self.cell_endpoints[cell],
+            options=self.options,
+        )

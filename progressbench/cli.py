@@ -1,0 +1,297 @@
+"""The `progressbench` command. Errors become one line and an exit code.
+
+Exit codes (RESULTS.md): 0 the run completed (whatever it measured), 2 bad
+arguments, 1 the testbed itself failed, 130 interrupted (partial results
+are still written). ``check`` exits 1 when a rule or baseline regressed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from progressbench.config import (
+    DEFAULT_PROFILES,
+    DEFAULT_TRANSPORTS,
+    RunConfig,
+    build_run_config,
+    from_environment,
+    split_list,
+)
+from progressbench.errors import ConfigError, ProgressbenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Compare how long-running jobs report progress to mobile clients, under faults.",
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_config(**values: Any) -> RunConfig:
+    env = from_environment()
+    merged: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
+    for key, value in env.items():
+        merged.setdefault(key, value)
+    return build_run_config(merged)
+
+
+TransportsOpt = Annotated[str, typer.Option("--transports", help="Comma list: " + ",".join(DEFAULT_TRANSPORTS))]
+ProfilesOpt = Annotated[str, typer.Option("--profiles", help="Comma list of fault profiles (see `profiles`).")]
+
+
+@app.command()
+def run(
+    transports: TransportsOpt = ",".join(DEFAULT_TRANSPORTS),
+    profiles: ProfilesOpt = ",".join(DEFAULT_PROFILES),
+    users: Annotated[int, typer.Option(help="Simulated phones.")] = 20,
+    jobs_per_user: Annotated[int, typer.Option(help="Jobs each phone runs in a row.")] = 2,
+    time_scale: Annotated[float, typer.Option(help="Multiplies every duration; 1.0 is real time.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seeds job durations and fault timing.")] = 1,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/latest"),
+    database_url: Annotated[str | None, typer.Option(help="Use this Postgres instead of the embedded one (or DATABASE_URL).")] = None,
+    toxiproxy_url: Annotated[str | None, typer.Option(help="Drive a real Toxiproxy server (or TOXIPROXY_URL).")] = None,
+    spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 50.0,
+    locust_workers: Annotated[int, typer.Option(help="Run Locust distributed with this many local workers (0: one process).")] = 0,
+    worker_instances: Annotated[int, typer.Option(help="Worker instances (Cloud Run service instances).")] = 1,
+    worker_concurrency: Annotated[int, typer.Option(help="Requests per worker instance (Cloud Run default 80).")] = 80,
+    step_seconds: Annotated[str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")] = "2,5",
+) -> None:
+    """Run the (transport × profile) matrix under Locust and write a report."""
+    low_high = split_list(step_seconds)
+    if len(low_high) != 2:
+        raise ConfigError("--step-seconds: expected MIN,MAX, e.g. 2,5")
+    try:
+        low, high = (float(v) for v in low_high)
+    except ValueError:
+        raise ConfigError(f"--step-seconds: not numbers: {step_seconds!r}") from None
+    config = _run_config(
+        transports=split_list(transports), profiles=split_list(profiles), users=users,
+        jobs_per_user=jobs_per_user, seed=seed, out=out, database_url=database_url,
+        toxiproxy_url=toxiproxy_url, spawn_rate=spawn_rate, locust_workers=locust_workers,
+        worker_instances=worker_instances, worker_concurrency=worker_concurrency,
+        job={"step_seconds_min": low, "step_seconds_max": high},
+        timing={"time_scale": time_scale},
+    )
+    from progressbench.run import execute
+
+    outcome = execute(config, console)
+    _print_cells(outcome.summary["cells"])
+    console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
+    if outcome.interrupted:
+        raise typer.Exit(130)
+    if not outcome.complete:
+        err.print("[yellow]note: some cells hit their deadline before every session finished "
+                  "(see session_outcomes in summary.json)[/]")
+
+
+def _print_cells(cells: list[dict[str, Any]]) -> None:
+    """One column per cell, one row per metric: fits a terminal however many metrics."""
+    from reports.render import COLUMNS, cell_table
+
+    rows = cell_table(cells)
+    table = Table()
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(f"{row[0]}\n{row[1]}", justify="right")
+    for index, (_, label) in enumerate(COLUMNS[2:], start=2):
+        table.add_row(label, *(row[index] for row in rows))
+    console.print(table)
+
+
+@app.command()
+def up(
+    time_scale: Annotated[float, typer.Option(help="Multiplies every duration.")] = 1.0,
+    database_url: Annotated[str | None, typer.Option(help="Use this Postgres instead of the embedded one.")] = None,
+    worker_instances: Annotated[int, typer.Option(help="Worker instances.")] = 1,
+    run_dir: Annotated[Path, typer.Option(help="Where logs go.")] = Path("results/up"),
+) -> None:
+    """Start the stack and print its endpoints until Ctrl-C."""
+    from progressbench.supervisor import Stack, StackSettings
+
+    config = _run_config(database_url=database_url, worker_instances=worker_instances,
+                         timing={"time_scale": time_scale})
+    settings = StackSettings(run_dir=run_dir, timing=config.timing, database_url=config.database_url,
+                             worker_instances=config.worker_instances)
+    with Stack(settings) as stack:
+        table = Table(title="progressbench stack")
+        table.add_column("service")
+        table.add_column("endpoint")
+        for role, url in stack.endpoints().items():
+            table.add_row(role, url)
+        table.add_row("database", stack.database_url)
+        console.print(table)
+        console.print(f"logs in {run_dir / 'logs'}; Ctrl-C to stop")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+
+@app.command()
+def profiles() -> None:
+    """List the fault profiles with their timelines."""
+    from chaos.profiles import BUILTIN
+
+    for profile in BUILTIN.values():
+        console.print(f"[bold]{profile.name}[/]: {profile.description}")
+        for step in profile.steps:
+            console.print(f"   at {step.at:g}s  {step.fault} {step.stream} for {step.for_s:g}s "
+                          f"{json.dumps(step.attributes) if step.attributes else ''}")
+        for source in profile.sources:
+            console.print(f"   source: {source}")
+
+
+@app.command()
+def check(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder (or its summary.json).")],
+    baseline: Annotated[Path | None, typer.Option(help="A previous summary.json to compare against.")] = None,
+    rules: Annotated[Path | None, typer.Option(help="A TOML rules file (default: built-in rules).")] = None,
+) -> None:
+    """Judge results against rules (and a baseline); exit 1 on any regression."""
+    from progressbench.results import load_summary
+    from reports.gate import apply_rules, compare_baseline, load_rules
+
+    summary = load_summary(results_dir)
+    verdicts = apply_rules(summary.get("cells", []), load_rules(rules))
+    if baseline is not None:
+        base = load_summary(baseline)
+        if base.get("machine", {}).get("node") != summary.get("machine", {}).get("node"):
+            err.print("[yellow]warning: baseline comes from another machine; latency comparisons "
+                      "may mislead[/]")
+        verdicts += compare_baseline(summary.get("cells", []), base.get("cells", []))
+    table = Table(title=f"progressbench check {results_dir}")
+    for col in ("", "cell", "rule", "actual", "note"):
+        table.add_column(col)
+    for v in verdicts:
+        table.add_row("[green]ok[/]" if v.ok else "[red]FAIL[/]", v.cell, v.rule,
+                      "–" if v.actual is None else f"{v.actual:g}" if isinstance(v.actual, float) else str(v.actual),
+                      v.note)
+    console.print(table)
+    if not summary.get("complete", False):
+        err.print("[yellow]warning: these results are partial (the run was interrupted or cut short)[/]")
+    failed = [v for v in verdicts if not v.ok]
+    if failed:
+        err.print(f"[red]{len(failed)} check(s) failed[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]all {len(verdicts)} checks hold[/]")
+
+
+@app.command()
+def report(results_dir: Annotated[Path, typer.Argument(help="A results folder to re-render.")]) -> None:
+    """Re-render report.md and report.html from a results folder."""
+    import pandas as pd
+
+    from progressbench.ledger import EventRow
+    from progressbench.results import EVENTS, load_summary
+    from reports.render import html_report, markdown
+
+    summary = load_summary(results_dir)
+    events_path = results_dir / EVENTS
+    events = pd.read_csv(events_path) if events_path.exists() else pd.DataFrame(
+        columns=list(EventRow.__dataclass_fields__))
+    (results_dir / "report.md").write_text(markdown(summary))
+    (results_dir / "report.html").write_text(html_report(summary, events))
+    console.print(f"wrote {results_dir}/report.md and report.html")
+
+
+@app.command()
+def locust(
+    transport: Annotated[str, typer.Option(help="One transport to drive from the web UI.")] = "polling",
+    profile: Annotated[str, typer.Option(help="Fault profile.")] = "clean",
+    time_scale: Annotated[float, typer.Option(help="Multiplies every duration.")] = 1.0,
+    jobs_per_user: Annotated[int, typer.Option(help="Jobs per phone before it stops.")] = 1000,
+    web_port: Annotated[int, typer.Option(help="Locust web UI port (0: any free port).")] = 8089,
+    out: Annotated[Path, typer.Option(help="Where sessions and logs go.")] = Path("results/locust"),
+) -> None:
+    """Start the stack and open Locust's web UI on the same scenario."""
+    from chaos.profiles import get_profile
+    from progressbench.cell import CELL_ENV, CellPlan
+    from progressbench.database import free_port
+    from progressbench.supervisor import Stack, StackSettings
+    from transports import resolve
+
+    resolve(transport)
+    get_profile(profile)
+    config = _run_config(timing={"time_scale": time_scale})
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    port = web_port or free_port()
+    with Stack(StackSettings(run_dir=out, timing=config.timing, database_url=config.database_url)) as stack:
+        plan = CellPlan(
+            run_id="web", transport=transport, profile=profile, users=1, jobs_per_user=jobs_per_user,
+            spawn_rate=1, seed=config.seed, shape=config.job, timing=config.timing,
+            cell_endpoints=[stack.endpoints()], sessions_path=(out / "raw" / "web.jsonl").resolve(),
+        )
+        env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
+        locustfile = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
+        console.print(f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); "
+                      "Ctrl-C to stop")
+        proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(locustfile),
+                                 "--web-host", "127.0.0.1", "--web-port", str(port)], env=env)
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=15)
+
+
+@app.command()
+def bench(
+    transport: Annotated[str, typer.Argument(help="Transport to load.")] = "polling",
+    phones: Annotated[int, typer.Option(help="Concurrent phones.")] = 200,
+    jobs_per_user: Annotated[int, typer.Option(help="Jobs per phone.")] = 1,
+    time_scale: Annotated[float, typer.Option(help="Time scale.")] = 0.05,
+    spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 200.0,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
+) -> None:
+    """Benchmark one transport: phones created per second and per-event latency."""
+    from progressbench.bench import print_bench, run_bench
+
+    config = _run_config(transports=(transport,), profiles=("clean",), users=phones,
+                         jobs_per_user=jobs_per_user, spawn_rate=spawn_rate, out=out,
+                         timing={"time_scale": time_scale})
+    print_bench(run_bench(config, console), console)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        app(standalone_mode=False)
+    except ProgressbenchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+

@@ -1,0 +1,233 @@
+"""`progressbench run`: the matrix of (transport, profile) cells, end to end.
+
+Order of work: validate everything the user gave (transports, profiles,
+database URL) before starting anything; start the stack; run each cell under
+Locust; read the store's ground truth while the store is still up; score and
+write results; tear down. An interrupted or failing run still scores and
+writes the sessions it collected (``summary.json`` says it is partial):
+nothing a phone saw is thrown away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chaos.profiles import Profile, get_profile
+from progressbench.cell import CELL_ENV, CellPlan
+from progressbench.config import RunConfig
+from progressbench.database import free_port
+from progressbench.ledger import EventRow, SessionRow, account, summarize
+from progressbench.results import RAW_DIR, describe_run, read_records, write_summary, write_tables
+from progressbench.supervisor import Stack, StackSettings
+from progressbench.truth import read_truth
+from reports.costs import cost_breakdown, cost_per_1k_jobs
+from transports import resolve
+
+
+@dataclass
+class CellResult:
+    transport: str
+    profile: str
+    sessions_path: Path
+    meters: dict[str, dict[str, float]] = field(default_factory=dict)
+    complete: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class RunOutcome:
+    out: Path
+    summary: dict[str, Any]
+    complete: bool
+    interrupted: bool
+
+
+def _cell_name(transport: str, profile: str) -> str:
+    return f"{transport.replace(':', '-')}__{profile}"
+
+
+def meter_delta(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    delta: dict[str, dict[str, float]] = {}
+    for service, values in after.items():
+        base = before.get(service, {})
+        delta[service] = {
+            k: round(v - base.get(k, 0.0), 6) for k, v in values.items() if not k.endswith("_in_flight")
+        }
+    return delta
+
+
+@contextlib.contextmanager
+def _processes(commands: list[tuple[list[str], Path]], env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for argv, log_path in commands:
+            with log_path.open("ab") as log:
+                procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL))
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return 0
+
+
+def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, progress: Progress) -> bool:
+    """Run one cell under Locust (headless); True when every session was collected."""
+    env = dict(os.environ)
+    env[CELL_ENV] = plan.model_dump_json()
+    env["PYTHONUNBUFFERED"] = "1"
+    base = [sys.executable, "-m", "loadtests.headless"]
+    name = _cell_name(plan.transport, plan.profile)
+    if locust_workers:
+        port = free_port()
+        commands = [(base + ["--role", "master", "--master-port", str(port),
+                             "--expect-workers", str(locust_workers)], log_dir / f"locust-{name}-master.log")]
+        commands += [
+            (base + ["--role", "worker", "--master-port", str(port)], log_dir / f"locust-{name}-worker{i}.log")
+            for i in range(1, locust_workers + 1)
+        ]
+    else:
+        commands = [(base + ["--role", "local"], log_dir / f"locust-{name}.log")]
+    task = progress.add_task(f"{plan.transport} × {plan.profile}", total=plan.expected_sessions)
+    deadline = time.monotonic() + plan.deadline_s() + 30
+    with _processes(commands, env) as procs:
+        leader = procs[0]
+        while leader.poll() is None and time.monotonic() < deadline:
+            progress.update(task, completed=_count_lines(plan.sessions_path))
+            time.sleep(0.2)
+        progress.update(task, completed=_count_lines(plan.sessions_path))
+    return leader.returncode == 0
+
+
+def execute(config: RunConfig, console: Console) -> RunOutcome:
+    for name in config.transports:
+        resolve(name)  # ConfigError before anything starts
+    profiles: list[Profile] = [get_profile(p) for p in config.profiles]
+    out = config.out
+    raw = out / RAW_DIR
+    log_dir = out / "logs"
+    raw.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for stale in raw.glob("*.jsonl"):
+        stale.unlink()
+    run_id = uuid.uuid4().hex[:12]
+    started = time.time()
+    cells: list[CellResult] = []
+    interrupted = False
+    records_by_cell: dict[tuple[str, str], list[Any]] = {}
+    truth: dict[str, Any] = {}
+
+    settings = StackSettings(
+        run_dir=out, timing=config.timing, database_url=config.database_url,
+        worker_instances=config.worker_instances, worker_concurrency=config.worker_concurrency,
+    )
+    console.print(f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "
+                  f"{len(profiles)} profile(s), {config.users} phones × {config.jobs_per_user} jobs, "
+                  f"time scale {config.timing.time_scale}")
+    with Stack(settings) as stack:
+        console.print(f"stack up: {stack.endpoints()} (database: "
+                      f"{'embedded' if stack.postgres else 'external'})")
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=False)
+        try:
+            with progress:
+                for transport in config.transports:
+                    for profile in profiles:
+                        path = raw / f"{_cell_name(transport, profile.name)}.jsonl"
+                        plan = CellPlan(
+                            run_id=run_id, transport=transport, profile=profile.name,
+                            users=config.users, jobs_per_user=config.jobs_per_user,
+                            spawn_rate=config.spawn_rate, seed=config.seed, shape=config.job,
+                            timing=config.timing, cell_endpoints=[stack.endpoints()],
+                            sessions_path=path.resolve(),
+                        )
+                        cell = CellResult(transport, profile.name, path)
+                        cells.append(cell)
+                        before = stack.meters()
+                        t0 = time.monotonic()
+                        cell.complete = drive_cell(plan, config.locust_workers, log_dir, progress)
+                        cell.seconds = time.monotonic() - t0
+                        cell.meters = meter_delta(before, stack.meters())
+        except KeyboardInterrupt:
+            interrupted = True
+            console.print("[yellow]interrupted: scoring the sessions collected so far[/]")
+        finally:
+            for cell in cells:
+                records_by_cell[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
+            ids = [i for recs in records_by_cell.values() for r in recs
+                   for i in [r.job_id, *r.extra_job_ids] if i]
+            truth = read_truth(stack.database_url, ids)
+
+    all_sessions: list[SessionRow] = []
+    all_events: list[EventRow] = []
+    summary_cells: list[dict[str, Any]] = []
+    for cell in cells:
+        records = records_by_cell.get((cell.transport, cell.profile), [])
+        rows, events = [], []
+        for record in records:
+            row, evs = account(record, truth)
+            rows.append(row)
+            events.extend(evs)
+        jobs = len({r.job_id for r in rows if r.job_id})
+        flat_meters = {f"{svc}.{k}": v for svc, m in cell.meters.items() for k, v in m.items()}
+        summary_cell = summarize(
+            cell.transport, cell.profile, rows, events, meters=flat_meters,
+            cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, config.timing.time_scale),
+        )
+        summary_cell["cost_breakdown_usd"] = {
+            k: round(v, 8) for k, v in cost_breakdown(cell.meters, config.timing.time_scale).items()
+        }
+        summary_cell["complete"] = cell.complete
+        summary_cell["seconds"] = round(cell.seconds, 3)
+        summary_cells.append(summary_cell)
+        all_sessions.extend(rows)
+        all_events.extend(events)
+
+    complete = not interrupted and all(c.complete for c in cells) and len(cells) == (
+        len(config.transports) * len(profiles)
+    )
+    summary = describe_run(
+        config.model_dump(mode="json"), {p.name: p.model_dump(mode="json", by_alias=True) for p in profiles}
+    )
+    summary.update({
+        "run_id": run_id,
+        "complete": complete,
+        "interrupted": interrupted,
+        "timing": {"started_at": started, "seconds": round(time.time() - started, 3)},
+        "cells": summary_cells,
+    })
+    write_tables(out, all_sessions, all_events)
+    write_summary(out, summary)
+    from reports.render import render_reports
+
+    render_reports(out, summary, all_sessions, all_events)
+    return RunOutcome(out=out, summary=summary, complete=complete, interrupted=interrupted)

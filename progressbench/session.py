@@ -1,0 +1,112 @@
+"""Drive one simulated phone through one job, and keep everything it saw.
+
+The driver owns the clocks: each event a watcher yields is stamped with the
+wall clock (``time.time_ns``, same host as the store, for commit-to-receive
+latency) and the monotonic clock (for durations). It applies the session
+deadline and turns failures into an outcome, so a broken transport produces
+a record that says so instead of an exception that loses the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from pydantic import BaseModel, ConfigDict
+
+from progressbench.config import JobShape, Timing
+from progressbench.errors import ProgressbenchError
+from progressbench.events import Observation, Progress, Resubmitted, SessionRecord, Submitted
+from transports import resolve
+from transports.types import ClientSettings, JobRequest
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"done", "failed"})
+
+
+class SessionSpec(BaseModel):
+    """One phone's assignment: which job, through which transport, where."""
+
+    model_config = ConfigDict(frozen=True)
+
+    transport: str
+    profile: str
+    cell: int = 0
+    owner: str
+    user_index: int
+    job_index: int
+    seed: int
+    shape: JobShape
+    timing: Timing
+    endpoints: dict[str, str]
+    options: dict[str, str] = {}
+
+    def stall_threshold_s(self) -> float:
+        """Twice the longest a step may take: longer without news is a stall."""
+        return 2.0 * self.shape.step_seconds_max * self.timing.time_scale
+
+
+async def run_session(spec: SessionSpec) -> SessionRecord:
+    transport, variant = resolve(spec.transport)
+    settings = ClientSettings(
+        endpoints=spec.endpoints, timing=spec.timing, variant=variant, options=dict(spec.options)
+    )
+    watcher = transport.client(settings)
+    request = JobRequest(
+        owner=spec.owner, shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale
+    )
+    observations: list[Observation] = []
+    job_id: str | None = None
+    extra: list[str] = []
+    outcome = "deadline"
+    error: str | None = None
+    started_wall, started_mono = time.time_ns(), time.monotonic_ns()
+    deadline = spec.timing.scaled(spec.timing.session_deadline_s)
+    stream = watcher.session(request)
+    try:
+        async with asyncio.timeout(deadline):
+            async for event in stream:
+                observations.append(Observation.of(event, time.time_ns(), time.monotonic_ns()))
+                if isinstance(event, Submitted | Resubmitted):
+                    if job_id is None:
+                        job_id = event.job_id
+                    elif event.job_id != job_id and event.job_id not in extra:
+                        extra.append(event.job_id)
+                elif (
+                    isinstance(event, Progress)
+                    and event.kind in TERMINAL
+                    and event.job_id in {job_id, *extra}
+                ):
+                    outcome = "terminal"
+                    break
+    except TimeoutError:
+        outcome = "deadline"
+    except ProgressbenchError as exc:
+        outcome, error = "error", str(exc)
+    except Exception as exc:  # a watcher bug must not lose the session's record
+        log.exception("session %s/%s failed", spec.owner, spec.job_index)
+        outcome, error = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    return SessionRecord(
+        session_id=uuid.uuid4().hex,
+        transport=spec.transport,
+        profile=spec.profile,
+        cell=spec.cell,
+        owner=spec.owner,
+        user_index=spec.user_index,
+        job_index=spec.job_index,
+        job_id=job_id,
+        extra_job_ids=extra,
+        started_wall_ns=started_wall,
+        ended_wall_ns=time.time_ns(),
+        started_mono_ns=started_mono,
+        ended_mono_ns=time.monotonic_ns(),
+        outcome=outcome,  # type: ignore[arg-type]
+        error=error,
+        stall_threshold_s=spec.stall_threshold_s(),
+        observations=observations,
+    )

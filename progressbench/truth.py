@@ -1,0 +1,49 @@
+"""Read the store's ground truth for a set of jobs (harness side, synchronous)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from progressbench.ledger import CommittedEvent, JobTruth
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(ts: datetime) -> int:
+    """Exact nanoseconds since the epoch (float timestamps would round)."""
+    return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]:
+    ids = sorted({i for i in job_ids if i})
+    if not ids:
+        return {}
+    uuids = [uuid.UUID(i) for i in ids]
+    events: dict[str, list[CommittedEvent]] = defaultdict(list)
+    runs: dict[str, dict[int, int]] = defaultdict(dict)
+    status: dict[str, str] = {}
+    with psycopg.connect(database_url) as conn:
+        for job_id, st in conn.execute("SELECT id, status FROM jobs WHERE id = ANY(%s)", (uuids,)):
+            status[str(job_id)] = st
+        for job_id, seq, kind, committed in conn.execute(
+            "SELECT job_id, seq, kind, committed_at FROM job_events WHERE job_id = ANY(%s) "
+            "ORDER BY job_id, seq",
+            (uuids,),
+        ):
+            events[str(job_id)].append(CommittedEvent(seq, kind, _ns(committed)))
+        for job_id, seq, n in conn.execute(
+            "SELECT job_id, seq, count(*) FROM step_runs WHERE job_id = ANY(%s) GROUP BY job_id, seq",
+            (uuids,),
+        ):
+            runs[str(job_id)][seq] = n
+    return {
+        i: JobTruth(job_id=i, status=status.get(i, "missing"), events=tuple(events[i]),
+                    step_runs=dict(runs[i]))
+        for i in ids
+    }

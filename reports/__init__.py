@@ -1,0 +1,1 @@
+"""Results -> tables, plots, report.html, the cost model and the CI gate."""

@@ -1,0 +1,188 @@
+"""Render a results folder: ``report.md`` and a self-contained ``report.html``.
+
+Percentiles come from the raw rows (``events.csv``, ``sessions.csv``) each
+time; plots are PNGs embedded as base64 so the HTML file travels alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from progressbench.ledger import EventRow, SessionRow  # noqa: E402
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("transport", "transport"),
+    ("profile", "profile"),
+    ("sessions", "sessions"),
+    ("delivery_ratio", "delivery"),
+    ("lost", "lost"),
+    ("duplicates", "dup"),
+    ("out_of_order", "ooo"),
+    ("terminal_ratio", "terminal"),
+    ("latency_ms.p50", "lat p50 ms"),
+    ("latency_ms.p95", "lat p95 ms"),
+    ("latency_ms.p99", "lat p99 ms"),
+    ("disconnects", "disc"),
+    ("resumes", "resumes"),
+    ("resume_ms.p50", "resume p50 ms"),
+    ("silent_stalls", "stalls"),
+    ("foreign_events", "foreign"),
+    ("duplicate_executions", "dup exec"),
+    ("stuck_jobs", "stuck"),
+    ("cost_usd_per_1k_jobs", "$ / 1k jobs"),
+)
+
+
+def _get(cell: dict[str, Any], dotted: str) -> Any:
+    value: Any = cell
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def cell_table(cells: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[_fmt(_get(c, key)) for key, _ in COLUMNS] for c in cells]
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    cells = summary.get("cells", [])
+    head = [label for _, label in COLUMNS]
+    lines = [
+        "# progressbench report",
+        "",
+        f"Run `{summary.get('run_id')}` at {summary.get('created_at')} on commit "
+        f"`{(summary.get('commit') or 'unknown')[:12]}`; "
+        f"{'complete' if summary.get('complete') else '**partial** (interrupted or cut short)'}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join("---" for _ in head) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
+    config = summary.get("config", {})
+    lines += [
+        "",
+        f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
+        f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
+        "Latency is commit (store) to receive (phone), same host clock. "
+        "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
+        "",
+        "## Resume outcomes per cell",
+        "",
+        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        o = c.get("resume_outcomes", {})
+        lines.append(
+            f"| {c['transport']} | {c['profile']} | {o.get('replayed-complete', 0)} | "
+            f"{o.get('gap-flagged', 0)} | {o.get('silent-gap', 0)} | {o.get('duplicate-replay', 0)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def latency_plot(events: pd.DataFrame) -> str | None:
+    data = events[(~events["duplicate"]) & events["latency_ms"].notna()] if not events.empty else events
+    if data.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (transport, profile), group in data.groupby(["transport", "profile"]):
+        values = group["latency_ms"].sort_values().to_numpy()
+        ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
+                label=f"{transport} / {profile}")
+    ax.set_xscale("log")
+    ax.set_xlabel("commit → phone latency (ms, log)")
+    ax.set_ylabel("share of events")
+    ax.set_title("Delivery latency, per cell (ECDF)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def delivery_plot(cells: Sequence[dict[str, Any]]) -> str | None:
+    if not cells:
+        return None
+    labels = [f"{c['transport']}\n{c['profile']}" for c in cells]
+    delivery = [c.get("delivery_ratio") or 0 for c in cells]
+    terminal = [c.get("terminal_ratio") or 0 for c in cells]
+    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(cells)), 3.4))
+    xs = range(len(cells))
+    ax.bar([x - 0.2 for x in xs], delivery, width=0.4, label="delivery ratio")
+    ax.bar([x + 0.2 for x in xs], terminal, width=0.4, label="terminal ratio")
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("What the phones learned")
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def html_report(summary: dict[str, Any], events: pd.DataFrame) -> str:
+    cells = summary.get("cells", [])
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in cell_table(cells)
+    )
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
+    plots = [p for p in (delivery_plot(cells), latency_plot(events)) if p]
+    images = "".join(f'<img alt="plot" src="data:image/png;base64,{p}">' for p in plots)
+    status = "complete" if summary.get("complete") else "PARTIAL (interrupted or cut short)"
+    machine = summary.get("machine", {})
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>progressbench report</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
+th{{background:#f3f3f3}} td:nth-child(-n+2){{text-align:left}} img{{display:block;margin:1em 0;max-width:100%}}
+.meta{{color:#666;font-size:13px}}
+</style></head><body>
+<h1>progressbench report</h1>
+<p class="meta">run {html.escape(str(summary.get('run_id')))} · {html.escape(str(summary.get('created_at')))} ·
+commit {html.escape(str(summary.get('commit') or 'unknown')[:12])} · {status} ·
+{html.escape(str(machine.get('cpus')))} CPUs, Python {html.escape(str(machine.get('python')))}</p>
+<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
+events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
+time meters rescaled to real time (reports/costs.py).</p>
+{images}
+</body></html>
+"""
+
+
+def render_reports(
+    out: Path,
+    summary: dict[str, Any],
+    sessions: Sequence[SessionRow],
+    events: Sequence[EventRow],
+) -> None:
+    frame = pd.DataFrame([asdict(e) for e in events]) if events else pd.DataFrame(
+        columns=list(EventRow.__dataclass_fields__)
+    )
+    (out / "report.md").write_text(markdown(summary))
+    (out / "report.html").write_text(html_report(summary, frame))

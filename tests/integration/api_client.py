@@ -1,0 +1,51 @@
+"""Tiny synchronous helpers for talking to a running stack in tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import psycopg
+
+from progressbench.supervisor import Stack
+from tests.helpers import wait_for
+
+
+def create_job(stack: Stack, owner: str = "alice", seed: int = 1, **shape: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"owner": owner, "seed": seed, "time_scale": stack.settings.timing.time_scale}
+    if shape:
+        body["shape"] = shape
+    response = httpx.post(f"{stack.endpoints()['api']}/polling/jobs", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def job_row(stack: Stack, job_id: str) -> dict[str, Any]:
+    with psycopg.connect(stack.database_url) as conn:
+        cur = conn.execute(
+            "SELECT status, current_step, attempt, execution_context, total_steps FROM jobs WHERE id = %s",
+            (job_id,),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return dict(zip(("status", "current_step", "attempt", "context", "total_steps"), row, strict=True))
+
+
+def event_seqs(stack: Stack, job_id: str) -> list[int]:
+    with psycopg.connect(stack.database_url) as conn:
+        return [r[0] for r in conn.execute("SELECT seq FROM job_events WHERE job_id = %s ORDER BY seq", (job_id,))]
+
+
+def step_runs(stack: Stack, job_id: str) -> list[tuple[int, int, str]]:
+    with psycopg.connect(stack.database_url) as conn:
+        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+            "SELECT seq, attempt, instance FROM step_runs WHERE job_id = %s ORDER BY seq, id", (job_id,))]
+
+
+def wait_status(stack: Stack, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        row = job_row(stack, job_id)
+        return row if row["status"] in statuses else None
+
+    return wait_for(reached, timeout, f"job {job_id} to reach {statuses}")

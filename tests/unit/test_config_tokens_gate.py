@@ -1,0 +1,114 @@
+"""Configuration, tokens, the gate and the cost model, without sockets."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from progressbench import tokens
+from progressbench.config import build_run_config, from_environment, split_list
+from progressbench.errors import ConfigError, ResultsError
+from progressbench.results import load_summary
+from reports.costs import cost_per_1k_jobs
+from reports.gate import Rule, apply_rules, compare_baseline, load_rules
+
+SECRET = "s" * 32
+
+
+def test_errors_name_the_key() -> None:
+    """A bad value is reported with the key it belongs to."""
+    with pytest.raises(ConfigError, match="users"):
+        build_run_config({"users": 0})
+    with pytest.raises(ConfigError, match="transports"):
+        build_run_config({"transports": ()})
+
+
+def test_database_url_from_environment_is_checked() -> None:
+    """A DATABASE_URL that is not a postgres URL is refused with the key's name."""
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        from_environment({"DATABASE_URL": "mysql://x"})
+    assert from_environment({"DATABASE_URL": "postgresql://h/db"}) == {"database_url": "postgresql://h/db"}
+
+
+def test_split_list() -> None:
+    """Comma lists tolerate spaces and empty items."""
+    assert split_list(" a, b,,c ") == ("a", "b", "c")
+
+
+def test_token_reads_only_its_job_of_its_owner() -> None:
+    """A job token authorises that job for that owner and nothing else."""
+    job, other = uuid.uuid4(), uuid.uuid4()
+    token = tokens.issue(SECRET, "alice", job)
+    assert tokens.authorize(SECRET, f"Bearer {token}", job, "alice").job_id == job
+    with pytest.raises(tokens.TokenRejected) as exc:
+        tokens.authorize(SECRET, f"Bearer {token}", other, "alice")
+    assert exc.value.status == 404
+    with pytest.raises(tokens.TokenRejected) as exc:
+        tokens.authorize(SECRET, f"Bearer {token}", job, "mallory")
+    assert exc.value.status == 404
+
+
+def test_bad_tokens_are_401() -> None:
+    """Missing, malformed, forged and expired tokens are all 401."""
+    job = uuid.uuid4()
+    for header in (None, "Basic abc", "Bearer ", "Bearer not-a-jwt",
+                   f"Bearer {tokens.issue('x' * 32, 'alice', job)}",
+                   f"Bearer {tokens.issue(SECRET, 'alice', job, ttl_s=-10)}"):
+        with pytest.raises(tokens.TokenRejected) as exc:
+            tokens.authorize(SECRET, header, job, "alice")
+        assert exc.value.status == 401
+
+
+CELL = {"transport": "polling", "profile": "clean", "sessions": 10, "delivery_ratio": 1.0,
+        "terminal_ratio": 1.0, "lost": 0, "duplicates": 0, "foreign_events": 0,
+        "latency_ms": {"p95": 20.0}}
+
+
+def test_built_in_rules_pass_a_good_cell_and_fail_a_foreign_event() -> None:
+    """foreign_events must be 0 in every cell; polling must deliver the terminal event."""
+    rules = load_rules(None)
+    assert all(v.ok for v in apply_rules([CELL], rules))
+    bad = dict(CELL, foreign_events=1, terminal_ratio=0.9)
+    failed = [v.rule for v in apply_rules([bad], rules) if not v.ok]
+    assert any("foreign_events" in r for r in failed) and any("terminal_ratio" in r for r in failed)
+
+
+def test_required_rule_fails_when_its_cell_was_not_run() -> None:
+    """A gate cannot pass because nothing was measured."""
+    rule = Rule(transport="sse", metric="lost", op="==", value=0, required=True)
+    verdicts = apply_rules([CELL], [rule])
+    assert [v.ok for v in verdicts] == [False] and verdicts[0].note == "not run"
+
+
+def test_baseline_catches_regressions() -> None:
+    """Lower delivery or more loss per session than the baseline fails."""
+    worse = dict(CELL, delivery_ratio=0.9, lost=3)
+    failed = [v.rule for v in compare_baseline([worse], [CELL]) if not v.ok]
+    assert any(r.startswith("delivery_ratio") for r in failed) and any(r.startswith("lost") for r in failed)
+    assert all(v.ok for v in compare_baseline([CELL], [CELL]))
+
+
+def test_bad_rules_file_is_a_config_error(tmp_path: Path) -> None:
+    """A rules file with an unknown operator names the problem."""
+    path = tmp_path / "r.toml"
+    path.write_text('[[rule]]\nmetric = "lost"\nop = "~"\nvalue = 0\n')
+    with pytest.raises(ConfigError, match="op"):
+        load_rules(path)
+
+
+def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
+    """Results of an unknown schema version are refused, not misread."""
+    (tmp_path / "summary.json").write_text('{"schema_version": 99}')
+    with pytest.raises(ResultsError, match="schema_version"):
+        load_summary(tmp_path)
+
+
+def test_cost_scales_time_meters_back_to_real_time() -> None:
+    """Busy seconds measured at time scale 0.1 cost as ten times as many real seconds."""
+    meters = {"api": {"pb_billable_instance_seconds_total": 1.0, "pb_requests_total": 0.0}}
+    fast = cost_per_1k_jobs(meters, jobs=1, time_scale=0.1)
+    real = cost_per_1k_jobs(meters, jobs=1, time_scale=1.0)
+    assert fast is not None and real is not None and abs(fast - 10 * real) < 1e-12
+    assert cost_per_1k_jobs(meters, jobs=0, time_scale=1.0) is None
