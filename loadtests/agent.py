@@ -57,8 +57,11 @@ async def _serve() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s agent %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s agent %(levelname)s %(name)s: %(message)s",
+    )
     asyncio.run(_serve())
 
 

@@ -26,7 +26,10 @@ class Bridge:
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "loadtests.agent"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, bufsize=0,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            bufsize=0,
         )
         self._ids = itertools.count(1)
         self._waiting: dict[int, AsyncResult] = {}

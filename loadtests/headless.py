@@ -17,6 +17,7 @@ import time
 import gevent
 from locust import events
 from locust.env import Environment
+from locust.runners import MasterRunner, Runner
 from locust.stats import print_stats
 
 from loadtests import locustfile
@@ -41,20 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     plan = locustfile.PLAN
     env = Environment(user_classes=[locustfile.Phone], events=events)
     if args.role == "worker":
-        runner = env.create_worker_runner("127.0.0.1", args.master_port)
-        events.init.fire(environment=env, runner=runner, web_ui=None)
-        runner.greenlet.join()
+        follower = env.create_worker_runner("127.0.0.1", args.master_port)
+        events.init.fire(environment=env, runner=follower, web_ui=None)
+        follower.greenlet.join()
         events.quitting.fire(environment=env, reverse=True)
         return 0
 
+    leader: Runner
     if args.role == "master":
-        runner = env.create_master_runner("127.0.0.1", args.master_port)
+        leader = env.create_master_runner("127.0.0.1", args.master_port)
     else:
-        runner = env.create_local_runner()
-    events.init.fire(environment=env, runner=runner, web_ui=None)
+        leader = env.create_local_runner()
+    runner = leader
+    events.init.fire(environment=env, runner=leader, web_ui=None)
     deadline = time.monotonic() + plan.deadline_s()
     if args.role == "master":
-        while len(runner.clients.ready) < args.expect_workers:  # type: ignore[attr-defined]
+        while isinstance(leader, MasterRunner) and len(leader.clients.ready) < args.expect_workers:
             if time.monotonic() > deadline:
                 print("workers did not connect in time", file=sys.stderr)
                 runner.quit()

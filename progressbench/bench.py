@@ -64,12 +64,17 @@ def print_bench(result: BenchResult, console: Console) -> None:
     def f(v: float | None, unit: str = "") -> str:
         return "n/a" if v is None else f"{v:,.2f}{unit}"
 
-    console.print(f"[bold]bench {result.transport}[/]: {result.phones} concurrent phones, "
-                  f"{result.sessions} sessions")
-    console.print(f"  jobs created: {f(result.created_per_s, '/s')} "
-                  f"(first to last submit {f(result.first_submit_to_last_s, ' s')})")
+    console.print(
+        f"[bold]bench {result.transport}[/]: {result.phones} concurrent phones, {result.sessions} sessions"
+    )
+    console.print(
+        f"  jobs created: {f(result.created_per_s, '/s')} "
+        f"(first to last submit {f(result.first_submit_to_last_s, ' s')})"
+    )
     lat = result.latency_ms
-    console.print(f"  commit→phone latency: p50 {f(lat['p50'], ' ms')}, p95 {f(lat['p95'], ' ms')}, "
-                  f"p99 {f(lat['p99'], ' ms')}")
+    console.print(
+        f"  commit→phone latency: p50 {f(lat['p50'], ' ms')}, p95 {f(lat['p95'], ' ms')}, "
+        f"p99 {f(lat['p99'], ' ms')}"
+    )
     console.print(f"  delivery ratio {result.delivery_ratio}, terminal ratio {result.terminal_ratio}")
     console.print(f"  raw results: {result.out}")

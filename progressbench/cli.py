@@ -32,6 +32,12 @@ from progressbench.config import (
 )
 from progressbench.errors import ConfigError, ProgressbenchError
 
+_Abort = typer.Abort
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException as _ClickException
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import ClickException as _ClickException  # type: ignore[assignment]
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -39,7 +45,7 @@ app = typer.Typer(
     help="Compare how long-running jobs report progress to mobile clients, under faults.",
 )
 console = Console(stderr=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -54,26 +60,53 @@ def _run_config(**values: Any) -> RunConfig:
     return build_run_config(merged)
 
 
-TransportsOpt = Annotated[str, typer.Option("--transports", help="Comma list: " + ",".join(DEFAULT_TRANSPORTS))]
-ProfilesOpt = Annotated[str, typer.Option("--profiles", help="Comma list of fault profiles (see `profiles`).")]
+def _default_transports() -> str:
+    """Every registered transport (RESULTS.md: all five, as each lands)."""
+    from transports import REGISTRY
+
+    return ",".join(name for name in DEFAULT_TRANSPORTS if name in REGISTRY)
+
+
+TransportsOpt = Annotated[
+    str,
+    typer.Option(
+        "--transports",
+        help="Comma list from: " + ",".join(DEFAULT_TRANSPORTS) + " (default: all that are built)",
+    ),
+]
+ProfilesOpt = Annotated[
+    str, typer.Option("--profiles", help="Comma list of fault profiles (see `profiles`).")
+]
 
 
 @app.command()
 def run(
-    transports: TransportsOpt = ",".join(DEFAULT_TRANSPORTS),
+    transports: TransportsOpt = "",
     profiles: ProfilesOpt = ",".join(DEFAULT_PROFILES),
     users: Annotated[int, typer.Option(help="Simulated phones.")] = 20,
     jobs_per_user: Annotated[int, typer.Option(help="Jobs each phone runs in a row.")] = 2,
     time_scale: Annotated[float, typer.Option(help="Multiplies every duration; 1.0 is real time.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seeds job durations and fault timing.")] = 1,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/latest"),
-    database_url: Annotated[str | None, typer.Option(help="Use this Postgres instead of the embedded one (or DATABASE_URL).")] = None,
-    toxiproxy_url: Annotated[str | None, typer.Option(help="Drive a real Toxiproxy server (or TOXIPROXY_URL).")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Use this Postgres instead of the embedded one (or DATABASE_URL).")
+    ] = None,
+    toxiproxy_url: Annotated[
+        str | None, typer.Option(help="Drive a real Toxiproxy server (or TOXIPROXY_URL).")
+    ] = None,
     spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 50.0,
-    locust_workers: Annotated[int, typer.Option(help="Run Locust distributed with this many local workers (0: one process).")] = 0,
-    worker_instances: Annotated[int, typer.Option(help="Worker instances (Cloud Run service instances).")] = 1,
-    worker_concurrency: Annotated[int, typer.Option(help="Requests per worker instance (Cloud Run default 80).")] = 80,
-    step_seconds: Annotated[str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")] = "2,5",
+    locust_workers: Annotated[
+        int, typer.Option(help="Run Locust distributed with this many local workers (0: one process).")
+    ] = 0,
+    worker_instances: Annotated[
+        int, typer.Option(help="Worker instances (Cloud Run service instances).")
+    ] = 1,
+    worker_concurrency: Annotated[
+        int, typer.Option(help="Requests per worker instance (Cloud Run default 80).")
+    ] = 80,
+    step_seconds: Annotated[
+        str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")
+    ] = "2,5",
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low_high = split_list(step_seconds)
@@ -84,10 +117,18 @@ def run(
     except ValueError:
         raise ConfigError(f"--step-seconds: not numbers: {step_seconds!r}") from None
     config = _run_config(
-        transports=split_list(transports), profiles=split_list(profiles), users=users,
-        jobs_per_user=jobs_per_user, seed=seed, out=out, database_url=database_url,
-        toxiproxy_url=toxiproxy_url, spawn_rate=spawn_rate, locust_workers=locust_workers,
-        worker_instances=worker_instances, worker_concurrency=worker_concurrency,
+        transports=split_list(transports or _default_transports()),
+        profiles=split_list(profiles),
+        users=users,
+        jobs_per_user=jobs_per_user,
+        seed=seed,
+        out=out,
+        database_url=database_url,
+        toxiproxy_url=toxiproxy_url,
+        spawn_rate=spawn_rate,
+        locust_workers=locust_workers,
+        worker_instances=worker_instances,
+        worker_concurrency=worker_concurrency,
         job={"step_seconds_min": low, "step_seconds_max": high},
         timing={"time_scale": time_scale},
     )
@@ -99,8 +140,10 @@ def run(
     if outcome.interrupted:
         raise typer.Exit(130)
     if not outcome.complete:
-        err.print("[yellow]note: some cells hit their deadline before every session finished "
-                  "(see session_outcomes in summary.json)[/]")
+        err.print(
+            "[yellow]note: some cells hit their deadline before every session finished "
+            "(see session_outcomes in summary.json)[/]"
+        )
 
 
 def _print_cells(cells: list[dict[str, Any]]) -> None:
@@ -120,17 +163,24 @@ def _print_cells(cells: list[dict[str, Any]]) -> None:
 @app.command()
 def up(
     time_scale: Annotated[float, typer.Option(help="Multiplies every duration.")] = 1.0,
-    database_url: Annotated[str | None, typer.Option(help="Use this Postgres instead of the embedded one.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Use this Postgres instead of the embedded one.")
+    ] = None,
     worker_instances: Annotated[int, typer.Option(help="Worker instances.")] = 1,
     run_dir: Annotated[Path, typer.Option(help="Where logs go.")] = Path("results/up"),
 ) -> None:
     """Start the stack and print its endpoints until Ctrl-C."""
     from progressbench.supervisor import Stack, StackSettings
 
-    config = _run_config(database_url=database_url, worker_instances=worker_instances,
-                         timing={"time_scale": time_scale})
-    settings = StackSettings(run_dir=run_dir, timing=config.timing, database_url=config.database_url,
-                             worker_instances=config.worker_instances)
+    config = _run_config(
+        database_url=database_url, worker_instances=worker_instances, timing={"time_scale": time_scale}
+    )
+    settings = StackSettings(
+        run_dir=run_dir,
+        timing=config.timing,
+        database_url=config.database_url,
+        worker_instances=config.worker_instances,
+    )
     with Stack(settings) as stack:
         table = Table(title="progressbench stack")
         table.add_column("service")
@@ -155,8 +205,10 @@ def profiles() -> None:
     for profile in BUILTIN.values():
         console.print(f"[bold]{profile.name}[/]: {profile.description}")
         for step in profile.steps:
-            console.print(f"   at {step.at:g}s  {step.fault} {step.stream} for {step.for_s:g}s "
-                          f"{json.dumps(step.attributes) if step.attributes else ''}")
+            console.print(
+                f"   at {step.at:g}s  {step.fault} {step.stream} for {step.for_s:g}s "
+                f"{json.dumps(step.attributes) if step.attributes else ''}"
+            )
         for source in profile.sources:
             console.print(f"   source: {source}")
 
@@ -176,16 +228,21 @@ def check(
     if baseline is not None:
         base = load_summary(baseline)
         if base.get("machine", {}).get("node") != summary.get("machine", {}).get("node"):
-            err.print("[yellow]warning: baseline comes from another machine; latency comparisons "
-                      "may mislead[/]")
+            err.print(
+                "[yellow]warning: baseline comes from another machine; latency comparisons may mislead[/]"
+            )
         verdicts += compare_baseline(summary.get("cells", []), base.get("cells", []))
     table = Table(title=f"progressbench check {results_dir}")
     for col in ("", "cell", "rule", "actual", "note"):
         table.add_column(col)
     for v in verdicts:
-        table.add_row("[green]ok[/]" if v.ok else "[red]FAIL[/]", v.cell, v.rule,
-                      "–" if v.actual is None else f"{v.actual:g}" if isinstance(v.actual, float) else str(v.actual),
-                      v.note)
+        table.add_row(
+            "[green]ok[/]" if v.ok else "[red]FAIL[/]",
+            v.cell,
+            v.rule,
+            "–" if v.actual is None else f"{v.actual:g}" if isinstance(v.actual, float) else str(v.actual),
+            v.note,
+        )
     console.print(table)
     if not summary.get("complete", False):
         err.print("[yellow]warning: these results are partial (the run was interrupted or cut short)[/]")
@@ -207,8 +264,11 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder to
 
     summary = load_summary(results_dir)
     events_path = results_dir / EVENTS
-    events = pd.read_csv(events_path) if events_path.exists() else pd.DataFrame(
-        columns=list(EventRow.__dataclass_fields__))
+    events = (
+        pd.read_csv(events_path)
+        if events_path.exists()
+        else pd.DataFrame(columns=list(EventRow.__dataclass_fields__))
+    )
     (results_dir / "report.md").write_text(markdown(summary))
     (results_dir / "report.html").write_text(html_report(summary, events))
     console.print(f"wrote {results_dir}/report.md and report.html")
@@ -237,16 +297,37 @@ def locust(
     port = web_port or free_port()
     with Stack(StackSettings(run_dir=out, timing=config.timing, database_url=config.database_url)) as stack:
         plan = CellPlan(
-            run_id="web", transport=transport, profile=profile, users=1, jobs_per_user=jobs_per_user,
-            spawn_rate=1, seed=config.seed, shape=config.job, timing=config.timing,
-            cell_endpoints=[stack.endpoints()], sessions_path=(out / "raw" / "web.jsonl").resolve(),
+            run_id="web",
+            transport=transport,
+            profile=profile,
+            users=1,
+            jobs_per_user=jobs_per_user,
+            spawn_rate=1,
+            seed=config.seed,
+            shape=config.job,
+            timing=config.timing,
+            cell_endpoints=[stack.endpoints()],
+            sessions_path=(out / "raw" / "web.jsonl").resolve(),
         )
         env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
         locustfile = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
-        console.print(f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); "
-                      "Ctrl-C to stop")
-        proc = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(locustfile),
-                                 "--web-host", "127.0.0.1", "--web-port", str(port)], env=env)
+        console.print(
+            f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); Ctrl-C to stop"
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(locustfile),
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(port),
+            ],
+            env=env,
+        )
         try:
             proc.wait()
         except KeyboardInterrupt:
@@ -266,9 +347,15 @@ def bench(
     """Benchmark one transport: phones created per second and per-event latency."""
     from progressbench.bench import print_bench, run_bench
 
-    config = _run_config(transports=(transport,), profiles=("clean",), users=phones,
-                         jobs_per_user=jobs_per_user, spawn_rate=spawn_rate, out=out,
-                         timing={"time_scale": time_scale})
+    config = _run_config(
+        transports=(transport,),
+        profiles=("clean",),
+        users=phones,
+        jobs_per_user=jobs_per_user,
+        spawn_rate=spawn_rate,
+        out=out,
+        timing={"time_scale": time_scale},
+    )
     print_bench(run_bench(config, console), console)
 
 
@@ -276,7 +363,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except ProgressbenchError as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(exc.exit_code)
@@ -285,13 +372,10 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors and aborts
-        import click
+    except _ClickException as exc:  # usage errors: click prints them, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except _Abort:
+        sys.exit(130)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-
+    sys.exit(code if isinstance(code, int) else 0)

@@ -175,10 +175,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
         if value:
             found[field] = value
     if "database_url" in found and not _DB_URL.match(found["database_url"]):
-        raise ConfigError(
-            "DATABASE_URL: expected a postgresql:// URL, got "
-            f"{found['database_url'][:40]!r}"
-        )
+        raise ConfigError(f"DATABASE_URL: expected a postgresql:// URL, got {found['database_url'][:40]!r}")
     return found
 
 

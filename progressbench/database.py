@@ -99,22 +99,45 @@ class EmbeddedPostgres:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             init = subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
-                 "--auth=trust", "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                stdout=log, stderr=subprocess.STDOUT, check=False, **user_kw,  # type: ignore[call-overload]
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=False,
+                **user_kw,  # type: ignore[call-overload]
             )
         if init.returncode != 0:
             raise StackError(f"initdb failed (exit {init.returncode}); see {self.log_path}")
         for attempt in range(5):
             self.port = free_port()
-            args = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                    "-k", str(self.data_dir)]
+            args = [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+            ]
             for key, value in SERVER_SETTINGS.items():
                 args += ["-c", f"{key}={value}"]
             log_file = self.log_path.open("ab")
             self.process = subprocess.Popen(  # type: ignore[call-overload]
-                args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **user_kw,
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **user_kw,
             )
             log_file.close()
             if self._wait_ready(timeout_s):

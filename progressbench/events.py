@@ -91,13 +91,29 @@ class Finding:
 
 
 ClientEvent = (
-    Submitted | Connected | Progress | Alive | Disconnected | Reconnected | Resumed
-    | GapFlagged | Resubmitted | Finding
+    Submitted
+    | Connected
+    | Progress
+    | Alive
+    | Disconnected
+    | Reconnected
+    | Resumed
+    | GapFlagged
+    | Resubmitted
+    | Finding
 )
 
 ObservationType = Literal[
-    "submitted", "connected", "progress", "alive", "disconnected", "reconnected",
-    "resumed", "gap_flagged", "resubmitted", "finding",
+    "submitted",
+    "connected",
+    "progress",
+    "alive",
+    "disconnected",
+    "reconnected",
+    "resumed",
+    "gap_flagged",
+    "resubmitted",
+    "finding",
 ]
 
 _TYPE_NAMES: dict[type, ObservationType] = {
@@ -145,7 +161,8 @@ class Observation(BaseModel):
                 fields.update(kind=name, detail=detail)
             case _:
                 pass
-        return cls(type=_TYPE_NAMES[type(event)], wall_ns=wall_ns, mono_ns=mono_ns, **fields)
+        fields.update(type=_TYPE_NAMES[type(event)], wall_ns=wall_ns, mono_ns=mono_ns)
+        return cls.model_validate(fields)
 
 
 class FaultWindow(BaseModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -48,8 +49,13 @@ class ExecutionContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "service": self.service, "instance": self.instance,
-                "pid": self.pid, **self.extra}
+        return {
+            "kind": self.kind,
+            "service": self.service,
+            "instance": self.instance,
+            "pid": self.pid,
+            **self.extra,
+        }
 
 
 async def run_job(
@@ -80,8 +86,13 @@ async def run_job(
             return "released"
         if job_plan.fail_at_step == step.seq:
             ok = await store.finish(
-                job_id, row.owner, ctx.instance, job_plan.terminal_seq, "failed",
-                terminal_message("failed", step), {"failed_step": step.seq},
+                job_id,
+                row.owner,
+                ctx.instance,
+                job_plan.terminal_seq,
+                "failed",
+                terminal_message("failed", step),
+                {"failed_step": step.seq},
                 error=f"injected failure at step {step.seq}",
             )
             return "failed" if ok else "lost"
@@ -96,8 +107,14 @@ async def run_job(
         ):
             return "lost"
     ok = await store.finish(
-        job_id, row.owner, ctx.instance, job_plan.terminal_seq, "done", terminal_message("done"),
-        {"steps": job_plan.total_steps}, result={"images": job_plan.total_steps},
+        job_id,
+        row.owner,
+        ctx.instance,
+        job_plan.terminal_seq,
+        "done",
+        terminal_message("done"),
+        {"steps": job_plan.total_steps},
+        result={"images": job_plan.total_steps},
     )
     return "done" if ok else "lost"
 
@@ -163,7 +180,7 @@ class JobPool:
             name=f"job-{job_id}",
         )
         self.tasks[job_id] = task
-        task.add_done_callback(lambda t, j=job_id: self._done(j, t))
+        task.add_done_callback(functools.partial(self._done, job_id))
         return True
 
     def _done(self, job_id: uuid.UUID, task: asyncio.Task[Outcome]) -> None:

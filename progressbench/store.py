@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -85,11 +85,14 @@ _JOB_COLUMNS = (
 _EVENT_COLUMNS = "job_id, seq, kind, message, payload, committed_at"
 
 
-def _job(row: dict[str, Any]) -> JobRow:
+Row = dict[str, Any]
+
+
+def _job(row: Any) -> JobRow:
     return JobRow(**row)
 
 
-def _event(row: dict[str, Any]) -> EventRow:
+def _event(row: Any) -> EventRow:
     return EventRow(**row)
 
 
@@ -230,7 +233,7 @@ class Store:
             )
             rows = await cur.fetchall()
         self._on_read(max(len(rows), 1))
-        return [r["id"] for r in rows]
+        return [cast(Row, r)["id"] for r in rows]
 
     async def heartbeat(self, job_id: uuid.UUID, instance: str) -> bool:
         """Refresh the lease; False means another instance has taken the job over."""
@@ -264,8 +267,7 @@ class Store:
             if cur.rowcount != 1:
                 return False
             await conn.execute(
-                "INSERT INTO step_runs (job_id, seq, attempt, instance, context) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO step_runs (job_id, seq, attempt, instance, context) VALUES (%s, %s, %s, %s, %s)",
                 (job_id, step.seq, attempt, instance, Jsonb(context)),
             )
             await self._insert_event(
@@ -329,9 +331,7 @@ class Store:
             (job_id, seq, owner, kind, message, Jsonb(payload)),
         )
         if cur.rowcount == 1:
-            await conn.execute(
-                "SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps([str(job_id), seq]))
-            )
+            await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps([str(job_id), seq])))
 
 
 def check_reachable(database_url: str, timeout_s: float = 5.0) -> None:
@@ -342,7 +342,7 @@ def check_reachable(database_url: str, timeout_s: float = 5.0) -> None:
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreUnavailable(f"cannot connect to the database: {first}") from None
-    except Exception as exc:  # noqa: BLE001 - libpq URL parsing raises plain errors
+    except Exception as exc:
         raise StoreUnavailable(f"cannot use the database URL: {exc}") from None
 
 

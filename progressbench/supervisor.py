@@ -66,7 +66,7 @@ class StackSettings:
     """What the supervisor needs to build a stack (derived from RunConfig)."""
 
     run_dir: Path
-    timing: Timing = Timing()
+    timing: Timing = field(default_factory=Timing)
     database_url: str | None = None
     worker_instances: int = 1
     worker_concurrency: int = 80
@@ -150,15 +150,32 @@ class Stack:
         timing = self.settings.timing
         worker_sock = _listen_socket()
         api_sock = _listen_socket()
-        self.services["worker"] = Service("worker", worker_sock, ServiceConfig(
-            role="worker", instance="worker", database_url=self.database_url,
-            token_secret=self.secret, concurrency=self.settings.worker_concurrency,
-            watchdog=self.settings.watchdog, timing=timing,
-        ))
-        self.services["api"] = Service("api", api_sock, ServiceConfig(
-            role="api", instance="api", database_url=self.database_url, token_secret=self.secret,
-            worker_url=_url(worker_sock), concurrency=self.settings.api_concurrency, timing=timing,
-        ))
+        self.services["worker"] = Service(
+            "worker",
+            worker_sock,
+            ServiceConfig(
+                role="worker",
+                instance="worker",
+                database_url=self.database_url,
+                token_secret=self.secret,
+                concurrency=self.settings.worker_concurrency,
+                watchdog=self.settings.watchdog,
+                timing=timing,
+            ),
+        )
+        self.services["api"] = Service(
+            "api",
+            api_sock,
+            ServiceConfig(
+                role="api",
+                instance="api",
+                database_url=self.database_url,
+                token_secret=self.secret,
+                worker_url=_url(worker_sock),
+                concurrency=self.settings.api_concurrency,
+                timing=timing,
+            ),
+        )
         started = [self.start_instance("worker") for _ in range(self.settings.worker_instances)]
         started.append(self.start_instance("api"))
         for instance in started:
@@ -174,17 +191,22 @@ class Stack:
         ready_file = self.log_dir / f".{name}.ready"
         ready_file.unlink(missing_ok=True)
         env = dict(os.environ)
-        env.update({
-            "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
-            LISTEN_FD_ENV: str(service.socket.fileno()),
-            ADMIN_FD_ENV: str(admin.fileno()),
-            READY_FILE_ENV: str(ready_file),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
+                LISTEN_FD_ENV: str(service.socket.fileno()),
+                ADMIN_FD_ENV: str(admin.fileno()),
+                READY_FILE_ENV: str(ready_file),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "progressbench.services"],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 pass_fds=(service.socket.fileno(), admin.fileno()),
             )
         instance = Instance(name, role, process, admin, log_path, ready_file)
@@ -281,18 +303,25 @@ class Stack:
         procs = []
         for index in range(task_count):
             env = dict(os.environ)
-            env.update({
-                "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
-                "CLOUD_RUN_TASK_INDEX": str(index),
-                "CLOUD_RUN_TASK_COUNT": str(task_count),
-                "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
-            })
+            env.update(
+                {
+                    "PROGRESSBENCH_SERVICE_CONFIG": config.model_dump_json(),
+                    "CLOUD_RUN_TASK_INDEX": str(index),
+                    "CLOUD_RUN_TASK_COUNT": str(task_count),
+                    "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+                }
+            )
             log_path = self.log_dir / f"job-runner-task{index}-attempt{attempt}.log"
             with log_path.open("ab") as log_file:
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "progressbench.services.jobrunner", *job_ids],
-                    env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                ))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "progressbench.services.jobrunner", *job_ids],
+                        env=env,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                    )
+                )
         return procs
 
     # ------------------------------------------------------------------ observing
@@ -334,7 +363,8 @@ class Stack:
             "endpoints": self.endpoints(),
             "instances": {
                 i.name: {"pid": i.pid, "alive": i.alive(), "log": str(i.log_path)}
-                for s in self.services.values() for i in s.instances
+                for s in self.services.values()
+                for i in s.instances
             },
         }
 

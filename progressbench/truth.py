@@ -11,7 +11,6 @@ import psycopg
 
 from progressbench.ledger import CommittedEvent, JobTruth
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -43,7 +42,8 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
         ):
             runs[str(job_id)][seq] = n
     return {
-        i: JobTruth(job_id=i, status=status.get(i, "missing"), events=tuple(events[i]),
-                    step_runs=dict(runs[i]))
+        i: JobTruth(
+            job_id=i, status=status.get(i, "missing"), events=tuple(events[i]), step_runs=dict(runs[i])
+        )
         for i in ids
     }

@@ -63,7 +63,9 @@ def cost_breakdown(
 
 
 def cost_per_1k_jobs(
-    meters: Mapping[str, Mapping[str, float]], jobs: int, time_scale: float,
+    meters: Mapping[str, Mapping[str, float]],
+    jobs: int,
+    time_scale: float,
     prices: PriceTable = DEFAULT_PRICES,
 ) -> float | None:
     if jobs <= 0:

@@ -29,8 +29,12 @@ from progressbench.config import describe_validation_error
 from progressbench.errors import ConfigError
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le,
-    ">": operator.gt, "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
 }
 
 
@@ -95,13 +99,15 @@ def apply_rules(cells: Sequence[dict[str, Any]], rules: Sequence[Rule]) -> list[
     for rule in rules:
         text = f"{rule.metric} {rule.op} {rule.value:g}"
         matched = [
-            c for c in cells
+            c
+            for c in cells
             if fnmatch.fnmatchcase(c["transport"], rule.transport)
             and fnmatch.fnmatchcase(c["profile"], rule.profile)
         ]
         if not matched:
-            verdicts.append(Verdict(text, f"{rule.transport} × {rule.profile}", None, not rule.required,
-                                    "not run"))
+            verdicts.append(
+                Verdict(text, f"{rule.transport} × {rule.profile}", None, not rule.required, "not run")
+            )
             continue
         for cell in matched:
             actual = _get(cell, rule.metric)
@@ -113,8 +119,15 @@ def apply_rules(cells: Sequence[dict[str, Any]], rules: Sequence[Rule]) -> list[
 
 
 HIGHER_IS_BETTER = ("delivery_ratio", "terminal_ratio")
-LOWER_IS_BETTER = ("lost", "duplicates", "out_of_order", "silent_stalls", "foreign_events",
-                   "duplicate_executions", "stuck_jobs")
+LOWER_IS_BETTER = (
+    "lost",
+    "duplicates",
+    "out_of_order",
+    "silent_stalls",
+    "foreign_events",
+    "duplicate_executions",
+    "stuck_jobs",
+)
 
 
 def compare_baseline(cells: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]]) -> list[Verdict]:
@@ -127,19 +140,31 @@ def compare_baseline(cells: Sequence[dict[str, Any]], baseline: Sequence[dict[st
         for metric in HIGHER_IS_BETTER:
             new_v, old_v = cell.get(metric), old.get(metric)
             if new_v is not None and old_v is not None:
-                verdicts.append(Verdict(f"{metric} ≥ baseline {old_v:g}", _label(cell), new_v,
-                                        new_v >= old_v - 1e-9))
+                verdicts.append(
+                    Verdict(f"{metric} ≥ baseline {old_v:g}", _label(cell), new_v, new_v >= old_v - 1e-9)
+                )
         for metric in LOWER_IS_BETTER:
             new_v, old_v = cell.get(metric), old.get(metric)
             if new_v is not None and old_v is not None:
                 # counts scale with sessions: compare per session
                 n_new, n_old = max(cell.get("sessions") or 1, 1), max(old.get("sessions") or 1, 1)
-                verdicts.append(Verdict(f"{metric}/session ≤ baseline {old_v / n_old:.3g}",
-                                        _label(cell), round(new_v / n_new, 6),
-                                        new_v / n_new <= old_v / n_old + 1e-9))
+                verdicts.append(
+                    Verdict(
+                        f"{metric}/session ≤ baseline {old_v / n_old:.3g}",
+                        _label(cell),
+                        round(new_v / n_new, 6),
+                        new_v / n_new <= old_v / n_old + 1e-9,
+                    )
+                )
         new_p95, old_p95 = _get(cell, "latency_ms.p95"), _get(old, "latency_ms.p95")
         if new_p95 is not None and old_p95 is not None:
             limit = old_p95 * 1.5 + 5.0
-            verdicts.append(Verdict(f"latency_ms.p95 ≤ {limit:.1f} (baseline ×1.5 + 5)", _label(cell),
-                                    new_p95, new_p95 <= limit))
+            verdicts.append(
+                Verdict(
+                    f"latency_ms.p95 ≤ {limit:.1f} (baseline ×1.5 + 5)",
+                    _label(cell),
+                    new_p95,
+                    new_p95 <= limit,
+                )
+            )
     return verdicts

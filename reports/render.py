@@ -17,10 +17,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from progressbench.ledger import EventRow, SessionRow  # noqa: E402
+from progressbench.ledger import EventRow, SessionRow
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("transport", "transport"),
@@ -116,8 +116,12 @@ def latency_plot(events: pd.DataFrame) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for (transport, profile), group in data.groupby(["transport", "profile"]):
         values = group["latency_ms"].sort_values().to_numpy()
-        ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
-                label=f"{transport} / {profile}")
+        ax.step(
+            values,
+            [(i + 1) / len(values) for i in range(len(values))],
+            where="post",
+            label=f"{transport} / {profile}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("commit → phone latency (ms, log)")
     ax.set_ylabel("share of events")
@@ -163,9 +167,9 @@ th{{background:#f3f3f3}} td:nth-child(-n+2){{text-align:left}} img{{display:bloc
 .meta{{color:#666;font-size:13px}}
 </style></head><body>
 <h1>progressbench report</h1>
-<p class="meta">run {html.escape(str(summary.get('run_id')))} · {html.escape(str(summary.get('created_at')))} ·
-commit {html.escape(str(summary.get('commit') or 'unknown')[:12])} · {status} ·
-{html.escape(str(machine.get('cpus')))} CPUs, Python {html.escape(str(machine.get('python')))}</p>
+<p class="meta">run {html.escape(str(summary.get("run_id")))} · {html.escape(str(summary.get("created_at")))} ·
+commit {html.escape(str(summary.get("commit") or "unknown")[:12])} · {status} ·
+{html.escape(str(machine.get("cpus")))} CPUs, Python {html.escape(str(machine.get("python")))}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
 events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
@@ -181,8 +185,10 @@ def render_reports(
     sessions: Sequence[SessionRow],
     events: Sequence[EventRow],
 ) -> None:
-    frame = pd.DataFrame([asdict(e) for e in events]) if events else pd.DataFrame(
-        columns=list(EventRow.__dataclass_fields__)
+    frame = (
+        pd.DataFrame([asdict(e) for e in events])
+        if events
+        else pd.DataFrame(columns=list(EventRow.__dataclass_fields__))
     )
     (out / "report.md").write_text(markdown(summary))
     (out / "report.html").write_text(html_report(summary, frame))

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
+from progressbench.errors import ConfigError
 from transports import polling
 from transports.types import Transport
 
-from progressbench.errors import ConfigError
-
-REGISTRY: dict[str, Transport] = {
-    t.name: t
-    for t in (
-        polling.TRANSPORT,
-    )
-}
+REGISTRY: dict[str, Transport] = {t.name: t for t in (polling.TRANSPORT,)}
 
 #: Named in RESULTS.md but not built yet: each has its own issue.
 PLANNED: dict[str, str] = {

@@ -13,9 +13,9 @@ import ctypes
 import logging
 import os
 import signal
-from pathlib import Path
 import socket
 import sys
+from pathlib import Path
 from types import FrameType
 
 import uvicorn

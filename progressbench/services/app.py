@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from progressbench.config import ServiceConfig
 from progressbench.executor import JobPool
 from progressbench.services.context import ServiceContext
-from progressbench.services.meters import Meters, MeteringMiddleware
+from progressbench.services.meters import MeteringMiddleware, Meters
 from progressbench.store import Store, parse_job_id
 from transports import REGISTRY
 from transports.types import ApiRoutes, WorkerRoutes

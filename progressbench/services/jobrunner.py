@@ -50,7 +50,9 @@ async def _run(job_ids: list[uuid.UUID], index: int, count: int, attempt: int) -
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, shutdown.set)
     ctx = ExecutionContext(
-        kind="job-runner", service="job-runner", instance=f"{config.instance}-task{index}-attempt{attempt}",
+        kind="job-runner",
+        service="job-runner",
+        instance=f"{config.instance}-task{index}-attempt{attempt}",
         extra={"task_index": index, "task_count": count, "task_attempt": attempt},
     )
     ok = True

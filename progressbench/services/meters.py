@@ -66,13 +66,21 @@ class _TimeCollector(Collector):
     def collect(self) -> Iterable[CounterMetricFamily]:
         now = time.monotonic()
         for name, doc, value in (
-            ("pb_connection_seconds", "Sum of open time of every request and stream",
-             self._clock.connection_seconds(now)),
-            ("pb_billable_instance_seconds",
-             "Time with at least one request in flight (request-based billing)",
-             self._clock.busy_seconds(now)),
-            ("pb_instance_seconds", "Instance lifetime (instance-based billing)",
-             now - self._clock.started_at),
+            (
+                "pb_connection_seconds",
+                "Sum of open time of every request and stream",
+                self._clock.connection_seconds(now),
+            ),
+            (
+                "pb_billable_instance_seconds",
+                "Time with at least one request in flight (request-based billing)",
+                self._clock.busy_seconds(now),
+            ),
+            (
+                "pb_instance_seconds",
+                "Instance lifetime (instance-based billing)",
+                now - self._clock.started_at,
+            ),
         ):
             family = CounterMetricFamily(name, doc, labels=["service"])
             family.add_metric([self._service], value)
@@ -89,14 +97,17 @@ class Meters:
         self.clock = _Clock()
         r = self.registry
         self.requests = Counter("pb_requests", "Requests answered", ["service", "kind", "status"], registry=r)
-        self.rejected = Counter("pb_rejected", "Requests refused at the concurrency limit", ["service"], registry=r)
+        self.rejected = Counter(
+            "pb_rejected", "Requests refused at the concurrency limit", ["service"], registry=r
+        )
         self.in_flight = Gauge("pb_requests_in_flight", "Requests in flight", ["service"], registry=r)
         self.bytes_sent = Counter("pb_bytes_sent", "Response bytes", ["service"], registry=r)
         self.bytes_received = Counter("pb_bytes_received", "Request bytes", ["service"], registry=r)
         self.db_writes = Counter("pb_db_writes", "Rows written to the store", ["service"], registry=r)
         self.db_reads = Counter("pb_db_reads", "Store read queries", ["service"], registry=r)
-        self.messages = Counter("pb_messages", "Transport messages pushed to clients",
-                                ["service", "transport"], registry=r)
+        self.messages = Counter(
+            "pb_messages", "Transport messages pushed to clients", ["service", "transport"], registry=r
+        )
         self.registry.register(_TimeCollector(self.clock, service))
 
     def count_write(self, rows: int) -> None:
@@ -164,12 +175,17 @@ class MeteringMiddleware:
 
 async def _reject(send: Send) -> None:
     body = b'{"detail":"instance at its concurrency limit"}'
-    await send({
-        "type": "http.response.start",
-        "status": 429,
-        "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
-                    (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"retry-after", b"1"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

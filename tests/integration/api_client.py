@@ -34,13 +34,19 @@ def job_row(stack: Stack, job_id: str) -> dict[str, Any]:
 
 def event_seqs(stack: Stack, job_id: str) -> list[int]:
     with psycopg.connect(stack.database_url) as conn:
-        return [r[0] for r in conn.execute("SELECT seq FROM job_events WHERE job_id = %s ORDER BY seq", (job_id,))]
+        return [
+            r[0] for r in conn.execute("SELECT seq FROM job_events WHERE job_id = %s ORDER BY seq", (job_id,))
+        ]
 
 
 def step_runs(stack: Stack, job_id: str) -> list[tuple[int, int, str]]:
     with psycopg.connect(stack.database_url) as conn:
-        return [tuple(r) for r in conn.execute(  # type: ignore[misc]
-            "SELECT seq, attempt, instance FROM step_runs WHERE job_id = %s ORDER BY seq, id", (job_id,))]
+        return [
+            tuple(r)
+            for r in conn.execute(  # type: ignore[misc]
+                "SELECT seq, attempt, instance FROM step_runs WHERE job_id = %s ORDER BY seq, id", (job_id,)
+            )
+        ]
 
 
 def wait_status(stack: Stack, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:

@@ -50,8 +50,9 @@ def test_bad_input_gets_clear_errors_and_no_service_dies(stack: Stack) -> None:
     assert httpx.get(api + unknown, headers=bob_headers).status_code == 404
     assert httpx.get(api + bob["href"], params={"after": -1}, headers=bob_headers).status_code == 422
 
-    malformed = httpx.post(api + "/polling/jobs", content=b'{"owner": "x",',
-                           headers={"content-type": "application/json"})
+    malformed = httpx.post(
+        api + "/polling/jobs", content=b'{"owner": "x",', headers={"content-type": "application/json"}
+    )
     assert malformed.status_code == 422
     assert malformed.json()["detail"] == "invalid request" and "JSON" in str(malformed.json()["problems"])
     wrong_shape = httpx.post(api + "/polling/jobs", json={"owner": "a b c", "time_scale": -1})

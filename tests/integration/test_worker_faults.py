@@ -67,9 +67,18 @@ def test_job_runner_rejects_bad_task_coordinates(stack: Stack) -> None:
     import os
     import sys
 
-    env = dict(os.environ, CLOUD_RUN_TASK_INDEX="3", CLOUD_RUN_TASK_COUNT="2",
-               PROGRESSBENCH_SERVICE_CONFIG=stack.services["worker"].config.model_dump_json())
-    done = subprocess.run([sys.executable, "-m", "progressbench.services.jobrunner"],
-                          env=env, capture_output=True, text=True, timeout=30)
+    env = dict(
+        os.environ,
+        CLOUD_RUN_TASK_INDEX="3",
+        CLOUD_RUN_TASK_COUNT="2",
+        PROGRESSBENCH_SERVICE_CONFIG=stack.services["worker"].config.model_dump_json(),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "progressbench.services.jobrunner"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2 and "outside CLOUD_RUN_TASK_COUNT" in done.stderr
     assert "Traceback" not in done.stderr

@@ -53,17 +53,30 @@ def test_token_reads_only_its_job_of_its_owner() -> None:
 def test_bad_tokens_are_401() -> None:
     """Missing, malformed, forged and expired tokens are all 401."""
     job = uuid.uuid4()
-    for header in (None, "Basic abc", "Bearer ", "Bearer not-a-jwt",
-                   f"Bearer {tokens.issue('x' * 32, 'alice', job)}",
-                   f"Bearer {tokens.issue(SECRET, 'alice', job, ttl_s=-10)}"):
+    for header in (
+        None,
+        "Basic abc",
+        "Bearer ",
+        "Bearer not-a-jwt",
+        f"Bearer {tokens.issue('x' * 32, 'alice', job)}",
+        f"Bearer {tokens.issue(SECRET, 'alice', job, ttl_s=-10)}",
+    ):
         with pytest.raises(tokens.TokenRejected) as exc:
             tokens.authorize(SECRET, header, job, "alice")
         assert exc.value.status == 401
 
 
-CELL = {"transport": "polling", "profile": "clean", "sessions": 10, "delivery_ratio": 1.0,
-        "terminal_ratio": 1.0, "lost": 0, "duplicates": 0, "foreign_events": 0,
-        "latency_ms": {"p95": 20.0}}
+CELL = {
+    "transport": "polling",
+    "profile": "clean",
+    "sessions": 10,
+    "delivery_ratio": 1.0,
+    "terminal_ratio": 1.0,
+    "lost": 0,
+    "duplicates": 0,
+    "foreign_events": 0,
+    "latency_ms": {"p95": 20.0},
+}
 
 
 def test_built_in_rules_pass_a_good_cell_and_fail_a_foreign_event() -> None:

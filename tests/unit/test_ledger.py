@@ -16,8 +16,9 @@ def truth(n_steps: int = 4, kind: str = "done", runs: dict[int, int] | None = No
 
 
 def prog(seq: int, at_ms: float, kind: str = "step", job: str = JOB) -> Observation:
-    return Observation(type="progress", wall_ns=int(at_ms * MS), mono_ns=int(at_ms * MS),
-                       job_id=job, seq=seq, kind=kind)
+    return Observation(
+        type="progress", wall_ns=int(at_ms * MS), mono_ns=int(at_ms * MS), job_id=job, seq=seq, kind=kind
+    )
 
 
 def obs(kind: str, at_ms: float, **kw: object) -> Observation:
@@ -26,9 +27,19 @@ def obs(kind: str, at_ms: float, **kw: object) -> Observation:
 
 def record(observations: list[Observation], end_ms: float = 1000, **kw: object) -> SessionRecord:
     base: dict[str, object] = dict(
-        session_id="s1", transport="polling", profile="clean", owner="u1", user_index=0, job_index=0,
-        job_id=JOB, started_wall_ns=0, ended_wall_ns=int(end_ms * MS), started_mono_ns=0,
-        ended_mono_ns=int(end_ms * MS), outcome="terminal", stall_threshold_s=0.25,
+        session_id="s1",
+        transport="polling",
+        profile="clean",
+        owner="u1",
+        user_index=0,
+        job_index=0,
+        job_id=JOB,
+        started_wall_ns=0,
+        ended_wall_ns=int(end_ms * MS),
+        started_mono_ns=0,
+        ended_mono_ns=int(end_ms * MS),
+        outcome="terminal",
+        stall_threshold_s=0.25,
         observations=[obs("submitted", 0, job_id=JOB), *observations],
     )
     base.update(kw)
@@ -114,29 +125,54 @@ def test_duplicate_execution_from_step_runs() -> None:
 
 def test_resume_replayed_complete() -> None:
     """After a reconnect the missed events arrive: replayed complete."""
-    seen = [prog(1, 105), obs("disconnected", 150), obs("reconnected", 350), obs("resumed", 351, seq=1),
-            prog(2, 352), prog(3, 353), prog(4, 405), prog(5, 505, "done")]
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 350),
+        obs("resumed", 351, seq=1),
+        prog(2, 352),
+        prog(3, 353),
+        prog(4, 405),
+        prog(5, 505, "done"),
+    ]
     assert classify_resumes(seen, truth().by_seq) == {"replayed-complete": 1}
 
 
 def test_resume_silent_gap() -> None:
     """After a reconnect the client only gets new events: a silent gap."""
-    seen = [prog(1, 105), obs("disconnected", 150), obs("reconnected", 350), prog(4, 405),
-            prog(5, 505, "done")]
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 350),
+        prog(4, 405),
+        prog(5, 505, "done"),
+    ]
     assert classify_resumes(seen, truth().by_seq) == {"silent-gap": 1}
 
 
 def test_resume_gap_flagged() -> None:
     """Loss the transport admits to is gap-flagged, not silent."""
-    seen = [prog(1, 105), obs("disconnected", 150), obs("reconnected", 350),
-            obs("gap_flagged", 351, seq=1), prog(4, 405)]
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 350),
+        obs("gap_flagged", 351, seq=1),
+        prog(4, 405),
+    ]
     assert classify_resumes(seen, truth().by_seq) == {"gap-flagged": 1}
 
 
 def test_resume_duplicate_replay() -> None:
     """Replaying from too early shows the user events again."""
-    seen = [prog(1, 105), prog(2, 205), obs("disconnected", 250), obs("reconnected", 350),
-            prog(1, 351), prog(2, 352), prog(3, 353)]
+    seen = [
+        prog(1, 105),
+        prog(2, 205),
+        obs("disconnected", 250),
+        obs("reconnected", 350),
+        prog(1, 351),
+        prog(2, 352),
+        prog(3, 353),
+    ]
     assert classify_resumes(seen, truth().by_seq) == {"duplicate-replay": 1}
 
 
@@ -152,11 +188,30 @@ def test_summary_cell_has_every_results_md_field() -> None:
     """The summary cell carries the RESULTS.md aggregate names."""
     row, events = account(record(in_order()), {JOB: truth()})
     cell = summarize("polling", "clean", [row], events, meters={"x": 1.0}, cost_usd_per_1k_jobs=0.5)
-    for key in ("transport", "profile", "sessions", "jobs", "events_expected", "events_received",
-                "delivery_ratio", "lost", "duplicates", "out_of_order", "terminal_ratio", "latency_ms",
-                "terminal_latency_ms", "disconnects", "reconnects", "resumes", "resume_ms",
-                "silent_stalls", "foreign_events", "duplicate_executions", "cost_usd_per_1k_jobs",
-                "meters"):
+    for key in (
+        "transport",
+        "profile",
+        "sessions",
+        "jobs",
+        "events_expected",
+        "events_received",
+        "delivery_ratio",
+        "lost",
+        "duplicates",
+        "out_of_order",
+        "terminal_ratio",
+        "latency_ms",
+        "terminal_latency_ms",
+        "disconnects",
+        "reconnects",
+        "resumes",
+        "resume_ms",
+        "silent_stalls",
+        "foreign_events",
+        "duplicate_executions",
+        "cost_usd_per_1k_jobs",
+        "meters",
+    ):
         assert key in cell, key
     assert cell["delivery_ratio"] == 1.0 and cell["terminal_ratio"] == 1.0
     assert set(cell["latency_ms"]) == {"p50", "p95", "p99"}  # type: ignore[arg-type]

@@ -37,9 +37,10 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         return None
+    return seconds if seconds > 0 else 0.0
 
 
 class PollingWatcher:
@@ -51,7 +52,8 @@ class PollingWatcher:
         self.timeout = max(timing.scaled(10.0), 1.0)
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.interval * (2 ** min(attempt, 16)), self.max_backoff) * random.uniform(0.5, 1.0)
+        ceiling: float = min(self.interval * 2.0 ** min(attempt, 16), self.max_backoff)
+        return ceiling * random.uniform(0.5, 1.0)
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         base = self.settings.endpoints["api"]
@@ -101,8 +103,10 @@ class PollingWatcher:
                     finished = False
                     for event in body["events"]:
                         yield Progress(
-                            job_id=event["job_id"], seq=event["seq"],
-                            kind=event["kind"], message=event["message"],
+                            job_id=event["job_id"],
+                            seq=event["seq"],
+                            kind=event["kind"],
+                            message=event["message"],
                         )
                         cursor = max(cursor, int(event["seq"]))
                         finished = finished or event["kind"] in TERMINAL

@@ -39,9 +39,7 @@ class PollingServer:
             return {"job_id": str(job_id), "href": href, "token": created.token, "status": "pending"}
 
         @router.get("/jobs/{job_id}", response_model=None)
-        async def status(
-            job_id: str, request: Request, after: int = Query(default=0, ge=0)
-        ) -> Response:
+        async def status(job_id: str, request: Request, after: int = Query(default=0, ge=0)) -> Response:
             job = await ctx.readable_job(request, job_id)
             events = await ctx.store.events_after(job.id, after)
             last = events[-1].seq if events else after

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|test|shell`.
+
+Creates ``.venv`` beside this file, installs the project into it (again only
+when ``pyproject.toml`` changed), then runs the demo benchmark or the tests.
+Standard library only: this file runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+MARKER = VENV / ".progressbench-installed"
+
+DEMO = [
+    "run",
+    "--transports",
+    "polling",
+    "--profiles",
+    "clean",
+    "--users",
+    "20",
+    "--jobs-per-user",
+    "2",
+    "--time-scale",
+    "0.05",
+    "--out",
+    "results/demo",
+]
+TESTS = ["-m", "pytest", "-m", "not slow", "-q"]
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"progressbench needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if MARKER.exists() and MARKER.read_text().strip() == digest:
+        return
+    print("installing progressbench and its dependencies into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    MARKER.write_text(digest)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "shell"):
+        print(__doc__)
+        print("usage: python3 dev.py demo [extra run options] | test [pytest args] | shell")
+        return 2
+    ensure_environment()
+    command, extra = argv[0], argv[1:]
+    if command == "demo":
+        args = [str(BIN / "progressbench"), *DEMO, *extra]
+    elif command == "test":
+        args = [str(BIN / "python"), *TESTS, *extra]
+    else:
+        args = [os.environ.get("SHELL", "/bin/sh")]
+        os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.chdir(ROOT)
+    return subprocess.call(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

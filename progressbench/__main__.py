@@ -1,0 +1,3 @@
+from progressbench.cli import main
+
+main()

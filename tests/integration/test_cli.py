@@ -1,0 +1,161 @@
+"""`progressbench` as a user runs it: a real run, its files, the gate, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+RUN = [sys.executable, "-m", "progressbench"]
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, postgres: str) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    done = cli(
+        "run",
+        "--transports",
+        "polling",
+        "--profiles",
+        "clean",
+        "--users",
+        "20",
+        "--jobs-per-user",
+        "2",
+        "--time-scale",
+        "0.05",
+        "--out",
+        str(out),
+        "--database-url",
+        postgres,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_run_writes_the_results_contract(run_dir: Path) -> None:
+    """summary.json, sessions.csv, events.csv, report.md and report.html, per RESULTS.md."""
+    for name in ("summary.json", "sessions.csv", "events.csv", "report.md", "report.html"):
+        assert (run_dir / name).stat().st_size > 0, name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["complete"] is True
+    [cell] = summary["cells"]
+    assert (cell["transport"], cell["profile"], cell["sessions"], cell["jobs"]) == (
+        "polling",
+        "clean",
+        40,
+        40,
+    )
+    assert cell["delivery_ratio"] == 1.0 and cell["terminal_ratio"] == 1.0
+    assert cell["foreign_events"] == 0 and cell["duplicates"] == 0 and cell["lost"] == 0
+    assert cell["meters"]["api.pb_requests_total"] > 40
+    assert cell["cost_usd_per_1k_jobs"] > 0
+    assert "data:image/png;base64," in (run_dir / "report.html").read_text()
+
+
+def test_events_csv_matches_job_events(run_dir: Path, postgres: str) -> None:
+    """What the phones recorded is exactly what the store committed, event for event."""
+    events = pd.read_csv(run_dir / "events.csv")
+    seen = sorted(zip(events["job_id"], events["seq"], strict=True))
+    with psycopg.connect(postgres) as conn:
+        jobs = list(events["job_id"].unique())
+        stored = sorted(
+            (str(j), s)
+            for j, s in conn.execute(
+                "SELECT job_id, seq FROM job_events WHERE job_id::text = ANY(%s)", (jobs,)
+            )
+        )
+        committed = {
+            (str(j), s): ts
+            for j, s, ts in conn.execute(
+                "SELECT job_id, seq, committed_at FROM job_events WHERE job_id::text = ANY(%s)", (jobs,)
+            )
+        }
+    assert seen == stored and len(seen) == 40 * 15
+    sample = events.iloc[0]
+    ts = committed[(sample["job_id"], int(sample["seq"]))]
+    assert abs(int(ts.timestamp() * 1e6) * 1000 - int(sample["committed_wall_ns"])) < 2000
+
+
+def test_check_passes_good_results_and_fails_regressions(run_dir: Path, tmp_path: Path) -> None:
+    """The gate exits 0 on the run, 1 when a cell shows a foreign event."""
+    assert cli("check", str(run_dir)).returncode == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["cells"][0]["foreign_events"] = 2
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "summary.json").write_text(json.dumps(summary))
+    done = cli("check", str(bad), "--baseline", str(run_dir / "summary.json"))
+    assert done.returncode == 1 and "FAIL" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["run", "--transports", "carrier-pigeon", "--out", "{tmp}"], 2, "unknown transport"),
+        (["run", "--profiles", "earthquake", "--out", "{tmp}"], 2, "unknown profile"),
+        (["run", "--users", "0", "--out", "{tmp}"], 2, "users"),
+        (
+            [
+                "run",
+                "--transports",
+                "polling",
+                "--database-url",
+                "postgresql://nobody@127.0.0.1:1/x",
+                "--out",
+                "{tmp}",
+            ],
+            1,
+            "cannot connect to the database",
+        ),
+        (["run", "--transports", "polling", "--database-url", "not a url", "--out", "{tmp}"], 1, "database"),
+        (["check", "{tmp}/missing"], 1, "no summary.json"),
+        (["run", "--time-scale", "fast"], 2, "time-scale"),
+    ],
+)
+def test_bad_input_is_one_clear_line_without_traceback(
+    args: list[str], code: int, message: str, tmp_path: Path
+) -> None:
+    """Each mistake is a clear message and the documented exit code, never a traceback."""
+    done = cli(*[a.replace("{tmp}", str(tmp_path)) for a in args], timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == code, output
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_distributed_locust_with_two_workers(tmp_path: Path, postgres: str) -> None:
+    """Locust master + 2 workers: every phone's sessions reach the master's sink."""
+    done = cli(
+        "run",
+        "--transports",
+        "polling",
+        "--profiles",
+        "clean",
+        "--users",
+        "6",
+        "--jobs-per-user",
+        "1",
+        "--time-scale",
+        "0.05",
+        "--locust-workers",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--database-url",
+        postgres,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [cell] = json.loads((tmp_path / "summary.json").read_text())["cells"]
+    assert cell["sessions"] == 6 and cell["delivery_ratio"] == 1.0
+    owners = set(pd.read_csv(tmp_path / "sessions.csv")["owner"])
+    assert len(owners) == 6
