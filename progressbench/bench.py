@@ -27,6 +27,7 @@ class BenchResult:
     latency_ms: dict[str, float | None]
     delivery_ratio: float | None
     terminal_ratio: float | None
+    api_requests_per_s: float | None
     out: Path
 
 
@@ -56,6 +57,9 @@ def run_bench(config: RunConfig, console: Console) -> BenchResult:
         latency_ms={f"p{q}": percentile(lat, q) for q in (50, 95, 99)},
         delivery_ratio=cell["delivery_ratio"],
         terminal_ratio=cell["terminal_ratio"],
+        api_requests_per_s=(
+            cell["meters"].get("api.pb_requests_total", 0.0) / cell["seconds"] if cell["seconds"] else None
+        ),
         out=outcome.out,
     )
 
@@ -76,5 +80,6 @@ def print_bench(result: BenchResult, console: Console) -> None:
         f"  commit→phone latency: p50 {f(lat['p50'], ' ms')}, p95 {f(lat['p95'], ' ms')}, "
         f"p99 {f(lat['p99'], ' ms')}"
     )
+    console.print(f"  API load: {f(result.api_requests_per_s, ' requests/s')} over the cell")
     console.print(f"  delivery ratio {result.delivery_ratio}, terminal ratio {result.terminal_ratio}")
     console.print(f"  raw results: {result.out}")

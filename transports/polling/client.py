@@ -28,6 +28,7 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
+from transports.http import phone_client
 from transports.types import ClientSettings, JobRequest
 
 TERMINAL = frozenset({"done", "failed"})
@@ -49,7 +50,6 @@ class PollingWatcher:
         timing = settings.timing
         self.interval = timing.scaled(timing.poll_interval_s)
         self.max_backoff = timing.scaled(30.0)
-        self.timeout = max(timing.scaled(10.0), 1.0)
 
     def _backoff(self, attempt: int) -> float:
         ceiling: float = min(self.interval * 2.0 ** min(attempt, 16), self.max_backoff)
@@ -57,7 +57,7 @@ class PollingWatcher:
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         base = self.settings.endpoints["api"]
-        async with httpx.AsyncClient(base_url=base, timeout=self.timeout) as http:
+        async with phone_client(base, self.settings.timing) as http:
             created = await self._submit(http, request)
             job_id, token, href = created["job_id"], created["token"], created["href"]
             yield Submitted(job_id=job_id, token=token)
@@ -123,7 +123,7 @@ class PollingWatcher:
         while True:
             try:
                 response = await http.post("/polling/jobs", json=request.body())
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 attempt += 1
                 await asyncio.sleep(self._backoff(attempt))
                 continue
