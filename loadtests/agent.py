@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 
 from progressbench.session import SessionSpec, run_session
@@ -50,13 +51,17 @@ async def _serve() -> None:
         task = asyncio.create_task(handle(int(message["id"]), message["spec"]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
+    # stdin closed: the Locust side is quitting. Cancel what still runs; each
+    # session returns a record marked "interrupted", written out before we exit.
     for task in list(tasks):
         task.cancel()
     if tasks:
-        await asyncio.wait(tasks, timeout=5)
+        await asyncio.wait(tasks, timeout=10)
 
 
 def main() -> None:
+    # Ctrl-C is the harness's to handle: it closes our stdin, and we flush.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,

@@ -11,6 +11,7 @@ import itertools
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -23,7 +24,11 @@ class AgentDied(RuntimeError):
 
 
 class Bridge:
-    def __init__(self) -> None:
+    """``on_orphan`` receives records whose caller was killed (the run is quitting)."""
+
+    def __init__(self, on_orphan: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self._on_orphan = on_orphan
+        self._orphaned: set[int] = set()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "loadtests.agent"],
             stdin=subprocess.PIPE,
@@ -40,8 +45,13 @@ class Bridge:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             message = json.loads(raw)
-            waiter = self._waiting.pop(int(message["id"]), None)
-            if waiter is not None:
+            request_id = int(message["id"])
+            waiter = self._waiting.pop(request_id, None)
+            if request_id in self._orphaned:
+                self._orphaned.discard(request_id)
+                if self._on_orphan is not None and "record" in message:
+                    self._on_orphan(message["record"])
+            elif waiter is not None:
                 waiter.set(message)
         error = AgentDied(f"session agent exited with {self._proc.wait()}")
         for waiter in self._waiting.values():
@@ -60,7 +70,11 @@ class Bridge:
         with self._write_lock:
             self._proc.stdin.write(line)
             self._proc.stdin.flush()
-        message: dict[str, Any] = waiter.get()
+        try:
+            message: dict[str, Any] = waiter.get()
+        except BaseException:  # GreenletExit when Locust stops the user: the agent still answers
+            self._orphaned.add(request_id)
+            raise
         if "error" in message:
             raise AgentDied(message["error"])
         record: dict[str, Any] = message["record"]

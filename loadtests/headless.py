@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 
@@ -22,9 +23,15 @@ from locust.stats import print_stats
 
 from loadtests import locustfile
 
+_stop = {"requested": False}
+
+
+def _request_stop() -> None:
+    _stop["requested"] = True
+
 
 def _wait_for(count: int, deadline: float) -> bool:
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not _stop["requested"]:
         if locustfile.SINK.count >= count:
             return True
         gevent.sleep(0.1)
@@ -40,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     plan = locustfile.PLAN
+    # The harness stops a cell with SIGTERM; quit through Locust so the
+    # quitting hooks flush in-flight sessions.
+    gevent.signal_handler(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     env = Environment(user_classes=[locustfile.Phone], events=events)
     if args.role == "worker":
         follower = env.create_worker_runner("127.0.0.1", args.master_port)

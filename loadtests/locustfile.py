@@ -64,7 +64,15 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
     else:
-        _state["bridge"] = Bridge()
+        _state["bridge"] = Bridge(on_orphan=lambda record: _deliver(environment, record))
+
+
+def _deliver(environment: Environment, record: dict[str, Any]) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(MESSAGE, record)
+    else:
+        SINK.write(record)
 
 
 @events.quitting.add_listener
@@ -107,11 +115,7 @@ class Phone(User):
         outcome = record["outcome"]
         error = None if outcome == "terminal" else RuntimeError(f"{outcome}: {record.get('error') or ''}")
         self._fire(started, len(record["observations"]), error)
-        runner = self.environment.runner
-        if isinstance(runner, WorkerRunner):
-            runner.send_message(MESSAGE, record)
-        else:
-            SINK.write(record)
+        _deliver(self.environment, record)
 
     def _fire(self, started: float, length: int, exc: Exception | None) -> None:
         self.environment.events.request.fire(

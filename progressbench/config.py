@@ -90,6 +90,9 @@ class Timing(Frozen):
     cold_start_s: float = Field(default=2.0, ge=0)
     #: A phone gives up on a job after this long.
     session_deadline_s: PositiveFloat = 300.0
+    #: The platform cuts any request (and so any stream) after this long
+    #: (Cloud Run's default request timeout is 300 s).
+    request_timeout_s: PositiveFloat = 300.0
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale

@@ -195,7 +195,7 @@ class SessionRecord(BaseModel):
     ended_wall_ns: int
     started_mono_ns: int
     ended_mono_ns: int
-    outcome: Literal["terminal", "deadline", "error"]
+    outcome: Literal["terminal", "deadline", "error", "interrupted"]
     error: str | None = None
     stall_threshold_s: float
     observations: list[Observation] = Field(default_factory=list)

@@ -132,6 +132,9 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     own_ids = {i for i in [record.job_id, *record.extra_job_ids] if i}
     primary = truths.get(record.job_id or "")
     committed = primary.by_seq if primary else {}
+    if record.outcome == "interrupted":
+        # The run stopped this phone: what its job did afterwards was never due to it.
+        committed = {s: e for s, e in committed.items() if e.committed_wall_ns <= record.ended_wall_ns}
     obs = sorted(record.observations, key=lambda o: o.mono_ns)
 
     events: list[EventRow] = []

@@ -81,7 +81,8 @@ def _processes(
             with log_path.open("ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                        argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        start_new_session=True,  # Ctrl-C reaches us; we stop them in order
                     )
                 )
         yield procs
@@ -91,7 +92,7 @@ def _processes(
                 proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()

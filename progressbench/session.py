@@ -10,6 +10,7 @@ a record that says so instead of an exception that loses the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -84,13 +85,17 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
                     break
     except TimeoutError:
         outcome = "deadline"
+    except asyncio.CancelledError:
+        # The run is stopping: keep what this phone saw, marked as such.
+        outcome, error = "interrupted", "run interrupted before the session ended"
     except ProgressbenchError as exc:
         outcome, error = "error", str(exc)
     except Exception as exc:  # a watcher bug must not lose the session's record
         log.exception("session %s/%s failed", spec.owner, spec.job_index)
         outcome, error = "error", f"{type(exc).__name__}: {exc}"
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await stream.aclose()  # type: ignore[attr-defined]
     return SessionRecord(
         session_id=uuid.uuid4().hex,
         transport=spec.transport,

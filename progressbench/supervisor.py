@@ -208,6 +208,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 pass_fds=(service.socket.fileno(), admin.fileno()),
+                start_new_session=True,  # Ctrl-C reaches the supervisor, which stops them in order
             )
         instance = Instance(name, role, process, admin, log_path, ready_file)
         service.instances.append(instance)

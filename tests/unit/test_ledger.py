@@ -215,3 +215,10 @@ def test_summary_cell_has_every_results_md_field() -> None:
         assert key in cell, key
     assert cell["delivery_ratio"] == 1.0 and cell["terminal_ratio"] == 1.0
     assert set(cell["latency_ms"]) == {"p50", "p95", "p99"}  # type: ignore[arg-type]
+
+
+def test_interrupted_session_is_not_charged_for_events_after_it_stopped() -> None:
+    """An interrupted phone is scored on what was committed while it was watching."""
+    row, _ = account(record(in_order()[:2], end_ms=250, outcome="interrupted"), {JOB: truth()})
+    assert (row.events_expected, row.events_received, row.lost) == (2, 2, 0)
+    assert row.outcome == "interrupted"
