@@ -331,8 +331,13 @@ def locust(
         try:
             proc.wait()
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=15)
+            # SIGTERM, not SIGINT: a child of a background job inherits an ignored SIGINT.
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @app.command()
