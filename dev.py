@@ -22,8 +22,6 @@ MARKER = VENV / ".progressbench-installed"
 
 DEMO = [
     "run",
-    "--transports",
-    "polling",
     "--profiles",
     "clean",
     "--users",

@@ -315,6 +315,30 @@ class Store:
         self._on_write(1)
         return cur.rowcount == 1
 
+    async def restart(self, job_id: uuid.UUID) -> None:
+        """Rewind a job to step 0 so its work runs again (the naive SSE re-POST).
+
+        Events already committed stay (they are UPSERTed), so only the repeated
+        work shows: as extra ``step_runs`` rows, i.e. a duplicate execution.
+        """
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'pending', current_step = 0, lease_owner = NULL, "
+                "heartbeat_at = NULL, updated_at = clock_timestamp() WHERE id = %s",
+                (job_id,),
+            )
+        self._on_write(1)
+
+    async def abandon(self, job_id: uuid.UUID, instance: str) -> None:
+        """Leave a job for nobody: ``pending``, no lease, so no watchdog resumes it."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'pending', lease_owner = NULL, heartbeat_at = NULL, "
+                "updated_at = clock_timestamp() WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (job_id, instance),
+            )
+        self._on_write(1)
+
     @staticmethod
     async def _insert_event(
         conn: psycopg.AsyncConnection[Any],

@@ -1,0 +1,126 @@
+"""``sse`` and ``sse-naive`` on a real stack, with connections cut, blackholed and timed out.
+
+Jobs here have 14 steps of 0.3 s (6 s unscaled at time scale 0.05), the
+server heartbeats every 0.75 s and the client's idle watchdog fires after
+three silent heartbeats (2.25 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from progressbench.config import JobShape, Timing
+from progressbench.events import SessionRecord
+from progressbench.session import run_session
+from progressbench.supervisor import Stack, StackSettings
+from tests.integration.conftest import SCALE
+from tests.integration.sse_helpers import Forwarder, progress_seqs, score, session_spec, wait_for_events
+
+SHAPE = JobShape(step_seconds_min=6.0, step_seconds_max=6.0)
+ALL_SEQS = list(range(1, SHAPE.total_steps + 2))  # steps + the terminal event
+
+
+async def _watch_and_break(
+    stack: Stack, transport: str, owner: str, fault: str
+) -> tuple[Forwarder, SessionRecord]:
+    timing = stack.settings.timing
+    forwarder = Forwarder.to_url(stack.endpoints()["api"])
+    url = await forwarder.start()
+    spec = session_spec(transport, owner, url, timing, SHAPE)
+    task = asyncio.create_task(run_session(spec))
+    try:
+        await wait_for_events(stack.database_url, owner, 3, timeout=10)
+        if fault == "cut":
+            forwarder.cut(outage_s=1.0, server_learns_after_s=1.0)
+        else:
+            forwarder.freeze()
+        record = await asyncio.wait_for(task, timeout=30)
+    finally:
+        await forwarder.close()
+    return forwarder, record
+
+
+@pytest.mark.parametrize("fault", ["cut", "freeze"])
+async def test_resumable_replays_the_gap_and_naive_loses_it(stack: Stack, fault: str) -> None:
+    """After a cut or a blackhole, ``sse`` delivers every event once in order with one
+    replayed-complete resume; ``sse-naive`` re-POSTs, loses what was emitted meanwhile,
+    and runs steps twice."""
+    (_, resumable), (_, naive) = await asyncio.gather(
+        _watch_and_break(stack, "sse", f"res-{fault}", fault),
+        _watch_and_break(stack, "sse-naive", f"naive-{fault}", fault),
+    )
+    assert isinstance(resumable, SessionRecord) and isinstance(naive, SessionRecord)
+    row = score(stack.database_url, resumable)
+    assert resumable.outcome == "terminal", resumable.error
+    assert progress_seqs(resumable) == ALL_SEQS
+    assert (row.lost, row.duplicates, row.out_of_order) == (0, 0, 0)
+    assert row.disconnects == 1 and row.reconnects == 1 and row.resumes == 1
+    assert row.resume_replayed_complete == 1
+    assert not row.duplicate_execution
+    if fault == "freeze":
+        assert any(o.detail == "idle watchdog" for o in resumable.observations if o.type == "disconnected")
+
+    nrow = score(stack.database_url, naive)
+    assert any(o.type == "resubmitted" for o in naive.observations)
+    assert nrow.lost > 0, progress_seqs(naive)
+    assert nrow.duplicate_execution
+    assert nrow.resumes == 0
+
+
+@pytest.fixture
+def short_timeout_stack(tmp_path: Path) -> Iterator[Stack]:
+    timing = Timing(time_scale=SCALE, request_timeout_s=20.0, session_deadline_s=200.0)  # 1 s, 10 s
+    with Stack(StackSettings(run_dir=tmp_path, timing=timing)) as running:
+        yield running
+
+
+async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) -> None:
+    """Streams cut at 1 s: ``sse`` finishes across several streams without loss; ``sse-naive``
+    never finishes."""
+    stack = short_timeout_stack
+    timing = stack.settings.timing
+    api = stack.endpoints()["api"]
+    resumable, naive = await asyncio.gather(
+        run_session(session_spec("sse", "res-timeout", api, timing, SHAPE)),
+        run_session(session_spec("sse-naive", "naive-timeout", api, timing, SHAPE)),
+    )
+    row = score(stack.database_url, resumable)
+    assert resumable.outcome == "terminal" and progress_seqs(resumable) == ALL_SEQS
+    assert row.lost == 0 and row.duplicates == 0
+    assert row.disconnects >= 3 and row.resume_replayed_complete == row.reconnects
+    nrow = score(stack.database_url, naive)
+    assert naive.outcome == "deadline" and not nrow.terminal_received
+    assert nrow.job_status != "done" and nrow.duplicate_execution
+
+
+async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(stack: Stack) -> None:
+    """401/404 without a stream, 400 for a malformed Last-Event-ID; a finished job answers
+    a late reconnect with its remaining events and the terminal one."""
+    api = stack.endpoints()["api"]
+    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+        body = {
+            "owner": "alice",
+            "time_scale": SCALE,
+            "shape": {"step_seconds_min": 0.5, "step_seconds_max": 0.5},
+        }
+        created = (await http.post("/sse/jobs", json=body)).json()
+        other = (await http.post("/sse/jobs", json={**body, "owner": "bob"})).json()
+        href = created["events_href"]
+        auth = {"authorization": f"Bearer {created['token']}"}
+        assert (await http.get(href)).status_code == 401
+        assert (
+            await http.get(href, headers={"authorization": f"Bearer {other['token']}"})
+        ).status_code == 404
+        bad = await http.get(href, headers={**auth, "last-event-id": "12abc"})
+        assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["detail"]
+        assert "text/event-stream" not in bad.headers.get("content-type", "")
+        await wait_for_events(stack.database_url, "alice", SHAPE.total_steps + 1, timeout=20)
+        late = await http.get(href, headers={**auth, "last-event-id": "12"})
+        assert late.status_code == 200
+        ids = [line.split(":", 1)[1].strip() for line in late.text.splitlines() if line.startswith("id:")]
+        assert ids == ["13", "14", "15"] and "event: done" in late.text

@@ -1,0 +1,30 @@
+"""``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
+
+from transports.sse.client import NaiveSseWatcher, ResumableSseWatcher
+from transports.sse.naive import NaiveSseServer
+from transports.sse.server import ResumableSseServer
+from transports.types import Transport
+
+NAIVE = Transport(
+    name="sse-naive",
+    server=NaiveSseServer(),
+    client=NaiveSseWatcher,
+    summary="the streaming request runs the job; a drop kills it; re-POST starts again",
+)
+
+RESUMABLE = Transport(
+    name="sse",
+    server=ResumableSseServer(),
+    client=ResumableSseWatcher,
+    variants=frozenset({"browser"}),
+    summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
+)
+
+__all__ = [
+    "NAIVE",
+    "RESUMABLE",
+    "NaiveSseServer",
+    "NaiveSseWatcher",
+    "ResumableSseServer",
+    "ResumableSseWatcher",
+]

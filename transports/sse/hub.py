@@ -1,0 +1,132 @@
+"""One ``LISTEN job_events`` connection per API process, fanned out to every open stream.
+
+The store announces each committed event with ``pg_notify('job_events',
+'["<job id>", <seq>]')``. A stream :meth:`NotifyHub.subscribe` s to its job
+*before* reading the store, then sleeps on its :class:`Subscription` until a
+notification for that job (or a slow fallback re-check) wakes it, so nothing
+committed between the read and the wait is missed and nobody busy-polls.
+
+Lifecycle: the listener starts lazily with the first subscriber and runs
+until the service's shutdown event is set (then it closes its connection).
+If the connection drops it reconnects with backoff and wakes every
+subscriber once, since notifications sent meanwhile are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+
+from progressbench.store import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """A stream's wake-up flag for one job."""
+
+    def __init__(self, job_id: uuid.UUID) -> None:
+        self.job_id = job_id
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True if woken (a notification arrived since the last wait), False on timeout."""
+        if timeout > 0 and not self._event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._event.wait(), timeout)
+        woken = self._event.is_set()
+        self._event.clear()
+        return woken
+
+
+class NotifyHub:
+    def __init__(self, database_url: str, shutdown: asyncio.Event, retry_s: float = 0.5) -> None:
+        self._url = database_url
+        self._shutdown = shutdown
+        self._retry_s = retry_s
+        self._subs: dict[uuid.UUID, set[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+        self.notifications = 0
+
+    @property
+    def streams(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: uuid.UUID) -> Iterator[Subscription]:
+        self._ensure_running()
+        sub = Subscription(job_id)
+        self._subs.setdefault(job_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(job_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[job_id]
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="sse-notify-hub")
+
+    def _dispatch(self, payload: str) -> None:
+        try:
+            raw_id, _seq = json.loads(payload)
+            job_id = uuid.UUID(str(raw_id))
+        except (ValueError, TypeError):
+            log.warning("ignoring malformed %s payload %r", NOTIFY_CHANNEL, payload[:80])
+            return
+        self.notifications += 1
+        for sub in self._subs.get(job_id, ()):
+            sub.wake()
+
+    def _wake_all(self) -> None:
+        for subs in self._subs.values():
+            for sub in subs:
+                sub.wake()
+
+    async def _run(self) -> None:
+        stop = asyncio.create_task(self._shutdown.wait())
+        try:
+            while not self._shutdown.is_set():
+                try:
+                    await self._listen(stop)
+                except (psycopg.Error, OSError) as exc:
+                    log.warning("notify listener lost its connection: %r", exc)
+                self.ready.clear()
+                self._wake_all()
+                if not self._shutdown.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(stop), self._retry_s)
+        finally:
+            stop.cancel()
+
+    async def _listen(self, stop: asyncio.Task[bool]) -> None:
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        try:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self.ready.set()
+            self._wake_all()  # anything committed before LISTEN took effect
+            gen = conn.notifies()
+            while True:
+                nxt = asyncio.ensure_future(anext(gen))
+                done, _ = await asyncio.wait({nxt, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, psycopg.Error):
+                        await nxt
+                    return
+                self._dispatch(nxt.result().payload)
+        finally:
+            await conn.close()

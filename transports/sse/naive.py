@@ -1,0 +1,150 @@
+"""Server face of ``sse-naive``: the streaming request *is* the job.
+
+``POST /sse-naive/jobs`` (body: the usual job fields plus an optional
+client-generated ``job_id``; the ``Idempotency-Key`` header works too)
+starts the job inside the request (execution context ``request``, via
+:func:`progressbench.executor.run_job`) and streams each event the moment
+the job commits it. The first message (``event: created``) carries the job
+id and a read token. Nothing else gives the phone progress.
+
+Faithfully bad on purpose:
+
+* When the client goes away (sse-starlette sees ``http.disconnect``) or the
+  platform's request timeout hits, the handler is cancelled and the job with
+  it. It is put back to ``pending`` with no lease, so no worker watchdog
+  adopts it: nobody runs it until the phone POSTs again.
+* A re-POST with the same ``job_id`` runs the job again *from step 1*
+  (``current_step`` reset): committed steps execute twice (``step_runs``
+  shows it), their events are UPSERTs that commit nothing new, so the new
+  stream is silent while the job redoes them and only streams what it
+  commits for the first time. Whatever was committed while the phone was
+  away is never sent to it: there is no cursor and no replay.
+* Each request leases the job under its own name (``<instance>#<n>``), so
+  the newest POST owns the job and an older execution still running on a
+  half-dead connection loses its lease at its next step and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import APIRouter, Header, HTTPException, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.event import ServerSentEvent
+
+from progressbench import tokens
+from progressbench.config import JobShape
+from progressbench.executor import ExecutionContext, Outcome, run_job
+from progressbench.job import JobSpec, plan
+from progressbench.services.context import ServiceContext
+from transports.sse import stream
+from transports.sse.wire import event_data
+
+PREFIX = "/sse-naive"
+NAME = "sse-naive"
+
+
+class NaiveCreate(BaseModel):
+    """The usual job body plus the client's own job id (its idempotency key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
+    seed: int = 0
+    time_scale: float = Field(default=1.0, gt=0, le=100)
+    shape: JobShape = JobShape()
+    job_id: uuid.UUID | None = None
+
+
+class NaiveSseServer:
+    """``heartbeat_s`` / ``fallback_s`` are unscaled seconds."""
+
+    def __init__(
+        self, heartbeat_s: float = stream.HEARTBEAT_S, fallback_s: float = stream.FALLBACK_RECHECK_S
+    ) -> None:
+        self.heartbeat_s = heartbeat_s
+        self.fallback_s = fallback_s
+
+    def api_router(self, ctx: ServiceContext) -> APIRouter:
+        router = APIRouter(prefix=PREFIX)
+        timing = ctx.config.timing
+        requests = itertools.count(1)
+
+        async def _start(body: NaiveCreate, job_id: uuid.UUID) -> None:
+            """Create the job, or rewind an existing one to step 0 (the re-POST)."""
+            existing = await ctx.store.get_job(job_id)
+            if existing is not None:
+                if existing.owner != body.owner:
+                    raise HTTPException(409, "job id already used")
+                await ctx.store.restart(job_id)
+                return
+            spec = JobSpec(shape=body.shape, seed=body.seed, time_scale=body.time_scale)
+            await ctx.store.create_job(
+                job_id, body.owner, NAME, spec.model_dump(mode="json"), plan(spec).total_steps
+            )
+
+        async def _abandon(task: asyncio.Task[Outcome], job_id: uuid.UUID, lease: str) -> None:
+            """The request is over: the job stops with it and is left for nobody."""
+            with anyio.CancelScope(shield=True):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await ctx.store.abandon(job_id, lease)
+
+        @router.post("/jobs", response_model=None)
+        async def create(body: NaiveCreate, idempotency_key: str | None = Header(default=None)) -> Response:
+            job_id = body.job_id
+            if job_id is None and idempotency_key:
+                try:
+                    job_id = uuid.UUID(idempotency_key)
+                except ValueError:
+                    raise HTTPException(400, "Idempotency-Key must be a UUID") from None
+            job_id = job_id or uuid.uuid4()
+            await _start(body, job_id)
+            token = tokens.issue(ctx.secret, body.owner, job_id)
+            lease = f"{ctx.config.instance}#{next(requests)}"
+            execution = ExecutionContext(
+                kind="request",
+                service=ctx.config.role,
+                instance=lease,
+                extra={"api_instance": ctx.config.instance},
+            )
+            hub = stream.hub_for(ctx)
+            deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
+
+            async def content() -> AsyncIterator[ServerSentEvent]:
+                with hub.subscribe(job_id) as sub:
+                    # Only what this request's job commits from now on reaches the phone.
+                    latest = await ctx.store.events_after(job_id, 0)
+                    after = latest[-1].seq if latest else 0
+                    yield ServerSentEvent(
+                        event="created", data=event_data({"job_id": str(job_id), "token": token})
+                    )
+                    task = asyncio.create_task(
+                        run_job(ctx.store, job_id, execution, timing, ctx.jobs.shutdown),
+                        name=f"naive-{job_id}",
+                    )
+                    task.add_done_callback(lambda _t: sub.wake())
+                    try:
+                        async for event in stream.tail(
+                            ctx,
+                            sub,
+                            after,
+                            deadline,
+                            transport=NAME,
+                            fallback_s=timing.scaled(self.fallback_s),
+                            stop=task.done,
+                        ):
+                            yield event
+                    finally:
+                        await _abandon(task, job_id, lease)
+
+            return stream.response(content(), timing.scaled(self.heartbeat_s))
+
+        return router

@@ -1,0 +1,98 @@
+"""Server parts both SSE flavours share: the per-process hub, the tail loop, the response.
+
+:func:`tail` turns a job's committed events after a cursor into
+:class:`ServerSentEvent` s (``id:`` = seq, ``event:`` = kind, ``data:`` =
+the store row as JSON). It reads the store, then sleeps on the stream's hub
+subscription until a ``job_events`` notification for the job, a slow
+fallback re-check, or the request deadline. It stops after the terminal
+event, at the deadline (the platform's request timeout), or when ``stop``
+says the producer is gone and nothing new is left.
+
+Heartbeats are sse-starlette's ``ping`` comments; the ``retry:`` hint goes
+first on every stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from sse_starlette.event import ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
+
+from progressbench.executor import JobPool
+from progressbench.services.context import ServiceContext
+from transports.sse.hub import NotifyHub, Subscription
+from transports.sse.wire import event_data
+
+TERMINAL = frozenset({"done", "failed"})
+
+#: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
+HEARTBEAT_S = 15.0
+RETRY_HINT_S = 2.0
+#: Slow safety net in case a notification is lost; LISTEN/NOTIFY does the real work.
+FALLBACK_RECHECK_S = 5.0
+
+_HUBS: weakref.WeakKeyDictionary[JobPool, NotifyHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(ctx: ServiceContext) -> NotifyHub:
+    """The one listener of this service process (keyed by its job pool, which lives as long)."""
+    hub = _HUBS.get(ctx.jobs)
+    if hub is None:
+        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown)
+        _HUBS[ctx.jobs] = hub
+    return hub
+
+
+def _ping() -> ServerSentEvent:
+    return ServerSentEvent(comment=f"hb {datetime.now().time().isoformat('milliseconds')}")
+
+
+def response(content: AsyncIterator[ServerSentEvent], heartbeat_s: float) -> EventSourceResponse:
+    return EventSourceResponse(
+        content,
+        ping=heartbeat_s,
+        ping_message_factory=_ping,
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        send_timeout=None,
+    )
+
+
+def retry_event(seconds: float) -> ServerSentEvent:
+    return ServerSentEvent(retry=max(int(seconds * 1000), 1), comment="stream open")
+
+
+async def tail(
+    ctx: ServiceContext,
+    sub: Subscription,
+    after: int,
+    deadline: float,
+    *,
+    transport: str,
+    fallback_s: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> AsyncIterator[ServerSentEvent]:
+    """Events of ``sub.job_id`` with seq > ``after``, as they are committed (see module doc)."""
+    loop = asyncio.get_running_loop()
+    cursor = after
+    counter = ctx.meters.messages.labels(ctx.meters.service, transport)
+    while True:
+        stopping = stop()
+        rows = await ctx.store.events_after(sub.job_id, cursor)
+        for row in rows:
+            cursor = row.seq
+            counter.inc()
+            yield ServerSentEvent(data=event_data(row.as_json()), event=row.kind, id=str(row.seq))
+            if row.kind in TERMINAL:
+                return
+        if rows:
+            continue
+        if stopping:
+            return
+        left = deadline - loop.time()
+        if left <= 0:
+            return
+        await sub.wait(min(left, fallback_s))
