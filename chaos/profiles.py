@@ -1,26 +1,96 @@
-"""Fault profiles as data: named timelines of faults applied to a cell.
+"""Fault profiles as data: named timelines of faults applied to a cell of phones.
 
-A profile is validated on load; applying it is the chaos controller's job.
-Durations are real seconds at time scale 1.0 and are scaled by the run.
+A profile is a list of timed steps (``at``, ``fault``, ``for``, ``stream``,
+``attributes``, ``target``), validated on load; :mod:`chaos.controller`
+applies it. Durations are real seconds at time scale 1.0 (the run scales
+them, and the duration attributes of toxics too: ``latency``, ``jitter``,
+``timeout``, ``delay``, ``close_after``) and are measured from the start of the cell; each cell of phones runs
+the same timeline offset by ``stagger`` seconds per cell index, so one
+cell's tunnel is not every phone's tunnel.
+
+Targets:
+
+* ``phones`` — the cell's own proxy in front of each client-facing service
+  (a network fault on the phone's side: toxics, or ``down``);
+* ``dispatch`` — the proxy between the API and the workers (the
+  fire-and-forget dispatch or the push fails);
+* ``worker`` — a server fault through the supervisor (``sigterm``,
+  ``sigkill``), optionally timed against job progress (``at_step``: when the
+  cell's first job has committed that many steps — "kill while on image 3 of
+  6" is ``at_step: 3``).
+
+The numbers come from ``shared/reference/platform-facts.md`` (cited per
+profile). Where the real-world figure would not fit inside one job (a 60 s
+subway hop around a 50 s job), the profile compresses it and says so: those
+values are marked ASSUMPTION.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from progressbench.errors import ConfigError
 
+Target = Literal["phones", "dispatch", "worker"]
+NETWORK_FAULTS = frozenset(
+    {
+        "down",
+        "latency",
+        "bandwidth",
+        "slow_close",
+        "timeout",
+        "reset_peer",
+        "slicer",
+        "limit_data",
+        "blackhole",
+        "idle_timeout",
+        "pause_reader",
+    }
+)
+SERVER_FAULTS = frozenset({"sigterm", "sigkill"})
+
 
 class FaultStep(BaseModel):
-    """One fault: at ``at`` s after the cell starts, for ``for_s`` seconds."""
+    """One fault: from ``at`` s after the cell starts (or at a job step), for ``for`` s."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    at: float = Field(ge=0)
+    at: float = Field(default=0.0, ge=0)
+    at_step: int | None = Field(default=None, ge=1)
     fault: str = Field(min_length=1)
     for_s: float = Field(default=0.0, ge=0, alias="for")
-    stream: str = "downstream"
+    target: Target = "phones"
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: float = Field(default=1.0, ge=0, le=1)
     attributes: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultStep:
+        if self.target == "worker":
+            if self.fault not in SERVER_FAULTS:
+                raise ValueError(f"target worker takes {sorted(SERVER_FAULTS)}, not {self.fault!r}")
+        elif self.fault not in NETWORK_FAULTS:
+            raise ValueError(f"target {self.target} takes {sorted(NETWORK_FAULTS)}, not {self.fault!r}")
+        if self.at_step is not None and self.target != "worker":
+            raise ValueError("at_step applies to server faults (target worker) only")
+        return self
+
+    @property
+    def is_server_fault(self) -> bool:
+        return self.target == "worker"
+
+    def describe(self) -> str:
+        when = f"at step {self.at_step}" if self.at_step is not None else f"at {self.at:g}s"
+        span = f" for {self.for_s:g}s" if self.for_s else " (rest of the cell)"
+        if self.is_server_fault:
+            span = ""
+        attrs = " ".join(f"{k}={v}" for k, v in self.attributes.items())
+        stream = (
+            f" {self.stream}" if self.target != "worker" and self.fault not in ("down", "blackhole") else ""
+        )
+        return f"{when}: {self.fault}{stream} on {self.target}{span} {attrs}".rstrip()
 
 
 class Profile(BaseModel):
@@ -30,12 +100,129 @@ class Profile(BaseModel):
     description: str
     sources: tuple[str, ...] = ()
     steps: tuple[FaultStep, ...] = ()
+    #: Seconds (unscaled) between the timelines of consecutive cells.
+    stagger: float = Field(default=0.0, ge=0)
+    #: Cells of phones; each gets its own proxies.
+    cells: int = Field(default=1, ge=1, le=64)
+    #: Overrides of the stack's timing for this profile (e.g. a short request timeout).
+    timing: dict[str, float] = Field(default_factory=dict)
 
+    @property
+    def toxic_types(self) -> set[str]:
+        return {s.fault for s in self.steps if not s.is_server_fault and s.fault != "down"}
+
+
+_FACTS = "shared/reference/platform-facts.md"
 
 BUILTIN: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(name="clean", description="No faults: the baseline every other profile is read against."),
+        Profile(
+            name="tunnel",
+            description=(
+                "Subway tunnel: bytes stop both ways with no FIN and no RST, then service returns "
+                "on the same connections (TCP retransmission survives it)."
+            ),
+            sources=(
+                f"{_FACTS} §7e/§8b subway: 60-180 s outages (ASSUMPTION there); compressed here to "
+                "12 s so the outage falls inside one ~50 s job (ASSUMPTION)",
+            ),
+            steps=(FaultStep(at=8, fault="blackhole", for_s=12),),
+            stagger=4,
+            cells=2,
+        ),
+        Profile(
+            name="handoff",
+            description=(
+                "Wi-Fi to cellular handoff: the IP changes, every open connection breaks (FIN from "
+                "the proxy) and new ones are refused for a short outage."
+            ),
+            sources=(f"{_FACTS} §7e wifi_cell_handoff: outage 2-15 s (ASSUMPTION there); 3 s here",),
+            steps=(FaultStep(at=8, fault="down", for_s=3), FaultStep(at=26, fault="down", for_s=3)),
+            stagger=3,
+            cells=2,
+        ),
+        Profile(
+            name="sleep",
+            description=(
+                "Screen sleep / app backgrounded: the phone stops reading; after 5 s the OS "
+                "reclaims the socket (iOS suspends ~5 s after backgrounding, TN2277)."
+            ),
+            sources=(f"{_FACTS} §7b iOS: ~5 s to suspension; sockets may be closed while suspended",),
+            steps=(FaultStep(at=8, fault="pause_reader", for_s=15, attributes={"close_after": 5000}),),
+            stagger=4,
+            cells=2,
+        ),
+        Profile(
+            name="cgnat",
+            description=(
+                "Carrier NAT idle timeout: a connection idle in both directions for 20 s is "
+                "silently blackholed from then on; heartbeats decide who survives."
+            ),
+            sources=(
+                f"{_FACTS} §7c/§8b nat_idle_cut: 5 min (sweep 60 s-30 min) is the ASSUMPTION there; "
+                "20 s here so it bites inside one job (ASSUMPTION), against 15 s SSE and 25 s "
+                "Supabase heartbeats (§7d)",
+            ),
+            steps=(FaultStep(at=0, fault="idle_timeout", attributes={"timeout": 20_000}),),
+        ),
+        Profile(
+            name="flaky-3g",
+            description="3G link: 250 ms latency with 50 ms jitter, 150 KB/s, small TCP segments.",
+            sources=(f"{_FACTS} §7e 3G: 250 ms RTT (jitter 50), 1.2 Mbps (Loadero presets)",),
+            steps=(
+                FaultStep(
+                    at=0, fault="latency", stream="downstream", attributes={"latency": 125, "jitter": 25}
+                ),
+                FaultStep(
+                    at=0, fault="latency", stream="upstream", attributes={"latency": 125, "jitter": 25}
+                ),
+                FaultStep(at=0, fault="bandwidth", stream="downstream", attributes={"rate": 150}),
+                FaultStep(
+                    at=0,
+                    fault="slicer",
+                    stream="downstream",
+                    attributes={"average_size": 600, "size_variation": 200, "delay": 2000},
+                ),
+            ),
+        ),
+        Profile(
+            name="sigterm",
+            description=(
+                'Cloud Run shuts a worker instance down mid-job ("kill while on image 3 of 6"): '
+                "SIGTERM, 10 s grace, SIGKILL, replacement after a cold start."
+            ),
+            sources=(f"{_FACTS} §1a: SIGTERM then SIGKILL 10 s later",),
+            steps=(FaultStep(at_step=4, fault="sigterm", target="worker"),),
+        ),
+        Profile(
+            name="request-timeout",
+            description=(
+                "The platform cuts every request at its limit: 300 s on Cloud Run by default, "
+                "compressed here to 15 s so streams are cut mid-job."
+            ),
+            sources=(f"{_FACTS} §1a request timeout default 300 s (compressed to 15 s: ASSUMPTION)",),
+            timing={"request_timeout_s": 15.0},
+        ),
+        Profile(
+            name="dispatch-loss",
+            description=(
+                "The API's dispatch to the workers is blackholed for 30 s (a bad deploy, a network "
+                "partition): dispatches time out, and jobs whose dispatch gave up never start."
+            ),
+            sources=(f"{_FACTS} §3 after()/waitUntil; the 8 s fire-and-forget abort of DESIGN.md",),
+            steps=(
+                FaultStep(
+                    at=0,
+                    fault="timeout",
+                    target="dispatch",
+                    stream="upstream",
+                    for_s=10,
+                    attributes={"timeout": 0},
+                ),
+            ),
+        ),
     )
 }
 

@@ -204,13 +204,14 @@ def profiles() -> None:
 
     for profile in BUILTIN.values():
         console.print(f"[bold]{profile.name}[/]: {profile.description}")
+        if profile.cells > 1:
+            console.print(f"   {profile.cells} phone cells, timelines staggered by {profile.stagger:g}s")
         for step in profile.steps:
-            console.print(
-                f"   at {step.at:g}s  {step.fault} {step.stream} for {step.for_s:g}s "
-                f"{json.dumps(step.attributes) if step.attributes else ''}"
-            )
+            console.print(f"   {step.describe()}")
+        for key, value in profile.timing.items():
+            console.print(f"   stack timing: {key} = {value:g}s")
         for source in profile.sources:
-            console.print(f"   source: {source}")
+            console.print(f"   [dim]source: {source}[/]")
 
 
 @app.command()

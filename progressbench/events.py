@@ -173,6 +173,8 @@ class FaultWindow(BaseModel):
     kind: str
     start_wall_ns: int
     end_wall_ns: int
+    #: The phone cell it hit; None for a stack-wide fault (a killed worker).
+    cell: int | None = None
 
 
 class SessionRecord(BaseModel):

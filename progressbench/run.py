@@ -25,14 +25,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from chaos.controller import ChaosController, validate_against
 from chaos.profiles import Profile, get_profile
 from progressbench.cell import CELL_ENV, CellPlan
 from progressbench.config import RunConfig
 from progressbench.database import free_port
+from progressbench.errors import ConfigError
+from progressbench.events import FaultWindow, SessionRecord
 from progressbench.ledger import EventRow, SessionRow, account, summarize
 from progressbench.results import RAW_DIR, describe_run, read_records, write_summary, write_tables
 from progressbench.supervisor import Stack, StackSettings
-from progressbench.truth import read_truth
+from progressbench.truth import ProgressProbe, read_truth
 from reports.costs import cost_breakdown, cost_per_1k_jobs
 from transports import resolve
 
@@ -45,6 +48,30 @@ class CellResult:
     meters: dict[str, dict[str, float]] = field(default_factory=dict)
     complete: bool = False
     seconds: float = 0.0
+    started_wall_ns: int = 0
+    windows: list[FaultWindow] = field(default_factory=list)
+    chaos_errors: list[str] = field(default_factory=list)
+
+    def windows_for(self, record: SessionRecord) -> list[FaultWindow]:
+        """The faults that hit this phone while it watched: its cell's, and stack-wide ones."""
+        return [
+            w
+            for w in self.windows
+            if (w.cell is None or w.cell == record.cell)
+            and w.start_wall_ns <= record.ended_wall_ns
+            and w.end_wall_ns >= record.started_wall_ns
+        ]
+
+    def describe_windows(self) -> list[dict[str, object]]:
+        return [
+            {
+                "cell": w.cell,
+                "kind": w.kind,
+                "start_s": round((w.start_wall_ns - self.started_wall_ns) / 1e9, 3),
+                "duration_s": round((w.end_wall_ns - w.start_wall_ns) / 1e9, 3),
+            }
+            for w in sorted(self.windows, key=lambda w: w.start_wall_ns)
+        ]
 
 
 @dataclass
@@ -81,7 +108,11 @@ def _processes(
             with log_path.open("ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        argv,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
                         start_new_session=True,  # Ctrl-C reaches us; we stop them in order
                     )
                 )
@@ -149,6 +180,63 @@ def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, progress: Pro
     return leader.returncode == 0
 
 
+def run_cell(
+    stack: Stack,
+    config: RunConfig,
+    profile: Profile,
+    cell: CellResult,
+    run_id: str,
+    log_dir: Path,
+    progress: Progress,
+) -> None:
+    """One (transport, profile) cell: its proxies, its fault timeline, its load."""
+    if profile.steps and stack.control is None:
+        raise ConfigError(f"profile {profile.name!r} needs the chaos proxy, which this stack runs without")
+    timing = config.timing.model_copy(update=profile.timing) if profile.timing else config.timing
+    if profile.timing:
+        stack.reconfigure(**profile.timing)
+    plan = CellPlan(
+        run_id=run_id,
+        transport=cell.transport,
+        profile=profile.name,
+        users=config.users,
+        jobs_per_user=config.jobs_per_user,
+        spawn_rate=config.spawn_rate,
+        seed=config.seed,
+        shape=config.job,
+        timing=timing,
+        cell_endpoints=stack.cell_endpoints(profile.cells),
+        sessions_path=cell.sessions_path.resolve(),
+    )
+    before = stack.meters()
+    cell.started_wall_ns = time.time_ns()
+    probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
+    controller = None
+    if stack.control is not None:
+        controller = ChaosController(
+            control=stack.control,
+            profile=profile,
+            time_scale=config.timing.time_scale,
+            cell_proxies=stack.cell_proxy_names(profile.cells),
+            dispatch_proxy=stack.dispatch_proxy,
+            server_fault=lambda step: stack.server_fault(step.fault),
+            progress=probe,
+        )
+        controller.start()
+    t0 = time.monotonic()
+    try:
+        cell.complete = drive_cell(plan, config.locust_workers, log_dir, progress)
+    finally:
+        cell.seconds = time.monotonic() - t0
+        if controller is not None:
+            cell.windows = controller.stop()
+            cell.chaos_errors = list(controller.errors)
+        probe.close()
+        cell.meters = meter_delta(before, stack.meters())
+        if profile.timing:
+            stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+
+
 def execute(config: RunConfig, console: Console) -> RunOutcome:
     for name in config.transports:
         resolve(name)  # ConfigError before anything starts
@@ -173,6 +261,7 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         database_url=config.database_url,
         worker_instances=config.worker_instances,
         worker_concurrency=config.worker_concurrency,
+        toxiproxy_url=config.toxiproxy_url,
     )
     console.print(
         f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "
@@ -191,31 +280,17 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
             console=console,
             transient=False,
         )
+        if stack.control is not None:
+            validate_against(stack.control, profiles)
         try:
             with progress:
                 for transport in config.transports:
                     for profile in profiles:
-                        path = raw / f"{_cell_name(transport, profile.name)}.jsonl"
-                        plan = CellPlan(
-                            run_id=run_id,
-                            transport=transport,
-                            profile=profile.name,
-                            users=config.users,
-                            jobs_per_user=config.jobs_per_user,
-                            spawn_rate=config.spawn_rate,
-                            seed=config.seed,
-                            shape=config.job,
-                            timing=config.timing,
-                            cell_endpoints=[stack.endpoints()],
-                            sessions_path=path.resolve(),
+                        cell = CellResult(
+                            transport, profile.name, raw / f"{_cell_name(transport, profile.name)}.jsonl"
                         )
-                        cell = CellResult(transport, profile.name, path)
                         cells.append(cell)
-                        before = stack.meters()
-                        t0 = time.monotonic()
-                        cell.complete = drive_cell(plan, config.locust_workers, log_dir, progress)
-                        cell.seconds = time.monotonic() - t0
-                        cell.meters = meter_delta(before, stack.meters())
+                        run_cell(stack, config, profile, cell, run_id, log_dir, progress)
         except KeyboardInterrupt:
             interrupted = True
             console.print("[yellow]interrupted: scoring the sessions collected so far[/]")
@@ -238,6 +313,7 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         records = records_by_cell.get((cell.transport, cell.profile), [])
         rows, events = [], []
         for record in records:
+            record = record.model_copy(update={"fault_windows": cell.windows_for(record)})
             row, evs = account(record, truth)
             rows.append(row)
             events.extend(evs)
@@ -256,6 +332,8 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         }
         summary_cell["complete"] = cell.complete
         summary_cell["seconds"] = round(cell.seconds, 3)
+        summary_cell["fault_windows"] = cell.describe_windows()
+        summary_cell["chaos_errors"] = cell.chaos_errors
         summary_cells.append(summary_cell)
         all_sessions.extend(rows)
         all_events.extend(events)

@@ -110,7 +110,7 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
         ended_wall_ns=time.time_ns(),
         started_mono_ns=started_mono,
         ended_mono_ns=time.monotonic_ns(),
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         error=error,
         stall_threshold_s=spec.stall_threshold_s(),
         observations=observations,

@@ -10,8 +10,8 @@ its meters and tell instances apart.
 
 Teardown: :meth:`Stack.close` (also via ``with``) SIGTERMs every instance,
 SIGKILLs what is still alive after a short wait, and stops the embedded
-PostgreSQL; it runs on errors and on Ctrl-C. Service processes also ask the
-kernel to SIGTERM them if the supervisor dies (``PR_SET_PDEATHSIG``).
+PostgreSQL; it runs on errors and on Ctrl-C. Service processes watch their
+parent pid and SIGTERM themselves if the supervisor dies.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+import psycopg
 
+from chaos.client import ProxyControl, ProxyInfo
 from progressbench.config import ServiceConfig, Timing
 from progressbench.database import EmbeddedPostgres, migrate
 from progressbench.errors import StackError
@@ -45,6 +47,10 @@ Role = Literal["api", "worker"]
 LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
 ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"
 READY_FILE_ENV = "PROGRESSBENCH_READY_FILE"
+#: Every proxy the testbed creates is named with this prefix.
+PROXY_PREFIX = "pb-"
+#: Services phones never talk to (they get no per-cell proxy).
+INTERNAL_ROLES = frozenset({"worker"})
 
 
 def _listen_socket() -> socket.socket:
@@ -73,6 +79,10 @@ class StackSettings:
     api_concurrency: int = 1000
     watchdog: bool = True
     startup_timeout_s: float = 30.0
+    #: Put the chaos proxy in front of every client-facing service and the dispatch path.
+    chaos: bool = True
+    #: Drive this Toxiproxy-compatible server instead of starting the bundled one.
+    toxiproxy_url: str | None = None
 
 
 @dataclass
@@ -125,6 +135,11 @@ class Stack:
         self.database_url = settings.database_url or ""
         self.services: dict[Role, Service] = {}
         self._closed = False
+        self.chaos_process: subprocess.Popen[bytes] | None = None
+        self.chaos_socket: socket.socket | None = None
+        self.control: ProxyControl | None = None
+        self.dispatch_proxy: str | None = None
+        self._cell_proxies: dict[int, dict[str, ProxyInfo]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -150,6 +165,13 @@ class Stack:
         timing = self.settings.timing
         worker_sock = _listen_socket()
         api_sock = _listen_socket()
+        worker_url = _url(worker_sock)
+        if self.settings.chaos:
+            self.control = self._start_chaos()
+            host, port = worker_sock.getsockname()[:2]
+            dispatch = self.control.create_proxy(f"{PROXY_PREFIX}dispatch", f"{host}:{port}")
+            self.dispatch_proxy = dispatch.name
+            worker_url = "http://{}:{}".format(*dispatch.address)
         self.services["worker"] = Service(
             "worker",
             worker_sock,
@@ -171,7 +193,7 @@ class Stack:
                 instance="api",
                 database_url=self.database_url,
                 token_secret=self.secret,
-                worker_url=_url(worker_sock),
+                worker_url=worker_url,
                 concurrency=self.settings.api_concurrency,
                 timing=timing,
             ),
@@ -180,6 +202,97 @@ class Stack:
         started.append(self.start_instance("api"))
         for instance in started:
             self.wait_ready(instance)
+
+    def _start_chaos(self) -> ProxyControl:
+        """The fault proxy: a real Toxiproxy at ``toxiproxy_url``, or the bundled one."""
+        if self.settings.toxiproxy_url:
+            control = ProxyControl(self.settings.toxiproxy_url)
+            if not control.ping():
+                raise StackError(f"no Toxiproxy API answers at {self.settings.toxiproxy_url}")
+            for name in control.proxies():
+                if name.startswith(PROXY_PREFIX):  # left by an earlier run against this server
+                    control.delete_proxy(name)
+            return control
+        self.chaos_socket = _listen_socket()
+        log_path = self.log_dir / "chaos-proxy.log"
+        with log_path.open("ab") as log_file:
+            self.chaos_process = subprocess.Popen(
+                [sys.executable, "-m", "chaos.proxy", "--fd", str(self.chaos_socket.fileno())],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(self.chaos_socket.fileno(),),
+                start_new_session=True,
+            )
+        control = ProxyControl(_url(self.chaos_socket))
+        deadline = time.monotonic() + self.settings.startup_timeout_s
+        while not control.ping():
+            if self.chaos_process.poll() is not None or time.monotonic() > deadline:
+                raise StackError(f"the chaos proxy did not start; see {log_path}\n{_tail(log_path)}")
+            time.sleep(0.05)
+        return control
+
+    def cell_endpoints(self, cells: int) -> list[dict[str, str]]:
+        """Per phone cell, the URL of each client-facing service through that cell's proxy."""
+        direct = {role: url for role, url in self.endpoints().items() if role not in INTERNAL_ROLES}
+        if self.control is None:
+            return [dict(direct) for _ in range(cells)]
+        result = []
+        for cell in range(cells):
+            proxies = self._cell_proxies.setdefault(cell, {})
+            for role, url in direct.items():
+                if role not in proxies:
+                    upstream = url.removeprefix("http://")
+                    proxies[role] = self.control.create_proxy(f"{PROXY_PREFIX}c{cell}-{role}", upstream)
+            result.append({role: "http://{}:{}".format(*p.address) for role, p in proxies.items()})
+        return result
+
+    def cell_proxy_names(self, cells: int) -> list[list[str]]:
+        self.cell_endpoints(cells)
+        return [[p.name for p in self._cell_proxies.get(c, {}).values()] for c in range(cells)]
+
+    def busiest_worker(self) -> Instance:
+        """The live worker instance holding the most running jobs (the one to kill)."""
+        live = self.services["worker"].live()
+        if not live:
+            raise StackError("no live worker instance")
+        counts: dict[str, int] = {}
+        with contextlib.suppress(Exception), psycopg.connect(self.database_url) as conn:
+            for name, n in conn.execute(
+                "SELECT lease_owner, count(*) FROM jobs WHERE status = 'running' GROUP BY 1"
+            ):
+                counts[str(name)] = int(n)
+        return max(live, key=lambda i: counts.get(i.name, 0))
+
+    def server_fault(self, fault: str) -> tuple[int, int]:
+        """Cloud Run instance shutdown: SIGTERM (grace, SIGKILL) or SIGKILL, then a replacement.
+
+        Returns (fault start, replacement ready) as wall-clock ns: the window
+        during which the worker service had one instance fewer.
+        """
+        victim = self.busiest_worker()
+        start = time.time_ns()
+        if fault == "sigkill":
+            self._retire_meters(victim)
+            self.kill(victim)
+        else:
+            self.terminate(victim)
+        self.replace(victim)
+        return start, time.time_ns()
+
+    def reconfigure(self, **timing: float) -> None:
+        """Replace every instance with one running the given timing overrides."""
+        new_timing = self.settings.timing.model_copy(update=timing)
+        roles: tuple[Role, ...] = ("worker", "api")
+        for role in roles:
+            service = self.services[role]
+            service.config = service.config.model_copy(update={"timing": new_timing})
+            old = service.live()
+            fresh = [self.start_instance(role) for _ in old]
+            for instance in fresh:
+                self.wait_ready(instance)
+            for instance in old:
+                self.terminate(instance, grace_s=5.0)
 
     def start_instance(self, role: Role) -> Instance:
         service = self.services[role]
@@ -197,6 +310,7 @@ class Stack:
                 LISTEN_FD_ENV: str(service.socket.fileno()),
                 ADMIN_FD_ENV: str(admin.fileno()),
                 READY_FILE_ENV: str(ready_file),
+            "PROGRESSBENCH_SUPERVISOR_PID": str(os.getpid()),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -248,6 +362,22 @@ class Stack:
                 instance.admin.close()
                 instance.ready_file.unlink(missing_ok=True)
             service.socket.close()
+        if self.control is not None and self.chaos_process is None:
+            for name in [
+                *(p.name for c in self._cell_proxies.values() for p in c.values()),
+                *([self.dispatch_proxy] if self.dispatch_proxy else []),
+            ]:
+                with contextlib.suppress(Exception):
+                    self.control.delete_proxy(name)
+        if self.chaos_process is not None:
+            self.chaos_process.terminate()
+            try:
+                self.chaos_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.chaos_process.kill()
+                self.chaos_process.wait()
+        if self.chaos_socket is not None:
+            self.chaos_socket.close()
         if self.postgres is not None:
             self.postgres.stop()
 
@@ -328,6 +458,7 @@ class Stack:
     # ------------------------------------------------------------------ observing
 
     def endpoints(self) -> dict[str, str]:
+        """Direct URLs of every service (no proxy)."""
         return {role: service.url for role, service in self.services.items()}
 
     def _scrape_instance(self, instance: Instance) -> dict[str, float]:
@@ -362,6 +493,7 @@ class Stack:
         return {
             "database": "embedded" if self.postgres else "external",
             "endpoints": self.endpoints(),
+            "chaos": self.control.url if self.control is not None else None,
             "instances": {
                 i.name: {"pid": i.pid, "alive": i.alive(), "log": str(i.log_path)}
                 for s in self.services.values()

@@ -47,3 +47,20 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
         )
         for i in ids
     }
+
+
+class ProgressProbe:
+    """How far the jobs created since ``since`` have got (for faults timed on job progress)."""
+
+    def __init__(self, database_url: str, since_wall_s: float) -> None:
+        self._conn = psycopg.connect(database_url, autocommit=True)
+        self._since = datetime.fromtimestamp(since_wall_s, UTC)
+
+    def __call__(self) -> int:
+        row = self._conn.execute(
+            "SELECT coalesce(max(current_step), 0) FROM jobs WHERE created_at >= %s", (self._since,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._conn.close()

@@ -99,7 +99,24 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {c['transport']} | {c['profile']} | {o.get('replayed-complete', 0)} | "
             f"{o.get('gap-flagged', 0)} | {o.get('silent-gap', 0)} | {o.get('duplicate-replay', 0)} |"
         )
+    lines += ["", "## Fault windows per cell", ""]
+    lines += [fault_windows_text(c) for c in cells]
     return "\n".join(lines) + "\n"
+
+
+def fault_windows_text(cell: dict[str, Any]) -> str:
+    """One line per cell: each fault, the phone cell it hit, and when (s after the cell began)."""
+    windows = cell.get("fault_windows") or []
+    head = f"- **{cell['transport']} × {cell['profile']}**: "
+    if not windows:
+        return head + "no faults"
+    parts = [
+        f"{w['kind']} on {'the stack' if w['cell'] is None else 'phone cell ' + str(w['cell'])} "
+        f"at {w['start_s']:g}s for {w['duration_s']:g}s"
+        for w in windows
+    ]
+    errors = cell.get("chaos_errors") or []
+    return head + "; ".join(parts) + (f" — chaos errors: {'; '.join(errors)}" if errors else "")
 
 
 def _png(fig: Any) -> str:
@@ -174,6 +191,8 @@ commit {html.escape(str(summary.get("commit") or "unknown")[:12])} · {status} �
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
 events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
 time meters rescaled to real time (reports/costs.py).</p>
+<h2>Fault windows per cell</h2>
+<ul>{"".join(f"<li>{html.escape(fault_windows_text(c).removeprefix('- ').replace('**', ''))}</li>" for c in cells)}</ul>
 {images}
 </body></html>
 """

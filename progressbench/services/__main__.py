@@ -9,12 +9,13 @@ replacement instance answer on the same URL, as a Cloud Run service does.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -27,18 +28,26 @@ from progressbench.services.app import build_app
 LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
 ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"
 READY_FILE_ENV = "PROGRESSBENCH_READY_FILE"
-PR_SET_PDEATHSIG = 1
+SUPERVISOR_PID_ENV = "PROGRESSBENCH_SUPERVISOR_PID"
 
 
 def die_with_parent() -> None:
-    """Ask Linux to SIGTERM us if the supervisor dies, so no orphan outlives a run."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: best effort only
-        return
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    """SIGTERM ourselves if the supervisor process dies, so no orphan outlives a run.
+
+    A thread polls the parent pid rather than using ``PR_SET_PDEATHSIG``:
+    that signal follows the parent *thread*, and the supervisor starts
+    replacement instances from its fault-injection thread, which ends soon
+    after.
+    """
+    raw = os.environ.get(SUPERVISOR_PID_ENV, "")
+    expected = int(raw) if raw.isdigit() else os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == expected:
+            time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Server(uvicorn.Server):

@@ -1,0 +1,116 @@
+"""``host:port`` strings the way Go's ``net`` package reads them, and binding listeners.
+
+Toxiproxy's ``listen`` and ``upstream`` fields go through ``net.Listen`` /
+``net.Dial`` / ``net.ResolveTCPAddr``, so its error texts (returned to API
+clients) come from there; :class:`AddressError` and :class:`ListenError`
+carry the same wording.
+
+* ``""`` or ``":port"`` listens on all interfaces (dual-stack ``[::]``).
+* A host name is resolved, preferring IPv4 (``localhost`` → ``127.0.0.1``).
+* An empty port means port 0 (an ephemeral port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+LISTEN_BACKLOG = 1024
+
+
+class AddressError(ValueError):
+    """A malformed ``host:port`` (message as Go's ``net`` package words it)."""
+
+
+class ListenError(Exception):
+    """The listener could not be created; the message is Go's ``listen tcp ...`` text."""
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``"127.0.0.1:80"`` → ``("127.0.0.1", 80)``; ``"[::1]:0"`` → ``("::1", 0)``."""
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0:
+            raise AddressError(f"address {address}: missing ']' in address")
+        host, rest = address[1:end], address[end + 1 :]
+        if not rest.startswith(":"):
+            raise AddressError(f"address {address}: missing port in address")
+        port_text = rest[1:]
+    else:
+        if ":" not in address:
+            raise AddressError(f"address {address}: missing port in address")
+        host, port_text = address.rsplit(":", 1)
+        if ":" in host:
+            raise AddressError(f"address {address}: too many colons in address")
+    return host, _parse_port(port_text)
+
+
+def _parse_port(text: str) -> int:
+    if text == "":
+        return 0
+    if not text.isdigit() or int(text) > 65535:
+        raise AddressError(f"address {text}: invalid port")
+    return int(text)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_string(sock: socket.socket) -> str:
+    """The bound address as Toxiproxy reports it (``127.0.0.1:35241``, ``[::]:38269``)."""
+    host, port = sock.getsockname()[:2]
+    return join_host_port(host, port)
+
+
+async def _resolve_host(host: str, port: int) -> tuple[socket.AddressFamily, str]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        return family, str(ip)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        raise AddressError(f"lookup {host}: no such host") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, _, _, _, sockaddr = infos[0]
+    return family, str(sockaddr[0])
+
+
+async def resolve_listen(listen: str) -> str:
+    """What Go's ``ResolveTCPAddr(listen).String()`` gives (Toxiproxy compares with it)."""
+    host, port = split_host_port(listen)
+    if host == "":
+        return f":{port}"
+    _, ip = await _resolve_host(host, port)
+    return join_host_port(ip, port)
+
+
+async def bind_listener(listen: str) -> socket.socket:
+    """A non-blocking listening socket for ``listen``, or :class:`ListenError`."""
+    try:
+        host, port = split_host_port(listen)
+        if host == "":
+            family, ip = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "0.0.0.0")
+        else:
+            family, ip = await _resolve_host(host, port)
+    except AddressError as exc:
+        raise ListenError(f"listen tcp: {exc}") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host == "":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((ip, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        reason = (exc.strerror or str(exc)).lower()
+        raise ListenError(f"listen tcp {join_host_port(ip, port)}: bind: {reason}") from None
+    return sock

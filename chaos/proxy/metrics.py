@@ -1,0 +1,82 @@
+"""``GET /metrics``: Toxiproxy's per-proxy byte counters, always on, read live.
+
+Metric names and labels are Toxiproxy's (``-proxy-metrics``):
+``toxiproxy_proxy_received_bytes_total`` (bytes read from a link's source)
+and ``toxiproxy_proxy_sent_bytes_total`` (bytes written to its destination),
+labelled ``direction``, ``proxy``, ``listener``, ``upstream``. Two deliberate
+differences: the endpoint is always served, and the counters include live
+connections (Toxiproxy adds a link's bytes only when it closes). On top,
+``chaos_proxy_connections`` gauges the open connections per proxy.
+
+Counting costs nothing on the data path: links keep plain integers, which
+this collector sums at scrape time, plus the totals of finished connections.
+It lives in a private :class:`~prometheus_client.CollectorRegistry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chaos.proxy.connection import Connection
+from chaos.proxy.proxy import Proxy
+
+Labels = tuple[str, str, str, str]
+LABEL_NAMES = ["direction", "proxy", "listener", "upstream"]
+
+
+def _labels(proxy: Proxy, direction: str) -> Labels:
+    return (direction, proxy.name, proxy.listen, proxy.upstream)
+
+
+class ProxyMetrics(Collector):
+    """Collector over the live proxies plus a ledger of finished connections."""
+
+    def __init__(self, proxies: Callable[[], Iterable[Proxy]]) -> None:
+        self._proxies = proxies
+        self._retired: dict[Labels, list[int]] = {}
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def retire(self, proxy: Proxy, connection: Connection) -> None:
+        """Fold a finished connection's counts into the totals."""
+        for link in connection.links:
+            totals = self._retired.setdefault(_labels(proxy, link.direction.value), [0, 0])
+            totals[0] += link.received
+            totals[1] += link.sink.sent
+
+    def collect(self) -> Iterator[Metric]:
+        counts = {labels: list(totals) for labels, totals in self._retired.items()}
+        connections = GaugeMetricFamily(
+            "chaos_proxy_connections", "Open client connections per proxy", labels=["proxy"]
+        )
+        for proxy in self._proxies():
+            connections.add_metric([proxy.name], len(proxy.connections))
+            for connection in proxy.connections:
+                for link in connection.links:
+                    totals = counts.setdefault(_labels(proxy, link.direction.value), [0, 0])
+                    totals[0] += link.received
+                    totals[1] += link.sink.sent
+        received = CounterMetricFamily(
+            "toxiproxy_proxy_received_bytes",
+            "Bytes read from the source of a link",
+            labels=LABEL_NAMES,
+        )
+        sent = CounterMetricFamily(
+            "toxiproxy_proxy_sent_bytes",
+            "Bytes written to the destination of a link",
+            labels=LABEL_NAMES,
+        )
+        for labels, (got, put) in sorted(counts.items()):
+            received.add_metric(list(labels), got)
+            sent.add_metric(list(labels), put)
+        yield received
+        yield sent
+        yield connections
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,75 @@
+"""Fault profiles are validated data; timelines expand per cell and scale."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from chaos.profiles import BUILTIN, FaultStep, Profile, get_profile
+from chaos.timeline import scaled_attributes, schedule
+from progressbench.errors import ConfigError
+
+REQUIRED = {
+    "clean",
+    "tunnel",
+    "handoff",
+    "sleep",
+    "cgnat",
+    "flaky-3g",
+    "sigterm",
+    "request-timeout",
+    "dispatch-loss",
+}
+
+
+def test_every_required_profile_exists_with_a_source() -> None:
+    """The issue's nine profiles are built in, and every faulty one cites its numbers."""
+    assert REQUIRED <= set(BUILTIN)
+    for profile in BUILTIN.values():
+        if profile.steps or profile.timing:
+            assert profile.sources, profile.name
+
+
+def test_unknown_profile_names_the_known_ones() -> None:
+    """A typo gets a config error listing what exists."""
+    with pytest.raises(ConfigError, match="tunnel"):
+        get_profile("tunnnel")
+
+
+def test_steps_are_validated() -> None:
+    """A server fault on the phones' proxy, or a toxic on a worker, is refused at load."""
+    with pytest.raises(ValidationError):
+        FaultStep(fault="sigterm", target="phones")
+    with pytest.raises(ValidationError):
+        FaultStep(fault="latency", target="worker")
+    with pytest.raises(ValidationError):
+        FaultStep.model_validate({"at": 1, "fault": "blackhole", "for": -1})
+
+
+def test_cells_get_staggered_windows_and_removals() -> None:
+    """Each cell runs the timeline offset by the stagger; removals come at start + for."""
+    profile = Profile(
+        name="t",
+        description="",
+        cells=3,
+        stagger=2,
+        steps=(FaultStep.model_validate({"at": 4, "fault": "blackhole", "for": 10}),),
+    )
+    actions = schedule(profile, time_scale=0.5)
+    applies = [(a.cell, a.at_s) for a in actions if a.kind == "apply"]
+    removes = [(a.cell, a.at_s) for a in actions if a.kind == "remove"]
+    assert applies == [(0, 2.0), (1, 3.0), (2, 4.0)]
+    assert removes == [(0, 7.0), (1, 8.0), (2, 9.0)]
+    assert [a.at_s for a in actions] == sorted(a.at_s for a in actions if a.at_s is not None)
+
+
+def test_server_faults_happen_once_and_may_wait_for_a_step() -> None:
+    """A sigterm at step 4 is one stack-wide action with no clock time."""
+    [action] = schedule(get_profile("sigterm"), time_scale=0.05)
+    assert action.cell is None and action.at_s is None and action.step.at_step == 4
+
+
+def test_duration_attributes_scale_and_never_become_zero() -> None:
+    """latency/timeout scale with the run; 0 (forever) stays 0; rates do not scale."""
+    scaled = scaled_attributes({"latency": 250, "timeout": 0, "rate": 150, "jitter": 5}, 0.05)
+    assert scaled == {"latency": 12, "timeout": 0, "rate": 150, "jitter": 1}
