@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from chaos.client import ProxyControl, ToxicSpec
 from chaos.profiles import FaultStep, Profile
-from chaos.timeline import Action, schedule
+from chaos.timeline import Action, scaled_attributes, schedule
 from progressbench.errors import ChaosError
 from progressbench.events import FaultWindow
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Runs a server fault and returns (start_wall_ns, back_wall_ns).
 ServerFault = Callable[[FaultStep], tuple[int, int]]
-#: The highest step any job of the cell has committed so far.
+#: The highest step any job of the cell has committed so far (-1: no job exists yet).
 ProgressProbe = Callable[[], int]
 
 
@@ -76,6 +76,13 @@ class ChaosController:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
+        # The timeline's clock starts with the first phone's job, not with the
+        # cell: Locust and its agent take a second or more to start, which at
+        # a small time scale is longer than the first fault's offset.
+        while self.progress() < 0:
+            if self._stop.wait(0.02):
+                return
+        self._t0 = time.monotonic()
         try:
             for action in schedule(self.profile, self.time_scale):
                 if not self._wait_until_due(action):
@@ -128,7 +135,7 @@ class ChaosController:
                     ToxicSpec(
                         type=step.fault,
                         stream=step.stream,
-                        attributes=step.attributes,
+                        attributes=scaled_attributes(step.attributes, self.time_scale),
                         toxicity=step.toxicity,
                         name=action.key,
                     ),
@@ -143,9 +150,10 @@ class ChaosController:
                 self.control.remove_toxic(proxy, action.key, missing_ok=True)
 
     def _close_window(self, action: Action, started: int) -> None:
+        where = "dispatch " if action.step.target == "dispatch" else ""
         self.windows.append(
             FaultWindow(
-                kind=action.step.fault,
+                kind=f"{where}{action.step.fault}",
                 start_wall_ns=started,
                 end_wall_ns=time.time_ns(),
                 cell=action.cell,

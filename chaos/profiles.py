@@ -208,8 +208,9 @@ BUILTIN: dict[str, Profile] = {
         Profile(
             name="dispatch-loss",
             description=(
-                "The API's dispatch to the workers is blackholed for 30 s (a bad deploy, a network "
-                "partition): dispatches time out, and jobs whose dispatch gave up never start."
+                "The API's dispatch to the workers is blackholed for 120 s (a bad deploy, a network "
+                "partition), longer than the API's 3 dispatch attempts: jobs whose dispatch gave up "
+                "never start and stay pending (counted as stuck)."
             ),
             sources=(f"{_FACTS} §3 after()/waitUntil; the 8 s fire-and-forget abort of DESIGN.md",),
             steps=(
@@ -218,7 +219,7 @@ BUILTIN: dict[str, Profile] = {
                     fault="timeout",
                     target="dispatch",
                     stream="upstream",
-                    for_s=10,
+                    for_s=120,
                     attributes={"timeout": 0},
                 ),
             ),

@@ -7,7 +7,6 @@ are still written). ``check`` exits 1 when a rule or baseline regressed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -339,6 +338,29 @@ def locust(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@app.command("chaos-proxy")
+def chaos_proxy(
+    port: Annotated[int, typer.Option(help="API port (Toxiproxy's default 8474; 0: any free port).")] = 8474,
+    host: Annotated[str, typer.Option(help="API host.")] = "127.0.0.1",
+    config: Annotated[Path | None, typer.Option(help="Proxies to create (/populate format).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for toxicity rolls and jitter.")] = None,
+) -> None:
+    """Run the Toxiproxy-compatible chaos proxy standalone, until Ctrl-C."""
+    args = [sys.executable, "-m", "chaos.proxy", "--host", host, "--port", str(port)]
+    if config is not None:
+        args += ["--config", str(config)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    proc = subprocess.Popen(args)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        code = proc.wait(timeout=15)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -57,10 +57,11 @@ class ProgressProbe:
         self._since = datetime.fromtimestamp(since_wall_s, UTC)
 
     def __call__(self) -> int:
+        """The highest committed step of those jobs; -1 while none exists yet."""
         row = self._conn.execute(
-            "SELECT coalesce(max(current_step), 0) FROM jobs WHERE created_at >= %s", (self._since,)
+            "SELECT coalesce(max(current_step), -1) FROM jobs WHERE created_at >= %s", (self._since,)
         ).fetchone()
-        return int(row[0]) if row else 0
+        return int(row[0]) if row else -1
 
     def close(self) -> None:
         self._conn.close()

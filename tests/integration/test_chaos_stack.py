@@ -1,0 +1,93 @@
+"""The chaos controller on a real stack: faults applied, and always cleaned up."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from chaos.client import ProxyControl
+from chaos.controller import ChaosController, validate_against
+from chaos.profiles import FaultStep, Profile
+from progressbench.config import Timing
+from progressbench.errors import UnsupportedToxic
+from progressbench.supervisor import Stack, StackSettings
+from tests.helpers import wait_for
+
+
+def long_profile() -> Profile:
+    return Profile(
+        name="long",
+        description="",
+        cells=2,
+        stagger=0,
+        steps=(
+            FaultStep.model_validate({"at": 0, "fault": "blackhole", "for": 600}),
+            FaultStep.model_validate({"at": 0, "fault": "down", "for": 600}),
+            FaultStep.model_validate({"at": 0, "fault": "latency", "attributes": {"latency": 1000}}),
+        ),
+    )
+
+
+def test_stopping_mid_window_removes_every_toxic_and_reenables_proxies(stack: Stack) -> None:
+    """A run interrupted inside a fault window never leaves a proxy poisoned."""
+    assert stack.control is not None
+    names = stack.cell_proxy_names(2)
+    controller = ChaosController(
+        control=stack.control,
+        profile=long_profile(),
+        time_scale=1.0,
+        cell_proxies=names,
+        dispatch_proxy=stack.dispatch_proxy,
+        server_fault=lambda step: (0, 0),
+        progress=lambda: 0,
+    )
+    controller.start()
+    proxies = [n for cell in names for n in cell]
+    wait_for(lambda: all(len(stack.control.toxics(p)) == 2 for p in proxies), 10, "toxics applied")  # type: ignore[union-attr]
+    assert not any(stack.control.get_proxy(p).enabled for p in proxies)
+    windows = controller.stop()
+    assert all(stack.control.toxics(p) == [] for p in proxies)
+    assert all(stack.control.get_proxy(p).enabled for p in proxies)
+    assert len(windows) == 6 and all(w.end_wall_ns >= w.start_wall_ns for w in windows)
+    assert controller.errors == []
+
+
+def test_a_proxy_server_without_a_toxic_is_reported_before_the_run() -> None:
+    """Profiles are checked against the proxy server first: unsupported toxics are an error."""
+
+    class NoMobileToxics:
+        def require(self, toxic: str) -> None:
+            if toxic in {"blackhole", "idle_timeout", "pause_reader"}:
+                raise UnsupportedToxic(f"the proxy server does not implement the {toxic!r} toxic")
+
+    with pytest.raises(UnsupportedToxic, match="blackhole"):
+        validate_against(NoMobileToxics(), [long_profile()])  # type: ignore[arg-type]
+
+
+def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path) -> None:
+    """With toxiproxy_url the stack drives that server and removes its proxies at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chaos.proxy", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+        control = ProxyControl(url)
+        settings = StackSettings(run_dir=tmp_path, timing=Timing(time_scale=0.05), toxiproxy_url=url)
+        with Stack(settings) as stack:
+            assert stack.chaos_process is None
+            stack.cell_endpoints(2)
+            assert {"pb-dispatch", "pb-c0-api", "pb-c1-api"} <= set(control.proxies())
+        deadline = time.monotonic() + 5
+        while control.proxies() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert control.proxies() == {}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,37 @@
+"""Scenario tests: whole runs under fault profiles, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/scenarios" in str(item.fspath):
+            item.add_marker(pytest.mark.scenario)
+
+
+def run_cli(out: Path, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """`progressbench run ... --out OUT`; returns summary.json, asserting exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", "progressbench", "run", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    return summary
+
+
+def cell(summary: dict[str, Any], transport: str, profile: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(
+        c for c in summary["cells"] if c["transport"] == transport and c["profile"] == profile
+    )
+    return found

@@ -1,0 +1,63 @@
+"""Transports under mobile and server faults, end to end (small default set for CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.scenarios.conftest import cell, run_cli
+
+FAST = ("--users", "6", "--jobs-per-user", "1", "--time-scale", "0.05")
+
+
+def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_resume(
+    tmp_path: Path,
+) -> None:
+    """The chaos issue's must-show run: per-cell fault windows, disconnects, resume_ms; no loss."""
+    summary = run_cli(tmp_path, "--transports", "polling", "--profiles", "tunnel,handoff,sigterm", *FAST)
+    tunnel = cell(summary, "polling", "tunnel")
+    assert {w["cell"] for w in tunnel["fault_windows"]} == {0, 1}  # two staggered phone cells
+    assert all(w["kind"] == "blackhole" and w["duration_s"] > 0.5 for w in tunnel["fault_windows"])
+    handoff = cell(summary, "polling", "handoff")
+    assert handoff["disconnects"] > 0 and handoff["resumes"] == handoff["disconnects"]
+    assert handoff["resume_ms"]["p50"] is not None
+    sigterm = cell(summary, "polling", "sigterm")
+    [kill] = sigterm["fault_windows"]
+    assert kill["kind"] == "worker sigterm" and kill["cell"] is None
+    for c in summary["cells"]:
+        assert c["delivery_ratio"] == 1.0 and c["terminal_ratio"] == 1.0, c["profile"]
+        assert c["duplicates"] == 0 and c["foreign_events"] == 0 and c["stuck_jobs"] == 0
+        assert c["chaos_errors"] == []
+    assert "Fault windows per cell" in (tmp_path / "report.md").read_text()
+
+
+def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path) -> None:
+    """When the OS reclaims the socket, sse replays everything; sse-naive loses events and redoes work."""
+    summary = run_cli(tmp_path, "--transports", "sse,sse-naive", "--profiles", "sleep", *FAST)
+    resumable = cell(summary, "sse", "sleep")
+    assert resumable["disconnects"] > 0
+    assert resumable["delivery_ratio"] == 1.0 and resumable["duplicates"] == 0
+    assert resumable["resume_outcomes"]["replayed-complete"] == resumable["reconnects"] > 0
+    naive = cell(summary, "sse-naive", "sleep")
+    assert naive["disconnects"] > 0
+    assert naive["lost"] > 0 and naive["duplicate_executions"] > 0
+    assert naive["resume_outcomes"]["silent-gap"] > 0
+
+
+def test_dispatch_loss_leaves_jobs_stuck_and_the_report_counts_them(tmp_path: Path) -> None:
+    """A dispatch outage longer than the API's retries leaves jobs pending: stuck, not hidden."""
+    summary = run_cli(
+        tmp_path,
+        "--transports",
+        "polling",
+        "--profiles",
+        "dispatch-loss",
+        "--users",
+        "3",
+        "--jobs-per-user",
+        "1",
+        "--time-scale",
+        "0.02",
+    )
+    lost = cell(summary, "polling", "dispatch-loss")
+    assert lost["stuck_jobs"] > 0 and lost["terminal_ratio"] < 1.0
+    assert lost["fault_windows"][0]["kind"] == "dispatch timeout"
