@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -101,11 +101,14 @@ class Timing(Frozen):
 class ServiceConfig(Frozen):
     """What one service process needs; passed by the supervisor as JSON."""
 
-    role: Literal["api", "worker"]
+    #: "api", "worker", or a transport's own service ("realtime", "rooms", ...).
+    role: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     instance: str = Field(min_length=1)
     database_url: str = Field(min_length=1)
     token_secret: str = Field(min_length=16)
     worker_url: str | None = None
+    #: Every service's internal URL by role ("worker" goes through the dispatch proxy).
+    peers: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(default=80, ge=1, le=1000)
     watchdog: bool = True
     timing: Timing = Timing()

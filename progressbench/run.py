@@ -262,6 +262,7 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         worker_instances=config.worker_instances,
         worker_concurrency=config.worker_concurrency,
         toxiproxy_url=config.toxiproxy_url,
+        transports=config.transports,
     )
     console.print(
         f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "

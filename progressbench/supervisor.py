@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import httpx
 import psycopg
@@ -39,18 +38,22 @@ from progressbench.config import ServiceConfig, Timing
 from progressbench.database import EmbeddedPostgres, migrate
 from progressbench.errors import StackError
 from progressbench.services.meters import parse_exposition
+from progressbench.services.runtime import (
+    ADMIN_FD_ENV,
+    LISTEN_FD_ENV,
+    READY_FILE_ENV,
+    SUPERVISOR_PID_ENV,
+)
 from progressbench.store import check_reachable
+from transports import services_for
 
 log = logging.getLogger(__name__)
 
-Role = Literal["api", "worker"]
-LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
-ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"
-READY_FILE_ENV = "PROGRESSBENCH_READY_FILE"
+#: "api", "worker", or the role of a transport's own service.
+Role = str
+SERVICES_MODULE = "progressbench.services"
 #: Every proxy the testbed creates is named with this prefix.
 PROXY_PREFIX = "pb-"
-#: Services phones never talk to (they get no per-cell proxy).
-INTERNAL_ROLES = frozenset({"worker"})
 
 
 def _listen_socket() -> socket.socket:
@@ -83,6 +86,8 @@ class StackSettings:
     chaos: bool = True
     #: Drive this Toxiproxy-compatible server instead of starting the bundled one.
     toxiproxy_url: str | None = None
+    #: Start the services these transports need (None: every registered transport's).
+    transports: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -112,6 +117,7 @@ class Service:
     role: Role
     socket: socket.socket
     config: ServiceConfig
+    module: str = SERVICES_MODULE
     instances: list[Instance] = field(default_factory=list)
     retired_meters: dict[str, float] = field(default_factory=dict)
     started: int = 0
@@ -140,6 +146,7 @@ class Stack:
         self.control: ProxyControl | None = None
         self.dispatch_proxy: str | None = None
         self._cell_proxies: dict[int, dict[str, ProxyInfo]] = {}
+        self.client_roles: set[str] = {"api"}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,42 +170,39 @@ class Stack:
             self.database_url = self.postgres.start()
         migrate(self.database_url)
         timing = self.settings.timing
-        worker_sock = _listen_socket()
-        api_sock = _listen_socket()
-        worker_url = _url(worker_sock)
+        extra = services_for(self.settings.transports)
+        sockets: dict[Role, socket.socket] = {"worker": _listen_socket(), "api": _listen_socket()}
+        for spec in extra:
+            sockets[spec.role] = _listen_socket()
+        self.client_roles = {"api", *(s.role for s in extra if s.client_facing)}
+        peers = {role: _url(sock) for role, sock in sockets.items()}
         if self.settings.chaos:
             self.control = self._start_chaos()
-            host, port = worker_sock.getsockname()[:2]
+            host, port = sockets["worker"].getsockname()[:2]
             dispatch = self.control.create_proxy(f"{PROXY_PREFIX}dispatch", f"{host}:{port}")
             self.dispatch_proxy = dispatch.name
-            worker_url = "http://{}:{}".format(*dispatch.address)
-        self.services["worker"] = Service(
-            "worker",
-            worker_sock,
-            ServiceConfig(
-                role="worker",
-                instance="worker",
-                database_url=self.database_url,
-                token_secret=self.secret,
-                concurrency=self.settings.worker_concurrency,
-                watchdog=self.settings.watchdog,
-                timing=timing,
-            ),
+            peers["worker"] = "http://{}:{}".format(*dispatch.address)
+        base = ServiceConfig(
+            role="worker",
+            instance="worker",
+            database_url=self.database_url,
+            token_secret=self.secret,
+            worker_url=peers["worker"],
+            peers=peers,
+            concurrency=self.settings.worker_concurrency,
+            watchdog=self.settings.watchdog,
+            timing=timing,
         )
-        self.services["api"] = Service(
-            "api",
-            api_sock,
-            ServiceConfig(
-                role="api",
-                instance="api",
-                database_url=self.database_url,
-                token_secret=self.secret,
-                worker_url=worker_url,
-                concurrency=self.settings.api_concurrency,
-                timing=timing,
-            ),
-        )
-        started = [self.start_instance("worker") for _ in range(self.settings.worker_instances)]
+        modules = {spec.role: spec.module for spec in extra}
+        for role, sock in sockets.items():
+            update: dict[str, object] = {"role": role, "instance": role}
+            if role != "worker":
+                update["concurrency"] = self.settings.api_concurrency
+            self.services[role] = Service(
+                role, sock, base.model_copy(update=update), module=modules.get(role, SERVICES_MODULE)
+            )
+        started = [self.start_instance(role) for role in sockets if role != "api"]
+        started += [self.start_instance("worker") for _ in range(self.settings.worker_instances - 1)]
         started.append(self.start_instance("api"))
         for instance in started:
             self.wait_ready(instance)
@@ -234,7 +238,7 @@ class Stack:
 
     def cell_endpoints(self, cells: int) -> list[dict[str, str]]:
         """Per phone cell, the URL of each client-facing service through that cell's proxy."""
-        direct = {role: url for role, url in self.endpoints().items() if role not in INTERNAL_ROLES}
+        direct = {role: url for role, url in self.endpoints().items() if role in self.client_roles}
         if self.control is None:
             return [dict(direct) for _ in range(cells)]
         result = []
@@ -283,8 +287,7 @@ class Stack:
     def reconfigure(self, **timing: float) -> None:
         """Replace every instance with one running the given timing overrides."""
         new_timing = self.settings.timing.model_copy(update=timing)
-        roles: tuple[Role, ...] = ("worker", "api")
-        for role in roles:
+        for role in list(self.services):
             service = self.services[role]
             service.config = service.config.model_copy(update={"timing": new_timing})
             old = service.live()
@@ -310,13 +313,13 @@ class Stack:
                 LISTEN_FD_ENV: str(service.socket.fileno()),
                 ADMIN_FD_ENV: str(admin.fileno()),
                 READY_FILE_ENV: str(ready_file),
-            "PROGRESSBENCH_SUPERVISOR_PID": str(os.getpid()),
+                SUPERVISOR_PID_ENV: str(os.getpid()),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "progressbench.services"],
+                [sys.executable, "-m", service.module],
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

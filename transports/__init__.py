@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from progressbench.errors import ConfigError
 from transports import polling, sse
-from transports.types import Transport
+from transports.types import ServiceSpec, Transport
 
 REGISTRY: dict[str, Transport] = {t.name: t for t in (polling.TRANSPORT, sse.NAIVE, sse.RESUMABLE)}
 
@@ -28,6 +30,16 @@ def resolve(spec: str) -> tuple[Transport, str | None]:
         variants = ", ".join(sorted(transport.variants)) or "none"
         raise ConfigError(f"--transports: {name!r} has no variant {variant!r} (variants: {variants})")
     return transport, variant or None
+
+
+def services_for(specs: Iterable[str] | None = None) -> list[ServiceSpec]:
+    """The extra services the given transports need (all registered ones when None), once each."""
+    chosen = REGISTRY.values() if specs is None else [resolve(s)[0] for s in specs]
+    found: dict[str, ServiceSpec] = {}
+    for transport in chosen:
+        for service in transport.services:
+            found.setdefault(service.role, service)
+    return list(found.values())
 
 
 def available() -> list[str]:

@@ -79,11 +79,28 @@ class Watcher(Protocol):
 
 
 @dataclass(frozen=True)
+class ServiceSpec:
+    """A process a transport needs beside the API and workers (a realtime server, a queue).
+
+    The supervisor starts ``python -m <module>`` the way it starts the API
+    (see :mod:`progressbench.services.runtime`), gives every service the
+    others' URLs in ``ServiceConfig.peers``, and — when ``client_facing`` —
+    puts each phone cell's chaos proxy in front of it; watchers find its URL
+    in ``ClientSettings.endpoints[role]``.
+    """
+
+    role: str
+    module: str
+    client_facing: bool = False
+
+
+@dataclass(frozen=True)
 class Transport:
-    """A registry entry: the transport's name, its two faces, its variants."""
+    """A registry entry: the transport's name, its two faces, its variants, its services."""
 
     name: str
     server: object  # ApiRoutes and/or WorkerRoutes
     client: Callable[[ClientSettings], Watcher]
     variants: frozenset[str] = frozenset()
     summary: str = ""
+    services: tuple[ServiceSpec, ...] = ()

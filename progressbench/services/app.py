@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request
@@ -68,7 +68,7 @@ async def _watchdog(ctx: ServiceContext) -> None:
             await asyncio.wait_for(ctx.jobs.shutdown.wait(), timeout=max(lease / 2, 0.05))
 
 
-def build_app(config: ServiceConfig, on_ready: Callable[[], None] | None = None) -> FastAPI:
+def build_app(config: ServiceConfig) -> FastAPI:
     ctx = build_context(config)
 
     @contextlib.asynccontextmanager
@@ -78,8 +78,6 @@ def build_app(config: ServiceConfig, on_ready: Callable[[], None] | None = None)
         watchdog = None
         if config.role == "worker" and config.watchdog:
             watchdog = asyncio.create_task(_watchdog(ctx), name="watchdog")
-        if on_ready is not None:
-            on_ready()
         try:
             yield
         finally:
