@@ -22,11 +22,12 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from progressbench.config import Timing
-from progressbench.job import JobSpec, Step, plan, terminal_message
+from progressbench.job import EventKind, JobSpec, Step, plan, terminal_message
 from progressbench.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,38 @@ class ExecutionContext:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """An event the store just committed for a job, handed to the job's transport hook."""
+
+    job_id: uuid.UUID
+    owner: str
+    transport: str
+    seq: int
+    kind: EventKind
+    message: str
+    payload: dict[str, Any]
+
+
+OnCommit = Callable[[Committed], Awaitable[None]]
+#: Given a job's transport (as stored with the job), its commit hook or None.
+HookResolver = Callable[[str], OnCommit | None]
+
+
+async def _announce(on_commit: OnCommit | None, event: Committed) -> None:
+    """Run the transport's hook; its failure is logged, never the job's failure.
+
+    The store already holds the event: a notification channel that drops it
+    is exactly what the testbed measures, not a reason to stop the work.
+    """
+    if on_commit is None:
+        return
+    try:
+        await on_commit(event)
+    except Exception:
+        log.exception("commit hook failed for job %s seq %d", event.job_id, event.seq)
+
+
 async def run_job(
     store: Store,
     job_id: uuid.UUID,
@@ -66,13 +99,20 @@ async def run_job(
     shutdown: asyncio.Event,
     *,
     from_pending: bool = True,
+    hooks: HookResolver | None = None,
 ) -> Outcome:
-    """Run (or resume) one job to its end, or until shutdown or a lost lease."""
+    """Run (or resume) one job to its end, or until shutdown or a lost lease.
+
+    After each committed step and after the terminal event, the hook of the
+    job's transport (``hooks(job.transport)``) is awaited, e.g. to publish
+    the step to a room; it runs for resumed jobs too, whoever resumes them.
+    """
     lease_s = timing.scaled(timing.job_lease_s)
     row = await store.claim(job_id, ctx.instance, ctx.as_json(), lease_s, from_pending=from_pending)
     if row is None:
         existing = await store.get_job(job_id)
         return "missing" if existing is None else "busy"
+    on_commit = hooks(row.transport) if hooks is not None else None
     spec = JobSpec.model_validate(row.spec)
     job_plan = plan(spec)
     heartbeat_s = timing.scaled(timing.job_heartbeat_s)
@@ -85,16 +125,25 @@ async def run_job(
             await store.release(job_id, ctx.instance)
             return "released"
         if job_plan.fail_at_step == step.seq:
+            payload: dict[str, Any] = {"failed_step": step.seq}
+            message = terminal_message("failed", step)
             ok = await store.finish(
                 job_id,
                 row.owner,
                 ctx.instance,
                 job_plan.terminal_seq,
                 "failed",
-                terminal_message("failed", step),
-                {"failed_step": step.seq},
+                message,
+                payload,
                 error=f"injected failure at step {step.seq}",
             )
+            if ok:
+                await _announce(
+                    on_commit,
+                    Committed(
+                        job_id, row.owner, row.transport, job_plan.terminal_seq, "failed", message, payload
+                    ),
+                )
             return "failed" if ok else "lost"
         verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown)
         if verdict == "lost":
@@ -106,6 +155,19 @@ async def run_job(
             job_id, row.owner, step, job_plan.total_steps, row.attempt, ctx.instance, context
         ):
             return "lost"
+        await _announce(
+            on_commit,
+            Committed(
+                job_id,
+                row.owner,
+                row.transport,
+                step.seq,
+                "step",
+                step.message,
+                step.payload(job_plan.total_steps),
+            ),
+        )
+    done_payload: dict[str, Any] = {"steps": job_plan.total_steps}
     ok = await store.finish(
         job_id,
         row.owner,
@@ -113,9 +175,22 @@ async def run_job(
         job_plan.terminal_seq,
         "done",
         terminal_message("done"),
-        {"steps": job_plan.total_steps},
+        done_payload,
         result={"images": job_plan.total_steps},
     )
+    if ok:
+        await _announce(
+            on_commit,
+            Committed(
+                job_id,
+                row.owner,
+                row.transport,
+                job_plan.terminal_seq,
+                "done",
+                terminal_message("done"),
+                done_payload,
+            ),
+        )
     return "done" if ok else "lost"
 
 
@@ -166,6 +241,8 @@ class JobPool:
         self.instance = instance
         self.shutdown = asyncio.Event()
         self.tasks: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
+        #: Set by the service once its transports' hooks exist.
+        self.hooks: HookResolver | None = None
         self.outcomes: dict[Outcome, int] = {}
 
     def running(self, job_id: uuid.UUID) -> bool:
@@ -176,7 +253,15 @@ class JobPool:
             return False
         ctx = ExecutionContext(kind=kind, service=self.service, instance=self.instance)
         task = asyncio.create_task(
-            run_job(self.store, job_id, ctx, self.timing, self.shutdown, from_pending=from_pending),
+            run_job(
+                self.store,
+                job_id,
+                ctx,
+                self.timing,
+                self.shutdown,
+                from_pending=from_pending,
+                hooks=self.hooks,
+            ),
             name=f"job-{job_id}",
         )
         self.tasks[job_id] = task

@@ -28,6 +28,7 @@ from progressbench.events import ClientEvent
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
+    from progressbench.executor import OnCommit
     from progressbench.services.context import ServiceContext
 
 
@@ -72,6 +73,13 @@ class ApiRoutes(Protocol):
 @runtime_checkable
 class WorkerRoutes(Protocol):
     def worker_router(self, ctx: ServiceContext) -> APIRouter: ...
+
+
+@runtime_checkable
+class CommitHooks(Protocol):
+    """Optional: be told of every event the store commits for this transport's jobs."""
+
+    def on_commit(self, ctx: ServiceContext) -> OnCommit: ...
 
 
 class Watcher(Protocol):

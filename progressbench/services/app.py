@@ -30,7 +30,7 @@ from progressbench.services.context import ServiceContext
 from progressbench.services.meters import MeteringMiddleware, Meters
 from progressbench.store import Store, parse_job_id
 from transports import REGISTRY
-from transports.types import ApiRoutes, WorkerRoutes
+from transports.types import ApiRoutes, CommitHooks, WorkerRoutes
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 raise HTTPException(503, "instance is shutting down")
             started = ctx.jobs.start(job_id, "worker-background")
             return {"job_id": str(job_id), "accepted": started, "instance": config.instance}
+
+    hooks = {t.name: t.server.on_commit(ctx) for t in REGISTRY.values() if isinstance(t.server, CommitHooks)}
+    ctx.jobs.hooks = lambda transport: hooks.get(transport.partition(":")[0])
 
     for transport in REGISTRY.values():
         server = transport.server
