@@ -127,24 +127,31 @@ def _png(fig: Any) -> str:
 
 
 def latency_plot(events: pd.DataFrame) -> str | None:
+    """Latency ECDFs: one panel per transport, one line per profile (comparable at a glance)."""
     data = events[(~events["duplicate"]) & events["latency_ms"].notna()] if not events.empty else events
     if data.empty:
         return None
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    for (transport, profile), group in data.groupby(["transport", "profile"]):
-        values = group["latency_ms"].sort_values().to_numpy()
-        ax.step(
-            values,
-            [(i + 1) / len(values) for i in range(len(values))],
-            where="post",
-            label=f"{transport} / {profile}",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("commit → phone latency (ms, log)")
-    ax.set_ylabel("share of events")
-    ax.set_title("Delivery latency, per cell (ECDF)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    transports = list(dict.fromkeys(data["transport"]))
+    cols = min(len(transports), 3)
+    rows = (len(transports) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False, sharex=True)
+    for ax, transport in zip(axes.flat, transports, strict=False):
+        for profile, group in data[data["transport"] == transport].groupby("profile", sort=False):
+            values = group["latency_ms"].clip(lower=0.01).sort_values().to_numpy()
+            ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
+                    label=str(profile))
+        ax.set_xscale("log")
+        ax.set_title(transport, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(transports):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("commit → phone (ms, log)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of events")
+    fig.suptitle("Delivery latency per transport and profile (ECDF)", fontsize=11)
+    fig.tight_layout()
     return _png(fig)
 
 
