@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gevent.event import Event
 from locust import User, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -56,6 +57,9 @@ class SessionSink:
 
 SINK = SessionSink(PLAN.sessions_path)
 _state: dict[str, Any] = {"bridge": None}
+#: Set once this process's agent is up. A worker may spawn users while the init
+#: hook is still starting the agent (Popen yields under gevent): users wait for it.
+BRIDGE_READY = Event()
 
 
 @events.init.add_listener
@@ -65,6 +69,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
     else:
         _state["bridge"] = Bridge(on_orphan=lambda record: _deliver(environment, record))
+        BRIDGE_READY.set()
 
 
 def _deliver(environment: Environment, record: dict[str, Any]) -> None:
@@ -101,8 +106,11 @@ class Phone(User):
     def watch_one_job(self) -> None:
         if self.jobs_done >= PLAN.jobs_per_user:
             raise StopUser()
+        if not BRIDGE_READY.wait(timeout=60):
+            self._fire(time.perf_counter(), 0, RuntimeError("the session agent never started"))
+            raise StopUser()
         bridge: Bridge | None = _state.get("bridge")
-        if bridge is None:
+        if bridge is None:  # quitting
             raise StopUser()
         spec = PLAN.session_spec(self.owner, self.user_index, self.jobs_done)
         started = time.perf_counter()
