@@ -86,14 +86,22 @@ def _cell_name(transport: str, profile: str) -> str:
     return f"{transport.replace(':', '-')}__{profile}"
 
 
+#: Meters that are levels, not counts: a cell reports their value, not a difference.
+#: (``pb_peak_connections`` is the service's high-water mark since it started.)
+GAUGES = frozenset({"pb_peak_connections"})
+
+
 def meter_delta(
     before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
 ) -> dict[str, dict[str, float]]:
+    """Counters as what the cell added; gauges (``GAUGES``) as their value at the end."""
     delta: dict[str, dict[str, float]] = {}
     for service, values in after.items():
         base = before.get(service, {})
         delta[service] = {
-            k: round(v - base.get(k, 0.0), 6) for k, v in values.items() if not k.endswith("_in_flight")
+            k: round(v if k in GAUGES else v - base.get(k, 0.0), 6)
+            for k, v in values.items()
+            if not k.endswith("_in_flight")
         }
     return delta
 
@@ -326,10 +334,15 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
             rows,
             events,
             meters=flat_meters,
-            cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, config.timing.time_scale),
+            cost_usd_per_1k_jobs=cost_per_1k_jobs(
+                cell.meters, jobs, config.timing.time_scale, cell_seconds=cell.seconds
+            ),
         )
         summary_cell["cost_breakdown_usd"] = {
-            k: round(v, 8) for k, v in cost_breakdown(cell.meters, config.timing.time_scale).items()
+            k: round(v, 8)
+            for k, v in cost_breakdown(
+                cell.meters, config.timing.time_scale, cell_seconds=cell.seconds
+            ).items()
         }
         summary_cell["complete"] = cell.complete
         summary_cell["seconds"] = round(cell.seconds, 3)

@@ -34,12 +34,24 @@ class PriceTable:
 DEFAULT_PRICES = PriceTable()
 
 
+SECONDS_PER_MONTH = 30 * 24 * 3600
+
+
 def cost_breakdown(
     meters: Mapping[str, Mapping[str, float]],
     time_scale: float,
     prices: PriceTable = DEFAULT_PRICES,
+    *,
+    cell_seconds: float = 0.0,
 ) -> dict[str, float]:
-    """Dollars per cost line for one cell; ``meters`` maps service -> counter deltas."""
+    """Dollars per cost line for one cell; ``meters`` maps service -> counter deltas.
+
+    Monthly charges (Supabase bills the month's peak concurrent connections)
+    are amortised as if the cell's load ran all month: the cell's share is
+    ``monthly price × (cell's real-time duration / a 30-day month)``, where the
+    real-time duration is the measured one divided by the time scale.
+    """
+    month_share = (cell_seconds / time_scale) / SECONDS_PER_MONTH
     lines: dict[str, float] = {}
     instance_rate = prices.vcpu_per_instance * prices.cloud_run_vcpu_s + (
         prices.gib_per_instance * prices.cloud_run_gib_s
@@ -57,7 +69,7 @@ def cost_breakdown(
             )
         if "pb_peak_connections" in m:
             lines[f"{service}.peak_connections"] = (
-                m["pb_peak_connections"] * prices.supabase_per_peak_connection
+                m["pb_peak_connections"] * prices.supabase_per_peak_connection * month_share
             )
     return lines
 
@@ -67,7 +79,10 @@ def cost_per_1k_jobs(
     jobs: int,
     time_scale: float,
     prices: PriceTable = DEFAULT_PRICES,
+    *,
+    cell_seconds: float = 0.0,
 ) -> float | None:
     if jobs <= 0:
         return None
-    return sum(cost_breakdown(meters, time_scale, prices).values()) / jobs * 1000.0
+    lines = cost_breakdown(meters, time_scale, prices, cell_seconds=cell_seconds)
+    return sum(lines.values()) / jobs * 1000.0

@@ -125,3 +125,10 @@ def test_cost_scales_time_meters_back_to_real_time() -> None:
     real = cost_per_1k_jobs(meters, jobs=1, time_scale=1.0)
     assert fast is not None and real is not None and abs(fast - 10 * real) < 1e-12
     assert cost_per_1k_jobs(meters, jobs=0, time_scale=1.0) is None
+
+
+def test_monthly_peak_connections_are_amortised_over_the_month() -> None:
+    """A peak-connection price is per month: a one-hour cell carries 1/720 of it."""
+    meters = {"realtime": {"pb_peak_connections": 1000.0}}
+    one_hour = cost_per_1k_jobs(meters, jobs=1000, time_scale=1.0, cell_seconds=3600)
+    assert one_hour is not None and abs(one_hour - 10.0 / 720) < 1e-9
