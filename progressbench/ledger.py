@@ -418,6 +418,8 @@ def summarize(
         "duplicate_executions": sum(s.duplicate_execution for s in sessions),
         "stuck_jobs": sum(s.job_status in ("pending", "running", "interrupted") for s in sessions),
         "session_outcomes": dict(Counter(s.outcome for s in sessions)),
+        # what the clients reported about themselves (e.g. "no-auth", "client-gave-up"): sessions each
+        "findings": dict(Counter(f for s in sessions for f in s.findings.split(";") if f)),
         "cost_usd_per_1k_jobs": _round(cost_usd_per_1k_jobs, 6),
         "meters": dict(meters or {}),
     }

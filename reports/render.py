@@ -99,6 +99,11 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {c['transport']} | {c['profile']} | {o.get('replayed-complete', 0)} | "
             f"{o.get('gap-flagged', 0)} | {o.get('silent-gap', 0)} | {o.get('duplicate-replay', 0)} |"
         )
+    lines += ["", "## Findings the clients reported (sessions)", ""]
+    for c in cells:
+        found = c.get("findings") or {}
+        text = ", ".join(f"{name} × {n}" for name, n in sorted(found.items())) or "none"
+        lines.append(f"- **{c['transport']} × {c['profile']}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
     lines += [fault_windows_text(c) for c in cells]
     return "\n".join(lines) + "\n"
