@@ -86,9 +86,12 @@ def _cell_name(transport: str, profile: str) -> str:
     return f"{transport.replace(':', '-')}__{profile}"
 
 
-#: Meters that are levels, not counts: a cell reports their value, not a difference.
-#: (``pb_peak_connections`` is the service's high-water mark since it started.)
-GAUGES = frozenset({"pb_peak_connections"})
+def is_gauge(name: str) -> bool:
+    """Levels, not counts: a cell reports their value, not a difference.
+
+    ``*_peak_connections`` is a service's high-water mark since it started.
+    """
+    return name.endswith("_peak_connections")
 
 
 def meter_delta(
@@ -99,7 +102,7 @@ def meter_delta(
     for service, values in after.items():
         base = before.get(service, {})
         delta[service] = {
-            k: round(v if k in GAUGES else v - base.get(k, 0.0), 6)
+            k: round(v if is_gauge(k) else v - base.get(k, 0.0), 6)
             for k, v in values.items()
             if not k.endswith("_in_flight")
         }

@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from progressbench.errors import ConfigError
-from transports import polling, sse
+from transports import polling, realtime, relay, sse
 from transports.types import ServiceSpec, Transport
 
-REGISTRY: dict[str, Transport] = {t.name: t for t in (polling.TRANSPORT, sse.NAIVE, sse.RESUMABLE)}
-
-#: Named in RESULTS.md but not built yet: each has its own issue.
-PLANNED: dict[str, str] = {
-    "realtime": "the realtime transport is not built yet",
-    "relay": "the relay transport is not built yet",
+REGISTRY: dict[str, Transport] = {
+    t.name: t for t in (polling.TRANSPORT, sse.NAIVE, sse.RESUMABLE, realtime.TRANSPORT, relay.TRANSPORT)
 }
 
 
@@ -22,8 +18,6 @@ def resolve(spec: str) -> tuple[Transport, str | None]:
     name, _, variant = spec.partition(":")
     transport = REGISTRY.get(name)
     if transport is None:
-        if name in PLANNED:
-            raise ConfigError(f"--transports: {name!r}: {PLANNED[name]}")
         known = ", ".join(sorted(REGISTRY))
         raise ConfigError(f"--transports: unknown transport {name!r} (known: {known})")
     if variant and variant not in transport.variants:

@@ -13,6 +13,8 @@ from progressbench.supervisor import Stack, StackSettings
 
 #: Jobs in integration tests run at this time scale (a 14-step job takes ~2.5 s).
 SCALE = 0.05
+#: Transports that need no service beyond the API and workers: the default test stack.
+BASE = ("polling", "sse", "sse-naive")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,13 +25,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with Stack(StackSettings(run_dir=tmp_path, timing=Timing(time_scale=SCALE))) as running:
+    settings = StackSettings(run_dir=tmp_path, timing=Timing(time_scale=SCALE), transports=BASE)
+    with Stack(settings) as running:
         yield running
 
 
 @pytest.fixture
 def two_worker_stack(tmp_path: Path) -> Iterator[Stack]:
-    settings = StackSettings(run_dir=tmp_path, timing=Timing(time_scale=SCALE), worker_instances=2)
+    settings = StackSettings(
+        run_dir=tmp_path, timing=Timing(time_scale=SCALE), worker_instances=2, transports=BASE
+    )
     with Stack(settings) as running:
         yield running
 

@@ -77,7 +77,9 @@ def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path) -> None:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
         control = ProxyControl(url)
-        settings = StackSettings(run_dir=tmp_path, timing=Timing(time_scale=0.05), toxiproxy_url=url)
+        settings = StackSettings(
+            run_dir=tmp_path, timing=Timing(time_scale=0.05), toxiproxy_url=url, transports=("polling",)
+        )
         with Stack(settings) as stack:
             assert stack.chaos_process is None
             stack.cell_endpoints(2)

@@ -75,7 +75,7 @@ async def test_resumable_replays_the_gap_and_naive_loses_it(stack: Stack, fault:
 @pytest.fixture
 def short_timeout_stack(tmp_path: Path) -> Iterator[Stack]:
     timing = Timing(time_scale=SCALE, request_timeout_s=20.0, session_deadline_s=200.0)  # 1 s, 10 s
-    with Stack(StackSettings(run_dir=tmp_path, timing=timing)) as running:
+    with Stack(StackSettings(run_dir=tmp_path, timing=timing, transports=("sse", "sse-naive"))) as running:
         yield running
 
 

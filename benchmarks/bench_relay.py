@@ -1,0 +1,218 @@
+"""relay: room fan-out latency at 100 and 1,000 sockets, and the queue's dispatch throughput.
+
+Starts a real stack with only the relay services (embedded Postgres, API,
+worker, queue, rooms; no chaos proxy) and measures:
+
+* **fan-out** — publish→receive latency (one host, one wall clock) of
+  ``MESSAGES`` publishes (HTTP POST into a room, as the worker does) to
+  every socket of the room, for three layouts:
+
+  - 1 room × 100 sockets (PartyKit's cap without hibernation);
+  - 10 rooms × 100 sockets = 1,000 sockets (the cap respected, publishes
+    to all rooms at once);
+  - 1 room × 1,000 sockets (the cap raised, as hibernation would allow).
+
+  Sockets are ``websockets`` clients in this process; the room server is
+  the real ``transports.relay.rooms`` process.
+* **queue throughput** — ``TASKS`` tasks created through the queue's
+  CreateTask API, pushed to a no-op HTTP sink in this process (answers
+  ``204``), with Cloud Tasks' default limits (500 dispatches/s, burst 100,
+  1,000 concurrent). All tasks carry one ``schedule_time`` after the last
+  create, so the dispatcher drains a full backlog: tasks per second from
+  first to last arrival, and scheduleTime→arrival latency.
+
+Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from progressbench import tokens
+from progressbench.config import Timing
+from progressbench.ledger import percentile
+from progressbench.services.context import SERVICE_SUBJECT
+from progressbench.supervisor import Stack, StackSettings
+from transports.relay.rooms import ROOMS_CONFIG_ENV
+
+BUDGET_S = 110.0
+MESSAGES = 20
+SPACING_S = 0.05
+TASKS = 2000
+#: Seconds every task is held (scheduleTime) before it is due.
+HOLD_S = 25.0
+
+
+def fmt(values: list[float]) -> str:
+    parts = []
+    for q in (50, 95, 99):
+        v = percentile(values, q)
+        parts.append(f"p{q} {v:.2f} ms" if v is not None else f"p{q} n/a")
+    return ", ".join(parts)
+
+
+async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
+    base = stack.endpoints()["rooms"]
+    ws_base = base.replace("http://", "ws://")
+    ids = [uuid.uuid4() for _ in range(rooms)]
+    latencies: list[float] = []
+    received = 0
+    sockets: list[ClientConnection] = []
+
+    async def join(room: uuid.UUID) -> ClientConnection:
+        token = tokens.issue(stack.secret, "bench", room)
+        return await connect(
+            f"{ws_base}/parties/main/{room}?token={token}", proxy=None, open_timeout=30, ping_interval=None
+        )
+
+    t0 = time.monotonic()
+    for room in ids:
+        for start in range(0, per_room, 100):
+            batch = await asyncio.gather(*(join(room) for _ in range(min(100, per_room - start))))
+            sockets.extend(batch)
+    open_s = time.monotonic() - t0
+
+    async def listen(ws: ClientConnection) -> None:
+        nonlocal received
+        for _ in range(MESSAGES):
+            message = json.loads(await ws.recv())
+            latencies.append((time.time_ns() - int(message["payload"]["sent_ns"])) / 1e6)
+            received += 1
+
+    listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
+    service = tokens.issue(stack.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    delivered = 0
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {service}"}, timeout=30) as http:
+        for seq in range(1, MESSAGES + 1):
+
+            async def publish(room: uuid.UUID, seq: int = seq) -> int:
+                body = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
+                response = await http.post(f"{base}/parties/main/{room}", json=body)
+                return int(response.json()["delivered"])
+
+            delivered += sum(await asyncio.gather(*(publish(r) for r in ids)))
+            await asyncio.sleep(SPACING_S)
+    _done, pending = await asyncio.wait(listeners, timeout=20)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    print(
+        f"fan-out {rooms} room(s) × {per_room} sockets = {rooms * per_room}: opened in {open_s:.1f} s; "
+        f"{MESSAGES} publishes per room; delivered {delivered}, received {received}"
+    )
+    print(f"  publish→receive latency: {fmt(latencies)}")
+
+
+class Sink:
+    """A no-op push target: answers 204 to every request, keeps connections alive."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, str]] = []
+        self.headers_ok = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                fields = {
+                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+                }
+                body = await reader.readexactly(int(fields.get("content-length", "0")))
+                self.arrivals.append((time.time(), json.loads(body).get("created", "0")))
+                if "x-cloudtasks-taskname" in fields and fields.get("authorization", "").startswith(
+                    "Bearer "
+                ):
+                    self.headers_ok += 1
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+
+async def queue_throughput(stack: Stack) -> None:
+    sink = Sink()
+    server = await asyncio.start_server(sink.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/push"
+    queue = stack.endpoints()["queue"]
+    service = tokens.issue(stack.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    limit = asyncio.Semaphore(50)
+    async with httpx.AsyncClient(
+        headers={"authorization": f"Bearer {service}"}, timeout=30, limits=httpx.Limits(max_connections=50)
+    ) as http:
+
+        async def create(i: int) -> None:
+            async with limit:
+                body = {"created": str(release)}
+                task = {
+                    "name": f"bench-{uuid.uuid4().hex}",
+                    "url": url,
+                    "audience": url,
+                    "body": body,
+                    "schedule_time": datetime.fromtimestamp(release, UTC).isoformat(),
+                }
+                response = await http.post(f"{queue}/v2/tasks", json=task)
+                response.raise_for_status()
+
+        # Every task is scheduled for one instant after all are created, so the queue
+        # drains a full backlog: the dispatch rate is measured apart from the create rate.
+        t0 = time.time()
+        release = t0 + HOLD_S
+        await asyncio.gather(*(create(i) for i in range(TASKS)))
+        created_s = time.time() - t0
+        if time.time() > release:
+            print(f"  (creating took longer than the {HOLD_S:.0f} s hold: the backlog was not full)")
+        deadline = time.monotonic() + 40
+        while len(sink.arrivals) < TASKS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    server.close()
+    for writer in list(sink.writers):
+        writer.close()  # the queue's keep-alive connections: end them so the handlers return
+    await server.wait_closed()
+    times = sorted(t for t, _ in sink.arrivals)
+    lat = [(t - float(c)) * 1000 for t, c in sink.arrivals]
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    rate = (len(times) - 1) / span if span > 0 else float("nan")
+    print(
+        f"queue: {TASKS} tasks created in {created_s:.2f} s ({TASKS / created_s:.0f}/s over HTTP); "
+        f"{len(times)} pushed; dispatch rate {rate:.0f} tasks/s (first→last arrival, limit 500/s burst 100); "
+        f"pushes with OIDC + X-CloudTasks headers: {sink.headers_ok}"
+    )
+    print(f"  scheduleTime→push latency: {fmt(lat)}")
+
+
+async def bench(stack: Stack) -> None:
+    await fan_out(stack, 1, 100)
+    await fan_out(stack, 10, 100)
+    await fan_out(stack, 1, 1000)
+    await queue_throughput(stack)
+
+
+def main() -> None:
+    os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = StackSettings(
+            run_dir=Path(tmp), timing=Timing(time_scale=1.0), transports=("relay",), chaos=False
+        )
+        with Stack(settings) as stack:
+            asyncio.run(asyncio.wait_for(bench(stack), BUDGET_S))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The dispatcher applies the pure schedule: what it records after each attempt, and what it sends."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from progressbench.config import Timing
+from transports.relay.dispatcher import Dispatcher, QueueMeters
+from transports.relay.oidc import SigningKey, verify
+from transports.relay.retry import QueueConfig, backoff_s
+from transports.relay.tasks import TaskRow
+
+CONFIG = QueueConfig(min_backoff_s=10, max_backoff_s=300, max_doublings=3, max_attempts=9)
+TIMING = Timing(time_scale=0.01)
+
+
+class FakeTable:
+    def __init__(self) -> None:
+        self.recorded: list[dict[str, Any]] = []
+
+    async def record_attempt(
+        self,
+        name: str,
+        status: int | None,
+        error: str | None,
+        executed: bool,
+        *,
+        done: str | None,
+        retry_in_s: float,
+    ) -> None:
+        self.recorded.append(
+            {"status": status, "error": error, "executed": executed, "done": done, "retry_in_s": retry_in_s}
+        )
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate()
+
+
+def task(attempts_before: int) -> TaskRow:
+    now = datetime.now(UTC)
+    return TaskRow(
+        name="job-x",
+        queue="relay",
+        job_id=uuid.uuid4(),
+        url="http://worker/relay/tasks/run",
+        audience="http://worker",
+        body={"job_id": "x"},
+        state="dispatching",
+        schedule_time=now,
+        dispatch_count=attempts_before,
+        response_count=attempts_before,
+        last_status=None,
+        created_at=now,
+    )
+
+
+async def push_once(
+    key: SigningKey,
+    status: int,
+    attempts_before: int,
+    headers: dict[str, str] | None = None,
+    seen: list[httpx.Request] | None = None,
+) -> dict[str, Any]:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        return httpx.Response(status, headers=headers or {})
+
+    table = FakeTable()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        dispatcher = Dispatcher(
+            table,
+            CONFIG,
+            TIMING,
+            http,
+            key,
+            "http://queue",  # type: ignore[arg-type]
+            QueueMeters(CollectorRegistry(), "queue"),
+        )
+        await dispatcher._push(task(attempts_before))
+    return table.recorded[-1]
+
+
+@pytest.mark.parametrize("attempts_before", range(0, 8))
+async def test_each_failure_is_rescheduled_on_the_documented_backoff(
+    key: SigningKey, attempts_before: int
+) -> None:
+    """After failed attempt n the next ETA is backoff(n) for the configured, time-scaled parameters."""
+    recorded = await push_once(key, 500, attempts_before)
+    expected = backoff_s(CONFIG.scaled(TIMING), attempts_before + 1)
+    assert recorded["done"] is None and recorded["retry_in_s"] == pytest.approx(expected)
+    assert recorded["executed"] is False, "a 5xx is not an execution"
+
+
+async def test_max_attempts_ends_the_task_and_2xx_succeeds(key: SigningKey) -> None:
+    """The 9th failed attempt marks the task failed; any 2xx marks it succeeded."""
+    assert (await push_once(key, 500, 8))["done"] == "failed"
+    assert (await push_once(key, 202, 3))["done"] == "succeeded"
+    assert (await push_once(key, 404, 0))["executed"] is True
+
+
+async def test_retry_after_on_503_and_the_request_sent(key: SigningKey) -> None:
+    """503 + Retry-After waits at least that long; the push carries a valid OIDC token and the headers."""
+    seen: list[httpx.Request] = []
+    recorded = await push_once(key, 503, 0, headers={"Retry-After": "7"}, seen=seen)
+    assert recorded["retry_in_s"] == 7.0
+    request = seen[0]
+    assert request.headers["X-CloudTasks-TaskRetryCount"] == "0"
+    assert request.headers["X-CloudTasks-QueueName"] == "relay"
+    token = request.headers["authorization"].removeprefix("Bearer ")
+    claims = verify(token, {key.kid: key.public_jwk}, issuer="http://queue", audience="http://worker")
+    assert claims["exp"] - claims["iat"] == CONFIG.oidc_ttl_s

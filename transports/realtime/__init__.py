@@ -1,0 +1,16 @@
+"""``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server."""
+
+from transports.realtime.client import RealtimeWatcher
+from transports.realtime.server import RealtimeServer
+from transports.types import ServiceSpec, Transport
+
+TRANSPORT = Transport(
+    name="realtime",
+    server=RealtimeServer(),
+    client=RealtimeWatcher,
+    variants=frozenset({"no-auth"}),
+    summary="insert job row, fire-and-forget dispatch (8 s abort), worker rows -> WAL -> Supabase Realtime",
+    services=(ServiceSpec(role="realtime", module="transports.realtime.service", client_facing=True),),
+)
+
+__all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]

@@ -1,0 +1,57 @@
+"""Client options of ``realtime``, and the one place the real-Supabase environment is read.
+
+Options (``ClientSettings.options``; durations are unscaled seconds):
+
+* ``refetch_s`` (8) — app-level safety net: with no terminal event and no
+  realtime news for this long, refetch rows through the API. ``0`` turns it
+  off. Under the default job shape (steps of 2-5 s) 8 s is below the
+  ledger's stall threshold (10 s), so a realtime feed that silently died is
+  noticed before the user would call it stuck.
+* ``watchdog_s`` (1) — how often the watcher checks the client library for
+  its silent failure modes (gave up reconnecting, dead listener, closed
+  channel).
+* ``backoff_s`` (1) — the library's first reconnect back-off (``initial_backoff``,
+  its own default 1 s), scaled with the run like every other client delay. The
+  library's other timers (rejoin 1/2/5/10 s, websockets' 20 s keepalive, the
+  10 s push timeout, the 15 s heartbeat floor) cannot be set and stay unscaled.
+* ``supabase_url`` / ``supabase_anon_key`` — connect to a real Supabase
+  project's Realtime instead of ``endpoints["realtime"]``.
+  :func:`supabase_options` builds them from ``SUPABASE_URL`` and
+  ``SUPABASE_ANON_KEY``; the harness passes them as options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from progressbench.config import Timing
+
+SUPABASE_ENV = {"SUPABASE_URL": "supabase_url", "SUPABASE_ANON_KEY": "supabase_anon_key"}
+
+
+@dataclass(frozen=True)
+class WatcherOptions:
+    refetch_s: float | None
+    watchdog_s: float
+    backoff_s: float
+    supabase_url: str | None
+    supabase_anon_key: str | None
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str], timing: Timing) -> WatcherOptions:
+        refetch = float(options.get("refetch_s", 8.0))
+        return cls(
+            refetch_s=timing.scaled(refetch) if refetch > 0 else None,
+            backoff_s=max(timing.scaled(float(options.get("backoff_s", 1.0))), 0.01),
+            watchdog_s=max(timing.scaled(float(options.get("watchdog_s", 1.0))), 0.05),
+            supabase_url=options.get("supabase_url") or None,
+            supabase_anon_key=options.get("supabase_anon_key") or None,
+        )
+
+
+def supabase_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{"supabase_url": ..., "supabase_anon_key": ...}`` from the environment (the only read)."""
+    env = os.environ if environ is None else environ
+    return {opt: env[key].strip() for key, opt in SUPABASE_ENV.items() if env.get(key, "").strip()}

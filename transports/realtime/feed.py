@@ -1,0 +1,359 @@
+"""The change feed: one logical replication slot, decoded, authorised per subscriber, fanned out.
+
+Like Realtime's Postgres CDC poller: a ``pgoutput`` slot on the publication
+``supabase_realtime`` is *consumed* with ``pg_logical_slot_get_binary_changes``
+(so a change is delivered at most once and never replayed), woken by the
+store's ``NOTIFY job_events`` with a slow fallback poll. Changes are handled
+in commit order by this one task. For every change, every subscription whose
+binding matches (table, event, filter) is checked *separately* under its own
+claims — ``set_config('role', ...)`` and ``set_config('request.jwt.claims',
+...)`` inside a transaction, then ``SELECT exists(... WHERE <pk> = ...)`` —
+so Postgres RLS decides, at poll time, what each subscriber may see
+(DELETEs are not RLS-checked, as in Realtime). The checks of one batch are
+pipelined in one round trip.
+
+Lifecycle: :meth:`ChangeFeed.start` drops a stale slot of the same name and
+creates a fresh one (changes from before it are never seen);
+:meth:`ChangeFeed.stop` drops it. One process per database may own it.
+
+WAL flush: the store commits with ``synchronous_commit=off``, so a NOTIFY can
+arrive before the commit's WAL is flushed and decodable. On a wake-up this
+session writes a tiny transactional logical message with
+``synchronous_commit=on``, which flushes the WAL up to that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import sql
+
+from progressbench.store import NOTIFY_CHANNEL
+from transports.realtime.auth import Claims
+from transports.realtime.filters import Condition, matches, norm_text
+from transports.realtime.pgoutput import Change, Decoder
+from transports.realtime.wire import change_frame
+
+log = logging.getLogger(__name__)
+
+SLOT = "pb_realtime"
+PUBLICATION = "supabase_realtime"
+BATCH = 1000
+
+
+def _eq_key(binding: Binding) -> tuple[tuple[str, str], str] | None:
+    if binding.table == "*":
+        return None
+    for cond in binding.conditions:
+        if cond.op == "eq" and not cond.negate and isinstance(cond.value, str):
+            return (binding.table, cond.column), norm_text(cond.value)
+    return None
+
+
+class Sink(Protocol):
+    """Where a subscriber's frames go (a joined channel on a socket)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    def push(self, frame: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    id: int
+    schema: str
+    table: str
+    event: str
+    conditions: tuple[Condition, ...] = ()
+
+    def matches(self, change: Change) -> bool:
+        rel = change.relation
+        if self.schema not in ("*", rel.schema) or self.table not in ("*", rel.table):
+            return False
+        if self.event not in ("*", change.kind):
+            return False
+        record = change.record if change.record is not None else (change.old_record or {})
+        return matches(self.conditions, record)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    sink: Sink
+    bindings: tuple[Binding, ...]
+    claims: Claims
+    claims_json: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.set_claims(self.claims)
+
+    def set_claims(self, claims: Claims) -> None:
+        self.claims = claims
+        self.claims_json = json.dumps(claims.raw)
+
+
+@dataclass
+class _TableInfo:
+    rls: bool
+    key_types: dict[str, str]
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        slot: str = SLOT,
+        publication: str = PUBLICATION,
+        fallback_s: float = 1.0,
+        on_message: Callable[[int], None] | None = None,
+    ) -> None:
+        self._url = database_url
+        self.slot = slot
+        self.publication = publication
+        self.fallback_s = fallback_s
+        self._on_message = on_message or (lambda n: None)
+        self.subscribers: set[Subscriber] = set()
+        # Subscribers whose every binding has an ``eq`` condition on a named table, by
+        # (table, column) then value: the phone pattern (``job_id=eq.<id>``) then costs
+        # O(matching) per change instead of O(all subscribers). The rest are scanned.
+        self._index: dict[tuple[str, str], dict[str, set[Subscriber]]] = {}
+        self._scan: set[Subscriber] = set()
+        self._decoder = Decoder()
+        self._tables: dict[int, _TableInfo] = {}
+        self._wake = asyncio.Event()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self.changes = 0
+        self.checks = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        self._conn = conn
+        await conn.execute("SET synchronous_commit = on")
+        cur = await conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
+        )
+        stale = await cur.fetchone()
+        if stale is not None:
+            log.warning("dropping stale replication slot %s", self.slot)
+            if stale[0] is not None:
+                await conn.execute("SELECT pg_terminate_backend(%s)", (stale[0],))
+                await asyncio.sleep(0.2)
+            await conn.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+        await conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="realtime-listen"),
+            asyncio.create_task(self._poll(), name="realtime-poll"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        conn = self._conn
+        self._conn = None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+            await conn.close()
+
+    def add(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+        keys = [_eq_key(b) for b in sub.bindings]
+        if not keys or any(k is None for k in keys):
+            self._scan.add(sub)
+            return
+        for key in keys:
+            assert key is not None
+            table_col, value = key
+            self._index.setdefault(table_col, {}).setdefault(value, set()).add(sub)
+
+    def remove(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+        self._scan.discard(sub)
+        for key in {_eq_key(b) for b in sub.bindings}:
+            if key is None:
+                continue
+            table_col, value = key
+            by_value = self._index.get(table_col, {})
+            subs = by_value.get(value)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del by_value[value]
+            if not by_value:
+                self._index.pop(table_col, None)
+
+    def candidates(self, change: Change) -> list[Subscriber]:
+        """Subscribers that may match: every unindexed one, plus the indexed ones whose
+        ``eq`` value equals the change's column (all of them when that column is not text)."""
+        found: set[Subscriber] = set(self._scan)
+        record = change.record if change.record is not None else (change.old_record or {})
+        table = change.relation.table
+        for (t, column), by_value in self._index.items():
+            if t != table:
+                continue
+            value = record.get(column)
+            if isinstance(value, str):
+                found.update(by_value.get(norm_text(value), ()))
+            else:
+                for subs in by_value.values():
+                    found.update(subs)
+        return list(found)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ----------------------------------------------------------------- tasks
+
+    async def _listen(self) -> None:
+        while not self._stopping:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                try:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._wake.set()
+                    async for _ in conn.notifies():
+                        self._wake.set()
+                finally:
+                    await conn.close()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("realtime LISTEN connection lost: %r", exc)
+                self._wake.set()
+                await asyncio.sleep(0.5)
+
+    async def _poll(self) -> None:
+        while not self._stopping:
+            woken = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.fallback_s)
+                woken = True
+            self._wake.clear()
+            try:
+                if woken:
+                    await self._flush_wal()
+                while await self.drain_once() > 0:
+                    pass
+            except psycopg.Error as exc:
+                log.error("realtime poll failed: %r", exc)
+                await asyncio.sleep(0.5)
+
+    async def _flush_wal(self) -> None:
+        assert self._conn is not None
+        await self._conn.execute("SELECT pg_logical_emit_message(true, 'pb-realtime', '')")
+
+    async def drain_once(self) -> int:
+        """Consume one batch from the slot and deliver it; the number of slot rows read."""
+        conn = self._conn
+        assert conn is not None
+        cur = await conn.execute(
+            "SELECT data FROM pg_logical_slot_get_binary_changes(%s, NULL, %s, "
+            "'proto_version', '1', 'publication_names', %s)",
+            (self.slot, BATCH, self.publication),
+        )
+        rows = await cur.fetchall()
+        changes = [c for row in rows if (c := self._decoder.feed(bytes(row[0]))) is not None]
+        if changes:
+            self.changes += len(changes)
+            await self._deliver(changes)
+        return len(rows)
+
+    # ----------------------------------------------------------------- delivery
+
+    async def _table(self, change: Change) -> _TableInfo:
+        rel = change.relation
+        info = self._tables.get(rel.oid)
+        if info is None:
+            assert self._conn is not None
+            cur = await self._conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (rel.oid,))
+            row = await cur.fetchone()
+            keys = [c.name for c in rel.columns if c.key]
+            cur = await self._conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s AND attname = ANY(%s)",
+                (rel.oid, keys),
+            )
+            key_types = {str(name): str(typ) for name, typ in await cur.fetchall()}
+            info = _TableInfo(rls=bool(row[0]) if row else False, key_types=key_types)
+            self._tables[rel.oid] = info
+        return info
+
+    async def _deliver(self, changes: list[Change]) -> None:
+        plan: list[list[tuple[Subscriber, list[int], bool]]] = []
+        checks: list[tuple[Change, Subscriber]] = []
+        for change in changes:
+            info = await self._table(change)
+            needs_rls = info.rls and change.kind != "DELETE"
+            matched = []
+            for sub in self.candidates(change):
+                ids = [b.id for b in sub.bindings if b.matches(change)]
+                if ids:
+                    matched.append((sub, ids, needs_rls))
+                    if needs_rls:
+                        checks.append((change, sub))
+            plan.append(matched)
+        verdicts = iter(await self._authorize(checks)) if checks else iter(())
+        for change, matched in zip(changes, plan, strict=True):
+            if not matched:
+                continue
+            data_json = json.dumps(change.data(), separators=(",", ":"))
+            sent = 0
+            for sub, ids, needs_rls in matched:
+                if needs_rls and not next(verdicts):
+                    continue
+                sub.sink.push(change_frame(sub.sink.topic, ids, data_json))
+                sent += 1
+            if sent:
+                self._on_message(sent)
+
+    async def _authorize(self, checks: list[tuple[Change, Subscriber]]) -> list[bool]:
+        """Each (change, subscriber): may this subscriber SELECT the changed row right now?"""
+        conn = self._conn
+        assert conn is not None
+        self.checks += len(checks)
+        statements = []
+        for change, _ in checks:
+            info = await self._table(change)
+            key = change.key
+            where = sql.SQL(" AND ").join(
+                sql.SQL("{} = {}::{}").format(
+                    sql.Identifier(k), sql.Placeholder(), sql.SQL(info.key_types[k])
+                )
+                for k in key
+            )
+            query = sql.SQL("SELECT exists(SELECT 1 FROM {}.{} WHERE {})").format(
+                sql.Identifier(change.relation.schema), sql.Identifier(change.relation.table), where
+            )
+            statements.append((query, [str(v) if v is not None else None for v in key.values()]))
+        try:
+            async with conn.transaction():
+                cursors = []
+                async with conn.pipeline():
+                    for (query, params), (_, sub) in zip(statements, checks, strict=True):
+                        await conn.execute(
+                            "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                            (sub.claims.role, sub.claims_json),
+                        )
+                        cursors.append(await conn.execute(query, params))
+                results = []
+                for cur in cursors:
+                    row = await cur.fetchone()
+                    results.append(bool(row and row[0]))
+            return results
+        except psycopg.Error as exc:
+            log.error("RLS check failed, delivering nothing for this batch: %r", exc)
+            return [False] * len(checks)

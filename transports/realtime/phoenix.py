@@ -1,0 +1,258 @@
+"""One Realtime websocket: Phoenix channels over V1 JSON, as the official client expects.
+
+Per connection: a reader (this coroutine) and a writer task draining a
+bounded outbound queue, so a slow phone never blocks the change feed; a
+phone that lets 1,000 frames pile up is disconnected (1008).
+
+Behaviour reproduced from Supabase Realtime (see
+``/work/shared/reference/realtime-protocol.md``): the socket's ``apikey``
+must be a valid project JWT (else HTTP 401 before the upgrade); ``phx_join``
+takes ``access_token`` > ``user_token`` > the apikey, verifies it (errors are
+replied after the server's error back-off), echoes every binding with its id,
+then — once the subscription is registered with the feed — pushes "Subscribed
+to PostgreSQL". A duplicate join of a topic replies ok and then closes the
+*old* join with ``phx_close`` (Phoenix; the Python client mis-handles it).
+``access_token`` re-verifies and re-registers, never replies. At ``exp`` the
+channel gets a system error and ``phx_close``; the socket stays open.
+``phx_leave`` replies ok then ``phx_close``. A socket silent for 60 s is
+closed, like Phoenix's transport timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from transports.realtime import wire
+from transports.realtime.auth import AuthError, Claims, verify
+from transports.realtime.feed import Binding, ChangeFeed, Subscriber
+from transports.realtime.filters import FilterError, parse_filter
+
+log = logging.getLogger(__name__)
+
+OUTBOUND_LIMIT = 1000
+IDLE_TIMEOUT_S = 60.0
+PUBLISHED_TABLES = frozenset({("public", "job_events")})
+
+
+@dataclass
+class SocketSettings:
+    secret: str
+    #: Realtime waits this long before answering a join with an error (CHANNEL_ERROR_BACKOFF_MS).
+    error_delay_s: float = 5.0
+    idle_timeout_s: float = IDLE_TIMEOUT_S
+
+
+@dataclass(eq=False)
+class Channel:
+    topic: str
+    join_ref: str | None
+    conn: RealtimeSocket
+    subscriber: Subscriber | None = None
+    expiry: asyncio.Task[None] | None = None
+
+    def push(self, frame: str) -> None:
+        self.conn.push(frame)
+
+
+@dataclass(eq=False)
+class RealtimeSocket:
+    ws: WebSocket
+    feed: ChangeFeed
+    settings: SocketSettings
+    apikey: str
+    channels: dict[str, Channel] = field(default_factory=dict)
+    _out: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(OUTBOUND_LIMIT))
+    _later: set[asyncio.Task[None]] = field(default_factory=set)
+    overflowed: bool = False
+
+    def push(self, frame: str) -> None:
+        try:
+            self._out.put_nowait(frame)
+        except asyncio.QueueFull:
+            if not self.overflowed:
+                log.warning("outbound queue full; dropping the socket")
+            self.overflowed = True
+
+    async def _writer(self) -> None:
+        while True:
+            frame = await self._out.get()
+            if frame is None or self.overflowed:
+                return
+            await self.ws.send_text(frame)
+
+    async def serve(self) -> None:
+        writer = asyncio.create_task(self._writer(), name="realtime-writer")
+        try:
+            while not writer.done() and not self.overflowed:
+                try:
+                    text = await asyncio.wait_for(self.ws.receive_text(), self.settings.idle_timeout_s)
+                except TimeoutError:
+                    break
+                try:
+                    frame = wire.decode(text)
+                except wire.FrameError as exc:
+                    log.info("dropping malformed frame: %s", exc)
+                    continue
+                self.handle(frame)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            for channel in list(self.channels.values()):
+                self._drop(channel)
+            for task in self._later:
+                task.cancel()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer
+            if self.overflowed:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(1008)
+
+    # ----------------------------------------------------------------- frames
+
+    def handle(self, frame: wire.ClientFrame) -> None:
+        topic, event = frame.topic, frame.event
+        if topic == wire.PHOENIX_TOPIC and event == "heartbeat":
+            self.push(wire.reply(topic, frame.ref, {}))
+            return
+        if event == "phx_join":
+            self.join(frame)
+            return
+        channel = self.channels.get(topic)
+        if channel is None:
+            self.push(wire.reply(topic, frame.ref, {"reason": "unmatched topic"}, "error"))
+            return
+        if event == "access_token":
+            self.refresh(channel, frame.payload.get("access_token"))
+        elif event == "phx_leave":
+            self.push(wire.reply(topic, frame.ref, {}))
+            self._drop(channel)
+            self.push(wire.close(topic, channel.join_ref))
+        elif event in ("presence", "broadcast"):
+            self.push(wire.reply(topic, frame.ref, {}))
+
+    def join(self, frame: wire.ClientFrame) -> None:
+        topic, payload = frame.topic, frame.payload
+        if not topic.startswith(wire.TOPIC_PREFIX) or topic == wire.TOPIC_PREFIX:
+            self._error_later(topic, frame.ref, "Topic name must start with `realtime:` and not be empty")
+            return
+        token = payload.get("access_token") or payload.get("user_token") or self.apikey
+        if not isinstance(token, str) or token.startswith("sb_"):
+            token = self.apikey
+        try:
+            claims = verify(self.settings.secret, token)
+        except AuthError as exc:
+            self._error_later(topic, frame.ref, exc.reason)
+            return
+        config = payload.get("config") or {}
+        raw = config.get("postgres_changes") or [] if isinstance(config, dict) else []
+        echoed: list[dict[str, Any]] = []
+        bindings: list[Binding] = []
+        problems: list[str] = []
+        for item in raw if isinstance(raw, list) else []:
+            if not isinstance(item, dict):
+                continue
+            binding_id = wire.binding_id(item)
+            echoed.append({**item, "id": binding_id})
+            schema = str(item.get("schema") or "public")
+            table = str(item.get("table") or "*")
+            event = str(item.get("event") or "*")
+            if event not in wire.LISTEN_EVENTS:
+                event = "*"
+            if not any(schema in (s, "*") and table in (t, "*") for s, t in PUBLISHED_TABLES):
+                problems.append(
+                    "Unable to subscribe to changes with given parameters. Please check Realtime is "
+                    f"enabled for the given connect parameters: [event: {event}, schema: {schema}, "
+                    f"table: {table}, filters: {item.get('filter')}]"
+                )
+                continue
+            try:
+                conditions = parse_filter(item.get("filter"))
+            except FilterError as exc:
+                problems.append(str(exc))
+                continue
+            bindings.append(Binding(binding_id, schema, table, event, conditions))
+        old = self.channels.pop(topic, None)
+        if old is not None:
+            self._drop(old)
+        channel = Channel(topic, frame.join_ref or frame.ref, self)
+        self.channels[topic] = channel
+        self.push(wire.reply(topic, frame.ref, {"postgres_changes": echoed}))
+        if old is not None:  # Phoenix's duplicate join: the old join is closed after the new ok
+            self.push(wire.close(topic, old.join_ref))
+        if problems:
+            self.push(wire.system(topic, "postgres_changes", "error", "; ".join(problems)))
+        elif bindings:
+            channel.subscriber = Subscriber(channel, tuple(bindings), claims)
+            self.feed.add(channel.subscriber)
+            self.push(wire.system(topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+        self._arm_expiry(channel, claims)
+
+    def refresh(self, channel: Channel, token: object) -> None:
+        if not isinstance(token, str) or token.startswith("sb_"):
+            return
+        sub = channel.subscriber
+        try:
+            claims = verify(self.settings.secret, token)
+        except AuthError as exc:
+            self._expel(channel, exc.reason.removeprefix("InvalidJWTToken: "))
+            return
+        if sub is not None:
+            sub.set_claims(claims)
+            self.push(wire.system(channel.topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+        self._arm_expiry(channel, claims)
+
+    # ----------------------------------------------------------------- helpers
+
+    def _expel(self, channel: Channel, message: str) -> None:
+        self.push(wire.system(channel.topic, "system", "error", message))
+        self._drop(channel)
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+        self.push(wire.close(channel.topic, channel.join_ref))
+
+    def _drop(self, channel: Channel) -> None:
+        if channel.subscriber is not None:
+            self.feed.remove(channel.subscriber)
+            channel.subscriber = None
+        if channel.expiry is not None and channel.expiry is not asyncio.current_task():
+            channel.expiry.cancel()
+        channel.expiry = None
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+
+    def _arm_expiry(self, channel: Channel, claims: Claims) -> None:
+        if channel.expiry is not None:
+            channel.expiry.cancel()
+
+        async def expire() -> None:
+            await asyncio.sleep(max(claims.exp - time.time(), 0.0))
+            channel.expiry = None
+            self._expel(channel, f"Token has expired {int(max(time.time() - claims.exp, 0))} seconds ago")
+
+        channel.expiry = self._spawn(expire())
+
+    def _error_later(self, topic: str, ref: str | None, reason: str) -> None:
+        async def answer() -> None:
+            await asyncio.sleep(self.settings.error_delay_s)
+            self.push(wire.reply(topic, ref, {"reason": reason}, "error"))
+
+        self._spawn(answer())
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+        return task
+
+
+def connection_claims(secret: str, apikey: str | None) -> Claims:
+    """The socket's apikey must be a valid project JWT (anon key or a user token)."""
+    return verify(secret, apikey)

@@ -1,0 +1,116 @@
+"""The realtime server process: ``python -m transports.realtime.service``.
+
+A Starlette app under uvicorn (:func:`progressbench.services.runtime.run_asgi`)
+serving the Realtime websocket at any of ``/realtime/v1/websocket``,
+``/socket/websocket`` and ``/websocket``, plus ``GET /metrics`` and
+``GET /healthz`` (on the service socket and the admin socket alike).
+
+Meters: the shared :class:`~progressbench.services.meters.Meters` (requests,
+connection-seconds, bytes...) plus ``pb_realtime_messages_total`` (one per
+change frame per listening client, Supabase's billing unit) and the gauge
+``pb_peak_connections`` (the most sockets open at once), which the cost model
+prices.
+
+Start-up creates the replication slot before readiness is marked; shutdown
+(SIGTERM) closes the sockets (uvicorn sends 1012) and drops the slot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+from prometheus_client import Counter, Gauge
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
+
+from progressbench.config import ServiceConfig
+from progressbench.services.meters import MeteringMiddleware, Meters
+from progressbench.services.runtime import run_asgi
+from transports.realtime.auth import AuthError
+from transports.realtime.feed import ChangeFeed
+from transports.realtime.phoenix import RealtimeSocket, SocketSettings, connection_claims
+
+WEBSOCKET_PATHS = ("/realtime/v1/websocket", "/socket/websocket", "/websocket")
+
+
+class RealtimeMeters:
+    def __init__(self, meters: Meters) -> None:
+        self.meters = meters
+        r = meters.registry
+        doc = "Realtime messages delivered (1 per change per client)"
+        self.messages = Counter("pb_realtime_messages", doc, ["service"], registry=r)
+        self.peak = Gauge(
+            "pb_peak_connections", "Most realtime sockets open at once", ["service"], registry=r
+        )
+        self.open = 0
+        self.peak_value = 0
+
+    def delivered(self, n: int) -> None:
+        self.messages.labels(self.meters.service).inc(n)
+        self.meters.messages.labels(self.meters.service, "realtime").inc(n)
+
+    def opened(self) -> None:
+        self.open += 1
+        if self.open > self.peak_value:
+            self.peak_value = self.open
+            self.peak.labels(self.meters.service).set(self.peak_value)
+
+    def closed(self) -> None:
+        self.open -= 1
+
+
+def build(config: ServiceConfig) -> ASGIApp:
+    meters = Meters(config.role, config.concurrency)
+    rt_meters = RealtimeMeters(meters)
+    feed = ChangeFeed(config.database_url, on_message=rt_meters.delivered)
+    settings = SocketSettings(secret=config.token_secret, error_delay_s=config.timing.scaled(5.0))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await feed.start()
+        try:
+            yield
+        finally:
+            await feed.stop()
+
+    async def websocket(ws: WebSocket) -> None:
+        apikey = ws.query_params.get("apikey") or ws.headers.get("x-api-key") or ""
+        try:
+            connection_claims(settings.secret, apikey)
+        except AuthError as exc:
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                await ws.send_denial_response(JSONResponse({"error": exc.reason}, status_code=401))
+            else:
+                await ws.close(1008)
+            return
+        await ws.accept()
+        rt_meters.opened()
+        try:
+            await RealtimeSocket(ws, feed, settings, apikey).serve()
+        finally:
+            rt_meters.closed()
+
+    async def metrics(request: Request) -> Response:
+        return Response(meters.exposition(), media_type="text/plain; version=0.0.4")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "role": config.role, "instance": config.instance})
+
+    routes: list[Route | WebSocketRoute] = [WebSocketRoute(p, websocket) for p in WEBSOCKET_PATHS]
+    routes += [Route("/metrics", metrics), Route("/healthz", healthz)]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    return MeteringMiddleware(app, meters)
+
+
+def main() -> int:
+    return run_asgi(build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""OIDC tokens for queue pushes: RS256 ID tokens signed by the queue, checked by the worker.
+
+Shape follows a Google-signed ID token as Cloud Tasks mints it for
+``oidcToken{serviceAccountEmail, audience}``: ``iss``, ``aud``, ``azp``,
+``email``, ``email_verified``, ``sub``, ``iat``, ``exp``, and a ``kid`` in the
+header naming the JWKS key.
+
+Key story: the queue service generates a fresh RSA key when it starts and
+records it in ``relay_signing_keys`` (the testbed's stand-in for Google's
+key service); its JWKS lists every recorded key, so tokens signed before a
+queue restart still verify. The worker fetches the JWKS from
+``peers["queue"]``, caches it, and refetches on an unknown ``kid`` (at most
+once per ``refetch_interval_s``, so forged kids cannot make it hammer the
+queue).
+
+Rejections: missing, malformed, forged or expired tokens, or a wrong
+issuer, are ``401``; a genuine token for another audience or from a
+principal that may not invoke the worker is ``403``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+ALGORITHM = "RS256"
+#: The invoker service account the queue's pushes act as.
+INVOKER_EMAIL = "relay-invoker@progressbench.iam.gserviceaccount.com"
+INVOKER_SUB = "104729000000000000001"
+LEEWAY_S = 5
+
+
+class OidcRejected(Exception):
+    """A push's token cannot be accepted; ``status`` is 401 or 403."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_pem: str
+    public_jwk: dict[str, Any]
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        der = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        kid = base64.urlsafe_b64encode(hashlib.sha256(der).digest()[:12]).decode().rstrip("=")
+        jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        jwk.update(kid=kid, alg=ALGORITHM, use="sig")
+        return cls(kid, pem, jwk)
+
+    @functools.cached_property
+    def _private(self) -> rsa.RSAPrivateKey:
+        # Loading an RSA key checks it (tens of ms): do it once, not per token.
+        key = serialization.load_pem_private_key(self.private_pem.encode(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return jwt.encode(dict(claims), self._private, algorithm=ALGORITHM, headers={"kid": self.kid})
+
+
+def id_token_claims(
+    issuer: str, audience: str, now: float, ttl_s: int, email: str = INVOKER_EMAIL
+) -> dict[str, Any]:
+    """The claims of one push's ID token (a fresh token per delivery attempt)."""
+    iat = int(now)
+    return {
+        "iss": issuer,
+        "aud": audience,
+        "azp": INVOKER_SUB,
+        "email": email,
+        "email_verified": True,
+        "sub": INVOKER_SUB,
+        "iat": iat,
+        "exp": iat + ttl_s,
+    }
+
+
+def jwks(keys: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"keys": keys}
+
+
+def verify(
+    token: str,
+    keys: Mapping[str, dict[str, Any]],
+    *,
+    issuer: str,
+    audience: str,
+    invokers: frozenset[str] = frozenset({INVOKER_EMAIL}),
+) -> dict[str, Any]:
+    """Claims of a valid push token, else :class:`OidcRejected` (pure: keys are given)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise OidcRejected(401, "malformed token") from None
+    if header.get("alg") != ALGORITHM:
+        raise OidcRejected(401, "token is not RS256")
+    jwk = keys.get(str(header.get("kid")))
+    if jwk is None:
+        raise OidcRejected(401, "unknown signing key")
+    public = RSAAlgorithm.from_jwk(jwk)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            public,  # type: ignore[arg-type]
+            algorithms=[ALGORITHM],
+            options={"require": ["iss", "aud", "exp", "iat", "email"], "verify_aud": False},
+            leeway=LEEWAY_S,
+            issuer=issuer,
+        )
+    except jwt.ExpiredSignatureError:
+        raise OidcRejected(401, "token expired") from None
+    except jwt.InvalidIssuerError:
+        raise OidcRejected(401, "wrong issuer") from None
+    except jwt.InvalidTokenError as exc:
+        raise OidcRejected(401, f"invalid token: {type(exc).__name__}") from None
+    if claims.get("aud") != audience:
+        raise OidcRejected(403, "token is for another audience")
+    if claims.get("email") not in invokers or claims.get("email_verified") is not True:
+        raise OidcRejected(403, "principal may not invoke this service")
+    return claims
+
+
+def bearer(header_value: str | None) -> str:
+    if not header_value:
+        raise OidcRejected(401, "missing Authorization bearer token")
+    scheme, _, token = header_value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise OidcRejected(401, "Authorization must be 'Bearer <token>'")
+    return token.strip()
+
+
+Fetch = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class JwksCache:
+    """The worker's copy of the queue's JWKS: fetched lazily, refetched on an unknown kid."""
+
+    fetch: Fetch
+    refetch_interval_s: float = 1.0
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fetched_at: float | None = None
+    fetches: int = 0
+
+    async def _refresh(self) -> None:
+        document = await self.fetch()
+        self.keys = {str(k["kid"]): k for k in document.get("keys", []) if "kid" in k}
+        self.fetched_at = time.monotonic()
+        self.fetches += 1
+
+    async def keys_for(self, token: str) -> dict[str, dict[str, Any]]:
+        try:
+            kid = str(jwt.get_unverified_header(token).get("kid"))
+        except jwt.InvalidTokenError:
+            return self.keys
+        stale = self.fetched_at is None or (
+            kid not in self.keys and time.monotonic() - self.fetched_at >= self.refetch_interval_s
+        )
+        if stale:
+            await self._refresh()
+        return self.keys

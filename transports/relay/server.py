@@ -1,0 +1,270 @@
+"""Server face of ``relay``: enqueue on the API, OIDC-checked push on the worker, publish to rooms.
+
+* API ``POST /relay/jobs[?ack=end]`` (body: :class:`CreateJob`) creates the
+  job, enqueues its task with CreateTask over HTTP to the queue service
+  (``peers["queue"]``, a service token; the queue counts the operation) and
+  answers ``202 {job_id, token, room, events_href}``. If the queue cannot be
+  reached after a few tries it answers ``503`` and the job stays pending.
+* API ``GET /relay/jobs/{id}/events?after=N`` (bearer job token, 401/404 like
+  polling) is the snapshot a phone fetches on every (re)connect.
+* Worker ``POST /relay/tasks/run`` is the push target. It checks the OIDC
+  token (:mod:`transports.relay.oidc`; ``aud`` must be ``peers["worker"]``,
+  the worker *service* URL the queue pushes to, whichever instance or proxy
+  the bytes cross), then, by the task's ``ack``:
+
+  - ``now`` (``relay``): ``202`` at once, the job runs in the background.
+    If the instance dies the task is already gone from the queue; the
+    worker's generic watchdog resumes the job from its lease (the "resume"
+    form, not re-enqueue).
+  - ``end`` (``relay:ack-at-end``): the request is held until the job ends
+    (``200``), so instance death fails the push and the queue's retry runs
+    it again (resuming from the last committed step). A job released on
+    SIGTERM answers ``503``; a job another instance is running is waited
+    for.
+
+  Duplicate pushes (at-least-once) are idempotent: a finished job answers
+  ``200`` at once, a running one is joined, never started twice.
+* Commit hook: every committed event is POSTed to the job's room
+  (``peers["rooms"]/parties/main/<job_id>``, service token). A failed
+  publish is logged and dropped; the phone recovers it from the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any, Literal
+
+import httpx
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from progressbench.executor import Committed, OnCommit, Outcome
+from progressbench.services.context import CreateJob, ServiceContext
+from progressbench.store import parse_job_id
+from transports.relay.oidc import JwksCache, OidcRejected, bearer, verify
+
+log = logging.getLogger(__name__)
+
+NAME = "relay"
+ACK_AT_END = "ack-at-end"
+PREFIX = "/relay"
+RUN_PATH = "/relay/tasks/run"
+ROOM_PREFIX = "/parties/main"
+Ack = Literal["now", "end"]
+
+
+def room_path(job_id: uuid.UUID | str) -> str:
+    return f"{ROOM_PREFIX}/{job_id}"
+
+
+def task_name(job_id: uuid.UUID) -> str:
+    return f"job-{job_id}"
+
+
+class RelayServer:
+    """``publish_timeout_s`` / ``jwks_refetch_s`` are unscaled seconds."""
+
+    def __init__(self, publish_timeout_s: float = 5.0, jwks_refetch_s: float = 10.0) -> None:
+        self.publish_timeout_s = publish_timeout_s
+        self.jwks_refetch_s = jwks_refetch_s
+
+    # ------------------------------------------------------------------ API
+
+    def api_router(self, ctx: ServiceContext) -> APIRouter:
+        router = APIRouter(prefix=PREFIX)
+
+        @router.post("/jobs", status_code=202)
+        async def create(
+            body: CreateJob, response: Response, ack: Ack = Query(default="now")
+        ) -> dict[str, Any]:
+            transport = NAME if ack == "now" else f"{NAME}:{ACK_AT_END}"
+            created = await ctx.create_job(body, transport)
+            job_id = created.job.id
+            if not await _enqueue(ctx, job_id, ack):
+                raise HTTPException(503, "the task queue is unavailable", headers={"Retry-After": "1"})
+            href = f"{PREFIX}/jobs/{job_id}/events"
+            response.headers["Location"] = href
+            return {
+                "job_id": str(job_id),
+                "token": created.token,
+                "room": room_path(job_id),
+                "events_href": href,
+                "ack": ack,
+            }
+
+        @router.get("/jobs/{job_id}/events")
+        async def snapshot(job_id: str, request: Request, after: int = Query(default=0, ge=0)) -> Response:
+            job = await ctx.readable_job(request, job_id)
+            events = await ctx.store.events_after(job.id, after)
+            body = {
+                "job_id": str(job.id),
+                "status": job.status,
+                "terminal": job.terminal,
+                "events": [e.as_json() for e in events],
+            }
+            return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+        return router
+
+    # ------------------------------------------------------------------ worker
+
+    def worker_router(self, ctx: ServiceContext) -> APIRouter:
+        router = APIRouter()
+        timing = ctx.config.timing
+        peers = ctx.config.peers
+        issuer = peers.get("queue", "")
+        audience = peers.get("worker", ctx.config.worker_url or "")
+        pushes = Counter(
+            "pb_relay_pushes",
+            "Queue pushes received, by result",
+            ["service", "result"],
+            registry=ctx.meters.registry,
+        )
+
+        async def fetch_jwks() -> dict[str, Any]:
+            response = await ctx.http.get(f"{issuer}/jwks", timeout=max(timing.scaled(10.0), 2.0))
+            response.raise_for_status()
+            document: dict[str, Any] = response.json()
+            return document
+
+        cache = JwksCache(fetch_jwks, refetch_interval_s=max(timing.scaled(self.jwks_refetch_s), 0.1))
+        heartbeat_s = timing.scaled(timing.job_heartbeat_s)
+
+        def answer(status: int, result: str, **extra: Any) -> JSONResponse:
+            pushes.labels(ctx.meters.service, result).inc()
+            return JSONResponse(
+                {"result": result, "instance": ctx.config.instance, **extra}, status_code=status
+            )
+
+        @router.post(RUN_PATH, response_model=None)
+        async def run(request: Request) -> JSONResponse:
+            try:
+                token = bearer(request.headers.get("authorization"))
+                keys = await cache.keys_for(token)
+                verify(token, keys, issuer=issuer, audience=audience)
+            except OidcRejected as exc:
+                pushes.labels(ctx.meters.service, f"rejected-{exc.status}").inc()
+                return JSONResponse(
+                    {"detail": exc.reason}, status_code=exc.status, headers={"WWW-Authenticate": "Bearer"}
+                )
+            except httpx.HTTPError as exc:
+                log.warning("cannot fetch the queue's JWKS: %r", exc)
+                return answer(503, "jwks-unavailable")
+            try:
+                body = await request.json()
+                job_id = parse_job_id(str(body["job_id"]))
+                ack: str = body.get("ack", "now")
+            except (ValueError, KeyError, TypeError):
+                return answer(400, "bad-task")
+            if job_id is None:
+                return answer(400, "bad-task")
+            job = await ctx.store.get_job(job_id)
+            if job is None:
+                return answer(200, "missing")  # nothing to run; a retry would not help
+            if job.terminal:
+                return answer(200, "duplicate", job_status=job.status)
+            if ctx.jobs.shutdown.is_set():
+                return answer(503, "shutting-down")
+            if ack != "end":
+                started = ctx.jobs.start(job_id, "worker-background")
+                return answer(202, "accepted" if started else "joined")
+            outcome = await _run_to_end(ctx, job_id, heartbeat_s)
+            if outcome in ("done", "failed"):
+                return answer(200, outcome)
+            if outcome == "missing":
+                return answer(200, "missing")
+            return answer(503, outcome)  # released on SIGTERM, or lease lost: let the queue retry
+
+        return router
+
+    # ------------------------------------------------------------------ commit hook
+
+    def on_commit(self, ctx: ServiceContext) -> OnCommit:
+        rooms = ctx.config.peers.get("rooms")
+        timeout = max(ctx.config.timing.scaled(self.publish_timeout_s), 1.0)
+
+        async def publish(event: Committed) -> None:
+            if rooms is None:
+                return
+            response = await ctx.http.post(
+                f"{rooms}{room_path(event.job_id)}",
+                json={
+                    "owner": event.owner,
+                    "seq": event.seq,
+                    "kind": event.kind,
+                    "message": event.message,
+                    "payload": event.payload,
+                },
+                headers={"authorization": f"Bearer {ctx.service_token()}"},
+                timeout=timeout,
+            )
+            if response.status_code != 200:
+                log.warning(
+                    "publish of %s seq %d: rooms answered %s", event.job_id, event.seq, response.status_code
+                )
+
+        return publish
+
+
+async def _enqueue(ctx: ServiceContext, job_id: uuid.UUID, ack: Ack, attempts: int = 3) -> bool:
+    """CreateTask on the queue service; True once it holds the task (409: it already did)."""
+    peers = ctx.config.peers
+    queue, worker = peers.get("queue"), peers.get("worker", ctx.config.worker_url or "")
+    if not queue or not worker:
+        log.error("relay needs peers queue and worker; job %s stays pending", job_id)
+        return False
+    task = {
+        "name": task_name(job_id),
+        "job_id": str(job_id),
+        "url": f"{worker}{RUN_PATH}",
+        "audience": worker,
+        "body": {"job_id": str(job_id), "ack": ack},
+    }
+    delay = ctx.config.timing.scaled(0.5)
+    for attempt in range(attempts):
+        try:
+            response = await ctx.http.post(
+                f"{queue}/v2/tasks",
+                json=task,
+                headers={"authorization": f"Bearer {ctx.service_token()}"},
+                timeout=max(ctx.config.timing.scaled(10.0), 2.0),
+            )
+            if response.is_success or response.status_code == 409:
+                return True
+            log.warning("enqueue of %s: queue answered %s", job_id, response.status_code)
+        except httpx.HTTPError as exc:
+            log.warning("enqueue of %s failed: %r", job_id, exc)
+        if attempt + 1 < attempts:
+            await asyncio.sleep(delay * 2**attempt)
+    return False
+
+
+async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, poll_s: float) -> Outcome:
+    """Run (or join) the job here and wait for its end, for an ``ack-at-end`` push.
+
+    ``busy`` (another instance holds a live lease) is waited out: the holder
+    either finishes (then the job is terminal) or dies (then its lease goes
+    stale and this request claims the job).
+    """
+    while True:
+        task = ctx.jobs.tasks.get(job_id)
+        if task is None:
+            if not ctx.jobs.start(job_id, "request"):
+                return "released"
+            task = ctx.jobs.tasks[job_id]
+        outcome = await asyncio.shield(task)
+        if outcome != "busy":
+            return outcome
+        job = await ctx.store.get_job(job_id)
+        if job is None:
+            return "missing"
+        if job.terminal:
+            return "done" if job.status == "done" else "failed"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.jobs.shutdown.wait(), poll_s)
+        if ctx.jobs.shutdown.is_set():
+            return "released"

@@ -1,0 +1,153 @@
+"""The queue's durable state: ``relay_tasks`` and ``relay_signing_keys`` (migration 003).
+
+The only module that touches those tables. Tasks are claimed with
+``FOR UPDATE SKIP LOCKED`` and a lease (the attempt's dispatch deadline plus
+a margin), so an attempt in flight when the queue process dies is retried
+once its lease lapses: delivery is at-least-once, never at-most-once.
+A finished task is kept (state ``succeeded``/``failed``) for the report;
+Cloud Tasks deletes it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from transports.relay.oidc import SigningKey
+
+_COLUMNS = (
+    "name, queue, job_id, url, audience, body, state, schedule_time, dispatch_count, "
+    "response_count, last_status, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    name: str
+    queue: str
+    job_id: uuid.UUID | None
+    url: str
+    audience: str
+    body: dict[str, Any]
+    state: str
+    schedule_time: datetime
+    dispatch_count: int
+    response_count: int
+    last_status: int | None
+    created_at: datetime
+
+
+class TaskTable:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def create(
+        self,
+        name: str,
+        queue: str,
+        job_id: uuid.UUID | None,
+        url: str,
+        audience: str,
+        body: dict[str, Any],
+        schedule_time: datetime | None = None,
+    ) -> bool:
+        """Insert a task (due at ``schedule_time``, default now); False when the name exists."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO relay_tasks (name, queue, job_id, url, audience, body, schedule_time) "
+                "VALUES (%s, %s, %s, %s, %s, %s, COALESCE(%s, clock_timestamp())) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, queue, job_id, url, audience, Jsonb(body), schedule_time),
+            )
+        return cur.rowcount == 1
+
+    async def claim_due(self, limit: int, lease_s: float) -> list[TaskRow]:
+        """Take up to ``limit`` tasks whose ETA has come (or whose attempt's lease lapsed)."""
+        if limit <= 0:
+            return []
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"""
+                UPDATE relay_tasks SET state = 'dispatching',
+                       lease_until = clock_timestamp() + make_interval(secs => %(lease)s),
+                       first_attempt_at = COALESCE(first_attempt_at, clock_timestamp())
+                 WHERE name IN (
+                       SELECT name FROM relay_tasks
+                        WHERE (state = 'queued' AND schedule_time <= clock_timestamp())
+                           OR (state = 'dispatching' AND lease_until < clock_timestamp())
+                        ORDER BY schedule_time
+                        LIMIT %(limit)s
+                        FOR UPDATE SKIP LOCKED)
+                RETURNING {_COLUMNS}
+                """,
+                {"lease": lease_s, "limit": limit},
+            )
+            rows = await cur.fetchall()
+        return [TaskRow(**cast(dict[str, Any], r)) for r in rows]
+
+    async def record_attempt(
+        self,
+        name: str,
+        status: int | None,
+        error: str | None,
+        executed: bool,
+        *,
+        done: str | None,
+        retry_in_s: float,
+    ) -> None:
+        """Count the attempt; finish the task (``done``) or schedule its next attempt."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                """
+                UPDATE relay_tasks SET dispatch_count = dispatch_count + 1,
+                       response_count = response_count + %(executed)s,
+                       last_status = %(status)s, last_error = %(error)s, lease_until = NULL,
+                       state = COALESCE(%(done)s, 'queued'),
+                       finished_at = CASE WHEN %(done)s IS NULL THEN NULL ELSE clock_timestamp() END,
+                       schedule_time = CASE WHEN %(done)s IS NULL
+                           THEN clock_timestamp() + make_interval(secs => %(retry)s)
+                           ELSE schedule_time END
+                 WHERE name = %(name)s
+                """,
+                {
+                    "executed": 1 if executed else 0,
+                    "status": status,
+                    "error": error,
+                    "done": done,
+                    "retry": retry_in_s,
+                    "name": name,
+                },
+            )
+
+    async def status(self) -> tuple[int, float | None]:
+        """(tasks not finished, seconds until the earliest is due or its attempt lapses; None if none)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS n, EXTRACT(EPOCH FROM min(CASE WHEN state = 'queued' "
+                "THEN schedule_time ELSE lease_until END) - clock_timestamp()) AS s "
+                "FROM relay_tasks WHERE state IN ('queued', 'dispatching')"
+            )
+            found = await cur.fetchone()
+        if found is None:
+            return 0, None
+        row = cast(dict[str, Any], found)
+        return int(row["n"]), None if row["s"] is None else float(row["s"])
+
+    async def add_key(self, key: SigningKey) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO relay_signing_keys (kid, private_pem, public_jwk) VALUES (%s, %s, %s) "
+                "ON CONFLICT (kid) DO NOTHING",
+                (key.kid, key.private_pem, Jsonb(key.public_jwk)),
+            )
+
+    async def public_keys(self) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute("SELECT public_jwk FROM relay_signing_keys ORDER BY created_at DESC")
+            rows = await cur.fetchall()
+        return [dict(cast(dict[str, Any], r)["public_jwk"]) for r in rows]
