@@ -23,7 +23,7 @@ MARKER = VENV / ".progressbench-installed"
 DEMO = [
     "run",
     "--profiles",
-    "clean",
+    "clean,handoff",
     "--users",
     "20",
     "--jobs-per-user",

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from progressbench.config import (
     DEFAULT_PROFILES,
+    DEFAULT_TIME_SCALE,
     DEFAULT_TRANSPORTS,
     RunConfig,
     build_run_config,
@@ -43,7 +44,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Compare how long-running jobs report progress to mobile clients, under faults.",
 )
-console = Console(stderr=False)
+#: Output piped to a file or CI log gets room for the results table; a terminal keeps its width.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -84,7 +86,9 @@ def run(
     profiles: ProfilesOpt = ",".join(DEFAULT_PROFILES),
     users: Annotated[int, typer.Option(help="Simulated phones.")] = 20,
     jobs_per_user: Annotated[int, typer.Option(help="Jobs each phone runs in a row.")] = 2,
-    time_scale: Annotated[float, typer.Option(help="Multiplies every duration; 1.0 is real time.")] = 1.0,
+    time_scale: Annotated[
+        float, typer.Option(help="Multiplies every duration; 1.0 is real time.")
+    ] = DEFAULT_TIME_SCALE,
     seed: Annotated[int, typer.Option(help="Seeds job durations and fault timing.")] = 1,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/latest"),
     database_url: Annotated[
@@ -145,17 +149,32 @@ def run(
         )
 
 
+#: Columns of the console summary when cells are rows (the full set is in report.md).
+_COMPACT = ("delivery", "lost", "dup", "terminal", "lat p50 ms", "lat p95 ms", "disc",
+            "resume p50 ms", "stalls", "foreign", "dup exec", "stuck", "$ / 1k jobs")
+
+
 def _print_cells(cells: list[dict[str, Any]]) -> None:
-    """One column per cell, one row per metric: fits a terminal however many metrics."""
+    """Few cells: one column per cell, every metric. Many: one row per cell, key metrics."""
     from reports.render import COLUMNS, cell_table
 
     rows = cell_table(cells)
+    labels = [label for _, label in COLUMNS]
     table = Table()
-    table.add_column("metric")
-    for row in rows:
-        table.add_column(f"{row[0]}\n{row[1]}", justify="right")
-    for index, (_, label) in enumerate(COLUMNS[2:], start=2):
-        table.add_row(label, *(row[index] for row in rows))
+    if len(rows) <= 4:
+        table.add_column("metric")
+        for row in rows:
+            table.add_column(f"{row[0]}\n{row[1]}", justify="right")
+        for index, label in enumerate(labels[2:], start=2):
+            table.add_row(label, *(row[index] for row in rows))
+    else:
+        picked = [labels.index(label) for label in _COMPACT]
+        table.add_column("transport")
+        table.add_column("profile")
+        for index in picked:
+            table.add_column(labels[index], justify="right")
+        for row in rows:
+            table.add_row(row[0], row[1], *(row[i] for i in picked))
     console.print(table)
 
 

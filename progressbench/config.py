@@ -117,7 +117,10 @@ class ServiceConfig(Frozen):
 TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]
 
 DEFAULT_TRANSPORTS: tuple[str, ...] = ("sse-naive", "sse", "realtime", "relay", "polling")
-DEFAULT_PROFILES: tuple[str, ...] = ("clean",)
+#: The default matrix: the baseline and the two mobile faults every transport meets first.
+DEFAULT_PROFILES: tuple[str, ...] = ("clean", "tunnel", "handoff")
+#: Default time scale of `run`: jobs of ~5 s, so the default matrix takes a few minutes.
+DEFAULT_TIME_SCALE = 0.1
 
 
 class RunConfig(Frozen):
