@@ -11,12 +11,15 @@ and the network faults, not the client machine's CPU.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 from functools import lru_cache
 
 import httpx
 
 from progressbench.config import Timing
+from progressbench.errors import TransportError
 
 #: Floors (seconds) that time scaling never goes below.
 MIN_CONNECT_S = 5.0
@@ -35,5 +38,41 @@ def timeouts(timing: Timing, read_s: float = 10.0) -> httpx.Timeout:
     )
 
 
-def phone_client(base_url: str, timing: Timing, read_s: float = 10.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=base_url, timeout=timeouts(timing, read_s), verify=_ssl_context())
+def phone_client(
+    base_url: str, timing: Timing, read_s: float | None = 10.0, connect_s: float | None = None
+) -> httpx.AsyncClient:
+    """A phone's HTTP client; ``read_s=None`` for streams that may stay quiet indefinitely."""
+    timeout = timeouts(timing, read_s or 10.0)
+    if read_s is None:
+        timeout = httpx.Timeout(timeout.connect if connect_s is None else connect_s, read=None)
+    elif connect_s is not None:
+        timeout = httpx.Timeout(timeout.read, connect=connect_s)
+    return httpx.AsyncClient(base_url=base_url, timeout=timeout, verify=_ssl_context())
+
+
+async def submit_job(
+    http: httpx.AsyncClient,
+    path: str,
+    body: dict[str, object],
+    backoff: Callable[[int], float],
+    params: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """POST a job (expecting ``202``); retry only when the request surely never reached the server.
+
+    A connection that could not be made is safe to retry; anything later (a
+    read timeout, a reset after sending) might have created the job, so it
+    is not retried here: a blind re-POST is how duplicate jobs are made.
+    Any answer other than 202 raises :class:`TransportError`.
+    """
+    attempt = 0
+    while True:
+        try:
+            response = await http.post(path, json=body, params=params)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            attempt += 1
+            await asyncio.sleep(backoff(attempt))
+            continue
+        if response.status_code != 202:
+            raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
+        data: dict[str, str] = response.json()
+        return data

@@ -28,7 +28,7 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client
+from transports.http import phone_client, submit_job
 from transports.types import ClientSettings, JobRequest
 
 TERMINAL = frozenset({"done", "failed"})
@@ -58,7 +58,7 @@ class PollingWatcher:
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         base = self.settings.endpoints["api"]
         async with phone_client(base, self.settings.timing) as http:
-            created = await self._submit(http, request)
+            created = await submit_job(http, "/polling/jobs", request.body(), self._backoff)
             job_id, token, href = created["job_id"], created["token"], created["href"]
             yield Submitted(job_id=job_id, token=token)
             headers = {"authorization": f"Bearer {token}"}
@@ -116,18 +116,3 @@ class PollingWatcher:
                 if hint is not None:
                     wait = max(wait, hint)
                 await asyncio.sleep(wait)
-
-    async def _submit(self, http: httpx.AsyncClient, request: JobRequest) -> dict[str, str]:
-        """POST the job; retry only when the request surely never reached the server."""
-        attempt = 0
-        while True:
-            try:
-                response = await http.post("/polling/jobs", json=request.body())
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                attempt += 1
-                await asyncio.sleep(self._backoff(attempt))
-                continue
-            if response.status_code != 202:
-                raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
-            data: dict[str, str] = response.json()
-            return data

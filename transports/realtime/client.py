@@ -58,7 +58,7 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client
+from transports.http import phone_client, submit_job
 from transports.realtime.config import WatcherOptions
 from transports.types import ClientSettings, JobRequest
 
@@ -164,9 +164,13 @@ class RealtimeWatcher:
 
     # ----------------------------------------------------------------- session
 
+    def _submit_backoff(self, attempt: int) -> float:
+        ceiling: float = min(self.timing.scaled(0.5) * 2**attempt, self.timing.scaled(30.0))
+        return ceiling
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.timing) as http:
-            created = await self._submit(http, request)
+            created = await submit_job(http, "/realtime/jobs", request.body(), self._submit_backoff)
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
             if self.no_auth:
@@ -350,18 +354,3 @@ class RealtimeWatcher:
         except (KeyError, TypeError, ValueError):
             log.warning("row without job_id/seq/kind/message: %r", record)
             return None
-
-    async def _submit(self, http: httpx.AsyncClient, request: JobRequest) -> dict[str, str]:
-        """POST the job; retry only when the request surely never reached the server."""
-        attempt = 0
-        while True:
-            try:
-                response = await http.post("/realtime/jobs", json=request.body())
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                attempt += 1
-                await asyncio.sleep(min(self.timing.scaled(0.5) * 2**attempt, self.timing.scaled(30.0)))
-                continue
-            if response.status_code != 202:
-                raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
-            data: dict[str, str] = response.json()
-            return data

@@ -51,7 +51,7 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client
+from transports.http import phone_client, submit_job
 from transports.relay.resume import (
     CONNECT_TIMEOUT_S,
     GROW,
@@ -95,9 +95,15 @@ class RelayWatcher:
         ws = "wss" if scheme == "https" else "ws"
         return f"{ws}://{rest}{room}?token={token}"
 
+    def _delay(self, attempt: int) -> float:
+        """partysocket's schedule: min × 1.3^(attempt-1), capped at max."""
+        return reconnect_delay(attempt, self.min_delay, GROW, self.max_delay)
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
-            created = await self._submit(http, request)
+            created = await submit_job(
+                http, "/relay/jobs", request.body(), self._delay, params={"ack": self.ack}
+            )
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
             url = self._room_url(created["room"], token)
@@ -199,21 +205,6 @@ class RelayWatcher:
                     Progress(job_id=row["job_id"], seq=seq, kind=row["kind"], message=row["message"])
                 )
         return fresh
-
-    async def _submit(self, http: httpx.AsyncClient, request: JobRequest) -> dict[str, str]:
-        """POST the job; retry only when the request surely never reached the server."""
-        attempt = 0
-        while True:
-            try:
-                response = await http.post("/relay/jobs", params={"ack": self.ack}, json=request.body())
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                attempt += 1
-                await asyncio.sleep(reconnect_delay(attempt, self.min_delay, GROW, self.max_delay))
-                continue
-            if response.status_code != 202:
-                raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
-            data: dict[str, str] = response.json()
-            return data
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
+from transports.http import phone_client, submit_job
 from transports.sse.wire import Comment, Message, Retry, SSEParser
 from transports.types import ClientSettings, JobRequest
 
@@ -76,8 +77,13 @@ class _SseWatcherBase:
         return ceiling * random.uniform(0.5, 1.0)
 
     def _client(self) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(self.connect_timeout, read=None)
-        return httpx.AsyncClient(base_url=self.settings.endpoints["api"], timeout=timeout)
+        # no read timeout: the idle watchdog decides when a quiet stream is dead
+        return phone_client(
+            self.settings.endpoints["api"],
+            self.settings.timing,
+            read_s=None,
+            connect_s=self.connect_timeout,
+        )
 
     async def _read(self, response: httpx.Response) -> AsyncIterator[Message | Comment]:
         """Parsed items of one response; raises :class:`_Drop` when it goes silent or breaks."""
@@ -112,7 +118,7 @@ class _SseWatcherBase:
 class ResumableSseWatcher(_SseWatcherBase):
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with self._client() as http:
-            created = await self._submit(http, request)
+            created = await submit_job(http, "/sse/jobs", request.body(), self._delay)
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
             href = created["events_href"]
@@ -155,21 +161,6 @@ class ResumableSseWatcher(_SseWatcherBase):
                     yield Disconnected(reason=reason)
                 down_attempts += 1
                 await asyncio.sleep(self._delay(down_attempts))
-
-    async def _submit(self, http: httpx.AsyncClient, request: JobRequest) -> dict[str, str]:
-        """POST the job; retry only when the request surely never reached the server."""
-        attempt = 0
-        while True:
-            try:
-                response = await http.post("/sse/jobs", json=request.body())
-            except httpx.ConnectError:
-                attempt += 1
-                await asyncio.sleep(self._delay(attempt))
-                continue
-            if response.status_code != 202:
-                raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
-            data: dict[str, str] = response.json()
-            return data
 
 
 class NaiveSseWatcher(_SseWatcherBase):

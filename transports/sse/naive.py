@@ -34,14 +34,12 @@ from collections.abc import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Response
-from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette.event import ServerSentEvent
 
 from progressbench import tokens
-from progressbench.config import JobShape
 from progressbench.executor import ExecutionContext, Outcome, run_job
 from progressbench.job import JobSpec, plan
-from progressbench.services.context import ServiceContext
+from progressbench.services.context import CreateJob, ServiceContext
 from transports.sse import stream
 from transports.sse.wire import event_data
 
@@ -49,15 +47,9 @@ PREFIX = "/sse-naive"
 NAME = "sse-naive"
 
 
-class NaiveCreate(BaseModel):
+class NaiveCreate(CreateJob):
     """The usual job body plus the client's own job id (its idempotency key)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    seed: int = 0
-    time_scale: float = Field(default=1.0, gt=0, le=100)
-    shape: JobShape = JobShape()
     job_id: uuid.UUID | None = None
 
 
