@@ -143,15 +143,29 @@ def run(
     if outcome.interrupted:
         raise typer.Exit(130)
     if not outcome.complete:
+        short = [f"{c['transport']} × {c['profile']}" for c in outcome.summary["cells"] if not c["complete"]]
         err.print(
-            "[yellow]note: some cells hit their deadline before every session finished "
-            "(see session_outcomes in summary.json)[/]"
+            f"[yellow]note: cells without every session: {', '.join(short) or 'none'} (see "
+            f"session_outcomes in summary.json and {outcome.out}/logs/locust-*.log)[/]"
         )
 
 
 #: Columns of the console summary when cells are rows (the full set is in report.md).
-_COMPACT = ("delivery", "lost", "dup", "terminal", "lat p50 ms", "lat p95 ms", "disc",
-            "resume p50 ms", "stalls", "foreign", "dup exec", "stuck", "$ / 1k jobs")
+_COMPACT = (
+    "delivery",
+    "lost",
+    "dup",
+    "terminal",
+    "lat p50 ms",
+    "lat p95 ms",
+    "disc",
+    "resume p50 ms",
+    "stalls",
+    "foreign",
+    "dup exec",
+    "stuck",
+    "$ / 1k jobs",
+)
 
 
 def _print_cells(cells: list[dict[str, Any]]) -> None:
