@@ -30,7 +30,7 @@ from progressbench.config import (
     from_environment,
     split_list,
 )
-from progressbench.errors import ConfigError, ProgressbenchError
+from progressbench.errors import ConfigError, ProgressbenchError, StackError
 
 _Abort = typer.Abort
 try:  # typer >= 0.20 vendors click
@@ -142,6 +142,12 @@ def run(
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
     if outcome.interrupted:
         raise typer.Exit(130)
+    empty = [f"{c['transport']} × {c['profile']}" for c in outcome.summary["cells"] if not c["sessions"]]
+    if empty:
+        raise StackError(
+            f"no phone session was collected for {', '.join(empty)}: the testbed failed to drive "
+            f"the phones (see {outcome.out}/logs/locust-*.log); what was collected is written"
+        )
     if not outcome.complete:
         short = [f"{c['transport']} × {c['profile']}" for c in outcome.summary["cells"] if not c["complete"]]
         err.print(
