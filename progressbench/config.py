@@ -136,6 +136,11 @@ class RunConfig(Frozen):
     database_url: str | None = None
     toxiproxy_url: str | None = None
     locust_workers: int = Field(default=0, ge=0, le=16)
+    #: Passed to every watcher as ``ClientSettings.options`` (e.g. a real Supabase project's URL).
+    client_options: dict[str, str] = Field(default_factory=dict)
+    #: Signs the per-job tokens instead of a fresh random secret (e.g. a Supabase project's JWT
+    #: secret, so its RLS accepts them). Never written to results.
+    token_secret: str | None = Field(default=None, min_length=16, exclude=True, repr=False)
     worker_instances: int = Field(default=1, ge=1, le=16)
     worker_concurrency: int = Field(default=80, ge=1, le=1000)
     job: JobShape = JobShape()
@@ -175,16 +180,29 @@ def build_run_config(values: Mapping[str, object]) -> RunConfig:
 _DB_URL = re.compile(r"^postgres(ql)?://", re.IGNORECASE)
 
 
-def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+#: Environment variables that become watcher options (a real Supabase project instead of
+#: the bundled realtime server; see transports/realtime/README.md).
+CLIENT_OPTION_ENV = {"SUPABASE_URL": "supabase_url", "SUPABASE_ANON_KEY": "supabase_anon_key"}
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, object]:
     """Read the few environment variables the CLI honours, once, at the edge."""
     env = os.environ if environ is None else environ
-    found: dict[str, str] = {}
-    for key, field in (("DATABASE_URL", "database_url"), ("TOXIPROXY_URL", "toxiproxy_url")):
+    found: dict[str, object] = {}
+    for key, field in (
+        ("DATABASE_URL", "database_url"),
+        ("TOXIPROXY_URL", "toxiproxy_url"),
+        ("SUPABASE_JWT_SECRET", "token_secret"),
+    ):
         value = env.get(key, "").strip()
         if value:
             found[field] = value
-    if "database_url" in found and not _DB_URL.match(found["database_url"]):
-        raise ConfigError(f"DATABASE_URL: expected a postgresql:// URL, got {found['database_url'][:40]!r}")
+    options = {opt: env[key].strip() for key, opt in CLIENT_OPTION_ENV.items() if env.get(key, "").strip()}
+    if options:
+        found["client_options"] = options
+    url = str(found.get("database_url", ""))
+    if url and not _DB_URL.match(url):
+        raise ConfigError(f"DATABASE_URL: expected a postgresql:// URL, got {url[:40]!r}")
     return found
 
 

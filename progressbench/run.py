@@ -218,6 +218,7 @@ def run_cell(
         timing=timing,
         cell_endpoints=stack.cell_endpoints(profile.cells),
         sessions_path=cell.sessions_path.resolve(),
+        options=config.client_options,
     )
     before = stack.meters()
     cell.started_wall_ns = time.time_ns()
@@ -274,6 +275,7 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
         worker_concurrency=config.worker_concurrency,
         toxiproxy_url=config.toxiproxy_url,
         transports=config.transports,
+        token_secret=config.token_secret,
     )
     console.print(
         f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "

@@ -88,6 +88,8 @@ class StackSettings:
     toxiproxy_url: str | None = None
     #: Start the services these transports need (None: every registered transport's).
     transports: tuple[str, ...] | None = None
+    #: Sign per-job tokens with this (default: a fresh random secret per stack).
+    token_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -136,7 +138,7 @@ class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.log_dir = settings.run_dir / "logs"
-        self.secret = secrets.token_urlsafe(32)
+        self.secret = settings.token_secret or secrets.token_urlsafe(32)
         self.postgres: EmbeddedPostgres | None = None
         self.database_url = settings.database_url or ""
         self.services: dict[Role, Service] = {}

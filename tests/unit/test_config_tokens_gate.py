@@ -132,3 +132,16 @@ def test_monthly_peak_connections_are_amortised_over_the_month() -> None:
     meters = {"realtime": {"pb_peak_connections": 1000.0}}
     one_hour = cost_per_1k_jobs(meters, jobs=1000, time_scale=1.0, cell_seconds=3600)
     assert one_hour is not None and abs(one_hour - 10.0 / 720) < 1e-9
+
+
+def test_supabase_environment_becomes_client_options_and_a_secret_kept_out_of_results() -> None:
+    """SUPABASE_* feed the watchers and the token secret; the secret is never dumped."""
+    found = from_environment({
+        "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_ANON_KEY": "anon",
+        "SUPABASE_JWT_SECRET": "s" * 40,
+    })
+    assert found["client_options"] == {"supabase_url": "https://x.supabase.co", "supabase_anon_key": "anon"}
+    config = build_run_config(found)
+    assert config.token_secret == "s" * 40
+    dumped = config.model_dump(mode="json")
+    assert "token_secret" not in dumped and "s" * 40 not in str(dumped) and "s" * 40 not in repr(config)

@@ -1,4 +1,4 @@
-"""Client options of ``realtime``, and the one place the real-Supabase environment is read.
+"""Client options of ``realtime``.
 
 Options (``ClientSettings.options``; durations are unscaled seconds):
 
@@ -15,20 +15,18 @@ Options (``ClientSettings.options``; durations are unscaled seconds):
   library's other timers (rejoin 1/2/5/10 s, websockets' 20 s keepalive, the
   10 s push timeout, the 15 s heartbeat floor) cannot be set and stay unscaled.
 * ``supabase_url`` / ``supabase_anon_key`` — connect to a real Supabase
-  project's Realtime instead of ``endpoints["realtime"]``.
-  :func:`supabase_options` builds them from ``SUPABASE_URL`` and
-  ``SUPABASE_ANON_KEY``; the harness passes them as options.
+  project's Realtime instead of ``endpoints["realtime"]``. The harness
+  reads ``SUPABASE_URL`` and ``SUPABASE_ANON_KEY`` (its one read of the
+  environment, ``progressbench.config.from_environment``) and passes them
+  to every watcher as options.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from progressbench.config import Timing
-
-SUPABASE_ENV = {"SUPABASE_URL": "supabase_url", "SUPABASE_ANON_KEY": "supabase_anon_key"}
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,3 @@ class WatcherOptions:
             supabase_url=options.get("supabase_url") or None,
             supabase_anon_key=options.get("supabase_anon_key") or None,
         )
-
-
-def supabase_options(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``{"supabase_url": ..., "supabase_anon_key": ...}`` from the environment (the only read)."""
-    env = os.environ if environ is None else environ
-    return {opt: env[key].strip() for key, opt in SUPABASE_ENV.items() if env.get(key, "").strip()}
