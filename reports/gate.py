@@ -42,7 +42,8 @@ class Rule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     transport: str = "*"
-    profile: str = "*"
+    #: A glob, or a list of globs (any may match).
+    profile: str | list[str] = "*"
     metric: str = Field(min_length=1)
     op: str = Field(pattern=r"^(==|!=|>=|<=|>|<)$")
     value: float
@@ -98,16 +99,16 @@ def apply_rules(cells: Sequence[dict[str, Any]], rules: Sequence[Rule]) -> list[
     verdicts: list[Verdict] = []
     for rule in rules:
         text = f"{rule.metric} {rule.op} {rule.value:g}"
+        profiles = [rule.profile] if isinstance(rule.profile, str) else rule.profile
         matched = [
             c
             for c in cells
             if fnmatch.fnmatchcase(c["transport"], rule.transport)
-            and fnmatch.fnmatchcase(c["profile"], rule.profile)
+            and any(fnmatch.fnmatchcase(c["profile"], p) for p in profiles)
         ]
         if not matched:
-            verdicts.append(
-                Verdict(text, f"{rule.transport} × {rule.profile}", None, not rule.required, "not run")
-            )
+            where = f"{rule.transport} × {'|'.join(profiles)}"
+            verdicts.append(Verdict(text, where, None, not rule.required, "not run"))
             continue
         for cell in matched:
             actual = _get(cell, rule.metric)

@@ -30,6 +30,13 @@ def run_cli(out: Path, *args: str, timeout: float = 600) -> dict[str, Any]:
     return summary
 
 
+def check(out: Path) -> subprocess.CompletedProcess[str]:
+    """`progressbench check OUT` with the built-in rules."""
+    return subprocess.run(
+        [sys.executable, "-m", "progressbench", "check", str(out)], capture_output=True, text=True, timeout=60
+    )
+
+
 def cell(summary: dict[str, Any], transport: str, profile: str) -> dict[str, Any]:
     found: dict[str, Any] = next(
         c for c in summary["cells"] if c["transport"] == transport and c["profile"] == profile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.scenarios.conftest import cell, run_cli
+from tests.scenarios.conftest import cell, check, run_cli
 
 FAST = ("--users", "6", "--jobs-per-user", "1", "--time-scale", "0.05")
 
@@ -28,6 +28,8 @@ def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_re
         assert c["duplicates"] == 0 and c["foreign_events"] == 0 and c["stuck_jobs"] == 0
         assert c["chaos_errors"] == []
     assert "Fault windows per cell" in (tmp_path / "report.md").read_text()
+    gate = check(tmp_path)
+    assert gate.returncode == 0, gate.stdout
 
 
 def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path) -> None:
@@ -41,6 +43,8 @@ def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path) -> N
     assert naive["disconnects"] > 0
     assert naive["lost"] > 0 and naive["duplicate_executions"] > 0
     assert naive["resume_outcomes"]["silent-gap"] > 0
+    gate = check(tmp_path)
+    assert gate.returncode == 0, gate.stdout
 
 
 def test_dispatch_loss_leaves_jobs_stuck_and_the_report_counts_them(tmp_path: Path) -> None:

@@ -136,12 +136,22 @@ def test_monthly_peak_connections_are_amortised_over_the_month() -> None:
 
 def test_supabase_environment_becomes_client_options_and_a_secret_kept_out_of_results() -> None:
     """SUPABASE_* feed the watchers and the token secret; the secret is never dumped."""
-    found = from_environment({
-        "SUPABASE_URL": "https://x.supabase.co", "SUPABASE_ANON_KEY": "anon",
-        "SUPABASE_JWT_SECRET": "s" * 40,
-    })
+    found = from_environment(
+        {
+            "SUPABASE_URL": "https://x.supabase.co",
+            "SUPABASE_ANON_KEY": "anon",
+            "SUPABASE_JWT_SECRET": "s" * 40,
+        }
+    )
     assert found["client_options"] == {"supabase_url": "https://x.supabase.co", "supabase_anon_key": "anon"}
     config = build_run_config(found)
     assert config.token_secret == "s" * 40
     dumped = config.model_dump(mode="json")
     assert "token_secret" not in dumped and "s" * 40 not in str(dumped) and "s" * 40 not in repr(config)
+
+
+def test_a_rule_may_name_several_profiles() -> None:
+    """profile = [..] applies the rule to each listed profile and no other."""
+    rule = Rule(transport="sse", profile=["tunnel", "handoff"], metric="lost", op="==", value=0)
+    cells = [dict(CELL, transport="sse", profile=p, lost=1) for p in ("tunnel", "handoff", "cgnat")]
+    assert [v.cell for v in apply_rules(cells, [rule]) if not v.ok] == ["sse × tunnel", "sse × handoff"]
