@@ -161,19 +161,32 @@ def latency_plot(events: pd.DataFrame) -> str | None:
 
 
 def delivery_plot(cells: Sequence[dict[str, Any]]) -> str | None:
+    """Delivery and terminal ratio as transport × profile heatmaps, each cell annotated."""
     if not cells:
         return None
-    labels = [f"{c['transport']}\n{c['profile']}" for c in cells]
-    delivery = [c.get("delivery_ratio") or 0 for c in cells]
-    terminal = [c.get("terminal_ratio") or 0 for c in cells]
-    fig, ax = plt.subplots(figsize=(max(4, 1.4 * len(cells)), 3.4))
-    xs = range(len(cells))
-    ax.bar([x - 0.2 for x in xs], delivery, width=0.4, label="delivery ratio")
-    ax.bar([x + 0.2 for x in xs], terminal, width=0.4, label="terminal ratio")
-    ax.set_xticks(list(xs), labels, fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_title("What the phones learned")
-    ax.legend(fontsize=8, loc="lower right")
+    transports = list(dict.fromkeys(c["transport"] for c in cells))
+    profiles = list(dict.fromkeys(c["profile"] for c in cells))
+    width = max(5.0, 0.9 * len(profiles) + 2.0)
+    height = max(2.0, 0.42 * len(transports) + 1.2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), squeeze=False)
+    for ax, (key, title) in zip(
+        axes[0], (("delivery_ratio", "delivery ratio"), ("terminal_ratio", "terminal ratio")), strict=True
+    ):
+        grid = [[float("nan")] * len(profiles) for _ in transports]
+        for c in cells:
+            value = c.get(key)
+            if value is not None:
+                grid[transports.index(c["transport"])][profiles.index(c["profile"])] = float(value)
+        image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+        image.cmap.set_bad("#dddddd")
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                ax.text(j, i, "–" if value != value else f"{value:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(profiles)), profiles, rotation=40, ha="right", fontsize=8)
+        ax.set_yticks(range(len(transports)), transports, fontsize=8)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("What the phones learned (grey: nothing was committed)", fontsize=11)
+    fig.tight_layout()
     return _png(fig)
 
 
