@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|test|shell`.
+"""Bootstrap for a fresh machine with only Python 3.11+: `python3 dev.py demo|test|lint|shell`.
 
 Creates ``.venv`` beside this file, installs the project into it (again only
 when ``pyproject.toml`` changed), then runs the demo benchmark or the tests.
@@ -12,6 +12,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -52,13 +53,46 @@ def ensure_environment() -> None:
     MARKER.write_text(digest)
 
 
+def lint() -> int:
+    """ruff on the repository; mypy and the import contract on the installed layout.
+
+    mypy and import-linter read a package from its folder and cannot follow
+    pyproject's ``package-dir``, so they check a copy laid out as installed;
+    their messages are mapped back to repository paths.
+    """
+    sys.path.insert(0, str(ROOT))
+    from tests.layout import assemble, package_dirs
+
+    status = subprocess.call([str(BIN / "ruff"), "check", str(ROOT)])
+    status |= subprocess.call([str(BIN / "ruff"), "format", "--check", "-q", str(ROOT)])
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = assemble(Path(tmp))
+        prefixes = sorted(
+            ((package.replace(".", "/") + "/", folder + "/") for package, folder in package_dirs().items()),
+            key=lambda pair: len(pair[0]),
+            reverse=True,
+        )
+        for tool in (["mypy", "progressbench"], ["lint-imports"]):
+            proc = subprocess.run([str(BIN / tool[0]), *tool[1:]], cwd=tree, capture_output=True, text=True)
+            for line in (proc.stdout + proc.stderr).splitlines():
+                for installed, folder in prefixes:
+                    if line.startswith(installed):
+                        line = folder + line[len(installed) :]
+                        break
+                print(line)
+            status |= proc.returncode
+    return status
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "shell"):
+    if not argv or argv[0] not in ("demo", "test", "lint", "shell"):
         print(__doc__)
-        print("usage: python3 dev.py demo [extra run options] | test [pytest args] | shell")
+        print("usage: python3 dev.py demo [extra run options] | test [pytest args] | lint | shell")
         return 2
     ensure_environment()
     command, extra = argv[0], argv[1:]
+    if command == "lint":
+        return lint()
     if command == "demo":
         args = [str(BIN / "progressbench"), *DEMO, *extra]
     elif command == "test":

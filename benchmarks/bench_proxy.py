@@ -3,9 +3,9 @@
     python benchmarks/bench_proxy.py [--samples 20000] [--mb 1024] [--pin]
 
 Three processes on 127.0.0.1: a small asyncio upstream (echo on one port,
-a byte blaster on another), the chaos proxy (``python -m chaos.proxy``), and
+a byte blaster on another), the chaos proxy (``python -m progressbench.chaos.proxy``), and
 this script as a blocking-socket client. Each measurement runs once direct
-and once through a proxy created with :mod:`chaos.client`:
+and once through a proxy created with :mod:`progressbench.chaos.client`:
 
 * RTT: ``--samples`` ping-pongs of 64 bytes each way (after 1,000 warm-up
   ones), direct and proxied interleaved in blocks of 500; p50/p99 of each
@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from chaos.client import ProxyControl  # noqa: E402
+from progressbench.chaos.client import ProxyControl  # noqa: E402
 
 UPSTREAM = r"""
 import asyncio, sys
@@ -148,7 +148,7 @@ def main() -> int:
     server_cpu = 0 if args.pin else -1
 
     upstream = start([*_pin(server_cpu), sys.executable, "-c", UPSTREAM])
-    proxy = start([*_pin(server_cpu), sys.executable, "-m", "chaos.proxy", "--port", "0"])
+    proxy = start([*_pin(server_cpu), sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0"])
     try:
         assert upstream.stdout is not None and proxy.stdout is not None
         echo_port, blast_port = map(int, upstream.stdout.readline().split())

@@ -40,10 +40,10 @@ from realtime import AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent
 from websockets.asyncio.client import ClientConnection, connect
 
-from progressbench import tokens
-from progressbench.config import JobShape, Timing, Wave
-from progressbench.ledger import percentile
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core import tokens
+from progressbench.core.config import JobShape, Timing, Wave
+from progressbench.core.ledger import percentile
 
 COUNTS = (1, 100, 500)
 OFFICIAL = 5

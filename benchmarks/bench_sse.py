@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
-from progressbench.config import JobShape, Timing
-from progressbench.ledger import percentile
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.ledger import percentile
 
 STREAMS = 1000
 JOBS = 100

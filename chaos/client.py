@@ -21,8 +21,8 @@ calls in a worker thread, for asyncio code). Underneath it is the
   both also go through ``APIConsumer``; no second HTTP client is needed.
 * Its errors (``ProxyExists``, ``NotFound``, ``InvalidToxic``, raw
   ``requests`` exceptions, unexpected statuses) become
-  :class:`~progressbench.errors.ChaosError`; a 400 ``invalid toxic type``
-  becomes :class:`~progressbench.errors.UnsupportedToxic` (what a real
+  :class:`~progressbench.core.errors.ChaosError`; a 400 ``invalid toxic type``
+  becomes :class:`~progressbench.core.errors.UnsupportedToxic` (what a real
   Toxiproxy answers for ``blackhole``, ``idle_timeout`` and ``pause_reader``).
 
 Use :meth:`ProxyControl.toxic` to apply a toxic for a block: it removes the
@@ -47,7 +47,7 @@ import toxiproxy.exceptions as _toxiproxy_errors
 from toxiproxy.api import APIConsumer
 from toxiproxy.server import Toxiproxy
 
-from progressbench.errors import ChaosError, UnsupportedToxic
+from progressbench.core.errors import ChaosError, UnsupportedToxic
 
 T = TypeVar("T")
 Stream = Literal["upstream", "downstream"]
@@ -394,7 +394,7 @@ class ProxyControl:
     def _unsupported_message(self, toxic_type: str) -> str:
         hint = (
             " it is one of progressbench's mobile toxics, which a stock Toxiproxy lacks;"
-            " point the run at the bundled chaos proxy (python -m chaos.proxy) instead"
+            " point the run at the bundled chaos proxy (python -m progressbench.chaos.proxy) instead"
             if toxic_type in MOBILE_TOXICS
             else ""
         )

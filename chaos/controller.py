@@ -2,8 +2,8 @@
 
 The controller runs in a thread beside the load (the harness process is
 synchronous; Locust runs in its own processes). It walks the
-:func:`chaos.timeline.schedule` actions, applies each through the one proxy
-adapter (:class:`chaos.client.ProxyControl`) or, for server faults, through a
+:func:`progressbench.chaos.timeline.schedule` actions, applies each through the one proxy
+adapter (:class:`progressbench.chaos.client.ProxyControl`) or, for server faults, through a
 callback into the supervisor, and records a :class:`FaultWindow` per fault:
 start when it was applied, end when the network (or the service) came back.
 The ledger measures ``resume_ms`` from those ends.
@@ -22,11 +22,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from chaos.client import ProxyControl, ToxicSpec
-from chaos.profiles import FaultStep, Profile
-from chaos.timeline import Action, scaled_attributes, schedule
-from progressbench.errors import ChaosError
-from progressbench.events import FaultWindow
+from progressbench.chaos.client import ProxyControl, ToxicSpec
+from progressbench.chaos.profiles import FaultStep, Profile
+from progressbench.chaos.timeline import Action, scaled_attributes, schedule
+
+from progressbench.core.errors import ChaosError
+from progressbench.core.events import FaultWindow
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Fault profiles as data: named timelines of faults applied to a cell of phones.
 
 A profile is a list of timed steps (``at``, ``fault``, ``for``, ``stream``,
-``attributes``, ``target``), validated on load; :mod:`chaos.controller`
+``attributes``, ``target``), validated on load; :mod:`progressbench.chaos.controller`
 applies it. Durations are real seconds at time scale 1.0 (the run scales
 them, and the duration attributes of toxics too: ``latency``, ``jitter``,
 ``timeout``, ``delay``, ``close_after``) and are measured from the start of the cell; each cell of phones runs
@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from progressbench.errors import ConfigError
+from progressbench.core.errors import ConfigError
 
 Target = Literal["phones", "dispatch", "worker"]
 NETWORK_FAULTS = frozenset(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from chaos.profiles import FaultStep, Profile
+from progressbench.chaos.profiles import FaultStep, Profile
 
 ActionKind = Literal["apply", "remove"]
 

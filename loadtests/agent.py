@@ -20,7 +20,7 @@ import logging
 import signal
 import sys
 
-from progressbench.session import SessionSpec, run_session
+from progressbench.app.session import SessionSpec, run_session
 
 log = logging.getLogger("progressbench.agent")
 

@@ -30,7 +30,7 @@ class Bridge:
         self._on_orphan = on_orphan
         self._orphaned: set[int] = set()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.agent"],
+            [sys.executable, "-m", "progressbench.loadtests.agent"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,

@@ -1,4 +1,4 @@
-"""Run one cell headless through Locust's library API (``python -m loadtests.headless``).
+"""Run one cell headless through Locust's library API (``python -m progressbench.loadtests.headless``).
 
 Roles: ``local`` (one process), or ``master`` + ``worker`` processes for
 Locust's distributed mode. The local/master process stops the run when every
@@ -20,8 +20,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 from locust.stats import print_stats
-
-from loadtests import locustfile
+from progressbench.loadtests import locustfile
 
 _stop = {"requested": False}
 
@@ -58,7 +57,7 @@ def _wait_for(runner: Runner, count: int, deadline: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="loadtests.headless")
+    parser = argparse.ArgumentParser(prog="progressbench.loadtests.headless")
     parser.add_argument("--role", choices=("local", "master", "worker"), default="local")
     parser.add_argument("--master-port", type=int, default=0)
     parser.add_argument("--expect-workers", type=int, default=1)

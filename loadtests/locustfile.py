@@ -6,7 +6,7 @@ the session to the run's sink, and repeats ``jobs_per_user`` times. Locust
 sees each job as one request (``JOB``, named after the transport) timed from
 submit to the end of the session, failed unless the terminal event arrived.
 
-Works headless under ``loadtests.headless`` and in Locust's own web UI
+Works headless under ``progressbench.loadtests.headless`` and in Locust's own web UI
 (``progressbench locust``), locally or distributed (master + workers): a
 worker ships every session record to the master with a custom message.
 """
@@ -26,9 +26,9 @@ from locust import User, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
+from progressbench.loadtests.bridge import AgentDied, Bridge
 
-from loadtests.bridge import AgentDied, Bridge
-from progressbench.cell import CELL_ENV, CellPlan
+from progressbench.app.cell import CELL_ENV, CellPlan
 
 MESSAGE = "progressbench_session"
 

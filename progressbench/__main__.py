@@ -1,3 +1,3 @@
-from progressbench.cli import main
+from progressbench.app.cli import main
 
 main()

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from progressbench.config import describe_validation_error
-from progressbench.errors import ConfigError
+from progressbench.core.config import describe_validation_error
+from progressbench.core.errors import ConfigError
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -68,7 +68,7 @@ class Verdict:
 
 def load_rules(path: Path | None) -> list[Rule]:
     if path is None:
-        text = (resources.files("reports") / "rules.toml").read_text()
+        text = (resources.files("progressbench.reports") / "rules.toml").read_text()
         source = "built-in rules"
     else:
         try:

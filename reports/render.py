@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from progressbench.ledger import EventRow, SessionRow
+from progressbench.core.ledger import EventRow, SessionRow
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("transport", "transport"),
@@ -143,13 +143,14 @@ def latency_plot(events: pd.DataFrame) -> str | None:
     for ax, transport in zip(axes.flat, transports, strict=False):
         for profile, group in data[data["transport"] == transport].groupby("profile", sort=False):
             values = group["latency_ms"].clip(lower=0.01).sort_values().to_numpy()
-            ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post",
-                    label=str(profile))
+            ax.step(
+                values, [(i + 1) / len(values) for i in range(len(values))], where="post", label=str(profile)
+            )
         ax.set_xscale("log")
         ax.set_title(transport, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(transports):]:
+    for ax in list(axes.flat)[len(transports) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("commit → phone (ms, log)")

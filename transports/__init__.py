@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from progressbench.errors import ConfigError
-from transports import polling, realtime, relay, sse
-from transports.types import ServiceSpec, Transport
+from progressbench.transports import polling, realtime, relay, sse
+from progressbench.transports.types import ServiceSpec, Transport
+
+from progressbench.core.errors import ConfigError
 
 REGISTRY: dict[str, Transport] = {
     t.name: t for t in (polling.TRANSPORT, sse.NAIVE, sse.RESUMABLE, realtime.TRANSPORT, relay.TRANSPORT)

@@ -18,8 +18,8 @@ from functools import lru_cache
 
 import httpx
 
-from progressbench.config import Timing
-from progressbench.errors import TransportError
+from progressbench.core.config import Timing
+from progressbench.core.errors import TransportError
 
 #: Floors (seconds) that time scaling never goes below.
 MIN_CONNECT_S = 5.0

@@ -1,4 +1,4 @@
-"""``python -m chaos.proxy``: run the chaos proxy server as a process.
+"""``python -m progressbench.chaos.proxy``: run the chaos proxy server as a process.
 
 Prints one line, ``chaos-proxy listening on http://HOST:PORT``, on stdout
 once the API accepts connections (and the ``--config`` proxies exist), then
@@ -18,13 +18,14 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from chaos.proxy.server import serve
-from progressbench.errors import ConfigError, ProgressbenchError
+from progressbench.chaos.proxy.server import serve
+
+from progressbench.core.errors import ConfigError, ProgressbenchError
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m chaos.proxy",
+        prog="python -m progressbench.chaos.proxy",
         description="Toxiproxy-API-compatible TCP fault proxy with mobile toxics.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="API host (default 127.0.0.1)")

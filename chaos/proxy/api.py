@@ -21,18 +21,17 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
+from progressbench.chaos.proxy import codec
+from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.collection import ProxyCollection
+from progressbench.chaos.proxy.metrics import ProxyMetrics
+from progressbench.chaos.proxy.proxy import encode_entry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from chaos.proxy import codec
-from chaos.proxy.codec import ApiError, ProxySpec
-from chaos.proxy.collection import ProxyCollection
-from chaos.proxy.metrics import ProxyMetrics
-from chaos.proxy.proxy import encode_entry
 
 log = logging.getLogger(__name__)
 

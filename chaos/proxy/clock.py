@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from chaos.proxy.types import TimerHandle
+from progressbench.chaos.proxy.types import TimerHandle
 
 
 class LoopClock:
-    """:class:`~chaos.proxy.types.Clock` backed by ``loop.time()`` and ``loop.call_at``."""
+    """:class:`~progressbench.chaos.proxy.types.Clock` backed by ``loop.time()`` and ``loop.call_at``."""
 
     __slots__ = ("_loop",)
 

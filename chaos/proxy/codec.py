@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from chaos.proxy.toxics import Toxic, ToxicKind
+from progressbench.chaos.proxy.toxics import Toxic, ToxicKind
 
 # -- errors ---------------------------------------------------------------------
 

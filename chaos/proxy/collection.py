@@ -11,11 +11,11 @@ import asyncio
 import random
 from collections.abc import Callable
 
-from chaos.proxy import codec
-from chaos.proxy.codec import ApiError, ProxySpec
-from chaos.proxy.connection import Connection
-from chaos.proxy.proxy import AlreadyStarted, Proxy, resolve_listen
-from chaos.proxy.types import Clock
+from progressbench.chaos.proxy import codec
+from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.connection import Connection
+from progressbench.chaos.proxy.proxy import AlreadyStarted, Proxy, resolve_listen
+from progressbench.chaos.proxy.types import Clock
 
 
 class ProxyCollection:

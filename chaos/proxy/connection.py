@@ -26,12 +26,12 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from chaos.proxy.address import split_host_port
-from chaos.proxy.endpoint import SETUP, Endpoint
-from chaos.proxy.entry import ToxicEntry
-from chaos.proxy.link import Link
-from chaos.proxy.toxics import StatefulToxic
-from chaos.proxy.types import Clock, Direction
+from progressbench.chaos.proxy.address import split_host_port
+from progressbench.chaos.proxy.endpoint import SETUP, Endpoint
+from progressbench.chaos.proxy.entry import ToxicEntry
+from progressbench.chaos.proxy.link import Link
+from progressbench.chaos.proxy.toxics import StatefulToxic
+from progressbench.chaos.proxy.types import Clock, Direction
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:
-    from chaos.proxy.link import Link
+    from progressbench.chaos.proxy.link import Link
 
 SETUP: Final = "setup"
 BACKPRESSURE: Final = "backpressure"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from chaos.proxy.toxics import Toxic, ToxicKind
-from chaos.proxy.types import Direction
+from progressbench.chaos.proxy.toxics import Toxic, ToxicKind
+from progressbench.chaos.proxy.types import Direction
 
 
 @dataclass(eq=False)

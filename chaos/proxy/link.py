@@ -3,7 +3,7 @@
 With no toxic in its chain a link writes each read straight into the
 destination transport (the fast path: one ``transport.write`` per read, with
 backpressure through ``pause_writing``). With toxics, each read becomes a
-:class:`~chaos.proxy.types.Chunk` that travels through one
+:class:`~progressbench.chaos.proxy.types.Chunk` that travels through one
 :class:`Stage` per toxic, each stage a task running the toxic's ``pipe``.
 
 Chain edits on a live link follow Toxiproxy's ``link.go``:
@@ -28,13 +28,13 @@ import logging
 import random
 from typing import TYPE_CHECKING, Protocol
 
-from chaos.proxy.endpoint import BACKLOG, Endpoint
-from chaos.proxy.stub import Backlog, Channel, Stub
-from chaos.proxy.toxics import NOOP, CleanupToxic, Toxic
-from chaos.proxy.types import Chunk, Clock, Direction, Interrupted, Item, Outlet
+from progressbench.chaos.proxy.endpoint import BACKLOG, Endpoint
+from progressbench.chaos.proxy.stub import Backlog, Channel, Stub
+from progressbench.chaos.proxy.toxics import NOOP, CleanupToxic, Toxic
+from progressbench.chaos.proxy.types import Chunk, Clock, Direction, Interrupted, Item, Outlet
 
 if TYPE_CHECKING:
-    from chaos.proxy.entry import ToxicEntry
+    from progressbench.chaos.proxy.entry import ToxicEntry
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class Stage:
 
 
 class Link:
-    """One direction of a connection. Implements :class:`~chaos.proxy.types.LinkControl`."""
+    """One direction of a connection. Implements :class:`~progressbench.chaos.proxy.types.LinkControl`."""
 
     def __init__(self, host: LinkHost, direction: Direction, source: Endpoint, dest: Endpoint) -> None:
         self.host = host

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from progressbench.chaos.proxy.connection import Connection
+from progressbench.chaos.proxy.proxy import Proxy
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-from chaos.proxy.connection import Connection
-from chaos.proxy.proxy import Proxy
 
 Labels = tuple[str, str, str, str]
 LABEL_NAMES = ["direction", "proxy", "listener", "upstream"]

@@ -21,15 +21,15 @@ import asyncio
 import random
 from collections.abc import Callable
 
-from chaos.proxy import codec
-from chaos.proxy.address import AddressError, ListenError, bind_listener, listen_string
-from chaos.proxy.address import resolve_listen as _resolve_listen
-from chaos.proxy.codec import ApiError, ProxySpec, ToxicPatch, ToxicSpec
-from chaos.proxy.connection import Connection
-from chaos.proxy.endpoint import Endpoint
-from chaos.proxy.entry import ToxicEntry
-from chaos.proxy.toxics import REGISTRY
-from chaos.proxy.types import Clock, Direction
+from progressbench.chaos.proxy import codec
+from progressbench.chaos.proxy.address import AddressError, ListenError, bind_listener, listen_string
+from progressbench.chaos.proxy.address import resolve_listen as _resolve_listen
+from progressbench.chaos.proxy.codec import ApiError, ProxySpec, ToxicPatch, ToxicSpec
+from progressbench.chaos.proxy.connection import Connection
+from progressbench.chaos.proxy.endpoint import Endpoint
+from progressbench.chaos.proxy.entry import ToxicEntry
+from progressbench.chaos.proxy.toxics import REGISTRY
+from progressbench.chaos.proxy.types import Clock, Direction
 
 STOP_GRACE = 1.0
 """Seconds ``stop`` waits for cancelled stage tasks to finish."""

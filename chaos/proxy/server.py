@@ -6,7 +6,7 @@ proxies of the optional config (the ``/populate`` format). Shutdown
 (:meth:`ChaosProxyServer.stop`): stop the API first, so no edit races the
 teardown (in-flight requests get up to 5 s), then stop every proxy, which
 closes every proxied connection with a FIN. uvicorn's own signal handling is
-disabled; the process entry point (``python -m chaos.proxy``) maps
+disabled; the process entry point (``python -m progressbench.chaos.proxy``) maps
 SIGTERM/SIGINT to :meth:`stop`.
 """
 
@@ -22,16 +22,16 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 
 import uvicorn
+from progressbench.chaos.proxy import codec
+from progressbench.chaos.proxy.address import join_host_port
+from progressbench.chaos.proxy.api import ToxiproxyApi
+from progressbench.chaos.proxy.clock import LoopClock
+from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.collection import ProxyCollection
+from progressbench.chaos.proxy.metrics import ProxyMetrics
+from progressbench.chaos.proxy.types import Clock
 
-from chaos.proxy import codec
-from chaos.proxy.address import join_host_port
-from chaos.proxy.api import ToxiproxyApi
-from chaos.proxy.clock import LoopClock
-from chaos.proxy.codec import ApiError, ProxySpec
-from chaos.proxy.collection import ProxyCollection
-from chaos.proxy.metrics import ProxyMetrics
-from chaos.proxy.types import Clock
-from progressbench.errors import ConfigError
+from progressbench.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

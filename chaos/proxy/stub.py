@@ -3,11 +3,11 @@
 This is the Python counterpart of Toxiproxy's ``ToxicStub``. A toxic's
 ``pipe(stub)`` coroutine pulls items with :meth:`Stub.recv`, waits with
 :meth:`Stub.sleep_until`, and pushes with :meth:`Stub.send`; every wait goes
-through the injected :class:`~chaos.proxy.types.Clock`, so unit tests drive a
+through the injected :class:`~progressbench.chaos.proxy.types.Clock`, so unit tests drive a
 toxic with a fake clock and no sockets.
 
 Interruption: :meth:`Stub.interrupt` makes the pending (or next) ``recv`` /
-``sleep`` raise :class:`~chaos.proxy.types.Interrupted`. The proxy does this to
+``sleep`` raise :class:`~progressbench.chaos.proxy.types.Interrupted`. The proxy does this to
 swap a toxic on a live connection; the stage is then restarted with a fresh
 stub on the same input channel, so queued chunks are never lost.
 
@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, Literal, NoReturn
 
-from chaos.proxy.types import Chunk, Clock, Interrupted, Item, LinkControl, Outlet
+from progressbench.chaos.proxy.types import Chunk, Clock, Interrupted, Item, LinkControl, Outlet
 
 
 class Signal(enum.Enum):

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from progressbench.supervisor import Stack
+from progressbench.app.supervisor import Stack
 from tests.helpers import wait_for
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from progressbench.config import Timing
-from progressbench.database import EmbeddedPostgres
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core.config import Timing
+from progressbench.kit.database import EmbeddedPostgres
 
 #: Jobs in integration tests run at this time scale (a 14-step job takes ~2.5 s).
 SCALE = 0.05

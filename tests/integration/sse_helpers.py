@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from progressbench.config import JobShape, Timing
-from progressbench.events import SessionRecord
-from progressbench.ledger import SessionRow, account
-from progressbench.session import SessionSpec
-from progressbench.truth import read_truth
+from progressbench.app.session import SessionSpec
+from progressbench.app.truth import read_truth
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.events import SessionRecord
+from progressbench.core.ledger import SessionRow, account
 
 
 @dataclass(eq=False)

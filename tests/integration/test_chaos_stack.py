@@ -8,13 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from progressbench.chaos.client import ProxyControl
+from progressbench.chaos.controller import ChaosController, validate_against
+from progressbench.chaos.profiles import FaultStep, Profile
 
-from chaos.client import ProxyControl
-from chaos.controller import ChaosController, validate_against
-from chaos.profiles import FaultStep, Profile
-from progressbench.config import Timing
-from progressbench.errors import UnsupportedToxic
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core.config import Timing
+from progressbench.core.errors import UnsupportedToxic
 from tests.helpers import wait_for
 
 
@@ -71,7 +71,7 @@ def test_a_proxy_server_without_a_toxic_is_reported_before_the_run() -> None:
 def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path) -> None:
     """With toxiproxy_url the stack drives that server and removes its proxies at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chaos.proxy", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

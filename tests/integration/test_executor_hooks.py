@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from progressbench.config import JobShape, Timing, Wave
-from progressbench.database import migrate
-from progressbench.executor import Committed, ExecutionContext, run_job
-from progressbench.job import JobSpec, plan
-from progressbench.store import Store
+from progressbench.core.config import JobShape, Timing, Wave
+from progressbench.core.job import JobSpec, plan
+from progressbench.kit.database import migrate
+from progressbench.kit.executor import Committed, ExecutionContext, run_job
+from progressbench.kit.store import Store
 
 TIMING = Timing(time_scale=0.01)
 
@@ -26,8 +26,10 @@ async def test_hook_sees_every_commit_once_across_a_resume(postgres: str) -> Non
         if event.seq == 3:
             raise RuntimeError("a flaky notification channel must not stop the job")
 
-    spec = JobSpec(shape=JobShape(waves=(Wave(label="w", items=6),), step_seconds_min=2,
-                                  step_seconds_max=2), time_scale=0.01)
+    spec = JobSpec(
+        shape=JobShape(waves=(Wave(label="w", items=6),), step_seconds_min=2, step_seconds_max=2),
+        time_scale=0.01,
+    )
     job_id = uuid.uuid4()
     await store.create_job(job_id, "alice", "relay:ack-at-end", spec.model_dump(mode="json"), 6)
     first = ExecutionContext(kind="worker-background", service="worker", instance="w1")
@@ -39,9 +41,7 @@ async def test_hook_sees_every_commit_once_across_a_resume(postgres: str) -> Non
         stop.set()
 
     hooks = {"relay:ack-at-end": hook}.get
-    outcome, _ = await asyncio.gather(
-        run_job(store, job_id, first, TIMING, stop, hooks=hooks), interrupt()
-    )
+    outcome, _ = await asyncio.gather(run_job(store, job_id, first, TIMING, stop, hooks=hooks), interrupt())
     assert outcome == "released"
     second = ExecutionContext(kind="worker-background", service="worker", instance="w2")
     assert await run_job(store, job_id, second, TIMING, asyncio.Event(), hooks=hooks) == "done"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from progressbench.supervisor import Stack
+from progressbench.app.supervisor import Stack
 from tests.integration.api_client import create_job, event_seqs, wait_status
 
 

@@ -22,10 +22,10 @@ from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribe
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progressbench import tokens
-from progressbench.config import JobShape, Timing
-from progressbench.session import SessionSpec, run_session
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.session import SessionSpec, run_session
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core import tokens
+from progressbench.core.config import JobShape, Timing
 from tests.integration.conftest import SCALE
 from tests.integration.sse_helpers import progress_seqs, score, wait_for_events
 

@@ -13,18 +13,18 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from progressbench.transports.relay.client import RelayWatcher
+from progressbench.transports.relay.oidc import SigningKey, id_token_claims
+from progressbench.transports.relay.server import RUN_PATH
+from progressbench.transports.types import ClientSettings, JobRequest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progressbench.config import JobShape, Timing
-from progressbench.events import ClientEvent, Disconnected, Progress, Resumed, Submitted
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.events import ClientEvent, Disconnected, Progress, Resumed, Submitted
 from tests.integration.api_client import event_seqs, job_row, step_runs
 from tests.integration.conftest import SCALE
-from transports.relay.client import RelayWatcher
-from transports.relay.oidc import SigningKey, id_token_claims
-from transports.relay.server import RUN_PATH
-from transports.types import ClientSettings, JobRequest
 
 # 14 steps of 0.2-0.25 s at scale 0.05: a ~3 s job, slow enough to kill mid-way.
 SLOW = JobShape(step_seconds_min=4, step_seconds_max=5)
@@ -246,7 +246,7 @@ async def test_a_room_admits_only_its_own_jobs_token(stack: Stack) -> None:
 
 async def test_cgnat_idle_cut_silences_the_room_unless_the_heartbeat_is_on(stack: Stack) -> None:
     """Steps longer than the NAT idle timeout: without a heartbeat the socket dies silently."""
-    from chaos.client import ToxicSpec
+    from progressbench.chaos.client import ToxicSpec
 
     assert stack.control is not None
     endpoints = stack.cell_endpoints(1)[0]

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from progressbench.config import JobShape, Timing
-from progressbench.events import SessionRecord
-from progressbench.session import run_session
-from progressbench.supervisor import Stack, StackSettings
+from progressbench.app.session import run_session
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.events import SessionRecord
 from tests.integration.conftest import SCALE
 from tests.integration.sse_helpers import Forwarder, progress_seqs, score, session_spec, wait_for_events
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from progressbench.supervisor import Stack
+from progressbench.app.supervisor import Stack
 from tests.helpers import wait_for
 from tests.integration.api_client import create_job, event_seqs, job_row, step_runs, wait_status
 
@@ -74,7 +74,7 @@ def test_job_runner_rejects_bad_task_coordinates(stack: Stack) -> None:
         PROGRESSBENCH_SERVICE_CONFIG=stack.services["worker"].config.model_dump_json(),
     )
     done = subprocess.run(
-        [sys.executable, "-m", "progressbench.services.jobrunner"],
+        [sys.executable, "-m", "progressbench.app.services.jobrunner"],
         env=env,
         capture_output=True,
         text=True,

@@ -5,18 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from progressbench.chaos.profiles import BUILTIN
+from progressbench.transports import available
 
-from chaos.profiles import BUILTIN
 from tests.scenarios.conftest import check, run_cli
-from transports import available
 
 
 @pytest.mark.slow
 def test_every_transport_under_every_profile_passes_the_gate(tmp_path: Path) -> None:
     """All transports and variants × all profiles: complete, no foreign event, the gate holds."""
     summary = run_cli(
-        tmp_path, "--transports", ",".join(available()), "--profiles", ",".join(BUILTIN),
-        "--users", "10", "--jobs-per-user", "1", "--time-scale", "0.05", timeout=3600,
+        tmp_path,
+        "--transports",
+        ",".join(available()),
+        "--profiles",
+        ",".join(BUILTIN),
+        "--users",
+        "10",
+        "--jobs-per-user",
+        "1",
+        "--time-scale",
+        "0.05",
+        timeout=3600,
     )
     assert len(summary["cells"]) == len(available()) * len(BUILTIN)
     assert all(c["sessions"] == 10 for c in summary["cells"])

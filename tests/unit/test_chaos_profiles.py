@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from progressbench.chaos.profiles import BUILTIN, FaultStep, Profile, get_profile
+from progressbench.chaos.timeline import scaled_attributes, schedule
 from pydantic import ValidationError
 
-from chaos.profiles import BUILTIN, FaultStep, Profile, get_profile
-from chaos.timeline import scaled_attributes, schedule
-from progressbench.errors import ConfigError
+from progressbench.core.errors import ConfigError
 
 REQUIRED = {
     "clean",

@@ -6,13 +6,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from progressbench.reports.costs import cost_per_1k_jobs
+from progressbench.reports.gate import Rule, apply_rules, compare_baseline, load_rules
 
-from progressbench import tokens
-from progressbench.config import build_run_config, from_environment, split_list
-from progressbench.errors import ConfigError, ResultsError
-from progressbench.results import load_summary
-from reports.costs import cost_per_1k_jobs
-from reports.gate import Rule, apply_rules, compare_baseline, load_rules
+from progressbench.app.results import load_summary
+from progressbench.core import tokens
+from progressbench.core.config import build_run_config, from_environment, split_list
+from progressbench.core.errors import ConfigError, ResultsError
 
 SECRET = "s" * 32
 

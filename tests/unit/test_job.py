@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from progressbench.config import JobShape, Wave
-from progressbench.job import JobSpec, job_seed, plan
+from progressbench.core.config import JobShape, Wave
+from progressbench.core.job import JobSpec, job_seed, plan
 
 
 def test_plan_is_deterministic_and_numbered() -> None:

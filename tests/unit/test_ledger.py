@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from progressbench.events import FaultWindow, Observation, SessionRecord
-from progressbench.ledger import CommittedEvent, JobTruth, account, classify_resumes, summarize
+from progressbench.core.events import FaultWindow, Observation, SessionRecord
+from progressbench.core.ledger import CommittedEvent, JobTruth, account, classify_resumes, summarize
 
 JOB = "job-a"
 MS = 1_000_000  # ns

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from transports.realtime.filters import Condition, FilterError, matches, parse_filter
+from progressbench.transports.realtime.filters import Condition, FilterError, matches, parse_filter
 
 JOB = "3f1c2a9e-6b0d-4a51-9d7e-0c2b8e1f4a77"
 RECORD = {"job_id": JOB, "seq": 4, "kind": "step", "done": False, "note": None}

@@ -5,8 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-
-from transports.realtime.pgoutput import DecodeError, Decoder, commit_time_iso, to_json_value
+from progressbench.transports.realtime.pgoutput import DecodeError, Decoder, commit_time_iso, to_json_value
 
 # A job_events-like relation: job_id uuid (key), seq int4 (key), kind, payload jsonb, committed_at
 COLUMNS = [("job_id", 2950, True), ("seq", 23, True), ("kind", 25, False), ("payload", 3802, False),

@@ -7,9 +7,8 @@ import time
 
 import jwt
 import pytest
-
-from transports.realtime import wire
-from transports.realtime.auth import AuthError, issue_anon_key, verify
+from progressbench.transports.realtime import wire
+from progressbench.transports.realtime.auth import AuthError, issue_anon_key, verify
 
 SECRET = "s" * 32
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
+from progressbench.transports.relay.dispatcher import Dispatcher, QueueMeters
+from progressbench.transports.relay.oidc import SigningKey, verify
+from progressbench.transports.relay.retry import QueueConfig, backoff_s
+from progressbench.transports.relay.tasks import TaskRow
 from prometheus_client import CollectorRegistry
 
-from progressbench.config import Timing
-from transports.relay.dispatcher import Dispatcher, QueueMeters
-from transports.relay.oidc import SigningKey, verify
-from transports.relay.retry import QueueConfig, backoff_s
-from transports.relay.tasks import TaskRow
+from progressbench.core.config import Timing
 
 CONFIG = QueueConfig(min_backoff_s=10, max_backoff_s=300, max_doublings=3, max_attempts=9)
 TIMING = Timing(time_scale=0.01)

@@ -7,11 +7,11 @@ import uuid
 
 import jwt
 import pytest
+from progressbench.transports.relay.oidc import OidcRejected, SigningKey, id_token_claims, verify
+from progressbench.transports.relay.resume import SeqTracker, reconnect_delay
+from progressbench.transports.relay.rooms import join_verdict
 
-from progressbench import tokens
-from transports.relay.oidc import OidcRejected, SigningKey, id_token_claims, verify
-from transports.relay.resume import SeqTracker, reconnect_delay
-from transports.relay.rooms import join_verdict
+from progressbench.core import tokens
 
 ISS, AUD = "http://queue", "http://worker"
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
-from progressbench.config import Timing
-from transports.relay.retry import (
+from progressbench.transports.relay.retry import (
     QueueConfig,
     ScaledRetry,
     TokenBucket,
@@ -18,6 +16,8 @@ from transports.relay.retry import (
     parse_retry_after,
     task_headers,
 )
+
+from progressbench.core.config import Timing
 
 
 def documented(min_s: float, max_s: float, doublings: int, n: int) -> list[float]:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
-from transports.sse.wire import BadLastEventId, Comment, Message, Retry, SSEParser, parse_last_event_id
+from progressbench.transports.sse.wire import (
+    BadLastEventId,
+    Comment,
+    Message,
+    Retry,
+    SSEParser,
+    parse_last_event_id,
+)
 
 
 @pytest.mark.parametrize(("raw", "seq"), [(None, 0), ("", 0), ("  ", 0), ("0", 0), ("7", 7), (" 42 ", 42)])

@@ -1,8 +1,8 @@
 """``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL."""
 
-from transports.polling.client import PollingWatcher
-from transports.polling.server import PollingServer
-from transports.types import Transport
+from progressbench.transports.polling.client import PollingWatcher
+from progressbench.transports.polling.server import PollingServer
+from progressbench.transports.types import Transport
 
 TRANSPORT = Transport(
     name="polling",

@@ -6,7 +6,7 @@ exponentially with jitter up to 30 s (scaled) and are reported as one
 ``Disconnected`` per outage; the first good answer afterwards is a
 ``Reconnected`` plus a ``Resumed`` from the cursor. Nothing needs replaying:
 the next poll reads the truth. A 4xx other than 429 is final (bad token,
-unknown job) and raises :class:`~progressbench.errors.TransportError`.
+unknown job) and raises :class:`~progressbench.core.errors.TransportError`.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import random
 from collections.abc import AsyncIterator
 
 import httpx
+from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.types import ClientSettings, JobRequest
 
-from progressbench.errors import TransportError
-from progressbench.events import (
+from progressbench.core.errors import TransportError
+from progressbench.core.events import (
     Alive,
     ClientEvent,
     Connected,
@@ -28,8 +30,6 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client, submit_job
-from transports.types import ClientSettings, JobRequest
 
 TERMINAL = frozenset({"done", "failed"})
 

@@ -15,7 +15,7 @@ import hashlib
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from progressbench.services.context import CreateJob, ServiceContext
+from progressbench.kit.context import CreateJob, ServiceContext
 
 PREFIX = "/polling"
 

@@ -1,8 +1,8 @@
 """``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server."""
 
-from transports.realtime.client import RealtimeWatcher
-from transports.realtime.server import RealtimeServer
-from transports.types import ServiceSpec, Transport
+from progressbench.transports.realtime.client import RealtimeWatcher
+from progressbench.transports.realtime.server import RealtimeServer
+from progressbench.transports.types import ServiceSpec, Transport
 
 TRANSPORT = Transport(
     name="realtime",
@@ -10,7 +10,9 @@ TRANSPORT = Transport(
     client=RealtimeWatcher,
     variants=frozenset({"no-auth"}),
     summary="insert job row, fire-and-forget dispatch (8 s abort), worker rows -> WAL -> Supabase Realtime",
-    services=(ServiceSpec(role="realtime", module="transports.realtime.service", client_facing=True),),
+    services=(
+        ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
+    ),
 )
 
 __all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]

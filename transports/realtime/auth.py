@@ -2,7 +2,7 @@
 
 The project's *anon key* is a long-lived JWT with ``role: anon`` signed with
 the same secret (as in a Supabase project); per-job user tokens come from
-:mod:`progressbench.tokens` (``role: authenticated``, ``sub`` = owner). The
+:mod:`progressbench.core.tokens` (``role: authenticated``, ``sub`` = owner). The
 role claim becomes the Postgres role the subscriber's RLS checks run as, so
 only roles that exist for clients are accepted (never a superuser).
 Error texts follow Realtime's (``InvalidJWTToken: Token has expired N

@@ -44,11 +44,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.realtime.config import WatcherOptions
+from progressbench.transports.types import ClientSettings, JobRequest
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribeStates
 
-from progressbench.errors import TransportError
-from progressbench.events import (
+from progressbench.core.errors import TransportError
+from progressbench.core.events import (
     ClientEvent,
     Connected,
     Disconnected,
@@ -58,9 +61,6 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client, submit_job
-from transports.realtime.config import WatcherOptions
-from transports.types import ClientSettings, JobRequest
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Options (``ClientSettings.options``; durations are unscaled seconds):
 * ``supabase_url`` / ``supabase_anon_key`` — connect to a real Supabase
   project's Realtime instead of ``endpoints["realtime"]``. The harness
   reads ``SUPABASE_URL`` and ``SUPABASE_ANON_KEY`` (its one read of the
-  environment, ``progressbench.config.from_environment``) and passes them
+  environment, ``progressbench.core.config.from_environment``) and passes them
   to every watcher as options.
 """
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from progressbench.config import Timing
+from progressbench.core.config import Timing
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psycopg
+from progressbench.transports.realtime.auth import Claims
+from progressbench.transports.realtime.filters import Condition, matches, norm_text
+from progressbench.transports.realtime.pgoutput import Change, Decoder
+from progressbench.transports.realtime.wire import change_frame
 from psycopg import sql
 
-from progressbench.store import NOTIFY_CHANNEL
-from transports.realtime.auth import Claims
-from transports.realtime.filters import Condition, matches, norm_text
-from transports.realtime.pgoutput import Change, Decoder
-from transports.realtime.wire import change_frame
+from progressbench.kit.store import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 

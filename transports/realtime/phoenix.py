@@ -27,12 +27,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from progressbench.transports.realtime import wire
+from progressbench.transports.realtime.auth import AuthError, Claims, verify
+from progressbench.transports.realtime.feed import Binding, ChangeFeed, Subscriber
+from progressbench.transports.realtime.filters import FilterError, parse_filter
 from starlette.websockets import WebSocket, WebSocketDisconnect
-
-from transports.realtime import wire
-from transports.realtime.auth import AuthError, Claims, verify
-from transports.realtime.feed import Binding, ChangeFeed, Subscriber
-from transports.realtime.filters import FilterError, parse_filter
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ refetch rows after (re)subscribing.
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
+from progressbench.transports.realtime.auth import issue_anon_key
 
-from progressbench.services.context import CreateJob, ServiceContext
-from transports.realtime.auth import issue_anon_key
+from progressbench.kit.context import CreateJob, ServiceContext
 
 PREFIX = "/realtime"
 NAME = "realtime"

@@ -1,11 +1,11 @@
-"""The realtime server process: ``python -m transports.realtime.service``.
+"""The realtime server process: ``python -m progressbench.transports.realtime.service``.
 
-A Starlette app under uvicorn (:func:`progressbench.services.runtime.run_asgi`)
+A Starlette app under uvicorn (:func:`progressbench.kit.runtime.run_asgi`)
 serving the Realtime websocket at any of ``/realtime/v1/websocket``,
 ``/socket/websocket`` and ``/websocket``, plus ``GET /metrics`` and
 ``GET /healthz`` (on the service socket and the admin socket alike).
 
-Meters: the shared :class:`~progressbench.services.meters.Meters` (requests,
+Meters: the shared :class:`~progressbench.kit.meters.Meters` (requests,
 connection-seconds, bytes...) plus ``pb_realtime_messages_total`` (one per
 change frame per listening client, Supabase's billing unit) and the gauge
 ``pb_peak_connections`` (the most sockets open at once), which the cost model
@@ -21,6 +21,9 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
+from progressbench.transports.realtime.auth import AuthError
+from progressbench.transports.realtime.feed import ChangeFeed
+from progressbench.transports.realtime.phoenix import RealtimeSocket, SocketSettings, connection_claims
 from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -29,12 +32,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
-from progressbench.config import ServiceConfig
-from progressbench.services.meters import MeteringMiddleware, Meters
-from progressbench.services.runtime import run_asgi
-from transports.realtime.auth import AuthError
-from transports.realtime.feed import ChangeFeed
-from transports.realtime.phoenix import RealtimeSocket, SocketSettings, connection_claims
+from progressbench.core.config import ServiceConfig
+from progressbench.kit.meters import MeteringMiddleware, Meters
+from progressbench.kit.runtime import run_asgi
 
 WEBSOCKET_PATHS = ("/realtime/v1/websocket", "/socket/websocket", "/websocket")
 

@@ -1,8 +1,8 @@
 """``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room."""
 
-from transports.relay.client import RelayWatcher
-from transports.relay.server import ACK_AT_END, RelayServer
-from transports.types import ServiceSpec, Transport
+from progressbench.transports.relay.client import RelayWatcher
+from progressbench.transports.relay.server import ACK_AT_END, RelayServer
+from progressbench.transports.types import ServiceSpec, Transport
 
 TRANSPORT = Transport(
     name="relay",
@@ -11,8 +11,8 @@ TRANSPORT = Transport(
     variants=frozenset({ACK_AT_END}),
     summary="queue push with OIDC (ACK 202, or at the end), steps published to a room per job",
     services=(
-        ServiceSpec(role="queue", module="transports.relay.queue_service", client_facing=False),
-        ServiceSpec(role="rooms", module="transports.relay.rooms", client_facing=True),
+        ServiceSpec(role="queue", module="progressbench.transports.relay.queue_service", client_facing=False),
+        ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms", client_facing=True),
     ),
 )
 

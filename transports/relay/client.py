@@ -4,11 +4,11 @@ The phone POSTs the job, then holds a WebSocket (the ``websockets`` library)
 to the job's room on the ``rooms`` endpoint. On every (re)connect it first
 joins the room, then fetches ``GET /relay/jobs/{id}/events?after=N`` from the
 API, where N is the highest seq below which it has seen everything; events
-that come both ways are shown once (:class:`~transports.relay.resume.SeqTracker`).
+that come both ways are shown once (:class:`~progressbench.transports.relay.resume.SeqTracker`).
 A room message that skips a seq (a publish was dropped) makes it fetch the
 snapshot before showing it, so the user sees the steps in order.
 
-Reconnects follow partysocket's defaults (:mod:`transports.relay.resume`):
+Reconnects follow partysocket's defaults (:mod:`progressbench.transports.relay.resume`):
 first attempt at once, then 1-5 s (random per phone) × 1.3 per retry up to
 10 s, a 4 s connect timeout, unlimited retries, the counter reset after 5 s
 up. All are scaled by the run's time scale; the connect timeout never goes
@@ -25,7 +25,7 @@ Options (``ClientSettings.options``, unscaled seconds):
 Reported faithfully: ``Connected`` once; each outage is one ``Disconnected``
 then, when a socket is back, ``Reconnected(attempts)`` and
 ``Resumed(from_seq)``; 401/403/404 on join or snapshot is a
-:class:`~progressbench.errors.TransportError`.
+:class:`~progressbench.core.errors.TransportError`.
 """
 
 from __future__ import annotations
@@ -38,21 +38,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from progressbench.errors import TransportError
-from progressbench.events import (
-    ClientEvent,
-    Connected,
-    Disconnected,
-    Progress,
-    Reconnected,
-    Resumed,
-    Submitted,
-)
-from transports.http import phone_client, submit_job
-from transports.relay.resume import (
+from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.relay.resume import (
     CONNECT_TIMEOUT_S,
     GROW,
     MAX_DELAY_S,
@@ -62,7 +49,20 @@ from transports.relay.resume import (
     SeqTracker,
     reconnect_delay,
 )
-from transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from progressbench.core.errors import TransportError
+from progressbench.core.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    Progress,
+    Reconnected,
+    Resumed,
+    Submitted,
+)
 
 TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({401, 403, 404})

@@ -1,6 +1,6 @@
 """The queue's pure parts: Cloud Tasks retry schedule, give-up rule, rate limit, headers.
 
-Sans-I/O: values in, decisions out; the dispatcher (:mod:`transports.relay.dispatcher`)
+Sans-I/O: values in, decisions out; the dispatcher (:mod:`progressbench.transports.relay.dispatcher`)
 is the only caller with sockets and clocks, and it calls exactly these
 functions, so the unit tests pin the schedule the dispatcher really uses.
 
@@ -19,7 +19,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from progressbench.config import Timing
+from progressbench.core.config import Timing
 
 SUCCESS = range(200, 300)
 #: Statuses on which Cloud Tasks honours ``Retry-After`` (and backs off harder).

@@ -1,4 +1,4 @@
-"""The room server: ``python -m transports.relay.rooms`` (role ``rooms``), PartyKit-style.
+"""The room server: ``python -m progressbench.transports.relay.rooms`` (role ``rooms``), PartyKit-style.
 
 Built on the ``websockets`` library's asyncio server. One room per job at
 ``/parties/main/<job_id>``:
@@ -55,12 +55,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from progressbench import tokens
-from progressbench.config import ServiceConfig, load_service_config
-from progressbench.errors import ProgressbenchError
-from progressbench.services.context import SERVICE_SUBJECT
-from progressbench.services.meters import Meters
-from progressbench.services.runtime import die_with_parent, inherited_sockets, mark_ready, setup_logging
+from progressbench.core import tokens
+from progressbench.core.config import ServiceConfig, load_service_config
+from progressbench.core.errors import ProgressbenchError
+from progressbench.kit.context import SERVICE_SUBJECT
+from progressbench.kit.meters import Meters
+from progressbench.kit.runtime import die_with_parent, inherited_sockets, mark_ready, setup_logging
 
 log = logging.getLogger(__name__)
 

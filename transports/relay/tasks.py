@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from progressbench.transports.relay.oidc import SigningKey
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-
-from transports.relay.oidc import SigningKey
 
 _COLUMNS = (
     "name, queue, job_id, url, audience, body, state, schedule_time, dispatch_count, "

@@ -1,9 +1,9 @@
 """``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
 
-from transports.sse.client import NaiveSseWatcher, ResumableSseWatcher
-from transports.sse.naive import NaiveSseServer
-from transports.sse.server import ResumableSseServer
-from transports.types import Transport
+from progressbench.transports.sse.client import NaiveSseWatcher, ResumableSseWatcher
+from progressbench.transports.sse.naive import NaiveSseServer
+from progressbench.transports.sse.server import ResumableSseServer
+from progressbench.transports.types import Transport
 
 NAIVE = Transport(
     name="sse-naive",

@@ -1,6 +1,6 @@
 """Client faces of ``sse`` (resumable) and ``sse-naive``.
 
-Both read the raw byte stream through :class:`~transports.sse.wire.SSEParser`
+Both read the raw byte stream through :class:`~progressbench.transports.sse.wire.SSEParser`
 so heartbeats count as life (``Alive``) and the idle watchdog sees every
 byte. Options (``ClientSettings.options``, unscaled seconds):
 
@@ -29,9 +29,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
+from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
+from progressbench.transports.types import ClientSettings, JobRequest
 
-from progressbench.errors import TransportError
-from progressbench.events import (
+from progressbench.core.errors import TransportError
+from progressbench.core.events import (
     Alive,
     ClientEvent,
     Connected,
@@ -42,9 +45,6 @@ from progressbench.events import (
     Resumed,
     Submitted,
 )
-from transports.http import phone_client, submit_job
-from transports.sse.wire import Comment, Message, Retry, SSEParser
-from transports.types import ClientSettings, JobRequest
 
 TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import psycopg
 
-from progressbench.store import NOTIFY_CHANNEL
+from progressbench.kit.store import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 ``POST /sse-naive/jobs`` (body: the usual job fields plus an optional
 client-generated ``job_id``; the ``Idempotency-Key`` header works too)
 starts the job inside the request (execution context ``request``, via
-:func:`progressbench.executor.run_job`) and streams each event the moment
+:func:`progressbench.kit.executor.run_job`) and streams each event the moment
 the job commits it. The first message (``event: created``) carries the job
 id and a read token. Nothing else gives the phone progress.
 
@@ -34,14 +34,14 @@ from collections.abc import AsyncIterator
 
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Response
+from progressbench.transports.sse import stream
+from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 
-from progressbench import tokens
-from progressbench.executor import ExecutionContext, Outcome, run_job
-from progressbench.job import JobSpec, plan
-from progressbench.services.context import CreateJob, ServiceContext
-from transports.sse import stream
-from transports.sse.wire import event_data
+from progressbench.core import tokens
+from progressbench.core.job import JobSpec, plan
+from progressbench.kit.context import CreateJob, ServiceContext
+from progressbench.kit.executor import ExecutionContext, Outcome, run_job
 
 PREFIX = "/sse-naive"
 NAME = "sse-naive"

@@ -20,11 +20,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from progressbench.transports.sse import stream
+from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
 from sse_starlette.event import ServerSentEvent
 
-from progressbench.services.context import CreateJob, ServiceContext
-from transports.sse import stream
-from transports.sse.wire import BadLastEventId, parse_last_event_id
+from progressbench.kit.context import CreateJob, ServiceContext
 
 PREFIX = "/sse"
 NAME = "sse"

@@ -19,13 +19,13 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+from progressbench.transports.sse.hub import NotifyHub, Subscription
+from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
-from progressbench.executor import JobPool
-from progressbench.services.context import ServiceContext
-from transports.sse.hub import NotifyHub, Subscription
-from transports.sse.wire import event_data
+from progressbench.kit.context import ServiceContext
+from progressbench.kit.executor import JobPool
 
 TERMINAL = frozenset({"done", "failed"})
 

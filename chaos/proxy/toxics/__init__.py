@@ -6,18 +6,18 @@ semantics); the last three are the mobile toxics Toxiproxy lacks.
 
 from __future__ import annotations
 
-from chaos.proxy.toxics.bandwidth import BandwidthToxic
-from chaos.proxy.toxics.base import CleanupToxic, StatefulToxic, Toxic, ToxicKind
-from chaos.proxy.toxics.blackhole import BlackholeToxic
-from chaos.proxy.toxics.idle_timeout import IdleTimeoutToxic
-from chaos.proxy.toxics.latency import LatencyToxic
-from chaos.proxy.toxics.limit_data import LimitDataToxic
-from chaos.proxy.toxics.noop import NOOP, NoopToxic
-from chaos.proxy.toxics.pause_reader import PauseReaderToxic
-from chaos.proxy.toxics.reset_peer import ResetPeerToxic
-from chaos.proxy.toxics.slicer import SlicerToxic
-from chaos.proxy.toxics.slow_close import SlowCloseToxic
-from chaos.proxy.toxics.timeout import TimeoutToxic
+from progressbench.chaos.proxy.toxics.bandwidth import BandwidthToxic
+from progressbench.chaos.proxy.toxics.base import CleanupToxic, StatefulToxic, Toxic, ToxicKind
+from progressbench.chaos.proxy.toxics.blackhole import BlackholeToxic
+from progressbench.chaos.proxy.toxics.idle_timeout import IdleTimeoutToxic
+from progressbench.chaos.proxy.toxics.latency import LatencyToxic
+from progressbench.chaos.proxy.toxics.limit_data import LimitDataToxic
+from progressbench.chaos.proxy.toxics.noop import NOOP, NoopToxic
+from progressbench.chaos.proxy.toxics.pause_reader import PauseReaderToxic
+from progressbench.chaos.proxy.toxics.reset_peer import ResetPeerToxic
+from progressbench.chaos.proxy.toxics.slicer import SlicerToxic
+from progressbench.chaos.proxy.toxics.slow_close import SlowCloseToxic
+from progressbench.chaos.proxy.toxics.timeout import TimeoutToxic
 
 REGISTRY: dict[str, ToxicKind] = {
     kind.name: kind

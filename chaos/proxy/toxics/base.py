@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from chaos.proxy.stub import Stub
+from progressbench.chaos.proxy.stub import Stub
 
 
 @runtime_checkable

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos.proxy.stub import Stub
+from progressbench.chaos.proxy.stub import Stub
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos.proxy.stub import Stub
+from progressbench.chaos.proxy.stub import Stub
 
 
 @dataclass(eq=False, slots=True)

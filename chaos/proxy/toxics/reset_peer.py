@@ -2,7 +2,7 @@
 
 The close is an RST only on connections opened while a ``reset_peer`` toxic
 was already on the proxy: those get ``SO_LINGER=0`` on both sockets at
-set-up (see :class:`~chaos.proxy.toxics.base.ToxicKind`). Added to an older
+set-up (see :class:`~progressbench.chaos.proxy.toxics.base.ToxicKind`). Added to an older
 connection it closes with a FIN, as in Toxiproxy. The wait ignores
 interrupts, so API calls that touch this stage wait for it (Toxiproxy too).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos.proxy.stub import Stub
+from progressbench.chaos.proxy.stub import Stub
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos.proxy.stub import Stub
-from chaos.proxy.types import Interrupted
+from progressbench.chaos.proxy.stub import Stub
+from progressbench.chaos.proxy.types import Interrupted
 
 
 @dataclass(frozen=True, slots=True)

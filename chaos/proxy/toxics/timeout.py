@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chaos.proxy.stub import TIMEOUT, Stub
+from progressbench.chaos.proxy.stub import TIMEOUT, Stub
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
-"""Fixtures: one chaos proxy *process* per session, driven through chaos.client.
+"""Fixtures: one chaos proxy *process* per session, driven through progressbench.chaos.client.
 
-The server runs as ``python -m chaos.proxy --port 0`` (so the CLI, its ready
+The server runs as ``python -m progressbench.chaos.proxy --port 0`` (so the CLI, its ready
 line and its SIGTERM shutdown are exercised too) on its own process, which
 also keeps its timing apart from the test's event loop. Each test makes its
 own uniquely named proxies; teardown resets the server and deletes them.
@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from progressbench.chaos.client import AsyncProxyControl, ProxyControl
 
-from chaos.client import AsyncProxyControl, ProxyControl
 from tests.helpers import UNIT
 from tests.integration.chaos.proxy_harness import Clients, Servers
 
@@ -30,10 +30,10 @@ READY_PREFIX = "chaos-proxy listening on "
 def start_proxy_process(
     *args: str, log_path: Path, pass_fds: tuple[int, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start ``python -m chaos.proxy`` and wait for its ready line (URL)."""
+    """Start ``python -m progressbench.chaos.proxy`` and wait for its ready line (URL)."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "chaos.proxy", *args],
+            [sys.executable, "-m", "progressbench.chaos.proxy", *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=log,

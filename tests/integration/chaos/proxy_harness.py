@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from chaos.client import ProxyInfo
+from progressbench.chaos.client import ProxyInfo
+
 from tests.helpers import UNIT
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

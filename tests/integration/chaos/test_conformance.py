@@ -1,4 +1,4 @@
-"""Toxiproxy conformance on real sockets, driven through chaos.client (toxiproxy-python).
+"""Toxiproxy conformance on real sockets, driven through progressbench.chaos.client (toxiproxy-python).
 
 Timing tolerances are generous so that the suite holds on a loaded 2-core
 machine: a toxic's delay must show up at least in full (minus 20 ms of
@@ -14,9 +14,9 @@ import time
 
 import httpx
 import pytest
+from progressbench.chaos.client import AsyncProxyControl, ProxyControl, ProxyInfo, ToxicSpec
 
-from chaos.client import AsyncProxyControl, ProxyControl, ProxyInfo, ToxicSpec
-from progressbench.errors import ChaosError, UnsupportedToxic
+from progressbench.core.errors import ChaosError, UnsupportedToxic
 from tests.helpers import UNIT
 from tests.integration.chaos.proxy_harness import (
     Clients,
@@ -335,9 +335,7 @@ async def test_disable_closes_connections_and_refuses_new_ones(actl, servers, cl
     assert await round_trip(reader, writer, b"back", 5) < 1
 
 
-async def test_patch_upstream_restarts_the_proxy_but_keeps_toxics(
-    actl, servers, clients: Clients
-) -> None:
+async def test_patch_upstream_restarts_the_proxy_but_keeps_toxics(actl, servers, clients: Clients) -> None:
     """PATCH with a new upstream closes live connections, keeps the toxics, and new
     connections reach the new upstream; DELETE closes connections too."""
 

@@ -11,8 +11,8 @@ import asyncio
 import time
 
 import pytest
+from progressbench.chaos.client import AsyncProxyControl, ToxicSpec
 
-from chaos.client import AsyncProxyControl, ToxicSpec
 from tests.helpers import UNIT
 from tests.integration.chaos.proxy_harness import (
     Clients,

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from progressbench.chaos.client import AsyncProxyControl, ProxyControl
+from progressbench.chaos.proxy import ChaosProxyServer, serve
 
-from chaos.client import AsyncProxyControl, ProxyControl
-from chaos.proxy import ChaosProxyServer, serve
 from tests.helpers import UNIT
 from tests.integration.chaos.conftest import REPO, start_proxy_process, stop_proxy_process
 from tests.integration.chaos.proxy_harness import Clients, Servers, echo, outcome, round_trip
@@ -81,7 +81,7 @@ def test_cli_rejects_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
     config.write_text('[{"name": "no-upstream"}]')
     result = subprocess.run(
-        [sys.executable, "-m", "chaos.proxy", "--port", "0", "--config", str(config)],
+        [sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0", "--config", str(config)],
         cwd=REPO,
         capture_output=True,
         timeout=30 * UNIT,

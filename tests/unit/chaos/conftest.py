@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from progressbench.chaos.proxy.toxics import Toxic
 
-from chaos.proxy.toxics import Toxic
 from tests.unit.chaos.proxy_fakes import FakeClock, Harness, settle
 
 

@@ -1,6 +1,6 @@
 """Fakes for driving toxics and links without sockets or real time.
 
-``FakeClock`` is a :class:`chaos.proxy.types.Clock` whose time only moves
+``FakeClock`` is a :class:`progressbench.chaos.proxy.types.Clock` whose time only moves
 when a test calls ``advance``; timers fire in order, and the event loop is
 given a few turns after each so that the toxic coroutines react. Nothing
 here sleeps for real.
@@ -14,9 +14,9 @@ import itertools
 import random
 from collections.abc import Callable
 
-from chaos.proxy.stub import Channel, Stub
-from chaos.proxy.toxics import StatefulToxic, Toxic
-from chaos.proxy.types import Chunk, Interrupted, Item
+from progressbench.chaos.proxy.stub import Channel, Stub
+from progressbench.chaos.proxy.toxics import StatefulToxic, Toxic
+from progressbench.chaos.proxy.types import Chunk, Interrupted, Item
 
 
 async def settle(turns: int = 20) -> None:
@@ -159,7 +159,7 @@ class Harness:
 
 
 class FakeEndpoint:
-    """Stands in for :class:`chaos.proxy.endpoint.Endpoint` (no socket)."""
+    """Stands in for :class:`progressbench.chaos.proxy.endpoint.Endpoint` (no socket)."""
 
     def __init__(self) -> None:
         self.written = bytearray()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from chaos.proxy.address import AddressError, join_host_port, resolve_listen, split_host_port
+from progressbench.chaos.proxy.address import AddressError, join_host_port, resolve_listen, split_host_port
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from chaos.proxy import codec
-from chaos.proxy.codec import ApiError, ProxySpec
-from chaos.proxy.toxics import REGISTRY
-from chaos.proxy.toxics.latency import LatencyToxic
+from progressbench.chaos.proxy import codec
+from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.toxics import REGISTRY
+from progressbench.chaos.proxy.toxics.latency import LatencyToxic
 
 pytestmark = pytest.mark.timeout(10)
 

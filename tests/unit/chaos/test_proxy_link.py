@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from progressbench.chaos.proxy.entry import ToxicEntry
+from progressbench.chaos.proxy.link import Link
+from progressbench.chaos.proxy.stub import BACKLOG_HIGH
+from progressbench.chaos.proxy.toxics import REGISTRY, Toxic
+from progressbench.chaos.proxy.toxics.blackhole import BlackholeToxic
+from progressbench.chaos.proxy.toxics.latency import LatencyToxic
+from progressbench.chaos.proxy.toxics.limit_data import LimitDataToxic
+from progressbench.chaos.proxy.toxics.timeout import TimeoutToxic
+from progressbench.chaos.proxy.types import Direction
 
-from chaos.proxy.entry import ToxicEntry
-from chaos.proxy.link import Link
-from chaos.proxy.stub import BACKLOG_HIGH
-from chaos.proxy.toxics import REGISTRY, Toxic
-from chaos.proxy.toxics.blackhole import BlackholeToxic
-from chaos.proxy.toxics.latency import LatencyToxic
-from chaos.proxy.toxics.limit_data import LimitDataToxic
-from chaos.proxy.toxics.timeout import TimeoutToxic
-from chaos.proxy.types import Direction
 from tests.unit.chaos.proxy_fakes import FakeClock, FakeEndpoint, FakeHost, settle
 
 pytestmark = pytest.mark.timeout(10)

@@ -33,25 +33,25 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from chaos.client import ProxyControl, ProxyInfo
-from progressbench.config import ServiceConfig, Timing
-from progressbench.database import EmbeddedPostgres, migrate
-from progressbench.errors import StackError
-from progressbench.services.meters import parse_exposition
-from progressbench.services.runtime import (
+from progressbench.chaos.client import ProxyControl, ProxyInfo
+from progressbench.core.config import ServiceConfig, Timing
+from progressbench.core.errors import StackError
+from progressbench.kit.database import EmbeddedPostgres, migrate
+from progressbench.kit.meters import parse_exposition
+from progressbench.kit.runtime import (
     ADMIN_FD_ENV,
     LISTEN_FD_ENV,
     READY_FILE_ENV,
     SUPERVISOR_PID_ENV,
 )
-from progressbench.store import check_reachable
-from transports import services_for
+from progressbench.kit.store import check_reachable
+from progressbench.transports import services_for
 
 log = logging.getLogger(__name__)
 
 #: "api", "worker", or the role of a transport's own service.
 Role = str
-SERVICES_MODULE = "progressbench.services"
+SERVICES_MODULE = "progressbench.app.services"
 #: Every proxy the testbed creates is named with this prefix.
 PROXY_PREFIX = "pb-"
 
@@ -223,7 +223,7 @@ class Stack:
         log_path = self.log_dir / "chaos-proxy.log"
         with log_path.open("ab") as log_file:
             self.chaos_process = subprocess.Popen(
-                [sys.executable, "-m", "chaos.proxy", "--fd", str(self.chaos_socket.fileno())],
+                [sys.executable, "-m", "progressbench.chaos.proxy", "--fd", str(self.chaos_socket.fileno())],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -451,7 +451,7 @@ class Stack:
             with log_path.open("ab") as log_file:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "progressbench.services.jobrunner", *job_ids],
+                        [sys.executable, "-m", "progressbench.app.services.jobrunner", *job_ids],
                         env=env,
                         stdout=log_file,
                         stderr=subprocess.STDOUT,

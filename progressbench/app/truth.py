@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from progressbench.ledger import CommittedEvent, JobTruth
+from progressbench.core.ledger import CommittedEvent, JobTruth
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -25,19 +25,19 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chaos.controller import ChaosController, validate_against
-from chaos.profiles import Profile, get_profile
-from progressbench.cell import CELL_ENV, CellPlan
-from progressbench.config import RunConfig
-from progressbench.database import free_port
-from progressbench.errors import ConfigError
-from progressbench.events import FaultWindow, SessionRecord
-from progressbench.ledger import EventRow, SessionRow, account, summarize
-from progressbench.results import RAW_DIR, describe_run, read_records, write_summary, write_tables
-from progressbench.supervisor import Stack, StackSettings
-from progressbench.truth import ProgressProbe, read_truth
-from reports.costs import cost_breakdown, cost_per_1k_jobs
-from transports import resolve
+from progressbench.app.cell import CELL_ENV, CellPlan
+from progressbench.app.results import RAW_DIR, describe_run, read_records, write_summary, write_tables
+from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.app.truth import ProgressProbe, read_truth
+from progressbench.chaos.controller import ChaosController, validate_against
+from progressbench.chaos.profiles import Profile, get_profile
+from progressbench.core.config import RunConfig
+from progressbench.core.errors import ConfigError
+from progressbench.core.events import FaultWindow, SessionRecord
+from progressbench.core.ledger import EventRow, SessionRow, account, summarize
+from progressbench.kit.database import free_port
+from progressbench.reports.costs import cost_breakdown, cost_per_1k_jobs
+from progressbench.transports import resolve
 
 
 @dataclass
@@ -153,7 +153,7 @@ def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, progress: Pro
     env = dict(os.environ)
     env[CELL_ENV] = plan.model_dump_json()
     env["PYTHONUNBUFFERED"] = "1"
-    base = [sys.executable, "-m", "loadtests.headless"]
+    base = [sys.executable, "-m", "progressbench.loadtests.headless"]
     name = _cell_name(plan.transport, plan.profile)
     if locust_workers:
         port = free_port()
@@ -376,7 +376,7 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
     )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)
-    from reports.render import render_reports
+    from progressbench.reports.render import render_reports
 
     render_reports(out, summary, all_sessions, all_events)
     return RunOutcome(out=out, summary=summary, complete=complete, interrupted=interrupted)

@@ -1,6 +1,6 @@
-"""Entry point of the API and worker processes: ``python -m progressbench.services``.
+"""Entry point of the API and worker processes: ``python -m progressbench.app.services``.
 
-See :mod:`progressbench.services.runtime` for how the supervisor hands a
+See :mod:`progressbench.kit.runtime` for how the supervisor hands a
 service its sockets and configuration.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from progressbench.services.app import build_app
-from progressbench.services.runtime import run_asgi
+from progressbench.app.services.app import build_app
+from progressbench.kit.runtime import run_asgi
 
 
 def _tell_jobs(app: Any) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from progressbench.config import RunConfig
-from progressbench.ledger import percentile
-from progressbench.results import RAW_DIR, read_records
+from progressbench.app.results import RAW_DIR, read_records
+from progressbench.core.config import RunConfig
+from progressbench.core.ledger import percentile
 
 
 @dataclass
@@ -32,7 +32,7 @@ class BenchResult:
 
 
 def run_bench(config: RunConfig, console: Console) -> BenchResult:
-    from progressbench.run import execute
+    from progressbench.app.run import execute
 
     outcome = execute(config, console)
     cell = outcome.summary["cells"][0]

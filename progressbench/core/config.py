@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from progressbench.errors import ConfigError
+from progressbench.core.errors import ConfigError
 
 SERVICE_CONFIG_ENV = "PROGRESSBENCH_SERVICE_CONFIG"
 

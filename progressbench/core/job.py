@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from progressbench.config import JobShape
+from progressbench.core.config import JobShape
 
 EventKind = Literal["step", "done", "failed"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "failed"})

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 
-from progressbench.errors import StackError, StoreError, StoreUnavailable
+from progressbench.core.errors import StackError, StoreError, StoreUnavailable
 
 #: A non-root account for the server: postgres refuses to run as root.
 PG_SYSTEM_USER = "pbpostgres"
@@ -181,7 +181,7 @@ class EmbeddedPostgres:
 
 
 def _migration_files() -> list[tuple[str, str]]:
-    folder = importlib.resources.files("progressbench") / "migrations"
+    folder = importlib.resources.files("progressbench.kit") / "migrations"
     items = [(entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".sql")]
     return sorted(items)
 

@@ -26,9 +26,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from progressbench.config import Timing
-from progressbench.job import EventKind, JobSpec, Step, plan, terminal_message
-from progressbench.store import Store
+from progressbench.core.config import Timing
+from progressbench.core.job import EventKind, JobSpec, Step, plan, terminal_message
+from progressbench.kit.store import Store
 
 log = logging.getLogger(__name__)
 

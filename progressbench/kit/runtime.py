@@ -2,7 +2,7 @@
 
 The supervisor starts a service as ``python -m <module>`` with:
 
-* ``PROGRESSBENCH_SERVICE_CONFIG`` — the :class:`~progressbench.config.ServiceConfig`
+* ``PROGRESSBENCH_SERVICE_CONFIG`` — the :class:`~progressbench.core.config.ServiceConfig`
   JSON (its ``peers`` give every other service's URL);
 * ``PROGRESSBENCH_LISTEN_FD`` — the service's listening socket, already bound
   (all instances of a service share it: it is the service's URL);
@@ -33,8 +33,8 @@ from typing import Any
 
 import uvicorn
 
-from progressbench.config import ServiceConfig, load_service_config
-from progressbench.errors import ProgressbenchError
+from progressbench.core.config import ServiceConfig, load_service_config
+from progressbench.core.errors import ProgressbenchError
 
 LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
 ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"

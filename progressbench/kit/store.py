@@ -27,8 +27,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from progressbench.errors import StoreError, StoreUnavailable
-from progressbench.job import EventKind, Step
+from progressbench.core.errors import StoreError, StoreUnavailable
+from progressbench.core.job import EventKind, Step
 
 NOTIFY_CHANNEL = "job_events"
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from progressbench.errors import ResultsError
-from progressbench.events import SessionRecord
-from progressbench.ledger import EventRow, SessionRow
+from progressbench.core.errors import ResultsError
+from progressbench.core.events import SessionRecord
+from progressbench.core.ledger import EventRow, SessionRow
 
 SCHEMA_VERSION = 1
 SUMMARY = "summary.json"

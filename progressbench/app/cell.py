@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from progressbench.config import JobShape, Timing
-from progressbench.job import job_seed
-from progressbench.session import SessionSpec
+from progressbench.app.session import SessionSpec
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.job import job_seed
 
 CELL_ENV = "PROGRESSBENCH_CELL"
 

@@ -1,6 +1,6 @@
 """The session ledger: what a phone saw, compared with what the store committed.
 
-Pure code. Values in (a :class:`~progressbench.events.SessionRecord` and the
+Pure code. Values in (a :class:`~progressbench.core.events.SessionRecord` and the
 store's :class:`JobTruth` for the jobs it touched), findings out (a
 :class:`SessionRow` for ``sessions.csv`` and :class:`EventRow` s for
 ``events.csv``); :func:`summarize` folds rows into one ``summary.json`` cell.
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from progressbench.events import Observation, ResumeOutcome, SessionRecord
+from progressbench.core.events import Observation, ResumeOutcome, SessionRecord
 
 TERMINAL = frozenset({"done", "failed"})
 #: Observations that tell the user something: news or an error. A session

@@ -1,4 +1,4 @@
-"""Cloud-Run-Jobs-style runner: ``python -m progressbench.services.jobrunner JOB_ID...``.
+"""Cloud-Run-Jobs-style runner: ``python -m progressbench.app.services.jobrunner JOB_ID...``.
 
 A job execution is ``CLOUD_RUN_TASK_COUNT`` tasks; task ``CLOUD_RUN_TASK_INDEX``
 takes every COUNT-th of the given job ids, runs each to its end with no
@@ -21,10 +21,10 @@ import signal
 import sys
 import uuid
 
-from progressbench.config import load_service_config
-from progressbench.errors import ProgressbenchError
-from progressbench.executor import ExecutionContext, run_job
-from progressbench.store import Store
+from progressbench.core.config import load_service_config
+from progressbench.core.errors import ProgressbenchError
+from progressbench.kit.executor import ExecutionContext, run_job
+from progressbench.kit.store import Store
 
 log = logging.getLogger("progressbench.jobrunner")
 

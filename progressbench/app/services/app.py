@@ -1,7 +1,7 @@
 """The service processes: the API (the phone-facing route) and worker instances.
 
 Both are FastAPI apps built from one :class:`ServiceConfig`. Each transport
-mounts its routes through the :mod:`transports.types` Protocols, so this
+mounts its routes through the :mod:`progressbench.transports.types` Protocols, so this
 module never knows a transport by name.
 
 Shutdown story: SIGTERM sets the job pool's shutdown event immediately
@@ -24,13 +24,13 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from progressbench.config import ServiceConfig
-from progressbench.executor import JobPool
-from progressbench.services.context import ServiceContext
-from progressbench.services.meters import MeteringMiddleware, Meters
-from progressbench.store import Store, parse_job_id
-from transports import REGISTRY
-from transports.types import ApiRoutes, CommitHooks, WorkerRoutes
+from progressbench.core.config import ServiceConfig
+from progressbench.kit.context import ServiceContext
+from progressbench.kit.executor import JobPool
+from progressbench.kit.meters import MeteringMiddleware, Meters
+from progressbench.kit.store import Store, parse_job_id
+from progressbench.transports import REGISTRY
+from progressbench.transports.types import ApiRoutes, CommitHooks, WorkerRoutes
 
 log = logging.getLogger(__name__)
 

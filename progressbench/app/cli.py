@@ -7,6 +7,7 @@ are still written). ``check`` exits 1 when a rule or baseline regressed.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from progressbench.config import (
+from progressbench.core.config import (
     DEFAULT_PROFILES,
     DEFAULT_TIME_SCALE,
     DEFAULT_TRANSPORTS,
@@ -30,7 +31,7 @@ from progressbench.config import (
     from_environment,
     split_list,
 )
-from progressbench.errors import ConfigError, ProgressbenchError, StackError
+from progressbench.core.errors import ConfigError, ProgressbenchError, StackError
 
 _Abort = typer.Abort
 try:  # typer >= 0.20 vendors click
@@ -53,6 +54,13 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _locustfile() -> Path:
+    """Where Locust finds the phones, wherever the package is installed (Locust wants a file path)."""
+    spec = importlib.util.find_spec("progressbench.loadtests.locustfile")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin)
+
+
 def _run_config(**values: Any) -> RunConfig:
     env = from_environment()
     merged: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
@@ -63,7 +71,7 @@ def _run_config(**values: Any) -> RunConfig:
 
 def _default_transports() -> str:
     """Every registered transport (RESULTS.md: all five, as each lands)."""
-    from transports import REGISTRY
+    from progressbench.transports import REGISTRY
 
     return ",".join(name for name in DEFAULT_TRANSPORTS if name in REGISTRY)
 
@@ -135,7 +143,7 @@ def run(
         job={"step_seconds_min": low, "step_seconds_max": high},
         timing={"time_scale": time_scale},
     )
-    from progressbench.run import execute
+    from progressbench.app.run import execute
 
     outcome = execute(config, console)
     _print_cells(outcome.summary["cells"])
@@ -176,7 +184,7 @@ _COMPACT = (
 
 def _print_cells(cells: list[dict[str, Any]]) -> None:
     """Few cells: one column per cell, every metric. Many: one row per cell, key metrics."""
-    from reports.render import COLUMNS, cell_table
+    from progressbench.reports.render import COLUMNS, cell_table
 
     rows = cell_table(cells)
     labels = [label for _, label in COLUMNS]
@@ -208,7 +216,7 @@ def up(
     run_dir: Annotated[Path, typer.Option(help="Where logs go.")] = Path("results/up"),
 ) -> None:
     """Start the stack and print its endpoints until Ctrl-C."""
-    from progressbench.supervisor import Stack, StackSettings
+    from progressbench.app.supervisor import Stack, StackSettings
 
     config = _run_config(
         database_url=database_url, worker_instances=worker_instances, timing={"time_scale": time_scale}
@@ -238,7 +246,7 @@ def up(
 @app.command()
 def profiles() -> None:
     """List the fault profiles with their timelines."""
-    from chaos.profiles import BUILTIN
+    from progressbench.chaos.profiles import BUILTIN
 
     for profile in BUILTIN.values():
         console.print(f"[bold]{profile.name}[/]: {profile.description}")
@@ -259,8 +267,8 @@ def check(
     rules: Annotated[Path | None, typer.Option(help="A TOML rules file (default: built-in rules).")] = None,
 ) -> None:
     """Judge results against rules (and a baseline); exit 1 on any regression."""
-    from progressbench.results import load_summary
-    from reports.gate import apply_rules, compare_baseline, load_rules
+    from progressbench.app.results import load_summary
+    from progressbench.reports.gate import apply_rules, compare_baseline, load_rules
 
     summary = load_summary(results_dir)
     verdicts = apply_rules(summary.get("cells", []), load_rules(rules))
@@ -297,9 +305,9 @@ def report(results_dir: Annotated[Path, typer.Argument(help="A results folder to
     """Re-render report.md and report.html from a results folder."""
     import pandas as pd
 
-    from progressbench.ledger import EventRow
-    from progressbench.results import EVENTS, load_summary
-    from reports.render import html_report, markdown
+    from progressbench.app.results import EVENTS, load_summary
+    from progressbench.core.ledger import EventRow
+    from progressbench.reports.render import html_report, markdown
 
     summary = load_summary(results_dir)
     events_path = results_dir / EVENTS
@@ -323,11 +331,11 @@ def locust(
     out: Annotated[Path, typer.Option(help="Where sessions and logs go.")] = Path("results/locust"),
 ) -> None:
     """Start the stack and open Locust's web UI on the same scenario."""
-    from chaos.profiles import get_profile
-    from progressbench.cell import CELL_ENV, CellPlan
-    from progressbench.database import free_port
-    from progressbench.supervisor import Stack, StackSettings
-    from transports import resolve
+    from progressbench.app.cell import CELL_ENV, CellPlan
+    from progressbench.app.supervisor import Stack, StackSettings
+    from progressbench.chaos.profiles import get_profile
+    from progressbench.kit.database import free_port
+    from progressbench.transports import resolve
 
     resolve(transport)
     get_profile(profile)
@@ -349,7 +357,7 @@ def locust(
             sessions_path=(out / "raw" / "web.jsonl").resolve(),
         )
         env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
-        locustfile = Path(__file__).resolve().parent.parent / "loadtests" / "locustfile.py"
+        locustfile = _locustfile()
         console.print(
             f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); Ctrl-C to stop"
         )
@@ -387,7 +395,7 @@ def chaos_proxy(
     seed: Annotated[int | None, typer.Option(help="Seed for toxicity rolls and jitter.")] = None,
 ) -> None:
     """Run the Toxiproxy-compatible chaos proxy standalone, until Ctrl-C."""
-    args = [sys.executable, "-m", "chaos.proxy", "--host", host, "--port", str(port)]
+    args = [sys.executable, "-m", "progressbench.chaos.proxy", "--host", host, "--port", str(port)]
     if config is not None:
         args += ["--config", str(config)]
     if seed is not None:
@@ -412,7 +420,7 @@ def bench(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
 ) -> None:
     """Benchmark one transport: phones created per second and per-event latency."""
-    from progressbench.bench import print_bench, run_bench
+    from progressbench.app.bench import print_bench, run_bench
 
     config = _run_config(
         transports=(transport,),

@@ -12,12 +12,12 @@ import httpx
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from progressbench import tokens
-from progressbench.config import JobShape, ServiceConfig
-from progressbench.executor import JobPool
-from progressbench.job import JobSpec, plan
-from progressbench.services.meters import Meters
-from progressbench.store import JobRow, Store, parse_job_id
+from progressbench.core import tokens
+from progressbench.core.config import JobShape, ServiceConfig
+from progressbench.core.job import JobSpec, plan
+from progressbench.kit.executor import JobPool
+from progressbench.kit.meters import Meters
+from progressbench.kit.store import JobRow, Store, parse_job_id
 
 log = logging.getLogger(__name__)
 

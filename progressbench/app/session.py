@@ -17,11 +17,11 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict
 
-from progressbench.config import JobShape, Timing
-from progressbench.errors import ProgressbenchError
-from progressbench.events import Observation, Progress, Resubmitted, SessionRecord, Submitted
-from transports import resolve
-from transports.types import ClientSettings, JobRequest
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.errors import ProgressbenchError
+from progressbench.core.events import Observation, Progress, Resubmitted, SessionRecord, Submitted
+from progressbench.transports import resolve
+from progressbench.transports.types import ClientSettings, JobRequest
 
 log = logging.getLogger(__name__)
 

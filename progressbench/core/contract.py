@@ -1,0 +1,83 @@
+"""The client face of the transport contract and the registry entry, free of any service code.
+
+This is the part of :mod:`progressbench.transports.types` that the session
+driver, the Locust bridge and the ledger need: what a phone asks for
+(:class:`JobRequest`), where and how it connects (:class:`ClientSettings`),
+the :class:`Watcher` that yields :mod:`progressbench.core.events`, and the
+:class:`Transport` registry entry. The server face (routes mounted on the
+services) needs the service kit and lives in ``transports/types.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.events import ClientEvent
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a phone asks for: one job with this shape, as this owner."""
+
+    owner: str
+    shape: JobShape
+    seed: int
+    time_scale: float
+
+    def body(self) -> dict[str, object]:
+        return {
+            "owner": self.owner,
+            "seed": self.seed,
+            "time_scale": self.time_scale,
+            "shape": self.shape.model_dump(mode="json"),
+        }
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where a watcher connects and how it paces itself.
+
+    ``endpoints`` maps a service name (``api`` and any a transport adds) to
+    the base URL the *phone* uses — through its cell's chaos proxy when a
+    fault profile is active.
+    """
+
+    endpoints: dict[str, str]
+    timing: Timing
+    variant: str | None = None
+    options: dict[str, str] = field(default_factory=dict)
+
+
+class Watcher(Protocol):
+    def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]: ...
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A process a transport needs beside the API and workers (a realtime server, a queue).
+
+    The supervisor starts ``python -m <module>`` the way it starts the API
+    (see :mod:`progressbench.kit.runtime`), gives every service the
+    others' URLs in ``ServiceConfig.peers``, and — when ``client_facing`` —
+    puts each phone cell's chaos proxy in front of it; watchers find its URL
+    in ``ClientSettings.endpoints[role]``.
+    """
+
+    role: str
+    module: str
+    client_facing: bool = False
+
+
+@dataclass(frozen=True)
+class Transport:
+    """A registry entry: the transport's name, its two faces, its variants, its services."""
+
+    name: str
+    server: object  # ApiRoutes and/or WorkerRoutes
+    client: Callable[[ClientSettings], Watcher]
+    variants: frozenset[str] = frozenset()
+    summary: str = ""
+    services: tuple[ServiceSpec, ...] = ()

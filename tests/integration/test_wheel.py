@@ -1,0 +1,87 @@
+"""A wheel built from the repository installs one package and runs from any directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import UNIT
+from tests.layout import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=180 * UNIT,
+        capture_output=True,
+    )
+    (found,) = out.glob("progressbench-*.whl")
+    return found
+
+
+def test_wheel_has_exactly_one_top_level_package(wheel: Path) -> None:
+    """Nothing but `progressbench` (and its dist-info) lands in site-packages."""
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"progressbench"}
+    assert "progressbench/transports/sse/client.py" in names
+    assert "progressbench/kit/migrations/001_init.sql" in names
+    assert "progressbench/reports/rules.toml" in names
+
+
+def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path) -> None:
+    """`progressbench run` from the installed wheel, started outside the repository, writes its results."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        timeout=120 * UNIT,
+        capture_output=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(target))
+    where = subprocess.run(
+        [sys.executable, "-c", "import progressbench.transports as t; print(t.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert where.startswith(str(target)), where
+    args = ["run", "--transports", "polling", "--profiles", "clean", "--users", "2", "--jobs-per-user", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "progressbench", *args, "--time-scale", "0.05", "--out", "out"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180 * UNIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    summary = json.loads((elsewhere / "out" / "summary.json").read_text())
+    assert summary["cells"][0]["sessions"] == 2
