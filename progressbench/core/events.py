@@ -16,7 +16,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ResumeOutcome = Literal["replayed-complete", "gap-flagged", "silent-gap", "duplicate-replay"]
+ResumeOutcome = Literal["replayed-complete", "gap-flagged", "silent-gap", "duplicate-replay", "restarted"]
+#: How an event reached the phone: pushed while connected, replayed on resume
+#: (Last-Event-ID), read back by a refetch or a snapshot after a (re)subscribe,
+#: or read by a status poll.
+DeliveryPath = Literal["live", "replay", "refetch", "snapshot", "poll"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +38,19 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """One progress event shown to the user, exactly as the transport delivered it."""
+    """One progress event received, exactly as the transport delivered it.
+
+    Watchers report *every* receipt, repeats included, so the ledger can count
+    duplicates on the wire; ``shown`` says whether the app displayed it
+    (False when the client's own dedupe dropped it), ``path`` how it came.
+    """
 
     job_id: str
     seq: int
     kind: str
     message: str
+    shown: bool = True
+    path: DeliveryPath = "live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +153,9 @@ class Observation(BaseModel):
     seq: int | None = None
     kind: str | None = None
     detail: str | None = None
+    #: progress only: displayed by the app (False: dropped by the client's dedupe), and how it came
+    shown: bool = True
+    path: DeliveryPath | None = None
 
     @classmethod
     def of(cls, event: ClientEvent, wall_ns: int, mono_ns: int) -> Observation:
@@ -149,8 +163,8 @@ class Observation(BaseModel):
         match event:
             case Submitted(job_id=job_id) | Resubmitted(job_id=job_id):
                 fields["job_id"] = job_id
-            case Progress(job_id=job_id, seq=seq, kind=kind, message=message):
-                fields.update(job_id=job_id, seq=seq, kind=kind, detail=message)
+            case Progress(job_id=job_id, seq=seq, kind=kind, message=message, shown=shown, path=path):
+                fields.update(job_id=job_id, seq=seq, kind=kind, detail=message, shown=shown, path=path)
             case Disconnected(reason=reason):
                 fields["detail"] = reason
             case Reconnected(attempt=attempt):
@@ -200,5 +214,9 @@ class SessionRecord(BaseModel):
     outcome: Literal["terminal", "deadline", "error", "interrupted"]
     error: str | None = None
     stall_threshold_s: float
+    #: the run's time scale: durations here are compressed by it (real-time equivalent = value / scale)
+    time_scale: float = 1.0
+    #: the job's planned duration in (compressed) seconds, for time-to-result ratios; None if unknown
+    planned_job_s: float | None = None
     observations: list[Observation] = Field(default_factory=list)
     fault_windows: list[FaultWindow] = Field(default_factory=list)

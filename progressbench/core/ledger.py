@@ -17,22 +17,22 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from progressbench.core.events import Observation, ResumeOutcome, SessionRecord
+from progressbench.core.events import SessionRecord
+from progressbench.core.scoring import (
+    RESUME_OUTCOMES,
+    Commit,
+    classify_resumes,
+    executions,
+    exposed,
+    regressions,
+    resume_times,
+    silent_stall,
+)
+
+__all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
 TERMINAL = frozenset({"done", "failed"})
-#: Observations that tell the user something: news or an error. A session
-#: that gets neither for longer than its stall threshold while its job
-#: commits events is silently stalled.
-_SIGNALS = frozenset({"progress", "disconnected", "gap_flagged", "finding"})
-#: Observations that prove the client got fresh state after a fault.
-_FRESH = frozenset({"progress", "alive"})
-
-RESUME_OUTCOMES: tuple[ResumeOutcome, ...] = (
-    "replayed-complete",
-    "gap-flagged",
-    "silent-gap",
-    "duplicate-replay",
-)
+DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,9 @@ class EventRow:
     duplicate: bool
     out_of_order: bool
     foreign: bool
+    #: schema 2: the app displayed it (False: dropped by the client's dedupe); how it came
+    shown: bool = True
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,20 @@ class SessionRow:
     duplicate_execution: bool
     fault_windows: int
     findings: str
+    # schema 2 (RESULTS.md "Additions"): what the user lived through
+    resume_restarted: int = 0
+    duplicates_wire: int = 0
+    duplicates_shown: int = 0
+    executions: int = 0
+    progress_regressions: int = 0
+    time_to_result_s: float | None = None
+    time_to_result_ratio: float | None = None
+    exposed: bool = False
+    path_live: int = 0
+    path_replay: int = 0
+    path_refetch: int = 0
+    path_snapshot: int = 0
+    path_poll: int = 0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -128,44 +145,65 @@ def _ms(ns: int) -> float:
 
 
 def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[SessionRow, list[EventRow]]:
-    """Score one session against the store. ``truths`` maps job id -> truth."""
-    own_ids = {i for i in [record.job_id, *record.extra_job_ids] if i}
+    """Score one session against the store. ``truths`` maps job id -> truth.
+
+    Delivery is scored against the *primary* job (the one the user asked for
+    first): events of a second job the client made by re-submitting are not
+    deliveries of the first one. The intent-level measures (executions,
+    regressions, time to result, stalls) look at every job of the session,
+    because the user saw them all as one request.
+    """
+    own_ids = [i for i in dict.fromkeys([record.job_id, *record.extra_job_ids]) if i]
+    own = set(own_ids)
     primary = truths.get(record.job_id or "")
     committed = primary.by_seq if primary else {}
-    if record.outcome == "interrupted":
+    cutoff = record.ended_wall_ns if record.outcome == "interrupted" else None
+    if cutoff is not None:
         # The run stopped this phone: what its job did afterwards was never due to it.
-        committed = {s: e for s, e in committed.items() if e.committed_wall_ns <= record.ended_wall_ns}
+        committed = {s: e for s, e in committed.items() if e.committed_wall_ns <= cutoff}
+    commits = [
+        Commit(i, e.seq, e.committed_wall_ns)
+        for i in own_ids
+        if i in truths
+        for e in truths[i].events
+        if cutoff is None or e.committed_wall_ns <= cutoff
+    ]
     obs = sorted(record.observations, key=lambda o: o.mono_ns)
 
     events: list[EventRow] = []
-    seen: set[int] = set()
-    max_seq = 0
-    duplicates = out_of_order = foreign = 0
+    seen: set[tuple[str, int]] = set()
+    max_seq: dict[str, int] = {}
+    dup_wire = dup_shown = out_of_order = foreign = 0
+    paths: Counter[str] = Counter()
     terminal_latency: float | None = None
-    terminal_received = False
+    terminal_wall: int | None = None
+    terminal_mono: int | None = None
     first_event_ms: float | None = None
     for o in obs:
         if o.type != "progress" or o.seq is None:
             continue
-        is_foreign = o.job_id not in own_ids
-        truth = truths.get(o.job_id or "")
+        job = o.job_id or ""
+        is_foreign = job not in own
+        truth = truths.get(job)
         commit = truth.by_seq.get(o.seq) if truth else None
         duplicate = ooo = False
         if is_foreign:
             foreign += 1
-        elif o.seq in seen:
+        elif (job, o.seq) in seen:
             duplicate = True
-            duplicates += 1
+            dup_wire += 1
+            dup_shown += o.shown
         else:
-            seen.add(o.seq)
-            if o.seq < max_seq:
+            seen.add((job, o.seq))
+            paths[o.path or "live"] += 1
+            if o.seq < max_seq.get(job, 0):
                 ooo = True
                 out_of_order += 1
-            max_seq = max(max_seq, o.seq)
+            max_seq[job] = max(max_seq.get(job, 0), o.seq)
             if first_event_ms is None:
                 first_event_ms = _ms(o.mono_ns - record.started_mono_ns)
-            if (o.kind or "") in TERMINAL:
-                terminal_received = True
+            if (o.kind or "") in TERMINAL and terminal_wall is None:
+                terminal_wall, terminal_mono = o.wall_ns, o.mono_ns
                 if commit is not None:
                     terminal_latency = _ms(o.wall_ns - commit.committed_wall_ns)
         latency = _ms(o.wall_ns - commit.committed_wall_ns) if commit is not None and not is_foreign else None
@@ -174,7 +212,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 session_id=record.session_id,
                 transport=record.transport,
                 profile=record.profile,
-                job_id=o.job_id or "",
+                job_id=job,
                 seq=o.seq,
                 kind=o.kind or "",
                 committed_wall_ns=commit.committed_wall_ns if commit else None,
@@ -183,21 +221,28 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 duplicate=duplicate,
                 out_of_order=ooo,
                 foreign=is_foreign,
+                shown=o.shown,
+                path=o.path or "live",
             )
         )
 
-    # Events of the primary job received under another of the session's ids
-    # (a naive re-POST that made a new job) do not count as delivered.
-    received = len(seen & set(committed))
+    primary_id = record.job_id or ""
+    received = len({seq for job, seq in seen if job == primary_id} & set(committed))
     expected = len(committed)
     counts = Counter(o.type for o in obs)
-    outcomes = classify_resumes(obs, committed)
-    stall, longest = silent_stall(record, obs, primary)
+    runs = {i: truths[i].step_runs for i in own_ids if i in truths}
+    reran = [i for i, r in runs.items() if r and r[min(r)] > 1]
+    outcomes = classify_resumes(obs, commits, own_jobs=own, reran=reran)
+    stall, longest = silent_stall(record, obs, commits, until_ns=terminal_wall)
     resume = resume_times(record, obs)
-    dup_exec = bool(primary and primary.ran_twice) or any(
-        sum(t.step_runs.values()) > 0 for i, t in truths.items() if i in own_ids and i != record.job_id
-    )
+    n_exec = executions(runs)
+    dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
     findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
+    scale = record.time_scale or 1.0
+    to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
+    ratio = (
+        None if to_result is None or not record.planned_job_s else to_result / (record.planned_job_s / scale)
+    )
     row = SessionRow(
         session_id=record.session_id,
         transport=record.transport,
@@ -206,7 +251,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         owner=record.owner,
         user_index=record.user_index,
         job_index=record.job_index,
-        job_id=record.job_id or "",
+        job_id=primary_id,
         job_status=primary.status if primary else "unknown",
         outcome=record.outcome,
         error=record.error or "",
@@ -215,13 +260,13 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         events_expected=expected,
         events_received=received,
         lost=expected - received,
-        duplicates=duplicates,
+        duplicates=dup_shown,
         out_of_order=out_of_order,
-        terminal_received=terminal_received,
+        terminal_received=terminal_wall is not None,
         terminal_latency_ms=terminal_latency,
         disconnects=counts["disconnected"],
         reconnects=counts["reconnected"],
-        resumes=counts["resumed"],
+        resumes=sum(outcomes.values()),
         resume_ms=tuple(resume),
         resume_replayed_complete=outcomes["replayed-complete"],
         resume_gap_flagged=outcomes["gap-flagged"],
@@ -233,120 +278,21 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         duplicate_execution=dup_exec,
         fault_windows=len(record.fault_windows),
         findings=";".join(findings),
+        resume_restarted=outcomes["restarted"],
+        duplicates_wire=dup_wire,
+        duplicates_shown=dup_shown,
+        executions=n_exec,
+        progress_regressions=regressions(obs, own),
+        time_to_result_s=None if to_result is None else round(to_result, 3),
+        time_to_result_ratio=None if ratio is None else round(ratio, 3),
+        exposed=exposed(record),
+        path_live=paths["live"],
+        path_replay=paths["replay"],
+        path_refetch=paths["refetch"],
+        path_snapshot=paths["snapshot"],
+        path_poll=paths["poll"],
     )
     return row, events
-
-
-def classify_resumes(obs: Sequence[Observation], committed: Mapping[int, object]) -> Counter[ResumeOutcome]:
-    """Score each reconnect with the taxonomy of reference/peers.md (b).
-
-    For each ``reconnected`` observation, look at the progress events the
-    client got between it and the next disconnect (or the end):
-
-    * an event the client had already seen before the drop -> *duplicate-replay*
-      (it was replayed from too early), whatever else happened;
-    * else, every committed seq above the last one seen before the drop that
-      the store holds, up to the highest seq received in the window, arrived
-      -> *replayed-complete*;
-    * else, if the transport flagged a gap -> *gap-flagged*;
-    * else -> *silent-gap*.
-
-    Only the primary job's events are considered; foreign events are counted
-    elsewhere and never make a resume look good.
-    """
-    result: Counter[ResumeOutcome] = Counter()
-    seen: set[int] = set()
-    i = 0
-    n = len(obs)
-    while i < n:
-        o = obs[i]
-        if o.type == "progress" and o.seq is not None:
-            seen.add(o.seq)
-        if o.type != "reconnected":
-            i += 1
-            continue
-        before = set(seen)
-        last_before = max(before, default=0)
-        window: list[int] = []
-        flagged = False
-        j = i + 1
-        while j < n and obs[j].type != "disconnected":
-            w = obs[j]
-            if w.type == "progress" and w.seq is not None:
-                window.append(w.seq)
-                seen.add(w.seq)
-            elif w.type == "gap_flagged":
-                flagged = True
-            j += 1
-        if any(s in before for s in window):
-            result["duplicate-replay"] += 1
-        else:
-            top = max(window, default=last_before)
-            missing = [s for s in committed if last_before < s <= top and s not in seen]
-            if not missing and window:
-                result["replayed-complete"] += 1
-            elif not window and not any(last_before < s for s in committed):
-                result["replayed-complete"] += 1  # nothing was missed, nothing was due
-            elif flagged:
-                result["gap-flagged"] += 1
-            else:
-                result["silent-gap"] += 1
-        i = j
-    return result
-
-
-def resume_times(record: SessionRecord, obs: Sequence[Observation]) -> list[float]:
-    """Network back (end of each fault window) -> first fresh event or state, in ms.
-
-    A window whose network never came back during the session, or after which
-    nothing fresh arrived, contributes no sample (it shows as loss or stall).
-    """
-    samples: list[float] = []
-    for window in record.fault_windows:
-        if window.end_wall_ns > record.ended_wall_ns:
-            continue
-        after = [o.wall_ns for o in obs if o.type in _FRESH and o.wall_ns >= window.end_wall_ns]
-        if after:
-            samples.append(_ms(min(after) - window.end_wall_ns))
-    return samples
-
-
-def silent_stall(
-    record: SessionRecord, obs: Sequence[Observation], truth: JobTruth | None
-) -> tuple[bool, float]:
-    """Did the job make progress the user heard nothing about for too long?
-
-    For each event the store committed while the session was open, find the
-    first signal (an event or an error) the client got at or after the commit.
-    If that is longer than the session's stall threshold away, the session
-    stalled silently. Returns the verdict and the longest such silence (ms).
-    """
-    if truth is None:
-        return False, 0.0
-    signals = sorted(o.wall_ns for o in obs if o.type in _SIGNALS)
-    end = record.ended_wall_ns
-    # While the client shows an error (after a disconnect, before the
-    # reconnect) its silence is not silent: the user was told.
-    down: list[tuple[int, int]] = []
-    since: int | None = None
-    for o in obs:
-        if o.type == "disconnected" and since is None:
-            since = o.wall_ns
-        elif o.type == "reconnected" and since is not None:
-            down.append((since, o.wall_ns))
-            since = None
-    if since is not None:
-        down.append((since, end))
-    longest = 0.0
-    for event in truth.events:
-        c = event.committed_wall_ns
-        if c < record.started_wall_ns or c >= end:
-            continue
-        if any(a <= c <= b for a, b in down):
-            continue
-        nxt = next((s for s in signals if s >= c), end)
-        longest = max(longest, _ms(nxt - c))
-    return longest > record.stall_threshold_s * 1000.0, longest
 
 
 # --------------------------------------------------------------------------- cells
@@ -412,6 +358,7 @@ def summarize(
             "gap-flagged": sum(s.resume_gap_flagged for s in sessions),
             "silent-gap": sum(s.resume_silent_gap for s in sessions),
             "duplicate-replay": sum(s.resume_duplicate_replay for s in sessions),
+            "restarted": sum(s.resume_restarted for s in sessions),
         },
         "silent_stalls": sum(s.silent_stall for s in sessions),
         "foreign_events": sum(s.foreign_events for s in sessions),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from progressbench.core.events import FaultWindow, Observation, SessionRecord
-from progressbench.core.ledger import CommittedEvent, JobTruth, account, classify_resumes, summarize
+from progressbench.core.ledger import CommittedEvent, JobTruth, account, summarize
+from progressbench.core.scoring import Commit, classify_resumes
 
 JOB = "job-a"
 MS = 1_000_000  # ns
@@ -13,6 +14,11 @@ def truth(n_steps: int = 4, kind: str = "done", runs: dict[int, int] | None = No
     events = [CommittedEvent(s, "step", s * 100 * MS) for s in range(1, n_steps + 1)]
     events.append(CommittedEvent(n_steps + 1, kind, (n_steps + 1) * 100 * MS))
     return JobTruth(JOB, kind, tuple(events), runs or {s: 1 for s in range(1, n_steps + 1)})
+
+
+def commits(t: JobTruth | None = None) -> list[Commit]:
+    t = t or truth()
+    return [Commit(t.job_id, e.seq, e.committed_wall_ns) for e in t.events]
 
 
 def prog(seq: int, at_ms: float, kind: str = "step", job: str = JOB) -> Observation:
@@ -135,7 +141,7 @@ def test_resume_replayed_complete() -> None:
         prog(4, 405),
         prog(5, 505, "done"),
     ]
-    assert classify_resumes(seen, truth().by_seq) == {"replayed-complete": 1}
+    assert classify_resumes(seen, commits()) == {"replayed-complete": 1}
 
 
 def test_resume_silent_gap() -> None:
@@ -147,7 +153,7 @@ def test_resume_silent_gap() -> None:
         prog(4, 405),
         prog(5, 505, "done"),
     ]
-    assert classify_resumes(seen, truth().by_seq) == {"silent-gap": 1}
+    assert classify_resumes(seen, commits()) == {"silent-gap": 1}
 
 
 def test_resume_gap_flagged() -> None:
@@ -159,7 +165,7 @@ def test_resume_gap_flagged() -> None:
         obs("gap_flagged", 351, seq=1),
         prog(4, 405),
     ]
-    assert classify_resumes(seen, truth().by_seq) == {"gap-flagged": 1}
+    assert classify_resumes(seen, commits()) == {"gap-flagged": 1}
 
 
 def test_resume_duplicate_replay() -> None:
@@ -173,7 +179,7 @@ def test_resume_duplicate_replay() -> None:
         prog(2, 352),
         prog(3, 353),
     ]
-    assert classify_resumes(seen, truth().by_seq) == {"duplicate-replay": 1}
+    assert classify_resumes(seen, commits()) == {"duplicate-replay": 1}
 
 
 def test_resume_ms_from_end_of_fault_window() -> None:
@@ -222,3 +228,162 @@ def test_interrupted_session_is_not_charged_for_events_after_it_stopped() -> Non
     row, _ = account(record(in_order()[:2], end_ms=250, outcome="interrupted"), {JOB: truth()})
     assert (row.events_expected, row.events_received, row.lost) == (2, 2, 0)
     assert row.outcome == "interrupted"
+
+
+# ------------------------------------------------------------------ schema 2: what the user lived through
+
+JOB2 = "job-b"
+
+
+def test_flapping_link_without_loss_is_not_a_silent_gap() -> None:
+    """A reconnect dropped again before any event, with nothing due in it, loses nothing."""
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 160),
+        obs("disconnected", 170),  # dropped again before anything was due (step 2 commits at 200)
+        obs("reconnected", 300),
+        prog(2, 301),
+        prog(3, 305),
+        prog(4, 405),
+        prog(5, 505, "done"),
+    ]
+    assert classify_resumes(seen, commits()) == {"replayed-complete": 2}
+    row, _ = account(record(seen), {JOB: truth()})
+    assert row.lost == 0 and row.resume_silent_gap == 0 and row.resumes == 2
+
+
+def test_flap_with_an_event_due_and_never_recovered_is_a_silent_gap() -> None:
+    """An empty window is still charged with what was committed in it and never arrived."""
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 160),
+        obs("disconnected", 250),  # step 2 committed at 200 while connected, never delivered
+        obs("reconnected", 300),
+        prog(3, 305),
+    ]
+    outcomes = classify_resumes(seen, commits())
+    assert outcomes["silent-gap"] == 2  # both windows skipped step 2
+
+
+def rerun_truths() -> dict[str, JobTruth]:
+    """The naive pattern: job-a ran to the end unobserved, the re-POST made job-b which ran again."""
+    first = truth()
+    second = JobTruth(
+        JOB2,
+        "done",
+        tuple(CommittedEvent(s, "step" if s < 5 else "done", (600 + s * 100) * MS) for s in range(1, 6)),
+        {s: 1 for s in range(1, 5)},
+    )
+    return {JOB: first, JOB2: second}
+
+
+def naive_rerun() -> list[Observation]:
+    return [
+        prog(1, 105),
+        prog(2, 205),
+        obs("disconnected", 250, detail="reset"),
+        obs("resubmitted", 600, job_id=JOB2),
+        obs("connected", 601),
+        prog(1, 705, job=JOB2),
+        prog(2, 805, job=JOB2),
+        prog(3, 905, job=JOB2),
+        prog(4, 1005, job=JOB2),
+        prog(5, 1105, "done", job=JOB2),
+    ]
+
+
+def test_naive_repost_is_a_second_execution_not_a_replay() -> None:
+    """A re-POST that reran the work: two executions, a regression, and the first job's events lost."""
+    record_ = record(naive_rerun(), end_ms=1200, extra_job_ids=[JOB2])
+    row, _ = account(record_, rerun_truths())
+    assert row.executions == 2 and row.duplicate_execution
+    assert row.progress_regressions == 1  # the bar went from step 2 back to step 1
+    assert row.events_expected == 5 and row.events_received == 2 and row.lost == 3
+    assert row.terminal_received
+
+
+def test_rerun_after_reconnect_is_classified_restarted() -> None:
+    """A reconnect whose stream starts the job again from its first step is `restarted`."""
+    seen = [
+        prog(1, 105),
+        prog(2, 205),
+        obs("disconnected", 250),
+        obs("reconnected", 350),
+        prog(1, 451),
+        prog(2, 552),
+    ]
+    reran = truth(runs={1: 2, 2: 2, 3: 1, 4: 1})
+    assert classify_resumes(seen, commits(reran), reran=[JOB]) == {"restarted": 1}
+    row, _ = account(record(seen, outcome="deadline"), {JOB: reran})
+    assert row.resume_restarted == 1 and row.resumes == 1 and row.resume_duplicate_replay == 0
+
+
+def test_stall_sees_a_rerun_that_commits_nothing_new() -> None:
+    """Work going on (job-b re-committing steps already shown) with a frozen screen is a silent stall."""
+    seen = [
+        prog(1, 105),
+        prog(2, 205),
+        prog(3, 305),
+        prog(4, 405),
+        obs("resubmitted", 450, job_id=JOB2),
+        obs("connected", 451),
+        # job-b commits steps 1..4 at 700..1000 and they arrive, but nothing beyond step 4 is new
+        prog(1, 705, job=JOB2),
+        prog(2, 805, job=JOB2),
+        prog(3, 905, job=JOB2),
+        prog(4, 1005, job=JOB2),
+    ]
+    truths = rerun_truths()
+    # job-a was abandoned when its stream dropped: it committed steps 1..4 and nothing after
+    truths[JOB] = JobTruth(JOB, "interrupted", truths[JOB].events[:4], {s: 1 for s in range(1, 5)})
+    row, _ = account(record(seen, end_ms=1090, outcome="deadline", extra_job_ids=[JOB2]), truths)
+    assert row.silent_stall and row.longest_silence_ms >= 300
+
+
+def test_a_quiet_job_is_not_a_stall() -> None:
+    """A long step that commits nothing leaves the screen still, but nothing is hidden from the user."""
+    slow = JobTruth(
+        JOB, "done", (CommittedEvent(1, "step", 100 * MS), CommittedEvent(2, "done", 900 * MS)), {1: 1}
+    )
+    seen = [prog(1, 105), prog(2, 905, "done")]
+    row, _ = account(record(seen), {JOB: slow})
+    assert not row.silent_stall
+
+
+def test_wire_duplicates_are_counted_apart_from_shown_ones() -> None:
+    """A repeat the client's dedupe dropped counts on the wire, not on the screen."""
+    seen = in_order()
+    dropped = prog(2, 250).model_copy(update={"shown": False})
+    shown_twice = prog(3, 350)
+    seen[3:3] = [dropped, shown_twice]
+    row, events = account(record(seen), {JOB: truth()})
+    assert (row.duplicates_wire, row.duplicates_shown, row.duplicates) == (2, 1, 1)
+    assert row.events_received == 5
+    assert [e.shown for e in events if e.duplicate] == [False, True]
+
+
+def test_exposure_is_overlap_with_a_fault_window() -> None:
+    """A session is exposed when one of its cell's fault windows overlapped its lifetime."""
+    during = FaultWindow(kind="tunnel", start_wall_ns=150 * MS, end_wall_ns=450 * MS)
+    after = FaultWindow(kind="tunnel", start_wall_ns=2000 * MS, end_wall_ns=2500 * MS)
+    hit, _ = account(record(in_order(), fault_windows=[during]), {JOB: truth()})
+    missed, _ = account(record(in_order(), fault_windows=[after]), {JOB: truth()})
+    assert hit.exposed and not missed.exposed
+
+
+def test_time_to_result_is_in_real_time_equivalent_seconds() -> None:
+    """First request -> terminal event, divided by the time scale, and over the job's planned duration."""
+    row, _ = account(record(in_order(), time_scale=0.1, planned_job_s=0.25), {JOB: truth()})
+    assert row.time_to_result_s == 5.05  # 505 ms compressed at scale 0.1
+    assert row.time_to_result_ratio == 2.02  # against a 2.5 s (real-time) job
+
+
+def test_delivery_paths_count_first_receipts() -> None:
+    """Each event counts once, under the path it first arrived by."""
+    seen = in_order()
+    seen[1] = seen[1].model_copy(update={"path": "refetch"})
+    seen.append(prog(2, 600).model_copy(update={"path": "live"}))
+    row, _ = account(record(seen), {JOB: truth()})
+    assert (row.path_live, row.path_refetch) == (4, 1)
