@@ -36,6 +36,8 @@ REQUIRED_SETTINGS = (
     "cloudflare.do.gb_per_object",
     "cloudflare.do.ws_messages_per_request",
 )
+#: ...of which these may be 0 (the model divides by or rounds to the others).
+MAY_BE_ZERO = frozenset({"cloud_run.idle_tail_s", "cloud_run.min_instances"})
 
 
 #: a finite number ≥ 0 (TOML can spell inf and nan; a price cannot be either)
@@ -130,6 +132,9 @@ class PriceBook(BaseModel):
         missing = [k for k in REQUIRED_SETTINGS if k not in self.setting]
         if missing:
             raise ValueError(f"missing setting(s): {', '.join(missing)}")
+        zero = [k for k in REQUIRED_SETTINGS if k not in MAY_BE_ZERO and self.setting[k].value == 0]
+        if zero:
+            raise ValueError(f"setting(s) must be > 0: {', '.join(zero)}")
         return self
 
     def value(self, key: str) -> float:
