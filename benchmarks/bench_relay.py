@@ -13,7 +13,7 @@ worker, queue, rooms; no chaos proxy) and measures:
   - 1 room × 1,000 sockets (the cap raised, as hibernation would allow).
 
   Sockets are ``websockets`` clients in this process; the room server is
-  the real ``progressbench.transports.relay.rooms`` process.
+  the real ``progressbench.transports.relay.rooms.service`` process.
 * **queue throughput** — ``TASKS`` tasks created through the queue's
   CreateTask API, pushed to a no-op HTTP sink in this process (answers
   ``204``), with Cloud Tasks' default limits (500 dispatches/s, burst 100,
@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from progressbench.transports.relay.rooms import ROOMS_CONFIG_ENV
+from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV
 from websockets.asyncio.client import ClientConnection, connect
 
 from progressbench.app.supervisor import Stack, StackSettings

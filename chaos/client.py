@@ -27,6 +27,10 @@ calls in a worker thread, for asyncio code). Underneath it is the
 
 Use :meth:`ProxyControl.toxic` to apply a toxic for a block: it removes the
 toxic in ``finally``, even when the block fails.
+
+The values it sends and returns (:class:`ToxicSpec`, :class:`ProxyInfo`, ...)
+are the proxy server's own, from :mod:`progressbench.chaos.proxy.model`, and
+are re-exported here for callers.
 """
 
 from __future__ import annotations
@@ -37,20 +41,19 @@ import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import requests
 import toxiproxy.api as _toxiproxy_api
 import toxiproxy.exceptions as _toxiproxy_errors
+from progressbench.chaos.proxy.model import ProxyInfo, ProxySpec, Stream, ToxicInfo, ToxicPatch, ToxicSpec
 from toxiproxy.api import APIConsumer
 from toxiproxy.server import Toxiproxy
 
 from progressbench.core.errors import ChaosError, UnsupportedToxic
 
 T = TypeVar("T")
-Stream = Literal["upstream", "downstream"]
 
 DEFAULT_URL = "http://127.0.0.1:8474"
 DEFAULT_TIMEOUT = 10.0
@@ -58,82 +61,6 @@ MOBILE_TOXICS = frozenset({"blackhole", "idle_timeout", "pause_reader"})
 
 # toxiproxy-python keeps its endpoint in class attributes: one lock for the process.
 _CONSUMER_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ToxicSpec:
-    """A toxic to add. ``name`` defaults to ``<type>_<stream>`` on the server."""
-
-    type: str
-    stream: Stream = "downstream"
-    attributes: Mapping[str, int] = field(default_factory=dict)
-    toxicity: float = 1.0
-    name: str | None = None
-
-    @property
-    def resolved_name(self) -> str:
-        return self.name or f"{self.type}_{self.stream}"
-
-    def body(self) -> dict[str, object]:
-        return {
-            "name": self.resolved_name,
-            "type": self.type,
-            "stream": self.stream,
-            "toxicity": self.toxicity,
-            "attributes": dict(self.attributes),
-        }
-
-
-@dataclass(frozen=True)
-class ToxicInfo:
-    """A toxic as the server reports it."""
-
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    attributes: Mapping[str, int]
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ToxicInfo:
-        return cls(
-            name=str(data["name"]),
-            type=str(data["type"]),
-            stream=str(data["stream"]),
-            toxicity=float(data["toxicity"]),
-            attributes={str(k): int(v) for k, v in dict(data.get("attributes") or {}).items()},
-        )
-
-
-@dataclass(frozen=True)
-class ProxyInfo:
-    """A proxy as the server reports it, with its resolved listen address split out."""
-
-    name: str
-    listen: str
-    upstream: str
-    enabled: bool
-    host: str
-    port: int
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ProxyInfo:
-        listen = str(data["listen"])
-        host, _, port = listen.rpartition(":")
-        return cls(
-            name=str(data["name"]),
-            listen=listen,
-            upstream=str(data["upstream"]),
-            enabled=bool(data["enabled"]),
-            host=host.strip("[]"),
-            port=int(port) if port.isdigit() else 0,
-        )
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where clients connect (``0.0.0.0``/``::`` listeners are reached on loopback)."""
-        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return host, self.port
 
 
 class _TimeoutRequests:
@@ -286,7 +213,7 @@ class ProxyControl:
         self, name: str, upstream: str, listen: str = "127.0.0.1:0", *, enabled: bool = True
     ) -> ProxyInfo:
         """Create a proxy; ``listen`` port 0 gets an ephemeral port (see ``ProxyInfo.port``)."""
-        body = {"name": name, "upstream": upstream, "listen": listen, "enabled": enabled}
+        body = ProxySpec(name, listen, upstream, enabled).to_json()
         data = self._post(f"create proxy {name!r}", "/proxies", body, 201)
         return ProxyInfo.from_json(data)
 
@@ -299,9 +226,10 @@ class ProxyControl:
         data = self._post(what, _path("proxies", name), {"enabled": enabled}, 200)
         return ProxyInfo.from_json(data)
 
-    def populate(self, proxies: Sequence[Mapping[str, object]]) -> list[ProxyInfo]:
+    def populate(self, proxies: Sequence[ProxySpec | Mapping[str, object]]) -> list[ProxyInfo]:
         """Server-side ``/populate``: create or replace proxies; unchanged ones keep state."""
-        data = self._post("populate", "/populate", list(proxies), 201)
+        body = [p.to_json() if isinstance(p, ProxySpec) else dict(p) for p in proxies]
+        data = self._post("populate", "/populate", body, 201)
         return [ProxyInfo.from_json(p) for p in (data or {}).get("proxies") or []]
 
     # -- toxics --------------------------------------------------------------------------
@@ -314,7 +242,7 @@ class ProxyControl:
         """Add a toxic; :class:`UnsupportedToxic` if the server does not know its type."""
         what = f"add {spec.type} toxic {spec.resolved_name!r} to {proxy!r}"
         try:
-            data = self._post(what, _path("proxies", proxy, "toxics"), spec.body(), 200)
+            data = self._post(what, _path("proxies", proxy, "toxics"), spec.to_json(), 200)
         except ChaosError as exc:
             if "invalid toxic type" in str(exc):
                 raise UnsupportedToxic(self._unsupported_message(spec.type)) from None
@@ -330,11 +258,7 @@ class ProxyControl:
         toxicity: float | None = None,
     ) -> ToxicInfo:
         """Change attributes (merged) and/or toxicity; live connections pick them up."""
-        body: dict[str, object] = {}
-        if attributes is not None:
-            body["attributes"] = dict(attributes)
-        if toxicity is not None:
-            body["toxicity"] = toxicity
+        body = ToxicPatch(attributes or {}, toxicity).to_json()
         what = f"update toxic {name!r} of {proxy!r}"
         # toxiproxy-python has no PATCH; Toxiproxy serves the deprecated POST alike.
         data = self._post(what, _path("proxies", proxy, "toxics", name), body, 200)
@@ -440,7 +364,7 @@ class AsyncProxyControl:
     async def set_enabled(self, name: str, enabled: bool) -> ProxyInfo:
         return await asyncio.to_thread(self.sync.set_enabled, name, enabled)
 
-    async def populate(self, proxies: Sequence[Mapping[str, object]]) -> list[ProxyInfo]:
+    async def populate(self, proxies: Sequence[ProxySpec | Mapping[str, object]]) -> list[ProxyInfo]:
         return await asyncio.to_thread(self.sync.populate, proxies)
 
     async def toxics(self, proxy: str) -> list[ToxicInfo]:
@@ -492,6 +416,7 @@ __all__ = [
     "AsyncProxyControl",
     "ProxyControl",
     "ProxyInfo",
+    "ProxySpec",
     "Stream",
     "ToxicInfo",
     "ToxicSpec",

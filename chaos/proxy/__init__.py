@@ -7,8 +7,10 @@ Drive it through :mod:`progressbench.chaos.client`, the project's one adapter.
 
 Layout: ``api`` (HTTP routes) → ``collection``/``proxy`` (state) →
 ``connection``/``link``/``endpoint`` (sockets, chains) → ``toxics`` (pure
-stream transforms behind ``stub``, with an injectable clock). The server
-and its web stack load on first use, so the toxics import without them.
+stream transforms behind ``stub``, with an injectable clock), imports
+pointing down only (an import contract in ``pyproject.toml``). ``model``
+holds the API's values, shared with the client adapter. The server and its
+web stack load on first use, so the toxics and ``model`` import without them.
 """
 
 from __future__ import annotations

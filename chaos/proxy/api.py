@@ -22,9 +22,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 from progressbench.chaos.proxy import codec
-from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.collection import ProxyCollection
 from progressbench.chaos.proxy.metrics import ProxyMetrics
+from progressbench.chaos.proxy.model import ProxySpec
 from progressbench.chaos.proxy.proxy import encode_entry
 from starlette.applications import Starlette
 from starlette.middleware import Middleware

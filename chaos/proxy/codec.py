@@ -1,9 +1,11 @@
 """The HTTP API's JSON, in and out, byte-compatible with Toxiproxy 2.12 where it matters.
 
-Pure functions, no I/O. Decoding follows Go's ``encoding/json`` the way
-Toxiproxy uses it: only the first JSON value of a body is read, object keys
-match case-insensitively, ``null`` leaves a field at its default, unknown
-keys are ignored, and a wrong type is a 400 whose text names the Go field
+Pure functions, no I/O. Request bodies decode into the values of
+:mod:`progressbench.chaos.proxy.model` (shared with the client adapter).
+Decoding follows Go's ``encoding/json`` the way Toxiproxy uses it: only
+the first JSON value of a body is read, object keys match
+case-insensitively, ``null`` leaves a field at its default, unknown keys
+are ignored, and a wrong type is a 400 whose text names the Go field
 (``json: cannot unmarshal string into Go struct field
 LatencyToxic.attributes.latency of type int64``). Syntax-error texts are
 close to Go's but not identical.
@@ -19,9 +21,9 @@ import dataclasses
 import json
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 
+from progressbench.chaos.proxy.model import ProxySpec, ToxicPatch, ToxicSpec
 from progressbench.chaos.proxy.toxics import Toxic, ToxicKind
 
 # -- errors ---------------------------------------------------------------------
@@ -169,16 +171,6 @@ def _int64(value: object, field: str, go_type: str) -> int:
 # -- proxies ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ProxySpec:
-    """A proxy as a client describes it (create, update, populate)."""
-
-    name: str
-    listen: str
-    upstream: str
-    enabled: bool | None = None
-
-
 def decode_proxy(body: bytes, defaults: ProxySpec) -> ProxySpec:
     """A create or update body over ``defaults`` (missing fields keep the default)."""
     obj = _object(parse_body(body), "toxiproxy.Proxy")
@@ -214,25 +206,6 @@ def decode_populate(body: bytes) -> list[ProxySpec]:
 
 
 # -- toxics ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToxicSpec:
-    """A toxic-create body before its type is known (attributes still raw)."""
-
-    name: str
-    type: str
-    stream: str
-    toxicity: float
-    attributes: Mapping[str, object]
-
-
-@dataclass(frozen=True)
-class ToxicPatch:
-    """A toxic-update body: new attribute values (raw) and/or a new toxicity."""
-
-    attributes: Mapping[str, object]
-    toxicity: float | None
 
 
 def _attributes(obj: Mapping[str, object]) -> Mapping[str, object]:

@@ -12,8 +12,9 @@ import random
 from collections.abc import Callable
 
 from progressbench.chaos.proxy import codec
-from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.connection import Connection
+from progressbench.chaos.proxy.model import ProxySpec
 from progressbench.chaos.proxy.proxy import AlreadyStarted, Proxy, resolve_listen
 from progressbench.chaos.proxy.types import Clock
 

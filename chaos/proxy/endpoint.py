@@ -20,10 +20,9 @@ import asyncio
 import socket
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
-if TYPE_CHECKING:
-    from progressbench.chaos.proxy.link import Link
+from progressbench.chaos.proxy.types import Inbound, SourceGate
 
 SETUP: Final = "setup"
 BACKPRESSURE: Final = "backpressure"
@@ -45,8 +44,10 @@ class Endpoint(asyncio.Protocol):
     ) -> None:
         self.role = role
         self.transport: asyncio.Transport | None = None
-        self.inbound: Link | None = None
-        self.outbound: Link | None = None
+        #: The link this endpoint is the source of (what it reads goes there).
+        self.inbound: Inbound | None = None
+        #: The link writing into this endpoint (its source waits while our write buffer is full).
+        self.outbound: SourceGate | None = None
         self.on_lost: Callable[[], None] | None = None
         self.lost = False
         self.eof = False
@@ -86,11 +87,11 @@ class Endpoint(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.outbound is not None:
-            self.outbound.source.hold(BACKPRESSURE)
+            self.outbound.hold_source(BACKPRESSURE)
 
     def resume_writing(self) -> None:
         if self.outbound is not None:
-            self.outbound.source.release(BACKPRESSURE)
+            self.outbound.release_source(BACKPRESSURE)
 
     # -- reading control --------------------------------------------------
 

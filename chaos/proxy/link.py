@@ -149,7 +149,12 @@ class Stage:
 
 
 class Link:
-    """One direction of a connection. Implements :class:`~progressbench.chaos.proxy.types.LinkControl`."""
+    """One direction of a connection.
+
+    Implements :class:`~progressbench.chaos.proxy.types.LinkControl` for its
+    toxics, and :class:`~progressbench.chaos.proxy.types.Inbound` and
+    :class:`~progressbench.chaos.proxy.types.SourceGate` for its two endpoints.
+    """
 
     def __init__(self, host: LinkHost, direction: Direction, source: Endpoint, dest: Endpoint) -> None:
         self.host = host

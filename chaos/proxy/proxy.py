@@ -24,10 +24,11 @@ from collections.abc import Callable
 from progressbench.chaos.proxy import codec
 from progressbench.chaos.proxy.address import AddressError, ListenError, bind_listener, listen_string
 from progressbench.chaos.proxy.address import resolve_listen as _resolve_listen
-from progressbench.chaos.proxy.codec import ApiError, ProxySpec, ToxicPatch, ToxicSpec
+from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.connection import Connection
 from progressbench.chaos.proxy.endpoint import Endpoint
 from progressbench.chaos.proxy.entry import ToxicEntry
+from progressbench.chaos.proxy.model import ProxySpec, ToxicPatch, ToxicSpec
 from progressbench.chaos.proxy.toxics import REGISTRY
 from progressbench.chaos.proxy.types import Clock, Direction
 
@@ -163,7 +164,7 @@ class Proxy:
         kind = REGISTRY.get(spec.type)
         if kind is None:
             raise codec.invalid_toxic_type()
-        name = spec.name or f"{spec.type}_{spec.stream}"
+        name = spec.resolved_name
         if self.find_toxic(name) is not None:
             raise codec.toxic_exists()
         toxic = codec.apply_attributes(kind, kind.factory(), spec.attributes)

@@ -26,9 +26,10 @@ from progressbench.chaos.proxy import codec
 from progressbench.chaos.proxy.address import join_host_port
 from progressbench.chaos.proxy.api import ToxiproxyApi
 from progressbench.chaos.proxy.clock import LoopClock
-from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.collection import ProxyCollection
 from progressbench.chaos.proxy.metrics import ProxyMetrics
+from progressbench.chaos.proxy.model import ProxySpec
 from progressbench.chaos.proxy.types import Clock
 
 from progressbench.core.errors import ConfigError

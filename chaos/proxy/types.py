@@ -1,4 +1,4 @@
-"""The data plane's shared vocabulary: directions, chunks, outlets, clocks.
+"""The data plane's shared vocabulary: directions, chunks, outlets, clocks, what a link offers.
 
 A *link* carries one direction of one proxied TCP connection. Bytes read
 from its source socket become :class:`Chunk` values stamped with the clock
@@ -75,14 +75,31 @@ class Clock(Protocol):
     def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle: ...
 
 
-class LinkControl(Protocol):
-    """The few things a toxic may ask of the connection around it (kept off the data path)."""
+class Inbound(Protocol):
+    """The link an endpoint reads for: every read, and then end-of-stream, goes in here.
+
+    Endpoints know links only through this and :class:`SourceGate`, so that
+    ``endpoint`` sits below ``link`` with no import back up (a contract in
+    ``pyproject.toml`` keeps it so).
+    """
+
+    def feed(self, data: bytes) -> None: ...
+
+    def feed_eof(self) -> None: ...
+
+
+class SourceGate(Protocol):
+    """Holds on a link's source socket: keyed, reading resumes once no key is held."""
 
     def hold_source(self, key: object) -> None:
         """Stop reading this link's source socket until :meth:`release_source` with ``key``."""
 
     def release_source(self, key: object) -> None:
         """Undo :meth:`hold_source` for ``key``; reading resumes when nothing else holds it."""
+
+
+class LinkControl(SourceGate, Protocol):
+    """The few things a toxic may ask of the connection around it (kept off the data path)."""
 
     def silence(self) -> None:
         """Blackhole the whole connection for good: no byte, FIN or RST leaves it again."""

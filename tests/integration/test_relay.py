@@ -14,7 +14,7 @@ import jwt
 import psycopg
 import pytest
 from progressbench.transports.relay.client import RelayWatcher
-from progressbench.transports.relay.oidc import SigningKey, id_token_claims
+from progressbench.transports.relay.queue.oidc import SigningKey, id_token_claims
 from progressbench.transports.relay.server import RUN_PATH
 from progressbench.transports.types import ClientSettings, JobRequest
 from websockets.asyncio.client import connect

@@ -60,3 +60,19 @@ def test_import_contract_catches_an_upward_import(tmp_path: Path) -> None:
     result = _lint(tree)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")
+def test_import_contract_catches_the_proxy_endpoint_importing_its_link(tmp_path: Path) -> None:
+    """The endpoint ↔ link loop cannot come back, not even as a type-checking-only import."""
+    tree = assemble(tmp_path)
+    endpoint = tree / "progressbench" / "chaos" / "proxy" / "endpoint.py"
+    loop = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from progressbench.chaos.proxy.link import Link\n"
+    )
+    endpoint.write_text(endpoint.read_text() + loop)
+    result = _lint(tree)
+    assert result.returncode != 0
+    assert "Inside the chaos proxy, imports point down" in result.stdout and "BROKEN" in result.stdout

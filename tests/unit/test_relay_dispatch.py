@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from progressbench.transports.relay.dispatcher import Dispatcher, QueueMeters
-from progressbench.transports.relay.oidc import SigningKey, verify
-from progressbench.transports.relay.retry import QueueConfig, backoff_s
-from progressbench.transports.relay.tasks import TaskRow
+from progressbench.transports.relay.queue.dispatcher import Dispatcher, QueueMeters
+from progressbench.transports.relay.queue.oidc import SigningKey, verify
+from progressbench.transports.relay.queue.retry import QueueConfig, backoff_s
+from progressbench.transports.relay.queue.tasks import TaskRow
 from prometheus_client import CollectorRegistry
 
 from progressbench.core.config import Timing

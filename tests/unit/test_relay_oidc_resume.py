@@ -7,9 +7,9 @@ import uuid
 
 import jwt
 import pytest
-from progressbench.transports.relay.oidc import OidcRejected, SigningKey, id_token_claims, verify
+from progressbench.transports.relay.queue.oidc import OidcRejected, SigningKey, id_token_claims, verify
 from progressbench.transports.relay.resume import SeqTracker, reconnect_delay
-from progressbench.transports.relay.rooms import join_verdict
+from progressbench.transports.relay.rooms.policy import join_verdict
 
 from progressbench.core import tokens
 

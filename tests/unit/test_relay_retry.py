@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from progressbench.transports.relay.retry import (
+from progressbench.transports.relay.queue.retry import (
     QueueConfig,
     ScaledRetry,
     TokenBucket,

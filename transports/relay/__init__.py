@@ -11,8 +11,8 @@ TRANSPORT = Transport(
     variants=frozenset({ACK_AT_END}),
     summary="queue push with OIDC (ACK 202, or at the end), steps published to a room per job",
     services=(
-        ServiceSpec(role="queue", module="progressbench.transports.relay.queue_service", client_facing=False),
-        ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms", client_facing=True),
+        ServiceSpec(role="queue", module="progressbench.transports.relay.queue.service", client_facing=False),
+        ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
 )
 

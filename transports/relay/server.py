@@ -8,7 +8,7 @@
 * API ``GET /relay/jobs/{id}/events?after=N`` (bearer job token, 401/404 like
   polling) is the snapshot a phone fetches on every (re)connect.
 * Worker ``POST /relay/tasks/run`` is the push target. It checks the OIDC
-  token (:mod:`progressbench.transports.relay.oidc`; ``aud`` must be ``peers["worker"]``,
+  token (:mod:`progressbench.transports.relay.queue.oidc`; ``aud`` must be ``peers["worker"]``,
   the worker *service* URL the queue pushes to, whichever instance or proxy
   the bytes cross), then, by the task's ``ack``:
 
@@ -40,7 +40,7 @@ from typing import Any, Literal
 import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from progressbench.transports.relay.oidc import JwksCache, OidcRejected, bearer, verify
+from progressbench.transports.relay.queue.oidc import JwksCache, OidcRejected, bearer, verify
 from prometheus_client import Counter
 
 from progressbench.kit.context import CreateJob, ServiceContext

@@ -1,5 +1,5 @@
 -- The relay transport's task queue (Cloud Tasks semantics) and its OIDC signing keys.
--- Only transports/relay/tasks.py reads or writes these tables; jobs and
+-- Only transports/relay/queue/tasks.py reads or writes these tables; jobs and
 -- job_events stay the Store's.
 
 CREATE TABLE relay_tasks (

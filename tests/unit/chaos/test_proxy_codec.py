@@ -6,7 +6,8 @@ import json
 
 import pytest
 from progressbench.chaos.proxy import codec
-from progressbench.chaos.proxy.codec import ApiError, ProxySpec
+from progressbench.chaos.proxy.codec import ApiError
+from progressbench.chaos.proxy.model import ProxySpec
 from progressbench.chaos.proxy.toxics import REGISTRY
 from progressbench.chaos.proxy.toxics.latency import LatencyToxic
 

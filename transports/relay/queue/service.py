@@ -1,4 +1,4 @@
-"""The queue service process: ``python -m progressbench.transports.relay.queue_service`` (role ``queue``).
+"""The queue service process: ``python -m progressbench.transports.relay.queue.service`` (role ``queue``).
 
 A Cloud-Tasks-style queue behind one internal URL (``peers["queue"]``):
 
@@ -9,9 +9,9 @@ A Cloud-Tasks-style queue behind one internal URL (``peers["queue"]``):
 * ``GET /healthz``, ``GET /metrics`` — for the supervisor.
 
 At start it generates its RSA signing key (recorded in ``relay_signing_keys``)
-and starts the :class:`~progressbench.transports.relay.dispatcher.Dispatcher`. Queue
+and starts the :class:`~progressbench.transports.relay.queue.dispatcher.Dispatcher`. Queue
 settings default to Cloud Tasks' and can be overridden with the JSON of a
-:class:`~progressbench.transports.relay.retry.QueueConfig` in ``PROGRESSBENCH_RELAY_QUEUE``
+:class:`~progressbench.transports.relay.queue.retry.QueueConfig` in ``PROGRESSBENCH_RELAY_QUEUE``
 (read once, here).
 
 Shutdown story: SIGTERM stops the dispatcher at once (attempts in flight are
@@ -31,10 +31,10 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
-from progressbench.transports.relay.dispatcher import Dispatcher, QueueMeters
-from progressbench.transports.relay.oidc import SigningKey, jwks
-from progressbench.transports.relay.retry import QueueConfig
-from progressbench.transports.relay.tasks import TaskTable
+from progressbench.transports.relay.queue.dispatcher import Dispatcher, QueueMeters
+from progressbench.transports.relay.queue.oidc import SigningKey, jwks
+from progressbench.transports.relay.queue.retry import QueueConfig
+from progressbench.transports.relay.queue.tasks import TaskTable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from progressbench.core import tokens

@@ -6,8 +6,8 @@ or a crashed one never lose a task), waits for the rate limiter
 (``max_concurrent_dispatches``) and POSTs the task's body to its URL with a
 fresh OIDC token and the ``X-CloudTasks-*`` headers. 2xx deletes (here:
 finishes) the task; anything else, no response, or the dispatch deadline
-schedules the next attempt with :func:`progressbench.transports.relay.retry.next_delay`
-until :func:`~progressbench.transports.relay.retry.gives_up`. The target is never told to
+schedules the next attempt with :func:`progressbench.transports.relay.queue.retry.next_delay`
+until :func:`~progressbench.transports.relay.queue.retry.gives_up`. The target is never told to
 stop: a deadline only ends the queue's wait.
 
 Shutdown story: :meth:`Dispatcher.stop` ends the loop and cancels the
@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from progressbench.transports.relay.oidc import SigningKey, id_token_claims
-from progressbench.transports.relay.retry import (
+from progressbench.transports.relay.queue.oidc import SigningKey, id_token_claims
+from progressbench.transports.relay.queue.retry import (
     SUCCESS,
     QueueConfig,
     TokenBucket,
@@ -35,7 +35,7 @@ from progressbench.transports.relay.retry import (
     parse_retry_after,
     task_headers,
 )
-from progressbench.transports.relay.tasks import TaskRow, TaskTable
+from progressbench.transports.relay.queue.tasks import TaskRow, TaskTable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from progressbench.core.config import Timing

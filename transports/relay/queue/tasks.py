@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from progressbench.transports.relay.oidc import SigningKey
+from progressbench.transports.relay.queue.oidc import SigningKey
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 

@@ -1,6 +1,6 @@
 """The queue's pure parts: Cloud Tasks retry schedule, give-up rule, rate limit, headers.
 
-Sans-I/O: values in, decisions out; the dispatcher (:mod:`progressbench.transports.relay.dispatcher`)
+Sans-I/O: values in, decisions out; the dispatcher (:mod:`progressbench.transports.relay.queue.dispatcher`)
 is the only caller with sockets and clocks, and it calls exactly these
 functions, so the unit tests pin the schedule the dispatcher really uses.
 

@@ -1,0 +1,139 @@
+"""The rooms of one instance: membership, seats under a cap, broadcast of published events.
+
+State lives only here and only in memory, as in a PartyKit room without
+storage: an instance that dies takes its rooms with it, and the phones
+rebuild the picture from the API's snapshot (the database is the truth; a
+room is a doorbell). The admission and publish decisions themselves are
+:mod:`~progressbench.transports.relay.rooms.policy`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from progressbench.transports.relay.rooms.config import RoomsConfig
+from progressbench.transports.relay.rooms.http11 import PublishRequest
+from progressbench.transports.relay.rooms.meters import RoomMeters
+from progressbench.transports.relay.rooms.policy import join_verdict, publish_verdict, room_of
+from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+
+@dataclass
+class RoomHub:
+    """The rooms of one instance: sockets by job id, owners learnt from publishes."""
+
+    secret: str
+    config: RoomsConfig
+    meters: RoomMeters
+    rooms: dict[uuid.UUID, set[ServerConnection]] = field(default_factory=dict)
+    owners: dict[uuid.UUID, str] = field(default_factory=dict)
+    total: int = 0
+    peak: int = 0
+
+    def admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The server's ``process_request``: refuse the join, or reserve its seat and let it in."""
+        room_id = room_of(request.path)
+        occupancy = len(self.rooms.get(room_id, ())) if room_id is not None else 0
+        verdict = join_verdict(
+            self.secret,
+            request.path,
+            self.owners.get(room_id) if room_id else None,
+            occupancy,
+            self.config.max_connections_per_room,
+        )
+        if isinstance(verdict, tuple):
+            status, reason = verdict
+            self.meters.refused.labels(self.meters.service, str(status)).inc()
+            self.meters.base.requests.labels(self.meters.service, "websocket", str(status)).inc()
+            return connection.respond(status, reason + "\n")
+        # Reserve the seat now so concurrent joins cannot overshoot the cap; give it back
+        # when the socket goes, whether or not the handshake ever completed.
+        self._add(verdict, connection)
+        room = verdict
+        connection.connection_lost_waiter.add_done_callback(lambda _: self.remove(room, connection))
+        return None
+
+    def _add(self, room: uuid.UUID, connection: ServerConnection) -> None:
+        self.rooms.setdefault(room, set()).add(connection)
+        self.total += 1
+        self.peak = max(self.peak, self.total)
+        svc = self.meters.service
+        self.meters.open.labels(svc).set(self.total)
+        self.meters.peak.labels(svc).set(self.peak)
+        self.meters.rooms.labels(svc).set(len(self.rooms))
+
+    def remove(self, room: uuid.UUID, connection: ServerConnection) -> None:
+        members = self.rooms.get(room)
+        if members is None or connection not in members:
+            return
+        members.discard(connection)
+        self.total -= 1
+        if not members:
+            del self.rooms[room]
+            self.owners.pop(room, None)
+        svc = self.meters.service
+        self.meters.open.labels(svc).set(self.total)
+        self.meters.rooms.labels(svc).set(len(self.rooms))
+
+    async def handler(self, connection: ServerConnection) -> None:
+        """One member's life in its room: it only listens; what it sends is counted and dropped."""
+        room = room_of(connection.request.path if connection.request else "")
+        assert room is not None  # admit() accepted only room paths
+        svc = self.meters.service
+        self.meters.opened.labels(svc).inc()
+        self.meters.base.requests.labels(svc, "websocket", "101").inc()
+        key = id(connection)
+        self.meters.base.clock.begin(key, time.monotonic())
+        try:
+            async for _ in connection:
+                self.meters.received.labels(svc).inc()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.meters.base.clock.end(key, time.monotonic())
+            self.remove(room, connection)
+
+    def broadcast(self, room: uuid.UUID, event: dict[str, Any]) -> int:
+        members = list(self.rooms.get(room, ()))
+        if not members:
+            return 0
+        text = json.dumps({"type": "event", **event}, separators=(",", ":"))
+        # websockets' broadcast writes one frame to every open member without awaiting:
+        # a slow member's buffer grows, it never holds the others back (no backpressure).
+        open_members = [m for m in members if m.protocol.state is State.OPEN]
+        broadcast(open_members, text)
+        delivered = len(open_members)
+        self.meters.base.messages.labels(self.meters.service, "relay").inc(delivered)
+        self.meters.base.bytes_sent.labels(self.meters.service).inc(delivered * len(text))
+        return delivered
+
+    def publish(self, request: PublishRequest) -> tuple[int, dict[str, Any]]:
+        """An HTTP publish into a room: (status, JSON answer)."""
+        svc = self.meters.service
+        verdict = publish_verdict(self.secret, request.path, request.headers.get("authorization"))
+        if isinstance(verdict, tuple):
+            status, reason = verdict
+            return status, {"detail": reason}
+        room = verdict
+        body = request.body
+        try:
+            event = json.loads(body)
+            seq = int(event["seq"])
+        except (ValueError, KeyError, TypeError):
+            return 400, {"detail": "body must be a JSON event with a seq"}
+        if not isinstance(event, dict):
+            return 400, {"detail": "body must be a JSON object"}
+        owner = event.pop("owner", None)
+        if isinstance(owner, str) and room in self.rooms:
+            self.owners.setdefault(room, owner)
+        self.meters.publishes.labels(svc).inc()
+        self.meters.base.bytes_received.labels(svc).inc(len(body))
+        event["job_id"], event["seq"] = str(room), seq
+        return 200, {"delivered": self.broadcast(room, event)}
