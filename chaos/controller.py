@@ -15,11 +15,10 @@ so a run never leaves a proxy poisoned.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from progressbench.chaos.client import ProxyControl, ToxicSpec
@@ -167,12 +166,3 @@ def validate_against(control: ProxyControl, profiles: Sequence[Profile]) -> None
     for profile in profiles:
         for toxic in sorted(profile.toxic_types):
             control.require(toxic)
-
-
-@contextlib.contextmanager
-def applied(controller: ChaosController) -> Iterator[ChaosController]:
-    controller.start()
-    try:
-        yield controller
-    finally:
-        controller.stop()

@@ -65,7 +65,6 @@ from progressbench.kit.runtime import die_with_parent, inherited_sockets, mark_r
 log = logging.getLogger(__name__)
 
 ROOMS_CONFIG_ENV = "PROGRESSBENCH_RELAY_ROOMS"
-PARTY = "main"
 ROOM_PATH = re.compile(r"^/parties/main/([0-9a-fA-F-]{36})/?$")
 MAX_PUBLISH_BYTES = 64 * 1024
 
