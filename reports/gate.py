@@ -3,9 +3,15 @@
 Rules are TOML (``[[rule]]`` tables). Each names the cells it applies to
 (``transport`` and ``profile``, ``*`` wildcards allowed), a ``metric`` (a
 summary cell field, dotted for nested ones such as ``latency_ms.p95``), an
-operator and a value. A rule whose cells are absent from the results is
-reported as ``not run``, which fails the gate only with ``required = true``:
-a gate must not pass because nothing was measured.
+operator and a value. A metric name that no summary cell has is refused
+when the rules load (a misspelt rule would otherwise compare nothing and
+pass). A rule whose cells are absent from the results is reported as
+``not run``, which fails the gate only with ``required = true``: a gate
+must not pass because nothing was measured.
+
+Rules come from files: ``rules.toml`` here holds the rules for every cell;
+each transport keeps its own beside it, and the app hands the gate all of
+them (this package never imports a transport).
 
 A baseline (another ``summary.json``) adds regression checks per shared
 cell: ratios may not drop, counts of bad things may not rise, latency p95
@@ -23,10 +29,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from progressbench.core.config import describe_validation_error
 from progressbench.core.errors import ConfigError
+from progressbench.core.summary import CellSummary, check_metric
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -50,6 +57,20 @@ class Rule(BaseModel):
     required: bool = False
     why: str = ""
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return check_metric(value)
+
+    @property
+    def profiles(self) -> list[str]:
+        return [self.profile] if isinstance(self.profile, str) else self.profile
+
+    def applies_to(self, transport: str, profile: str) -> bool:
+        return fnmatch.fnmatchcase(transport, self.transport) and any(
+            fnmatch.fnmatchcase(profile, p) for p in self.profiles
+        )
+
 
 class RuleFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -66,16 +87,8 @@ class Verdict:
     note: str = ""
 
 
-def load_rules(path: Path | None) -> list[Rule]:
-    if path is None:
-        text = (resources.files("progressbench.reports") / "rules.toml").read_text()
-        source = "built-in rules"
-    else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"--rules: cannot read {path}: {exc.strerror}") from None
-        source = str(path)
+def parse_rules(text: str, source: str) -> list[Rule]:
+    """Rules from TOML text; ConfigError naming ``source`` and the key for anything wrong."""
     try:
         return RuleFile.model_validate(tomllib.loads(text)).rule
     except tomllib.TOMLDecodeError as exc:
@@ -84,38 +97,41 @@ def load_rules(path: Path | None) -> list[Rule]:
         raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
 
 
-def _get(cell: dict[str, Any], dotted: str) -> Any:
-    value: Any = cell
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def load_rules(path: Path) -> list[Rule]:
+    """A rules file of the user's (``check --rules FILE``)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"--rules: cannot read {path}: {exc.strerror}") from None
+    return parse_rules(text, str(path))
 
 
-def _label(cell: dict[str, Any]) -> str:
-    return f"{cell['transport']} × {cell['profile']}"
+def general_rules() -> list[Rule]:
+    """The built-in rules that hold for every cell, whatever its transport."""
+    text = (resources.files("progressbench.reports") / "rules.toml").read_text()
+    return parse_rules(text, "built-in rules (reports/rules.toml)")
 
 
-def apply_rules(cells: Sequence[dict[str, Any]], rules: Sequence[Rule]) -> list[Verdict]:
+def _number(cell: CellSummary, metric: str) -> float | None:
+    value = cell.lookup(metric)
+    return value if isinstance(value, int | float) else None
+
+
+def apply_rules(cells: Sequence[CellSummary], rules: Sequence[Rule]) -> list[Verdict]:
     verdicts: list[Verdict] = []
     for rule in rules:
         text = f"{rule.metric} {rule.op} {rule.value:g}"
-        profiles = [rule.profile] if isinstance(rule.profile, str) else rule.profile
-        matched = [
-            c
-            for c in cells
-            if fnmatch.fnmatchcase(c["transport"], rule.transport)
-            and any(fnmatch.fnmatchcase(c["profile"], p) for p in profiles)
-        ]
+        matched = [c for c in cells if rule.applies_to(c.transport, c.profile)]
         if not matched:
-            where = f"{rule.transport} × {'|'.join(profiles)}"
+            where = f"{rule.transport} × {'|'.join(rule.profiles)}"
             verdicts.append(Verdict(text, where, None, not rule.required, "not run"))
             continue
         for cell in matched:
-            actual = _get(cell, rule.metric)
+            actual = _number(cell, rule.metric)
             if actual is None:
-                verdicts.append(Verdict(text, _label(cell), None, False, "metric missing (no data)"))
+                verdicts.append(Verdict(text, cell.label, None, False, "metric missing (no data)"))
                 continue
-            verdicts.append(Verdict(text, _label(cell), actual, OPS[rule.op](actual, rule.value), rule.why))
+            verdicts.append(Verdict(text, cell.label, actual, OPS[rule.op](actual, rule.value), rule.why))
     return verdicts
 
 
@@ -131,39 +147,39 @@ LOWER_IS_BETTER = (
 )
 
 
-def compare_baseline(cells: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]]) -> list[Verdict]:
-    base = {(c["transport"], c["profile"]): c for c in baseline}
+def compare_baseline(cells: Sequence[CellSummary], baseline: Sequence[CellSummary]) -> list[Verdict]:
+    base = {(c.transport, c.profile): c for c in baseline}
     verdicts: list[Verdict] = []
     for cell in cells:
-        old = base.get((cell["transport"], cell["profile"]))
+        old = base.get((cell.transport, cell.profile))
         if old is None:
             continue
         for metric in HIGHER_IS_BETTER:
-            new_v, old_v = cell.get(metric), old.get(metric)
+            new_v, old_v = _number(cell, metric), _number(old, metric)
             if new_v is not None and old_v is not None:
                 verdicts.append(
-                    Verdict(f"{metric} ≥ baseline {old_v:g}", _label(cell), new_v, new_v >= old_v - 1e-9)
+                    Verdict(f"{metric} ≥ baseline {old_v:g}", cell.label, new_v, new_v >= old_v - 1e-9)
                 )
         for metric in LOWER_IS_BETTER:
-            new_v, old_v = cell.get(metric), old.get(metric)
+            new_v, old_v = _number(cell, metric), _number(old, metric)
             if new_v is not None and old_v is not None:
                 # counts scale with sessions: compare per session
-                n_new, n_old = max(cell.get("sessions") or 1, 1), max(old.get("sessions") or 1, 1)
+                n_new, n_old = max(cell.sessions, 1), max(old.sessions, 1)
                 verdicts.append(
                     Verdict(
                         f"{metric}/session ≤ baseline {old_v / n_old:.3g}",
-                        _label(cell),
+                        cell.label,
                         round(new_v / n_new, 6),
                         new_v / n_new <= old_v / n_old + 1e-9,
                     )
                 )
-        new_p95, old_p95 = _get(cell, "latency_ms.p95"), _get(old, "latency_ms.p95")
+        new_p95, old_p95 = cell.latency_ms.p95, old.latency_ms.p95
         if new_p95 is not None and old_p95 is not None:
             limit = old_p95 * 1.5 + 5.0
             verdicts.append(
                 Verdict(
                     f"latency_ms.p95 ≤ {limit:.1f} (baseline ×1.5 + 5)",
-                    _label(cell),
+                    cell.label,
                     new_p95,
                     new_p95 <= limit,
                 )

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from progressbench.core.ledger import EventRow, SessionRow
+from progressbench.core.summary import CellSummary, Summary
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("transport", "transport"),
@@ -45,14 +46,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _get(cell: dict[str, Any], dotted: str) -> Any:
-    value: Any = cell
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -62,25 +56,25 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def cell_table(cells: Sequence[dict[str, Any]]) -> list[list[str]]:
-    return [[_fmt(_get(c, key)) for key, _ in COLUMNS] for c in cells]
+def cell_table(cells: Sequence[CellSummary]) -> list[list[str]]:
+    return [[_fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
 
 
-def markdown(summary: dict[str, Any]) -> str:
-    cells = summary.get("cells", [])
+def markdown(summary: Summary) -> str:
+    cells = summary.cells
     head = [label for _, label in COLUMNS]
     lines = [
         "# progressbench report",
         "",
-        f"Run `{summary.get('run_id')}` at {summary.get('created_at')} on commit "
-        f"`{(summary.get('commit') or 'unknown')[:12]}`; "
-        f"{'complete' if summary.get('complete') else '**partial** (interrupted or cut short)'}.",
+        f"Run `{summary.run_id}` at {summary.created_at} on commit "
+        f"`{(summary.commit or 'unknown')[:12]}`; "
+        f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
-    config = summary.get("config", {})
+    config = summary.config
     lines += [
         "",
         f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
@@ -94,33 +88,32 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for c in cells:
-        o = c.get("resume_outcomes", {})
+        o = c.resume_outcomes
         lines.append(
-            f"| {c['transport']} | {c['profile']} | {o.get('replayed-complete', 0)} | "
-            f"{o.get('gap-flagged', 0)} | {o.get('silent-gap', 0)} | {o.get('duplicate-replay', 0)} |"
+            f"| {c.transport} | {c.profile} | {o.replayed_complete} | "
+            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
         )
     lines += ["", "## Findings the clients reported (sessions)", ""]
     for c in cells:
-        found = c.get("findings") or {}
-        text = ", ".join(f"{name} × {n}" for name, n in sorted(found.items())) or "none"
-        lines.append(f"- **{c['transport']} × {c['profile']}**: {text}")
+        text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
+        lines.append(f"- **{c.label}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
     lines += [fault_windows_text(c) for c in cells]
     return "\n".join(lines) + "\n"
 
 
-def fault_windows_text(cell: dict[str, Any]) -> str:
+def fault_windows_text(cell: CellSummary) -> str:
     """One line per cell: each fault, the phone cell it hit, and when (s after the cell began)."""
-    windows = cell.get("fault_windows") or []
-    head = f"- **{cell['transport']} × {cell['profile']}**: "
+    windows = cell.fault_windows
+    head = f"- **{cell.label}**: "
     if not windows:
         return head + "no faults"
     parts = [
-        f"{w['kind']} on {'the stack' if w['cell'] is None else 'phone cell ' + str(w['cell'])} "
-        f"at {w['start_s']:g}s for {w['duration_s']:g}s"
+        f"{w.kind} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
+        f"at {w.start_s:g}s for {w.duration_s:g}s"
         for w in windows
     ]
-    errors = cell.get("chaos_errors") or []
+    errors = cell.chaos_errors
     return head + "; ".join(parts) + (f" — chaos errors: {'; '.join(errors)}" if errors else "")
 
 
@@ -161,12 +154,12 @@ def latency_plot(events: pd.DataFrame) -> str | None:
     return _png(fig)
 
 
-def delivery_plot(cells: Sequence[dict[str, Any]]) -> str | None:
+def delivery_plot(cells: Sequence[CellSummary]) -> str | None:
     """Delivery and terminal ratio as transport × profile heatmaps, each cell annotated."""
     if not cells:
         return None
-    transports = list(dict.fromkeys(c["transport"] for c in cells))
-    profiles = list(dict.fromkeys(c["profile"] for c in cells))
+    transports = list(dict.fromkeys(c.transport for c in cells))
+    profiles = list(dict.fromkeys(c.profile for c in cells))
     width = max(5.0, 0.9 * len(profiles) + 2.0)
     height = max(2.0, 0.42 * len(transports) + 1.2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * width, height), squeeze=False)
@@ -175,9 +168,9 @@ def delivery_plot(cells: Sequence[dict[str, Any]]) -> str | None:
     ):
         grid = [[float("nan")] * len(profiles) for _ in transports]
         for c in cells:
-            value = c.get(key)
-            if value is not None:
-                grid[transports.index(c["transport"])][profiles.index(c["profile"])] = float(value)
+            value = c.lookup(key)
+            if isinstance(value, int | float):
+                grid[transports.index(c.transport)][profiles.index(c.profile)] = float(value)
         image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
         image.cmap.set_bad("#dddddd")
         for i, row in enumerate(grid):
@@ -191,16 +184,16 @@ def delivery_plot(cells: Sequence[dict[str, Any]]) -> str | None:
     return _png(fig)
 
 
-def html_report(summary: dict[str, Any], events: pd.DataFrame) -> str:
-    cells = summary.get("cells", [])
+def html_report(summary: Summary, events: pd.DataFrame) -> str:
+    cells = summary.cells
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in cell_table(cells)
     )
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
     plots = [p for p in (delivery_plot(cells), latency_plot(events)) if p]
     images = "".join(f'<img alt="plot" src="data:image/png;base64,{p}">' for p in plots)
-    status = "complete" if summary.get("complete") else "PARTIAL (interrupted or cut short)"
-    machine = summary.get("machine", {})
+    status = "complete" if summary.complete else "PARTIAL (interrupted or cut short)"
+    machine = summary.machine
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>progressbench report</title>
 <style>
@@ -210,9 +203,9 @@ th{{background:#f3f3f3}} td:nth-child(-n+2){{text-align:left}} img{{display:bloc
 .meta{{color:#666;font-size:13px}}
 </style></head><body>
 <h1>progressbench report</h1>
-<p class="meta">run {html.escape(str(summary.get("run_id")))} · {html.escape(str(summary.get("created_at")))} ·
-commit {html.escape(str(summary.get("commit") or "unknown")[:12])} · {status} ·
-{html.escape(str(machine.get("cpus")))} CPUs, Python {html.escape(str(machine.get("python")))}</p>
+<p class="meta">run {html.escape(summary.run_id)} · {html.escape(summary.created_at)} ·
+commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
+{html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
 events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
@@ -226,7 +219,7 @@ time meters rescaled to real time (reports/costs.py).</p>
 
 def render_reports(
     out: Path,
-    summary: dict[str, Any],
+    summary: Summary,
     sessions: Sequence[SessionRow],
     events: Sequence[EventRow],
 ) -> None:

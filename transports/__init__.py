@@ -1,4 +1,9 @@
-"""The transports, listed explicitly. Nothing outside this package branches on a name."""
+"""The transports, listed explicitly. Nothing outside this package branches on a name.
+
+The registry's order is the default run order (``run`` without
+``--transports`` runs every entry, variants only when asked for). Adding a
+transport: ``README.md`` in this folder.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from progressbench.transports.types import ServiceSpec, Transport
 from progressbench.core.errors import ConfigError
 
 REGISTRY: dict[str, Transport] = {
-    t.name: t for t in (polling.TRANSPORT, sse.NAIVE, sse.RESUMABLE, realtime.TRANSPORT, relay.TRANSPORT)
+    t.name: t for t in (sse.NAIVE, sse.RESUMABLE, realtime.TRANSPORT, relay.TRANSPORT, polling.TRANSPORT)
 }
 
 
@@ -37,9 +42,11 @@ def services_for(specs: Iterable[str] | None = None) -> list[ServiceSpec]:
     return list(found.values())
 
 
+def defaults() -> tuple[str, ...]:
+    """What ``run`` runs when not told: every registered transport, no variant."""
+    return tuple(REGISTRY)
+
+
 def available() -> list[str]:
-    names: list[str] = []
-    for t in REGISTRY.values():
-        names.append(t.name)
-        names.extend(f"{t.name}:{v}" for v in sorted(t.variants))
-    return names
+    """Every name ``--transports`` accepts: each transport and each of its variants."""
+    return [name for t in REGISTRY.values() for name in t.names]

@@ -32,10 +32,11 @@ class BenchResult:
 
 
 def run_bench(config: RunConfig, console: Console) -> BenchResult:
+    from progressbench.app.progress_ui import RichRunView
     from progressbench.app.run import execute
 
-    outcome = execute(config, console)
-    cell = outcome.summary["cells"][0]
+    outcome = execute(config, RichRunView(console))
+    cell = outcome.summary.cells[0]
     submits = sorted(
         o.wall_ns
         for path in (outcome.out / RAW_DIR).glob("*.jsonl")
@@ -49,16 +50,16 @@ def run_bench(config: RunConfig, console: Console) -> BenchResult:
     events = pd.read_csv(outcome.out / "events.csv")
     lat = events[(~events["duplicate"]) & events["latency_ms"].notna()]["latency_ms"].tolist()
     return BenchResult(
-        transport=cell["transport"],
+        transport=cell.transport,
         phones=config.users,
-        sessions=cell["sessions"],
+        sessions=cell.sessions,
         created_per_s=(len(submits) - 1) / span if span else None,
         first_submit_to_last_s=span,
         latency_ms={f"p{q}": percentile(lat, q) for q in (50, 95, 99)},
-        delivery_ratio=cell["delivery_ratio"],
-        terminal_ratio=cell["terminal_ratio"],
+        delivery_ratio=cell.delivery_ratio,
+        terminal_ratio=cell.terminal_ratio,
         api_requests_per_s=(
-            cell["meters"].get("api.pb_requests_total", 0.0) / cell["seconds"] if cell["seconds"] else None
+            cell.meters.get("api.pb_requests_total", 0.0) / cell.seconds if cell.seconds else None
         ),
         out=outcome.out,
     )

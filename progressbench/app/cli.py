@@ -7,31 +7,21 @@ are still written). ``check`` exits 1 when a rule or baseline regressed.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from progressbench.core.config import (
-    DEFAULT_PROFILES,
-    DEFAULT_TIME_SCALE,
-    DEFAULT_TRANSPORTS,
-    RunConfig,
-    build_run_config,
-    from_environment,
-    split_list,
-)
-from progressbench.core.errors import ConfigError, ProgressbenchError, StackError
+from progressbench.app.configure import run_config, step_range
+from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, split_list
+from progressbench.core.errors import ProgressbenchError, StackError
 
 _Abort = typer.Abort
 try:  # typer >= 0.20 vendors click
@@ -54,33 +44,11 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _locustfile() -> Path:
-    """Where Locust finds the phones, wherever the package is installed (Locust wants a file path)."""
-    spec = importlib.util.find_spec("progressbench.loadtests.locustfile")
-    assert spec is not None and spec.origin is not None
-    return Path(spec.origin)
-
-
-def _run_config(**values: Any) -> RunConfig:
-    env = from_environment()
-    merged: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
-    for key, value in env.items():
-        merged.setdefault(key, value)
-    return build_run_config(merged)
-
-
-def _default_transports() -> str:
-    """Every registered transport (RESULTS.md: all five, as each lands)."""
-    from progressbench.transports import REGISTRY
-
-    return ",".join(name for name in DEFAULT_TRANSPORTS if name in REGISTRY)
-
-
 TransportsOpt = Annotated[
     str,
     typer.Option(
         "--transports",
-        help="Comma list from: " + ",".join(DEFAULT_TRANSPORTS) + " (default: all that are built)",
+        help="Comma list of transports, NAME or NAME:VARIANT (default: every registered transport).",
     ),
 ]
 ProfilesOpt = Annotated[
@@ -120,15 +88,9 @@ def run(
     ] = "2,5",
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
-    low_high = split_list(step_seconds)
-    if len(low_high) != 2:
-        raise ConfigError("--step-seconds: expected MIN,MAX, e.g. 2,5")
-    try:
-        low, high = (float(v) for v in low_high)
-    except ValueError:
-        raise ConfigError(f"--step-seconds: not numbers: {step_seconds!r}") from None
-    config = _run_config(
-        transports=split_list(transports or _default_transports()),
+    low, high = step_range(step_seconds)
+    config = run_config(
+        transports=split_list(transports) or None,
         profiles=split_list(profiles),
         users=users,
         jobs_per_user=jobs_per_user,
@@ -143,67 +105,26 @@ def run(
         job={"step_seconds_min": low, "step_seconds_max": high},
         timing={"time_scale": time_scale},
     )
+    from progressbench.app.progress_ui import RichRunView
     from progressbench.app.run import execute
+    from progressbench.app.tables import cells_table
 
-    outcome = execute(config, console)
-    _print_cells(outcome.summary["cells"])
+    outcome = execute(config, RichRunView(console))
+    console.print(cells_table(outcome.summary.cells))
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
     if outcome.interrupted:
         raise typer.Exit(130)
-    empty = [f"{c['transport']} × {c['profile']}" for c in outcome.summary["cells"] if not c["sessions"]]
-    if empty:
+    if empty := outcome.empty_cells():
         raise StackError(
-            f"no phone session was collected for {', '.join(empty)}: the testbed failed to drive "
-            f"the phones (see {outcome.out}/logs/locust-*.log); what was collected is written"
+            f"no phone session was collected for {', '.join(c.label for c in empty)}: the testbed failed "
+            f"to drive the phones (see {outcome.out}/logs/locust-*.log); what was collected is written"
         )
     if not outcome.complete:
-        short = [f"{c['transport']} × {c['profile']}" for c in outcome.summary["cells"] if not c["complete"]]
+        short = [c.label for c in outcome.short_cells()]
         err.print(
             f"[yellow]note: cells without every session: {', '.join(short) or 'none'} (see "
             f"session_outcomes in summary.json and {outcome.out}/logs/locust-*.log)[/]"
         )
-
-
-#: Columns of the console summary when cells are rows (the full set is in report.md).
-_COMPACT = (
-    "delivery",
-    "lost",
-    "dup",
-    "terminal",
-    "lat p50 ms",
-    "lat p95 ms",
-    "disc",
-    "resume p50 ms",
-    "stalls",
-    "foreign",
-    "dup exec",
-    "stuck",
-    "$ / 1k jobs",
-)
-
-
-def _print_cells(cells: list[dict[str, Any]]) -> None:
-    """Few cells: one column per cell, every metric. Many: one row per cell, key metrics."""
-    from progressbench.reports.render import COLUMNS, cell_table
-
-    rows = cell_table(cells)
-    labels = [label for _, label in COLUMNS]
-    table = Table()
-    if len(rows) <= 4:
-        table.add_column("metric")
-        for row in rows:
-            table.add_column(f"{row[0]}\n{row[1]}", justify="right")
-        for index, label in enumerate(labels[2:], start=2):
-            table.add_row(label, *(row[index] for row in rows))
-    else:
-        picked = [labels.index(label) for label in _COMPACT]
-        table.add_column("transport")
-        table.add_column("profile")
-        for index in picked:
-            table.add_column(labels[index], justify="right")
-        for row in rows:
-            table.add_row(row[0], row[1], *(row[i] for i in picked))
-    console.print(table)
 
 
 @app.command()
@@ -217,8 +138,9 @@ def up(
 ) -> None:
     """Start the stack and print its endpoints until Ctrl-C."""
     from progressbench.app.supervisor import Stack, StackSettings
+    from progressbench.app.tables import endpoints_table
 
-    config = _run_config(
+    config = run_config(
         database_url=database_url, worker_instances=worker_instances, timing={"time_scale": time_scale}
     )
     settings = StackSettings(
@@ -228,13 +150,7 @@ def up(
         worker_instances=config.worker_instances,
     )
     with Stack(settings) as stack:
-        table = Table(title="progressbench stack")
-        table.add_column("service")
-        table.add_column("endpoint")
-        for role, url in stack.endpoints().items():
-            table.add_row(role, url)
-        table.add_row("database", stack.database_url)
-        console.print(table)
+        console.print(endpoints_table(stack.endpoints(), stack.database_url))
         console.print(f"logs in {run_dir / 'logs'}; Ctrl-C to stop")
         try:
             while True:
@@ -267,57 +183,27 @@ def check(
     rules: Annotated[Path | None, typer.Option(help="A TOML rules file (default: built-in rules).")] = None,
 ) -> None:
     """Judge results against rules (and a baseline); exit 1 on any regression."""
-    from progressbench.app.results import load_summary
-    from progressbench.reports.gate import apply_rules, compare_baseline, load_rules
+    from progressbench.app.judging import judge
+    from progressbench.app.tables import verdicts_table
 
-    summary = load_summary(results_dir)
-    verdicts = apply_rules(summary.get("cells", []), load_rules(rules))
-    if baseline is not None:
-        base = load_summary(baseline)
-        if base.get("machine", {}).get("node") != summary.get("machine", {}).get("node"):
-            err.print(
-                "[yellow]warning: baseline comes from another machine; latency comparisons may mislead[/]"
-            )
-        verdicts += compare_baseline(summary.get("cells", []), base.get("cells", []))
-    table = Table(title=f"progressbench check {results_dir}")
-    for col in ("", "cell", "rule", "actual", "note"):
-        table.add_column(col)
-    for v in verdicts:
-        table.add_row(
-            "[green]ok[/]" if v.ok else "[red]FAIL[/]",
-            v.cell,
-            v.rule,
-            "–" if v.actual is None else f"{v.actual:g}" if isinstance(v.actual, float) else str(v.actual),
-            v.note,
-        )
-    console.print(table)
-    if not summary.get("complete", False):
+    judgement = judge(results_dir, baseline, rules)
+    if judgement.other_machine:
+        err.print("[yellow]warning: baseline comes from another machine; latency comparisons may mislead[/]")
+    console.print(verdicts_table(f"progressbench check {results_dir}", judgement.verdicts))
+    if judgement.partial:
         err.print("[yellow]warning: these results are partial (the run was interrupted or cut short)[/]")
-    failed = [v for v in verdicts if not v.ok]
-    if failed:
+    if failed := judgement.failed:
         err.print(f"[red]{len(failed)} check(s) failed[/]")
         raise typer.Exit(1)
-    console.print(f"[green]all {len(verdicts)} checks hold[/]")
+    console.print(f"[green]all {len(judgement.verdicts)} checks hold[/]")
 
 
 @app.command()
 def report(results_dir: Annotated[Path, typer.Argument(help="A results folder to re-render.")]) -> None:
     """Re-render report.md and report.html from a results folder."""
-    import pandas as pd
+    from progressbench.app.rendering import render_folder
 
-    from progressbench.app.results import EVENTS, load_summary
-    from progressbench.core.ledger import EventRow
-    from progressbench.reports.render import html_report, markdown
-
-    summary = load_summary(results_dir)
-    events_path = results_dir / EVENTS
-    events = (
-        pd.read_csv(events_path)
-        if events_path.exists()
-        else pd.DataFrame(columns=list(EventRow.__dataclass_fields__))
-    )
-    (results_dir / "report.md").write_text(markdown(summary))
-    (results_dir / "report.html").write_text(html_report(summary, events))
+    render_folder(results_dir)
     console.print(f"wrote {results_dir}/report.md and report.html")
 
 
@@ -331,60 +217,10 @@ def locust(
     out: Annotated[Path, typer.Option(help="Where sessions and logs go.")] = Path("results/locust"),
 ) -> None:
     """Start the stack and open Locust's web UI on the same scenario."""
-    from progressbench.app.cell import CELL_ENV, CellPlan
-    from progressbench.app.supervisor import Stack, StackSettings
-    from progressbench.chaos.profiles import get_profile
-    from progressbench.kit.database import free_port
-    from progressbench.transports import resolve
+    from progressbench.app.webui import serve_web_ui
 
-    resolve(transport)
-    get_profile(profile)
-    config = _run_config(timing={"time_scale": time_scale})
-    (out / "raw").mkdir(parents=True, exist_ok=True)
-    port = web_port or free_port()
-    with Stack(StackSettings(run_dir=out, timing=config.timing, database_url=config.database_url)) as stack:
-        plan = CellPlan(
-            run_id="web",
-            transport=transport,
-            profile=profile,
-            users=1,
-            jobs_per_user=jobs_per_user,
-            spawn_rate=1,
-            seed=config.seed,
-            shape=config.job,
-            timing=config.timing,
-            cell_endpoints=[stack.endpoints()],
-            sessions_path=(out / "raw" / "web.jsonl").resolve(),
-        )
-        env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
-        locustfile = _locustfile()
-        console.print(
-            f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); Ctrl-C to stop"
-        )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "locust",
-                "-f",
-                str(locustfile),
-                "--web-host",
-                "127.0.0.1",
-                "--web-port",
-                str(port),
-            ],
-            env=env,
-        )
-        try:
-            proc.wait()
-        except KeyboardInterrupt:
-            # SIGTERM, not SIGINT: a child of a background job inherits an ignored SIGINT.
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    config = run_config(timing={"time_scale": time_scale})
+    serve_web_ui(config, transport, profile, jobs_per_user, web_port, out, announce=console.print)
 
 
 @app.command("chaos-proxy")
@@ -422,7 +258,7 @@ def bench(
     """Benchmark one transport: phones created per second and per-event latency."""
     from progressbench.app.bench import print_bench, run_bench
 
-    config = _run_config(
+    config = run_config(
         transports=(transport,),
         profiles=("clean",),
         users=phones,

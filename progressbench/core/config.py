@@ -116,7 +116,6 @@ class ServiceConfig(Frozen):
 
 TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]
 
-DEFAULT_TRANSPORTS: tuple[str, ...] = ("sse-naive", "sse", "realtime", "relay", "polling")
 #: The default matrix: the baseline and the two mobile faults every transport meets first.
 DEFAULT_PROFILES: tuple[str, ...] = ("clean", "tunnel", "handoff")
 #: Default time scale of `run`: jobs of ~5 s, so the default matrix takes a few minutes.
@@ -126,7 +125,9 @@ DEFAULT_TIME_SCALE = 0.1
 class RunConfig(Frozen):
     """A whole `progressbench run`: the matrix, the load, and where results go."""
 
-    transports: tuple[TransportName, ...] = DEFAULT_TRANSPORTS
+    #: ``NAME`` or ``NAME:VARIANT`` each. No default here: the registry knows the transports, and
+    #: the app's edge (``progressbench.app.configure``) fills in every registered one.
+    transports: tuple[TransportName, ...]
     profiles: tuple[str, ...] = DEFAULT_PROFILES
     users: int = Field(default=20, ge=1, le=20000)
     jobs_per_user: int = Field(default=2, ge=1, le=1000)

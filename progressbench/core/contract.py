@@ -73,11 +73,31 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class Transport:
-    """A registry entry: the transport's name, its two faces, its variants, its services."""
+    """A registry entry: everything of a transport the rest of the testbed may use.
+
+    Its name, its two faces, its variants and services, and the files it
+    ships in its subpackage (``package``): the gate rules that encode its
+    resume semantics and the SQL migrations of the tables only it uses. The
+    app assembles these from the registry, so adding a transport touches
+    nothing outside ``transports/`` but the registry line (see
+    ``transports/README.md``, checked by ``tests/unit/test_transport_parts.py``).
+    """
 
     name: str
     server: object  # ApiRoutes and/or WorkerRoutes
     client: Callable[[ClientSettings], Watcher]
+    #: The subpackage the transport lives in (its ``__name__``).
+    package: str
     variants: frozenset[str] = frozenset()
     summary: str = ""
     services: tuple[ServiceSpec, ...] = ()
+    #: A TOML file of gate rules in ``package``; two entries of one package may share it.
+    rules: str = "rules.toml"
+    #: SQL files in ``package``, applied after the core's migrations in this order. A file's
+    #: name is its version in ``schema_migrations``: unique across the project, never renamed.
+    migrations: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        """What ``--transports`` accepts for it: the name and each ``name:variant``."""
+        return [self.name, *(f"{self.name}:{v}" for v in sorted(self.variants))]

@@ -67,17 +67,6 @@ class JobPlan:
     def terminal_seq(self) -> int:
         return len(self.steps) + 1
 
-    @property
-    def max_step_s(self) -> float:
-        return max(s.duration_s for s in self.steps)
-
-    @property
-    def expected_duration_s(self) -> float:
-        """Duration of the work if nothing fails or is interrupted."""
-        if self.fail_at_step is not None:
-            return sum(s.duration_s for s in self.steps[: self.fail_at_step - 1])
-        return sum(s.duration_s for s in self.steps)
-
     def remaining(self, after_step: int) -> tuple[Step, ...]:
         """Steps still to run after the last committed step ``after_step``."""
         return self.steps[max(after_step, 0) :]

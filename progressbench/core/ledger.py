@@ -28,6 +28,7 @@ from progressbench.core.scoring import (
     resume_times,
     silent_stall,
 )
+from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes
 
 __all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
@@ -327,46 +328,45 @@ def summarize(
     *,
     meters: Mapping[str, float] | None = None,
     cost_usd_per_1k_jobs: float | None = None,
-) -> dict[str, object]:
-    """Fold one cell's rows into the ``summary.json`` cell of RESULTS.md."""
+) -> CellAggregates:
+    """Fold one cell's rows into the aggregates of a ``summary.json`` cell (RESULTS.md)."""
     n = len(sessions)
     expected = sum(s.events_expected for s in sessions)
     received = sum(s.events_received for s in sessions)
     latencies = [e.latency_ms for e in events if e.latency_ms is not None and not e.duplicate]
     terminal = [s.terminal_latency_ms for s in sessions if s.terminal_latency_ms is not None]
     resumes = [v for s in sessions for v in s.resume_ms]
-    return {
-        "transport": transport,
-        "profile": profile,
-        "sessions": n,
-        "jobs": len({s.job_id for s in sessions if s.job_id}),
-        "events_expected": expected,
-        "events_received": received,
-        "delivery_ratio": _round(received / expected, 6) if expected else None,
-        "lost": sum(s.lost for s in sessions),
-        "duplicates": sum(s.duplicates for s in sessions),
-        "out_of_order": sum(s.out_of_order for s in sessions),
-        "terminal_ratio": _round(sum(s.terminal_received for s in sessions) / n, 6) if n else None,
-        "latency_ms": _pcts(latencies, (50, 95, 99)),
-        "terminal_latency_ms": _pcts(terminal, (50, 95)),
-        "disconnects": sum(s.disconnects for s in sessions),
-        "reconnects": sum(s.reconnects for s in sessions),
-        "resumes": sum(s.resumes for s in sessions),
-        "resume_ms": _pcts(resumes, (50, 95)),
-        "resume_outcomes": {
-            "replayed-complete": sum(s.resume_replayed_complete for s in sessions),
-            "gap-flagged": sum(s.resume_gap_flagged for s in sessions),
-            "silent-gap": sum(s.resume_silent_gap for s in sessions),
-            "duplicate-replay": sum(s.resume_duplicate_replay for s in sessions),
-            "restarted": sum(s.resume_restarted for s in sessions),
-        },
-        "silent_stalls": sum(s.silent_stall for s in sessions),
-        "foreign_events": sum(s.foreign_events for s in sessions),
-        "duplicate_executions": sum(s.duplicate_execution for s in sessions),
-        "stuck_jobs": sum(s.job_status in ("pending", "running", "interrupted") for s in sessions),
-        "session_outcomes": dict(Counter(s.outcome for s in sessions)),
-        # what the clients reported about themselves (e.g. "no-auth", "client-gave-up"): sessions each
-        "findings": dict(Counter(f for s in sessions for f in s.findings.split(";") if f)),
-        "cost_usd_per_1k_jobs": _round(cost_usd_per_1k_jobs, 6),
-        "meters": dict(meters or {}),
-    }
+    return CellAggregates(
+        transport=transport,
+        profile=profile,
+        sessions=n,
+        jobs=len({s.job_id for s in sessions if s.job_id}),
+        events_expected=expected,
+        events_received=received,
+        delivery_ratio=_round(received / expected, 6) if expected else None,
+        lost=sum(s.lost for s in sessions),
+        duplicates=sum(s.duplicates for s in sessions),
+        out_of_order=sum(s.out_of_order for s in sessions),
+        terminal_ratio=_round(sum(s.terminal_received for s in sessions) / n, 6) if n else None,
+        latency_ms=Percentiles99(**_pcts(latencies, (50, 95, 99))),
+        terminal_latency_ms=Percentiles(**_pcts(terminal, (50, 95))),
+        disconnects=sum(s.disconnects for s in sessions),
+        reconnects=sum(s.reconnects for s in sessions),
+        resumes=sum(s.resumes for s in sessions),
+        resume_ms=Percentiles(**_pcts(resumes, (50, 95))),
+        resume_outcomes=ResumeOutcomes(
+            replayed_complete=sum(s.resume_replayed_complete for s in sessions),
+            gap_flagged=sum(s.resume_gap_flagged for s in sessions),
+            silent_gap=sum(s.resume_silent_gap for s in sessions),
+            duplicate_replay=sum(s.resume_duplicate_replay for s in sessions),
+            restarted=sum(s.resume_restarted for s in sessions),
+        ),
+        silent_stalls=sum(s.silent_stall for s in sessions),
+        foreign_events=sum(s.foreign_events for s in sessions),
+        duplicate_executions=sum(s.duplicate_execution for s in sessions),
+        stuck_jobs=sum(s.job_status in ("pending", "running", "interrupted") for s in sessions),
+        session_outcomes=dict(Counter(s.outcome for s in sessions)),
+        findings=dict(Counter(f for s in sessions for f in s.findings.split(";") if f)),
+        cost_usd_per_1k_jobs=_round(cost_usd_per_1k_jobs, 6),
+        meters=dict(meters or {}),
+    )

@@ -23,8 +23,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import psycopg
 
@@ -180,18 +181,44 @@ class EmbeddedPostgres:
             self.data_dir = None
 
 
-def _migration_files() -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file. ``version`` (its file name) is what ``schema_migrations`` records as applied."""
+
+    version: str
+    sql: str
+
+
+def package_migrations(package: str, paths: Sequence[str]) -> list[Migration]:
+    """SQL files shipped in ``package`` (paths relative to it, ``/``-separated), in the order given."""
+    root = importlib.resources.files(package)
+    found: list[Migration] = []
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        found.append(Migration(parts[-1], root.joinpath(*parts).read_text()))
+    return found
+
+
+def core_migrations() -> list[Migration]:
+    """The store's own tables (``kit/migrations``), in file-name order."""
     folder = importlib.resources.files("progressbench.kit") / "migrations"
-    items = [(entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".sql")]
-    return sorted(items)
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return package_migrations("progressbench.kit", [f"migrations/{name}" for name in names])
 
 
-def migrate(database_url: str) -> list[str]:
-    """Apply the project's migrations once, in order; returns the ones applied.
+def migrate(database_url: str, migrations: Sequence[Migration] | None = None) -> list[str]:
+    """Apply migrations once each, in the order given; returns the versions applied now.
 
-    Safe to run concurrently (an advisory lock serialises it) and repeatedly
-    (applied versions are recorded in ``schema_migrations``).
+    ``None`` applies the core's only; the app adds each transport's after
+    them (:mod:`progressbench.app.schema`). Safe to run concurrently (an
+    advisory lock serialises it) and repeatedly (applied versions are
+    recorded in ``schema_migrations``, so a database migrated before a file
+    moved keeps its history as long as the file keeps its name).
     """
+    todo = core_migrations() if migrations is None else list(migrations)
+    versions = [m.version for m in todo]
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"two migrations share a version name: {sorted(versions)}")
     applied: list[str] = []
     try:
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -202,13 +229,15 @@ def migrate(database_url: str) -> list[str]:
                     "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
                 )
                 done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-                for name, sql in _migration_files():
-                    if name in done:
+                for migration in todo:
+                    if migration.version in done:
                         continue
                     with conn.transaction():
-                        conn.execute(sql.encode())
-                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (name,))
-                    applied.append(name)
+                        conn.execute(migration.sql.encode())
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version) VALUES (%s)", (migration.version,)
+                        )
+                    applied.append(migration.version)
             finally:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("SELECT pg_advisory_unlock(727274)")

@@ -98,6 +98,26 @@ def test_check_passes_good_results_and_fails_regressions(run_dir: Path, tmp_path
     assert done.returncode == 1 and "FAIL" in done.stdout
 
 
+def test_report_rerenders_a_results_folder(run_dir: Path) -> None:
+    """`report` reads summary.json and events.csv back through the typed summary and redraws both files."""
+    (run_dir / "report.md").unlink()
+    done = cli("report", str(run_dir), timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| polling | clean |" in (run_dir / "report.md").read_text()
+
+
+def test_check_refuses_a_malformed_summary_in_one_line(run_dir: Path, tmp_path: Path) -> None:
+    """A wrong-typed field is named on one line with exit 1, never a traceback or a silent pass."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["cells"][0]["foreign_events"] = "none"
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    done = cli("check", str(tmp_path), timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    [line] = [text for text in done.stderr.splitlines() if text.strip()]
+    assert "cells.0.foreign_events" in line
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

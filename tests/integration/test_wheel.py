@@ -51,6 +51,17 @@ def test_wheel_has_exactly_one_top_level_package(wheel: Path) -> None:
     assert "progressbench/reports/rules.toml" in names
 
 
+def test_wheel_carries_every_transports_rules_and_migrations(wheel: Path) -> None:
+    """A transport's own files (gate rules, SQL) travel with it: an installed run can gate and migrate."""
+    from progressbench.transports import REGISTRY
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for transport in REGISTRY.values():
+        folder = transport.package.replace(".", "/")
+        for path in (transport.rules, *transport.migrations):
+            assert f"{folder}/{path}" in names, (transport.name, path)
+
+
 def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path) -> None:
     """`progressbench run` from the installed wheel, started outside the repository, writes its results."""
     target = tmp_path / "site"

@@ -9,10 +9,12 @@ import pytest
 from progressbench.reports.costs import cost_per_1k_jobs
 from progressbench.reports.gate import Rule, apply_rules, compare_baseline, load_rules
 
+from progressbench.app.gate_rules import builtin_rules
 from progressbench.app.results import load_summary
 from progressbench.core import tokens
 from progressbench.core.config import build_run_config, from_environment, split_list
 from progressbench.core.errors import ConfigError, ResultsError
+from tests.unit.summaries import make_cell
 
 SECRET = "s" * 32
 
@@ -66,24 +68,23 @@ def test_bad_tokens_are_401() -> None:
         assert exc.value.status == 401
 
 
-CELL = {
-    "transport": "polling",
-    "profile": "clean",
+GOOD = {
     "sessions": 10,
     "delivery_ratio": 1.0,
     "terminal_ratio": 1.0,
     "lost": 0,
     "duplicates": 0,
     "foreign_events": 0,
-    "latency_ms": {"p95": 20.0},
+    "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0},
 }
+CELL = make_cell("polling", "clean", **GOOD)
 
 
 def test_built_in_rules_pass_a_good_cell_and_fail_a_foreign_event() -> None:
     """foreign_events must be 0 in every cell; polling must deliver the terminal event."""
-    rules = load_rules(None)
+    rules = builtin_rules()
     assert all(v.ok for v in apply_rules([CELL], rules))
-    bad = dict(CELL, foreign_events=1, terminal_ratio=0.9)
+    bad = make_cell("polling", "clean", **{**GOOD, "foreign_events": 1, "terminal_ratio": 0.9})
     failed = [v.rule for v in apply_rules([bad], rules) if not v.ok]
     assert any("foreign_events" in r for r in failed) and any("terminal_ratio" in r for r in failed)
 
@@ -97,7 +98,7 @@ def test_required_rule_fails_when_its_cell_was_not_run() -> None:
 
 def test_baseline_catches_regressions() -> None:
     """Lower delivery or more loss per session than the baseline fails."""
-    worse = dict(CELL, delivery_ratio=0.9, lost=3)
+    worse = make_cell("polling", "clean", **{**GOOD, "delivery_ratio": 0.9, "lost": 3})
     failed = [v.rule for v in compare_baseline([worse], [CELL]) if not v.ok]
     assert any(r.startswith("delivery_ratio") for r in failed) and any(r.startswith("lost") for r in failed)
     assert all(v.ok for v in compare_baseline([CELL], [CELL]))
@@ -144,7 +145,7 @@ def test_supabase_environment_becomes_client_options_and_a_secret_kept_out_of_re
         }
     )
     assert found["client_options"] == {"supabase_url": "https://x.supabase.co", "supabase_anon_key": "anon"}
-    config = build_run_config(found)
+    config = build_run_config({**found, "transports": ("realtime",)})
     assert config.token_secret == "s" * 40
     dumped = config.model_dump(mode="json")
     assert "token_secret" not in dumped and "s" * 40 not in str(dumped) and "s" * 40 not in repr(config)
@@ -153,5 +154,5 @@ def test_supabase_environment_becomes_client_options_and_a_secret_kept_out_of_re
 def test_a_rule_may_name_several_profiles() -> None:
     """profile = [..] applies the rule to each listed profile and no other."""
     rule = Rule(transport="sse", profile=["tunnel", "handoff"], metric="lost", op="==", value=0)
-    cells = [dict(CELL, transport="sse", profile=p, lost=1) for p in ("tunnel", "handoff", "cgnat")]
+    cells = [make_cell("sse", p, **{**GOOD, "lost": 1}) for p in ("tunnel", "handoff", "cgnat")]
     assert [v.cell for v in apply_rules(cells, [rule]) if not v.ok] == ["sse × tunnel", "sse × handoff"]

@@ -193,7 +193,9 @@ def test_resume_ms_from_end_of_fault_window() -> None:
 def test_summary_cell_has_every_results_md_field() -> None:
     """The summary cell carries the RESULTS.md aggregate names."""
     row, events = account(record(in_order()), {JOB: truth()})
-    cell = summarize("polling", "clean", [row], events, meters={"x": 1.0}, cost_usd_per_1k_jobs=0.5)
+    cell = summarize(
+        "polling", "clean", [row], events, meters={"x": 1.0}, cost_usd_per_1k_jobs=0.5
+    ).model_dump(by_alias=True)
     for key in (
         "transport",
         "profile",
@@ -219,6 +221,9 @@ def test_summary_cell_has_every_results_md_field() -> None:
         "meters",
     ):
         assert key in cell, key
+    assert set(cell["latency_ms"]) == {"p50", "p95", "p99"}
+    assert set(cell["terminal_latency_ms"]) == set(cell["resume_ms"]) == {"p50", "p95"}
+    assert cell["delivery_ratio"] == 1.0 and cell["meters"] == {"x": 1.0}
     assert cell["delivery_ratio"] == 1.0 and cell["terminal_ratio"] == 1.0
     assert set(cell["latency_ms"]) == {"p50", "p95", "p99"}  # type: ignore[arg-type]
 

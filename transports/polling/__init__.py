@@ -8,6 +8,7 @@ TRANSPORT = Transport(
     name="polling",
     server=PollingServer(),
     client=PollingWatcher,
+    package=__name__,
     summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
 )
 

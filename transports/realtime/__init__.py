@@ -8,11 +8,13 @@ TRANSPORT = Transport(
     name="realtime",
     server=RealtimeServer(),
     client=RealtimeWatcher,
+    package=__name__,
     variants=frozenset({"no-auth"}),
     summary="insert job row, fire-and-forget dispatch (8 s abort), worker rows -> WAL -> Supabase Realtime",
     services=(
         ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
     ),
+    migrations=("migrations/002_realtime.sql",),
 )
 
 __all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]

@@ -8,12 +8,14 @@ TRANSPORT = Transport(
     name="relay",
     server=RelayServer(),
     client=RelayWatcher,
+    package=__name__,
     variants=frozenset({ACK_AT_END}),
     summary="queue push with OIDC (ACK 202, or at the end), steps published to a room per job",
     services=(
         ServiceSpec(role="queue", module="progressbench.transports.relay.queue.service", client_facing=False),
         ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
+    migrations=("migrations/003_relay.sql",),
 )
 
 __all__ = ["TRANSPORT", "RelayServer", "RelayWatcher"]

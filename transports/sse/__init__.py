@@ -9,6 +9,7 @@ NAIVE = Transport(
     name="sse-naive",
     server=NaiveSseServer(),
     client=NaiveSseWatcher,
+    package=__name__,
     summary="the streaming request runs the job; a drop kills it; re-POST starts again",
 )
 
@@ -16,6 +17,7 @@ RESUMABLE = Transport(
     name="sse",
     server=ResumableSseServer(),
     client=ResumableSseWatcher,
+    package=__name__,
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
 )

@@ -1,0 +1,35 @@
+"""`progressbench check` without the printing: a results folder judged by rules and a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from progressbench.app.gate_rules import builtin_rules
+from progressbench.app.results import load_summary
+from progressbench.reports.gate import Verdict, apply_rules, compare_baseline, load_rules
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdicts: list[Verdict]
+    #: The results say the run was interrupted or cut short.
+    partial: bool
+    #: The baseline was measured on another machine: latency comparisons may mislead.
+    other_machine: bool
+
+    @property
+    def failed(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.ok]
+
+
+def judge(results: Path, baseline: Path | None = None, rules: Path | None = None) -> Judgement:
+    """Every rule (the built-in ones unless ``rules`` names a file), then the baseline's checks."""
+    summary = load_summary(results)
+    verdicts = apply_rules(summary.cells, builtin_rules() if rules is None else load_rules(rules))
+    other_machine = False
+    if baseline is not None:
+        base = load_summary(baseline)
+        other_machine = base.machine.node != summary.machine.node
+        verdicts += compare_baseline(summary.cells, base.cells)
+    return Judgement(verdicts, partial=not summary.complete, other_machine=other_machine)

@@ -1,0 +1,32 @@
+"""Reports from results: right after a run, or again later from a results folder.
+
+matplotlib is imported only here, when a report is drawn, so commands that
+draw nothing start fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from progressbench.app.results import load_events, load_summary
+from progressbench.core.ledger import EventRow, SessionRow
+from progressbench.core.summary import Summary
+
+
+def render_run(
+    out: Path, summary: Summary, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+) -> None:
+    from progressbench.reports.render import render_reports
+
+    render_reports(out, summary, sessions, events)
+
+
+def render_folder(folder: Path) -> None:
+    """Write ``report.md`` and ``report.html`` of a results folder from its summary and events."""
+    from progressbench.reports.render import html_report, markdown
+
+    summary = load_summary(folder)
+    events = load_events(folder)
+    (folder / "report.md").write_text(markdown(summary))
+    (folder / "report.html").write_text(html_report(summary, events))

@@ -1,0 +1,253 @@
+"""``summary.json`` as typed models: the names of RESULTS.md, checked where they are used.
+
+Cells used to travel as ``dict[str, Any]``: a misspelt name in a gate rule
+or a report column read ``None`` and compared nothing. Here every name the
+contract fixes is a field, :func:`metric_names` derives from the models the
+dotted names a rule may compare (``latency_ms.p95``,
+``resume_outcomes.silent-gap``), and :func:`parse_summary` turns a file that
+does not fit into one :class:`~progressbench.core.errors.ResultsError` line.
+
+Adding a field (schema 2 adds many): declare it on the model that holds it,
+under its RESULTS.md name (``alias`` when that name is not an identifier,
+like ``replayed-complete``), and fill it where the cell is scored. It is a
+metric for the gate from then on; nothing else lists names. Files are
+written by alias in declaration order, so the order here is the file's.
+A field that files of the current version lack needs a default; otherwise
+:data:`SCHEMA_VERSION` goes up and older files are refused, not misread.
+
+Pure code: text in, models out; reading and writing files is the app's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import types
+from collections.abc import Iterator
+from typing import Any, Final, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from progressbench.core.errors import ResultsError
+
+SCHEMA_VERSION: Final = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Percentiles(_Model):
+    """Milliseconds (or seconds, as the field name says); None when the cell has no sample."""
+
+    p50: float | None
+    p95: float | None
+
+
+class Percentiles99(Percentiles):
+    p99: float | None
+
+
+class ResumeOutcomes(_Model):
+    """Reconnects by outcome, the taxonomy of ``reference/peers.md`` (b)."""
+
+    replayed_complete: int = Field(alias="replayed-complete")
+    gap_flagged: int = Field(alias="gap-flagged")
+    silent_gap: int = Field(alias="silent-gap")
+    duplicate_replay: int = Field(alias="duplicate-replay")
+    #: schema 2: the stream or the job began again from its start (a naive re-POST, a rerun)
+    restarted: int = 0
+
+
+class FaultWindowSpan(_Model):
+    """A fault window as the summary tells it: seconds after the cell began."""
+
+    #: The phone cell it hit; None for a stack-wide fault (a killed worker).
+    cell: int | None
+    kind: str
+    start_s: float
+    duration_s: float
+
+
+class CellAggregates(_Model):
+    """What the ledger folds from one cell's sessions and events (the aggregates of RESULTS.md)."""
+
+    transport: str
+    profile: str
+    sessions: int
+    jobs: int
+    events_expected: int
+    events_received: int
+    delivery_ratio: float | None
+    lost: int
+    duplicates: int
+    out_of_order: int
+    terminal_ratio: float | None
+    latency_ms: Percentiles99
+    terminal_latency_ms: Percentiles
+    disconnects: int
+    reconnects: int
+    resumes: int
+    resume_ms: Percentiles
+    resume_outcomes: ResumeOutcomes
+    silent_stalls: int
+    foreign_events: int
+    duplicate_executions: int
+    #: Jobs the store still holds unfinished after the cell (pending, running, interrupted).
+    stuck_jobs: int
+    #: Sessions by how the phone's session ended ("done", "deadline", ...).
+    session_outcomes: dict[str, int]
+    #: What the clients reported about themselves (e.g. "no-auth"): sessions each.
+    findings: dict[str, int]
+    cost_usd_per_1k_jobs: float | None
+    #: The raw server-side counters behind the cost, ``"<service>.<meter>"``.
+    meters: dict[str, float]
+
+
+class CellSummary(CellAggregates):
+    """One ``summary.json`` cell: the aggregates plus what the runner knew about the cell."""
+
+    cost_breakdown_usd: dict[str, float]
+    #: Every session the cell planned was collected.
+    complete: bool
+    seconds: float
+    fault_windows: list[FaultWindowSpan]
+    chaos_errors: list[str]
+
+    @property
+    def label(self) -> str:
+        return f"{self.transport} × {self.profile}"
+
+    def lookup(self, name: str) -> object:
+        """The value at a dotted RESULTS.md name; None when the cell has none.
+
+        Below a mapping field the rest of the name is one key, dots and all:
+        ``meters.api.pb_requests_total`` is ``meters["api.pb_requests_total"]``.
+        """
+        node: object = self
+        parts = name.split(".")
+        while parts:
+            if isinstance(node, BaseModel):
+                node = _field_value(node, parts.pop(0))
+            elif isinstance(node, dict):
+                node = node.get(".".join(parts))
+                parts = []
+            else:
+                return None
+        return node
+
+
+class MachineInfo(_Model):
+    node: str
+    system: str
+    release: str
+    machine: str
+    python: str
+    cpus: int | None
+
+
+class RunTiming(_Model):
+    #: Wall clock (epoch seconds) when the run began.
+    started_at: float
+    seconds: float
+
+
+class Summary(_Model):
+    """A whole ``summary.json``: what ran, where, with what, and one entry per cell."""
+
+    schema_version: Literal[1]
+    progressbench: str
+    created_at: str
+    commit: str | None
+    machine: MachineInfo
+    #: Installed versions of the distribution's dependencies (None: not installed).
+    versions: dict[str, str | None]
+    #: The date of the price table the costs use (``reports/costs.py``).
+    prices_as_of: str | None = None
+    config: dict[str, Any]
+    profiles: dict[str, Any]
+    run_id: str
+    complete: bool
+    interrupted: bool
+    timing: RunTiming
+    cells: list[CellSummary]
+
+    def to_json(self) -> str:
+        """The file's text: RESULTS.md names (aliases), two-space indent, a final newline."""
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2) + "\n"
+
+
+def parse_summary(text: str, source: str) -> Summary:
+    """Validate a ``summary.json``; any problem is one ResultsError line naming the key."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{source}: unreadable summary ({exc})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{source}: not a summary (expected a JSON object)")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{source}: schema_version {version!r} is not one this progressbench reads "
+            f"({SCHEMA_VERSION}); re-run or use the matching version"
+        )
+    try:
+        return Summary.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        raise ResultsError(f"{source}: not a valid summary: {_problems(exc)}") from None
+
+
+def _problems(error: ValidationError, shown: int = 3) -> str:
+    items = error.errors()
+    parts = [f"{'.'.join(str(p) for p in item['loc']) or 'value'}: {item['msg']}" for item in items[:shown]]
+    more = f"; and {len(items) - shown} more" if len(items) > shown else ""
+    return "; ".join(parts) + more
+
+
+# --------------------------------------------------------------------------- metric names
+
+
+def _field_value(model: BaseModel, key: str) -> object:
+    for name, info in type(model).model_fields.items():
+        if key in (name, info.alias):
+            value: object = getattr(model, name)
+            return value
+    return None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _names(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, bool]]:
+    """(dotted name, names a mapping) for every numeric leaf of ``model``."""
+    for name, info in model.model_fields.items():
+        key = prefix + (info.alias or name)
+        annotation = _unwrap_optional(info.annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _names(annotation, key + ".")
+        elif annotation in (int, float, bool):
+            yield key, False
+        elif get_origin(annotation) is dict and _unwrap_optional(get_args(annotation)[1]) in (int, float):
+            yield key, True
+
+
+@functools.cache
+def metric_names(model: type[BaseModel] = CellSummary) -> frozenset[str]:
+    """Every name a rule may compare; a mapping field ``m`` is listed as ``m.*`` (any key)."""
+    return frozenset(f"{key}.*" if mapping else key for key, mapping in _names(model))
+
+
+def check_metric(name: str) -> str:
+    """``name`` if a cell has such a number; otherwise ValueError with the nearest names."""
+    known = metric_names()
+    if name in known or any(m.endswith(".*") and name.startswith(m[:-1]) and name != m[:-1] for m in known):
+        return name
+    near = difflib.get_close_matches(name, sorted(known), n=3)
+    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    raise ValueError(f"unknown metric {name!r} (not a summary.json cell field{hint})")
