@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ResumeOutcome = Literal["replayed-complete", "gap-flagged", "silent-gap", "duplicate-replay"]
 
+#: The kinds of a job's last event, and so the statuses of a finished job:
+#: a watch ends when one of them arrives.
+TERMINAL: frozenset[str] = frozenset({"done", "failed"})
+
 
 @dataclass(frozen=True, slots=True)
 class Submitted:

@@ -17,9 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from progressbench.core.events import Observation, ResumeOutcome, SessionRecord
+from progressbench.core.events import TERMINAL, Observation, ResumeOutcome, SessionRecord
 
-TERMINAL = frozenset({"done", "failed"})
 #: Observations that tell the user something: news or an error. A session
 #: that gets neither for longer than its stall threshold while its job
 #: commits events is silently stalled.

@@ -21,6 +21,7 @@ from progressbench.transports.types import ClientSettings, JobRequest
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import (
+    TERMINAL,
     Alive,
     ClientEvent,
     Connected,
@@ -30,8 +31,6 @@ from progressbench.core.events import (
     Resumed,
     Submitted,
 )
-
-TERMINAL = frozenset({"done", "failed"})
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -52,6 +52,7 @@ from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribe
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import (
+    TERMINAL,
     ClientEvent,
     Connected,
     Disconnected,
@@ -64,7 +65,6 @@ from progressbench.core.events import (
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"done", "failed"})
 SUBSCRIBED_TO_POSTGRES = "Subscribed to PostgreSQL"
 
 

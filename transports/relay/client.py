@@ -55,6 +55,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import (
+    TERMINAL,
     ClientEvent,
     Connected,
     Disconnected,
@@ -64,7 +65,6 @@ from progressbench.core.events import (
     Submitted,
 )
 
-TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({401, 403, 404})
 #: Floor (seconds) for the scaled connect timeout.
 MIN_CONNECT_S = 1.0

@@ -35,6 +35,7 @@ from progressbench.transports.types import ClientSettings, JobRequest
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import (
+    TERMINAL,
     Alive,
     ClientEvent,
     Connected,
@@ -46,7 +47,6 @@ from progressbench.core.events import (
     Submitted,
 )
 
-TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
 
 
