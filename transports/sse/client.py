@@ -98,7 +98,7 @@ class _SseWatcherBase:
         except httpx.HTTPError as exc:
             raise Dropped(type(exc).__name__) from None
 
-    async def _read(self, response: httpx.Response) -> AsyncIterator[Message | Comment]:
+    async def _read(self, response: httpx.Response) -> AsyncGenerator[Message | Comment, None]:
         """Parsed items of one response; raises :class:`Dropped` when it goes silent or breaks."""
         parser = SSEParser()
         chunks = response.aiter_bytes()
@@ -143,13 +143,14 @@ class ResumableSseWatcher(_SseWatcherBase):
         async with self._open(http, "event stream", "GET", href, headers=headers) as response:
             for event in state.up(time.monotonic()):
                 yield event
-            async for item in self._read(response):
-                if isinstance(item, Comment):
-                    yield Alive()
-                    continue
-                receipt = state.receive(self._progress(item))
-                if receipt.shown:
-                    yield receipt.event
+            async with contextlib.aclosing(self._read(response)) as items:
+                async for item in items:
+                    if isinstance(item, Comment):
+                        yield Alive()
+                        continue
+                    receipt = state.receive(self._progress(item))
+                    if receipt.shown:
+                        yield receipt.event
 
 
 class NaiveSseWatcher(_SseWatcherBase):
@@ -171,18 +172,19 @@ class NaiveSseWatcher(_SseWatcherBase):
             http, "create job", "POST", "/sse-naive/jobs", json=body, headers=headers
         ) as response:
             post = next(posts)
-            async for item in self._read(response):
-                if isinstance(item, Comment):
-                    yield Alive()
-                elif item.event == "created":
-                    created = json.loads(item.data)
-                    if post == 1:
-                        yield Submitted(job_id=created["job_id"], token=created["token"])
+            async with contextlib.aclosing(self._read(response)) as items:
+                async for item in items:
+                    if isinstance(item, Comment):
+                        yield Alive()
+                    elif item.event == "created":
+                        created = json.loads(item.data)
+                        if post == 1:
+                            yield Submitted(job_id=created["job_id"], token=created["token"])
+                        else:
+                            yield Resubmitted(job_id=created["job_id"])
+                        for event in state.up(time.monotonic()):
+                            yield event
                     else:
-                        yield Resubmitted(job_id=created["job_id"])
-                    for event in state.up(time.monotonic()):
-                        yield event
-                else:
-                    receipt = state.receive(self._progress(item))
-                    if receipt.shown:
-                        yield receipt.event
+                        receipt = state.receive(self._progress(item))
+                        if receipt.shown:
+                            yield receipt.event
