@@ -19,13 +19,11 @@ from pydantic import BaseModel, ConfigDict
 
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ProgressbenchError
-from progressbench.core.events import Observation, Progress, Resubmitted, SessionRecord, Submitted
+from progressbench.core.events import TERMINAL, Observation, Progress, Resubmitted, SessionRecord, Submitted
 from progressbench.transports import resolve
 from progressbench.transports.types import ClientSettings, JobRequest
 
 log = logging.getLogger(__name__)
-
-TERMINAL = frozenset({"done", "failed"})
 
 
 class SessionSpec(BaseModel):

@@ -22,6 +22,10 @@ ResumeOutcome = Literal["replayed-complete", "gap-flagged", "silent-gap", "dupli
 #: or read by a status poll.
 DeliveryPath = Literal["live", "replay", "refetch", "snapshot", "poll"]
 
+#: The kinds of a job's last event, and so the statuses of a finished job:
+#: a watch ends when one of them arrives.
+TERMINAL: frozenset[str] = frozenset({"done", "failed"})
+
 
 @dataclass(frozen=True, slots=True)
 class Submitted:

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from progressbench.core.config import JobShape
 
 EventKind = Literal["step", "done", "failed"]
-TERMINAL_KINDS: frozenset[str] = frozenset({"done", "failed"})
 
 
 class JobSpec(BaseModel):

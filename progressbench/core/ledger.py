@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from progressbench.core.events import SessionRecord
+from progressbench.core.events import TERMINAL, SessionRecord
 from progressbench.core.scoring import (
     RESUME_OUTCOMES,
     Commit,
@@ -32,7 +32,6 @@ from progressbench.core.summary import CellAggregates, Percentiles, Percentiles9
 
 __all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
-TERMINAL = frozenset({"done", "failed"})
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 
 

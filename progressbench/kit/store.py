@@ -28,12 +28,12 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from progressbench.core.errors import StoreError, StoreUnavailable
+from progressbench.core.events import TERMINAL
 from progressbench.core.job import EventKind, Step
 
 NOTIFY_CHANNEL = "job_events"
 
 JobStatus = str  # 'pending' | 'running' | 'interrupted' | 'done' | 'failed'
-TERMINAL_STATUSES = frozenset({"done", "failed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class JobRow:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.status in TERMINAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,12 @@ What a phone app does with Supabase Realtime after SSE failed it:
    apply live rows, deduplicated by seq. Realtime never replays: the refetch
    is the only way to fill what was missed while the socket was down.
 
-Reconnects are counted from the channel's subscribe callback:
+Reconnects are counted from the channel's subscribe callback by the
+:class:`~progressbench.core.reconnect.Reconnector` (policy ``REFETCH``):
 CHANNEL_ERROR/TIMED_OUT → ``Disconnected``; SUBSCRIBED again →
-``Reconnected``; the refetch after it → ``Resumed``.
+``Reconnected``; the refetch after the next "Subscribed to PostgreSQL" →
+``Resumed``. The library does its own reconnecting; this watcher only
+restarts it (on the ``restart`` back-off) when it fails silently.
 
 The library's silent failure modes are watched every ``watchdog_s``, each
 reported as a ``Finding`` and recovered with a fresh client (resubscribe +
@@ -37,10 +40,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -51,21 +53,15 @@ from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribeStates
 
 from progressbench.core.errors import TransportError
-from progressbench.core.events import (
-    ClientEvent,
-    Connected,
-    Disconnected,
-    Finding,
-    Progress,
-    Reconnected,
-    Resumed,
-    Submitted,
-)
+from progressbench.core.events import ClientEvent, Finding, Progress, Submitted
+from progressbench.core.reconnect import REFETCH, Backoff, Reconnector
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"done", "failed"})
 SUBSCRIBED_TO_POSTGRES = "Subscribed to PostgreSQL"
+
+#: What the watcher does about one inbox item: the events it reports, as they happen.
+Reaction = AsyncGenerator[ClientEvent, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,35 +138,42 @@ class _Link:
 
 
 @dataclass
-class _Seen:
-    seqs: set[int] = field(default_factory=set)
+class _Watch:
+    """One session's I/O state around the core: the live link and the timers of the watchdogs."""
 
-    @property
-    def contiguous(self) -> int:
-        n = 0
-        while n + 1 in self.seqs:
-            n += 1
-        return n
+    http: httpx.AsyncClient
+    job_id: str
+    key: str
+    token: str
+    link: _Link
+    state: Reconnector
+    last_news: float
+    restarts: int = 0
+    next_restart: float = 0.0
+
+    def lost(self, reason: str, now: float) -> list[ClientEvent]:
+        """A silent failure found by us: a drop, unless the outage was already reported."""
+        return [] if self.state.is_down else self.state.dropped(reason, now)
 
 
 class RealtimeWatcher:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
-        self.timing = settings.timing
+        self.timing = timing = settings.timing
         self.no_auth = settings.variant == "no-auth"
         self.opts = WatcherOptions.parse(settings.options, settings.timing)
+        self.submit_backoff = Backoff(initial=timing.scaled(1.0), ceiling=timing.scaled(30.0))
+        self.restart_backoff = Backoff(
+            initial=timing.scaled(2.0), ceiling=timing.scaled(30.0), floor=0.05, jitter=0.5
+        )
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._generation = 0
 
     # ----------------------------------------------------------------- session
 
-    def _submit_backoff(self, attempt: int) -> float:
-        ceiling: float = min(self.timing.scaled(0.5) * 2**attempt, self.timing.scaled(30.0))
-        return ceiling
-
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.timing) as http:
-            created = await submit_job(http, "/realtime/jobs", request.body(), self._submit_backoff)
+            created = await submit_job(http, "/realtime/jobs", request.body(), self.submit_backoff.delay)
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
             if self.no_auth:
@@ -180,92 +183,97 @@ class RealtimeWatcher:
                 )
             key = self.opts.supabase_anon_key or created["anon_key"]
             link = await self._open(job_id, key, token)
-            seen = _Seen()
-            connected = down = False
-            attempts = restarts = 0
-            resume_due = False
-            last_news = time.monotonic()
-            next_restart = 0.0
+            watch = _Watch(http, job_id, key, token, link, Reconnector(REFETCH), time.monotonic())
             try:
                 while True:
-                    try:
-                        item: _Item | None = await asyncio.wait_for(self._inbox.get(), self.opts.watchdog_s)
-                    except TimeoutError:
-                        item = None
-                    now = time.monotonic()
-                    if isinstance(item, _Row):
-                        last_news = now
-                        event = self._progress(item.record, job_id)
-                        if event is not None and event.seq not in seen.seqs:
-                            seen.seqs.add(event.seq)
-                            yield event
-                            if event.kind in TERMINAL:
-                                return
-                    elif isinstance(item, _State) and item.generation == link.generation:
-                        if item.state == RealtimeSubscribeStates.SUBSCRIBED:
-                            if not connected:
-                                connected = True
-                                yield Connected()
-                            if down:
-                                yield Reconnected(attempt=attempts)
-                                down, attempts, resume_due = False, 0, True
-                        elif item.state in (
-                            RealtimeSubscribeStates.CHANNEL_ERROR,
-                            RealtimeSubscribeStates.TIMED_OUT,
-                        ):
-                            attempts += 1
-                            if not down:
-                                down = True
-                                yield Disconnected(reason=f"{item.state.value}: {item.error}"[:200])
-                        elif item.state == RealtimeSubscribeStates.CLOSED and not link.closing:
-                            yield Finding(name="channel-closed", detail=item.error[:200])
-                            if not down:
-                                down = True
-                                attempts += 1
-                                yield Disconnected(reason="channel closed by the server")
-                            next_restart = 0.0
-                            link = await self._restart(link, job_id, key, token)
-                    elif isinstance(item, _Live) and item.generation == link.generation:
-                        last_news = now
-                        if self.no_auth:
-                            continue
-                        if resume_due:
-                            resume_due = False
-                            yield Resumed(from_seq=seen.contiguous)
-                        async for event in self._refetch(http, job_id, token, seen):
-                            yield event
-                            if event.kind in TERMINAL:
-                                return
-                    # the library's silent failure modes
-                    if now >= next_restart and (link.gave_up() or link.listener_died()):
-                        name = "client-gave-up" if link.gave_up() else "listener-died"
-                        yield Finding(
-                            name=name, detail=f"{link.why()}; fresh client (restart {restarts + 1})"
-                        )
-                        if not down:
-                            down = True
-                            attempts += 1
-                            yield Disconnected(reason=name)
-                        restarts += 1
-                        link = await self._restart(link, job_id, key, token)
-                        backoff = min(
-                            self.timing.scaled(1.0) * 2 ** min(restarts, 5), self.timing.scaled(30.0)
-                        )
-                        next_restart = time.monotonic() + max(backoff, 0.05) * random.uniform(0.5, 1.0)
-                    # the app-level safety net
-                    refetch_s = self.opts.refetch_s
-                    if not self.no_auth and refetch_s is not None and now - last_news >= refetch_s:
-                        last_news = now
-                        found = False
-                        async for event in self._refetch(http, job_id, token, seen):
-                            if not found:
-                                found = True
-                                yield Finding(name="refetch-recovered", detail=f"after seq {seen.contiguous}")
-                            yield event
-                            if event.kind in TERMINAL:
-                                return
+                    for reaction in self._reactions(watch, await self._next()):
+                        async with contextlib.aclosing(reaction) as events:
+                            async for event in events:
+                                yield event
+                                if event is watch.state.final:
+                                    return
             finally:
-                await link.close()
+                await watch.link.close()
+
+    async def _next(self) -> _Item | None:
+        """The next inbox item, or None when the watchdog interval passed without one."""
+        try:
+            return await asyncio.wait_for(self._inbox.get(), self.opts.watchdog_s)
+        except TimeoutError:
+            return None
+
+    def _reactions(self, watch: _Watch, item: _Item | None) -> list[Reaction]:
+        """What one inbox item sets off, in order; the watchdogs run after every item and every tick."""
+        now = time.monotonic()
+        return [*self._handlers(watch, item, now), self._watchdog(watch, now), self._safety_net(watch, now)]
+
+    def _handlers(self, watch: _Watch, item: _Item | None, now: float) -> list[Reaction]:
+        """Rows count from any link; states and "live" only from the current one."""
+        match item:
+            case _Row():
+                return [self._on_row(watch, item, now)]
+            case _State(generation=generation) if generation == watch.link.generation:
+                return [self._on_state(watch, item, now)]
+            case _Live(generation=generation) if generation == watch.link.generation:
+                return [self._on_live(watch, now)]
+        return []
+
+    async def _on_row(self, watch: _Watch, item: _Row, now: float) -> Reaction:
+        watch.last_news = now
+        event = self._progress(item.record, watch.job_id)
+        for shown in watch.state.show([] if event is None else [event]):
+            yield shown
+
+    async def _on_live(self, watch: _Watch, now: float) -> Reaction:
+        """Subscribed to PostgreSQL: the feed is live, so the rows missed meanwhile can be refetched."""
+        watch.last_news = now
+        if self.no_auth:  # never refetch: that would hide the trap
+            return
+        for resumed in watch.state.resume():
+            yield resumed
+        for shown in watch.state.show(await self._fetch(watch)):
+            yield shown
+
+    async def _on_state(self, watch: _Watch, item: _State, now: float) -> Reaction:
+        """The channel's subscribe callback: the library's own reconnects, seen from outside."""
+        if item.state == RealtimeSubscribeStates.SUBSCRIBED:
+            for event in watch.state.up(now):
+                yield event
+        elif item.state in (RealtimeSubscribeStates.CHANNEL_ERROR, RealtimeSubscribeStates.TIMED_OUT):
+            for event in watch.state.dropped(f"{item.state.value}: {item.error}"[:200], now):
+                yield event
+        elif item.state == RealtimeSubscribeStates.CLOSED and not watch.link.closing:
+            yield Finding(name="channel-closed", detail=item.error[:200])
+            for event in watch.lost("channel closed by the server", now):
+                yield event
+            watch.next_restart = 0.0
+            await self._restart(watch)
+
+    async def _watchdog(self, watch: _Watch, now: float) -> Reaction:
+        """The library's silent failure modes: report, then a fresh client (on the restart back-off)."""
+        link = watch.link
+        if now < watch.next_restart or not (link.gave_up() or link.listener_died()):
+            return
+        name = "client-gave-up" if link.gave_up() else "listener-died"
+        yield Finding(name=name, detail=f"{link.why()}; fresh client (restart {watch.restarts + 1})")
+        for event in watch.lost(name, now):
+            yield event
+        watch.restarts += 1
+        await self._restart(watch)
+        watch.next_restart = time.monotonic() + self.restart_backoff.delay(watch.restarts)
+
+    async def _safety_net(self, watch: _Watch, now: float) -> Reaction:
+        """The app-level refetch when realtime has been quiet for ``refetch_s``."""
+        refetch_s = self.opts.refetch_s
+        if self.no_auth or refetch_s is None or now - watch.last_news < refetch_s:
+            return
+        watch.last_news = now
+        found = False
+        for event in watch.state.show(await self._fetch(watch)):
+            if not found:
+                found = True
+                yield Finding(name="refetch-recovered", detail=f"after seq {watch.state.book.contiguous}")
+            yield event
 
     # ----------------------------------------------------------------- realtime
 
@@ -313,34 +321,29 @@ class RealtimeWatcher:
         link.subscribe = asyncio.create_task(channel.subscribe(on_state), name=f"rt-subscribe-{job_id}")
         return link
 
-    async def _restart(self, link: _Link, job_id: str, key: str, token: str) -> _Link:
-        await link.close()
-        return await self._open(job_id, key, token)
+    async def _restart(self, watch: _Watch) -> None:
+        await watch.link.close()
+        watch.link = await self._open(watch.job_id, watch.key, watch.token)
 
     # ----------------------------------------------------------------- API
 
-    async def _refetch(
-        self, http: httpx.AsyncClient, job_id: str, token: str, seen: _Seen
-    ) -> AsyncIterator[Progress]:
-        """Rows after the last contiguous seq, minus those already shown."""
+    async def _fetch(self, watch: _Watch) -> list[Progress]:
+        """Rows after the book's contiguous prefix through the API (none when the API is unreachable)."""
         try:
-            response = await http.get(
-                f"/realtime/jobs/{job_id}/events",
-                params={"after": seen.contiguous},
-                headers={"authorization": f"Bearer {token}"},
+            response = await watch.http.get(
+                f"/realtime/jobs/{watch.job_id}/events",
+                params={"after": watch.state.cursor},
+                headers={"authorization": f"Bearer {watch.token}"},
             )
         except httpx.HTTPError as exc:
             log.info("refetch failed: %r", exc)
-            return
+            return []
         if response.status_code in (401, 403, 404):
             raise TransportError(f"refetch answered {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
-            return
-        for row in response.json()["events"]:
-            event = self._progress(row, job_id)
-            if event is not None and event.seq not in seen.seqs:
-                seen.seqs.add(event.seq)
-                yield event
+            return []
+        rows = (self._progress(row, watch.job_id) for row in response.json()["events"])
+        return [event for event in rows if event is not None]
 
     @staticmethod
     def _progress(record: dict[str, Any], job_id: str) -> Progress | None:

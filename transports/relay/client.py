@@ -4,7 +4,8 @@ The phone POSTs the job, then holds a WebSocket (the ``websockets`` library)
 to the job's room on the ``rooms`` endpoint. On every (re)connect it first
 joins the room, then fetches ``GET /relay/jobs/{id}/events?after=N`` from the
 API, where N is the highest seq below which it has seen everything; events
-that come both ways are shown once (:class:`~progressbench.transports.relay.resume.SeqTracker`).
+that come both ways are shown once (policy ``SNAPSHOT`` of
+:mod:`progressbench.core.reconnect`: the book's contiguous prefix is N).
 A room message that skips a seq (a publish was dropped) makes it fetch the
 snapshot before showing it, so the user sees the steps in order.
 
@@ -30,48 +31,36 @@ then, when a socket is back, ``Reconnected(attempts)`` and
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
 from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.relay.resume import (
     CONNECT_TIMEOUT_S,
-    GROW,
     MAX_DELAY_S,
     MIN_DELAY_HIGH_S,
     MIN_DELAY_LOW_S,
     MIN_UPTIME_S,
-    SeqTracker,
-    reconnect_delay,
+    partysocket,
 )
 from progressbench.transports.types import ClientSettings, JobRequest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from progressbench.core.errors import TransportError
-from progressbench.core.events import (
-    ClientEvent,
-    Connected,
-    Disconnected,
-    Progress,
-    Reconnected,
-    Resumed,
-    Submitted,
-)
+from progressbench.core.events import ClientEvent, Progress, Submitted
+from progressbench.core.reconnect import SNAPSHOT, Reconnector
 
-TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({401, 403, 404})
 #: Floor (seconds) for the scaled connect timeout.
 MIN_CONNECT_S = 1.0
-
-
-class _Drop(Exception):
-    """The socket or the snapshot failed; the reason becomes a ``Disconnected``."""
 
 
 class RelayWatcher:
@@ -81,8 +70,7 @@ class RelayWatcher:
         opts = settings.options
         self.ack = "end" if settings.variant == "ack-at-end" else "now"
         first = float(opts.get("min_delay_s", random.uniform(MIN_DELAY_LOW_S, MIN_DELAY_HIGH_S)))
-        self.min_delay = timing.scaled(first)
-        self.max_delay = timing.scaled(MAX_DELAY_S)
+        self.backoff = partysocket(timing.scaled(first), max_delay_s=timing.scaled(MAX_DELAY_S))
         self.connect_timeout = max(timing.scaled(CONNECT_TIMEOUT_S), MIN_CONNECT_S)
         self.min_uptime = timing.scaled(MIN_UPTIME_S)
         beat = float(opts.get("heartbeat_s", 0) or 0)
@@ -95,79 +83,42 @@ class RelayWatcher:
         ws = "wss" if scheme == "https" else "ws"
         return f"{ws}://{rest}{room}?token={token}"
 
-    def _delay(self, attempt: int) -> float:
-        """partysocket's schedule: min × 1.3^(attempt-1), capped at max."""
-        return reconnect_delay(attempt, self.min_delay, GROW, self.max_delay)
-
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
             created = await submit_job(
-                http, "/relay/jobs", request.body(), self._delay, params={"ack": self.ack}
+                http, "/relay/jobs", request.body(), self.backoff.delay, params={"ack": self.ack}
             )
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
-            url = self._room_url(created["room"], token)
-            href = created["events_href"]
-            auth = {"authorization": f"Bearer {token}"}
-            tracker = SeqTracker()
-            retry_count = 0
-            connected_once = False
-            down_attempts = 0  # connection attempts since the outage began (0: not down)
+            room = _Room(
+                url=self._room_url(created["room"], token),
+                http=http,
+                href=created["events_href"],
+                auth={"authorization": f"Bearer {token}"},
+                job_id=job_id,
+                state=Reconnector(SNAPSHOT, stable_after_s=self.min_uptime),
+            )
+            async for event in redial(room.state, self.backoff.delay, partial(self._visit, room)):
+                yield event
+
+    async def _visit(self, room: _Room) -> AsyncGenerator[ClientEvent, None]:
+        """Join the room, then read the snapshot, then follow the room until the socket dies."""
+        ws = await self._connect(room.url)
+        try:
+            for event in room.state.up(time.monotonic()):
+                yield event
+            for event in await room.snapshot():
+                yield event
             while True:
-                await asyncio.sleep(reconnect_delay(retry_count, self.min_delay, GROW, self.max_delay))
-                retry_count += 1
-                reason = ""
-                ws: ClientConnection | None = None
-                opened = 0.0
                 try:
-                    ws = await self._connect(url)
-                    opened = time.monotonic()
-                    if not connected_once:
-                        connected_once = True
-                        yield Connected()
-                    if down_attempts:
-                        yield Reconnected(attempt=down_attempts)
-                        yield Resumed(from_seq=tracker.contiguous)
-                        down_attempts = 0
-                    finished = False
-                    for event in await self._snapshot(http, href, auth, tracker):
-                        yield event
-                        finished = finished or event.kind in TERMINAL
-                    if finished:
-                        return
-                    while True:
-                        message = _parse(await ws.recv())
-                        if message is None:
-                            continue
-                        seq = int(message["seq"])
-                        if tracker.has_gap_before(seq) and seq not in tracker.seen:
-                            for event in await self._snapshot(http, href, auth, tracker):
-                                yield event
-                                finished = finished or event.kind in TERMINAL
-                        if tracker.add(seq):
-                            yield Progress(
-                                job_id=str(message.get("job_id", job_id)),
-                                seq=seq,
-                                kind=str(message["kind"]),
-                                message=str(message.get("message", "")),
-                            )
-                            finished = finished or message["kind"] in TERMINAL
-                        if finished:
-                            return
-                except _Drop as drop:
-                    reason = str(drop)
+                    message = _parse(await ws.recv())
                 except ConnectionClosed as exc:
-                    reason = f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}"
-                except (OSError, TimeoutError, InvalidHandshake) as exc:
-                    reason = type(exc).__name__
-                finally:
-                    if ws is not None:
-                        await ws.close()
-                if opened and time.monotonic() - opened >= self.min_uptime:
-                    retry_count = 1  # partysocket resets the counter after minUptime; this retry is #1
-                if down_attempts == 0:
-                    yield Disconnected(reason=reason)
-                down_attempts += 1
+                    raise Dropped(f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}") from None
+                if message is not None:
+                    for event in await room.show(message):
+                        yield event
+        finally:
+            await ws.close()
 
     async def _connect(self, url: str) -> ClientConnection:
         try:
@@ -183,28 +134,52 @@ class RelayWatcher:
             status = exc.response.status_code
             if status in _FATAL:
                 raise TransportError(f"room refused the socket: {status}") from None
-            raise _Drop(f"http {status}") from None
+            raise Dropped(f"http {status}") from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise Dropped(type(exc).__name__) from None
 
-    async def _snapshot(
-        self, http: httpx.AsyncClient, href: str, auth: dict[str, str], tracker: SeqTracker
-    ) -> list[Progress]:
-        """The events after the tracker's cursor that the user has not seen, in seq order."""
+
+@dataclass
+class _Room:
+    """One job's room as this phone sees it: the socket's URL, the snapshot route, the seq book."""
+
+    url: str
+    http: httpx.AsyncClient
+    href: str
+    auth: dict[str, str]
+    job_id: str
+    state: Reconnector
+
+    async def show(self, message: dict[str, Any]) -> list[Progress]:
+        """A room message, after the snapshot that fills any hole below it (so steps show in order)."""
+        seq = int(message["seq"])
+        shown = await self.snapshot() if self.state.book.missing_before(seq) else []
+        event = Progress(
+            job_id=str(message.get("job_id", self.job_id)),
+            seq=seq,
+            kind=str(message["kind"]),
+            message=str(message.get("message", "")),
+        )
+        if self.state.receive(event).shown:
+            shown.append(event)
+        return shown
+
+    async def snapshot(self) -> list[Progress]:
+        """The events after the book's contiguous prefix that the user has not seen, in seq order."""
         try:
-            response = await http.get(href, params={"after": tracker.contiguous}, headers=auth)
+            response = await self.http.get(self.href, params={"after": self.state.cursor}, headers=self.auth)
         except httpx.HTTPError as exc:
-            raise _Drop(f"snapshot {type(exc).__name__}") from None
+            raise Dropped(f"snapshot {type(exc).__name__}") from None
         if response.status_code in _FATAL:
             raise TransportError(f"snapshot answered {response.status_code}: {response.text[:200]}")
         if response.status_code != 200:
-            raise _Drop(f"snapshot http {response.status_code}")
-        fresh = []
-        for row in response.json()["events"]:
-            seq = int(row["seq"])
-            if tracker.add(seq):
-                fresh.append(
-                    Progress(job_id=row["job_id"], seq=seq, kind=row["kind"], message=row["message"])
-                )
-        return fresh
+            raise Dropped(f"snapshot http {response.status_code}")
+        rows = response.json()["events"]
+        events = [
+            Progress(job_id=r["job_id"], seq=int(r["seq"]), kind=r["kind"], message=r["message"])
+            for r in rows
+        ]
+        return [e for e in events if self.state.receive(e).shown]
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

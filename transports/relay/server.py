@@ -40,9 +40,10 @@ from typing import Any, Literal
 import httpx
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
-from progressbench.transports.relay.queue.oidc import JwksCache, OidcRejected, bearer, verify
+from progressbench.transports.relay.queue.oidc import JwksCache, verify
 from prometheus_client import Counter
 
+from progressbench.core.tokens import TokenRejected, bearer
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import Committed, OnCommit, Outcome
 from progressbench.kit.store import parse_job_id
@@ -146,7 +147,7 @@ class RelayServer:
                 token = bearer(request.headers.get("authorization"))
                 keys = await cache.keys_for(token)
                 verify(token, keys, issuer=issuer, audience=audience)
-            except OidcRejected as exc:
+            except TokenRejected as exc:
                 pushes.labels(ctx.meters.service, f"rejected-{exc.status}").inc()
                 return JSONResponse(
                     {"detail": exc.reason}, status_code=exc.status, headers={"WWW-Authenticate": "Bearer"}

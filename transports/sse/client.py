@@ -13,45 +13,39 @@ Variant ``browser`` (``sse:browser``) behaves like ``EventSource``: a fixed
 reconnect delay (the server's ``retry:``, else 3 s), no backoff growth and no
 idle watchdog (a blackholed stream hangs until the OS gives up).
 
-The resumable watcher yields every event the server sends, duplicates
+Both are I/O drivers over :mod:`progressbench.core.reconnect`, run by
+:func:`~progressbench.transports.redial.redial`. The resumable watcher
+(policy ``LAST_EVENT_ID``) yields every event the server sends, duplicates
 included; reconnects send ``Last-Event-ID`` (the highest seq seen) and are
 reported as ``Disconnected`` … ``Reconnected`` + ``Resumed(from_seq)``.
-The naive watcher can only POST again with its own job id
-(``Resubmitted``); it resumes nothing.
+The naive watcher (policy ``RESTART``) can only POST again with its own job
+id (``Resubmitted``); it resumes nothing, and a POST that fails before any
+stream stood is a failed submission, not a drop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
-import random
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from functools import partial
+from typing import Any
 
 import httpx
 from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
 from progressbench.transports.types import ClientSettings, JobRequest
 
 from progressbench.core.errors import TransportError
-from progressbench.core.events import (
-    Alive,
-    ClientEvent,
-    Connected,
-    Disconnected,
-    Progress,
-    Reconnected,
-    Resubmitted,
-    Resumed,
-    Submitted,
-)
+from progressbench.core.events import Alive, ClientEvent, Progress, Resubmitted, Submitted
+from progressbench.core.reconnect import LAST_EVENT_ID, RESTART, Backoff, Reconnector
 
-TERMINAL = frozenset({"done", "failed"})
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
-
-
-class _Drop(Exception):
-    """The stream ended or failed; the reason becomes a ``Disconnected``."""
 
 
 class _SseWatcherBase:
@@ -67,14 +61,16 @@ class _SseWatcherBase:
         self.reconnect_s = timing.scaled(float(opts.get("reconnect_s", default_reconnect)))
         self.max_backoff = timing.scaled(30.0)
         self.connect_timeout = max(timing.scaled(10.0), 1.0)
-        self.retry_hint: float | None = None
+        self.backoff = self._backoff(self.reconnect_s)
 
-    def _delay(self, attempt: int) -> float:
-        base = self.retry_hint if self.retry_hint is not None else self.reconnect_s
+    def _backoff(self, base: float) -> Backoff:
+        """``base`` (the server's ``retry:``, else ``reconnect_s``): fixed for a browser, else doubling."""
         if self.browser:
-            return base
-        ceiling: float = min(base * 2.0 ** min(max(attempt - 1, 0), 16), max(self.max_backoff, base))
-        return ceiling * random.uniform(0.5, 1.0)
+            return Backoff(initial=base, ceiling=base, factor=1.0)
+        return Backoff(initial=base, ceiling=max(self.max_backoff, base), jitter=0.5)
+
+    def _delay(self, retry: int) -> float:
+        return self.backoff.delay(retry)
 
     def _client(self) -> httpx.AsyncClient:
         # no read timeout: the idle watchdog decides when a quiet stream is dead
@@ -85,25 +81,37 @@ class _SseWatcherBase:
             connect_s=self.connect_timeout,
         )
 
-    async def _read(self, response: httpx.Response) -> AsyncIterator[Message | Comment]:
-        """Parsed items of one response; raises :class:`_Drop` when it goes silent or breaks."""
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, http: httpx.AsyncClient, what: str, method: str, url: str, **kwargs: Any
+    ) -> AsyncIterator[httpx.Response]:
+        """A 200 event stream; a refusal no retry fixes is a TransportError, anything else a drop."""
+        try:
+            async with http.stream(method, url, **kwargs) as response:
+                status = response.status_code
+                if status in _FATAL:
+                    body = (await response.aread()).decode(errors="replace")[:200]
+                    raise TransportError(f"{what} answered {status}: {body}")
+                if status != 200:
+                    raise Dropped(f"http {status}")
+                yield response
+        except httpx.HTTPError as exc:
+            raise Dropped(type(exc).__name__) from None
+
+    async def _read(self, response: httpx.Response) -> AsyncGenerator[Message | Comment, None]:
+        """Parsed items of one response; raises :class:`Dropped` when it goes silent or breaks."""
         parser = SSEParser()
         chunks = response.aiter_bytes()
         while True:
             try:
-                if self.idle_s is None:
-                    chunk = await anext(chunks)
-                else:
-                    chunk = await asyncio.wait_for(anext(chunks), self.idle_s)
+                chunk = await asyncio.wait_for(anext(chunks), self.idle_s)
             except StopAsyncIteration:
-                raise _Drop("stream closed") from None
+                raise Dropped("stream closed") from None
             except TimeoutError:
-                raise _Drop("idle watchdog") from None
-            except httpx.HTTPError as exc:
-                raise _Drop(type(exc).__name__) from None
+                raise Dropped("idle watchdog") from None
             for item in parser.feed(chunk):
                 if isinstance(item, Retry):
-                    self.retry_hint = item.milliseconds / 1000.0
+                    self.backoff = self._backoff(item.milliseconds / 1000.0)
                 else:
                     yield item
 
@@ -121,46 +129,28 @@ class ResumableSseWatcher(_SseWatcherBase):
             created = await submit_job(http, "/sse/jobs", request.body(), self._delay)
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
-            href = created["events_href"]
-            cursor: int | None = None
-            down_attempts = 0
-            connected = False
-            while True:
-                if cursor is not None:
-                    headers["last-event-id"] = str(cursor)
-                reason = ""
-                try:
-                    async with http.stream("GET", href, headers=headers) as response:
-                        status = response.status_code
-                        if status in _FATAL:
-                            body = (await response.aread()).decode(errors="replace")[:200]
-                            raise TransportError(f"event stream answered {status}: {body}")
-                        if status != 200:
-                            raise _Drop(f"http {status}")
-                        if not connected:
-                            connected = True
-                            yield Connected()
-                        if down_attempts:
-                            yield Reconnected(attempt=down_attempts)
-                            yield Resumed(from_seq=cursor or 0)
-                            down_attempts = 0
-                        async for item in self._read(response):
-                            if isinstance(item, Comment):
-                                yield Alive()
-                                continue
-                            event = self._progress(item)
-                            yield event
-                            cursor = event.seq if cursor is None else max(cursor, event.seq)
-                            if event.kind in TERMINAL:
-                                return
-                except _Drop as drop:
-                    reason = str(drop)
-                except httpx.HTTPError as exc:
-                    reason = type(exc).__name__
-                if down_attempts == 0:
-                    yield Disconnected(reason=reason)
-                down_attempts += 1
-                await asyncio.sleep(self._delay(down_attempts))
+            state = Reconnector(LAST_EVENT_ID)
+            attempt = partial(self._stream, http, created["events_href"], headers, state)
+            async for event in redial(state, self._delay, attempt):
+                yield event
+
+    async def _stream(
+        self, http: httpx.AsyncClient, href: str, headers: dict[str, str], state: Reconnector
+    ) -> AsyncGenerator[ClientEvent, None]:
+        """One GET of the event stream, after ``Last-Event-ID`` once anything arrived."""
+        if state.book.highest:
+            headers["last-event-id"] = str(state.cursor)
+        async with self._open(http, "event stream", "GET", href, headers=headers) as response:
+            for event in state.up(time.monotonic()):
+                yield event
+            async with contextlib.aclosing(self._read(response)) as items:
+                async for item in items:
+                    if isinstance(item, Comment):
+                        yield Alive()
+                        continue
+                    receipt = state.receive(self._progress(item))
+                    if receipt.shown:
+                        yield receipt.event
 
 
 class NaiveSseWatcher(_SseWatcherBase):
@@ -168,48 +158,33 @@ class NaiveSseWatcher(_SseWatcherBase):
         job_id = str(uuid.uuid4())
         body = {**request.body(), "job_id": job_id}
         async with self._client() as http:
-            posts = 0
-            down_attempts = 0
-            connected = False
-            while True:
-                reason = ""
-                try:
-                    async with http.stream(
-                        "POST", "/sse-naive/jobs", json=body, headers={"idempotency-key": job_id}
-                    ) as response:
-                        status = response.status_code
-                        if status in _FATAL:
-                            text = (await response.aread()).decode(errors="replace")[:200]
-                            raise TransportError(f"create job answered {status}: {text}")
-                        if status != 200:
-                            raise _Drop(f"http {status}")
-                        posts += 1
-                        async for item in self._read(response):
-                            if isinstance(item, Comment):
-                                yield Alive()
-                                continue
-                            if item.event == "created":
-                                created = json.loads(item.data)
-                                if posts == 1:
-                                    yield Submitted(job_id=created["job_id"], token=created["token"])
-                                else:
-                                    yield Resubmitted(job_id=created["job_id"])
-                                if not connected:
-                                    connected = True
-                                    yield Connected()
-                                if down_attempts:
-                                    yield Reconnected(attempt=down_attempts)
-                                    down_attempts = 0
-                                continue
-                            event = self._progress(item)
+            state = Reconnector(RESTART)
+            attempt = partial(self._post, http, body, state, itertools.count(1))
+            async for event in redial(state, self._delay, attempt):
+                yield event
+
+    async def _post(
+        self, http: httpx.AsyncClient, body: dict[str, object], state: Reconnector, posts: Iterator[int]
+    ) -> AsyncGenerator[ClientEvent, None]:
+        """One POST that runs the job and streams it; the first that streams is the submission."""
+        headers = {"idempotency-key": str(body["job_id"])}
+        async with self._open(
+            http, "create job", "POST", "/sse-naive/jobs", json=body, headers=headers
+        ) as response:
+            post = next(posts)
+            async with contextlib.aclosing(self._read(response)) as items:
+                async for item in items:
+                    if isinstance(item, Comment):
+                        yield Alive()
+                    elif item.event == "created":
+                        created = json.loads(item.data)
+                        if post == 1:
+                            yield Submitted(job_id=created["job_id"], token=created["token"])
+                        else:
+                            yield Resubmitted(job_id=created["job_id"])
+                        for event in state.up(time.monotonic()):
                             yield event
-                            if event.kind in TERMINAL:
-                                return
-                except _Drop as drop:
-                    reason = str(drop)
-                except httpx.HTTPError as exc:
-                    reason = type(exc).__name__
-                if connected and down_attempts == 0:
-                    yield Disconnected(reason=reason)
-                down_attempts += 1
-                await asyncio.sleep(self._delay(down_attempts))
+                    else:
+                        receipt = state.receive(self._progress(item))
+                        if receipt.shown:
+                            yield receipt.event

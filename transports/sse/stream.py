@@ -24,10 +24,9 @@ from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
+from progressbench.core.events import TERMINAL
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
-
-TERMINAL = frozenset({"done", "failed"})
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0

@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from progressbench.core.tokens import TokenRejected
+
 ALGORITHM = "RS256"
 #: The invoker service account the queue's pushes act as.
 INVOKER_EMAIL = "relay-invoker@progressbench.iam.gserviceaccount.com"
@@ -40,13 +42,13 @@ INVOKER_SUB = "104729000000000000001"
 LEEWAY_S = 5
 
 
-class OidcRejected(Exception):
-    """A push's token cannot be accepted; ``status`` is 401 or 403."""
+class OidcRejected(TokenRejected):
+    """A push's token cannot be accepted; ``status`` is 401 or 403.
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+    A :class:`~progressbench.core.tokens.TokenRejected`, so the worker's push
+    route catches one type for a missing header (:func:`~progressbench.core.tokens.bearer`)
+    and a bad token alike.
+    """
 
 
 @dataclass(frozen=True)
@@ -140,15 +142,6 @@ def verify(
     if claims.get("email") not in invokers or claims.get("email_verified") is not True:
         raise OidcRejected(403, "principal may not invoke this service")
     return claims
-
-
-def bearer(header_value: str | None) -> str:
-    if not header_value:
-        raise OidcRejected(401, "missing Authorization bearer token")
-    scheme, _, token = header_value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise OidcRejected(401, "Authorization must be 'Bearer <token>'")
-    return token.strip()
 
 
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
