@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ProgressbenchError
 from progressbench.core.events import TERMINAL, Observation, Progress, Resubmitted, SessionRecord, Submitted
+from progressbench.core.job import JobSpec, plan
 from progressbench.transports import resolve
 from progressbench.transports.types import ClientSettings, JobRequest
 
@@ -42,6 +43,10 @@ class SessionSpec(BaseModel):
     timing: Timing
     endpoints: dict[str, str]
     options: dict[str, str] = {}
+
+    def planned_job_s(self) -> float:
+        """The job's own duration as the server plans it (same shape, seed and scale), compressed seconds."""
+        return plan(JobSpec(shape=self.shape, seed=self.seed, time_scale=self.timing.time_scale)).duration_s
 
     def stall_threshold_s(self) -> float:
         """Twice the longest a step may take: longer without news is a stall."""
@@ -111,5 +116,9 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
         outcome=outcome,
         error=error,
         stall_threshold_s=spec.stall_threshold_s(),
+        time_scale=spec.timing.time_scale,
+        planned_job_s=plan(
+            JobSpec(shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale)
+        ).duration_s,
         observations=observations,
     )

@@ -66,6 +66,11 @@ class JobPlan:
     def terminal_seq(self) -> int:
         return len(self.steps) + 1
 
+    @property
+    def duration_s(self) -> float:
+        """Running time as planned, at the spec's time scale: what a time to result is read against."""
+        return sum(step.duration_s for step in self.steps)
+
     def remaining(self, after_step: int) -> tuple[Step, ...]:
         """Steps still to run after the last committed step ``after_step``."""
         return self.steps[max(after_step, 0) :]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from progressbench.core.events import TERMINAL, SessionRecord
-from progressbench.core.scoring import (
+from progressbench.core.session_scores import (
     RESUME_OUTCOMES,
     Commit,
     classify_resumes,
@@ -28,7 +28,7 @@ from progressbench.core.scoring import (
     resume_times,
     silent_stall,
 )
-from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes
+from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes, Spread
 
 __all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
@@ -144,6 +144,15 @@ def _ms(ns: int) -> float:
     return ns / 1e6
 
 
+def _path(reported: str | None, commit: CommittedEvent | None, connection_start_ns: int) -> str:
+    """How the event came: as the watcher says, except that a "live" event committed before its
+    connection stood was read from the store's history on (re)connect — a replay (``Last-Event-ID``)."""
+    path = reported or "live"
+    if path == "live" and commit is not None and commit.committed_wall_ns < connection_start_ns:
+        return "replay"
+    return path
+
+
 def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[SessionRow, list[EventRow]]:
     """Score one session against the store. ``truths`` maps job id -> truth.
 
@@ -179,7 +188,10 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     terminal_wall: int | None = None
     terminal_mono: int | None = None
     first_event_ms: float | None = None
+    connection_start = record.started_wall_ns
     for o in obs:
+        if o.type in ("connected", "reconnected"):
+            connection_start = o.wall_ns
         if o.type != "progress" or o.seq is None:
             continue
         job = o.job_id or ""
@@ -195,7 +207,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
             dup_shown += o.shown
         else:
             seen.add((job, o.seq))
-            paths[o.path or "live"] += 1
+            paths[_path(o.path, commit, connection_start)] += 1
             if o.seq < max_seq.get(job, 0):
                 ooo = True
                 out_of_order += 1
@@ -222,7 +234,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 out_of_order=ooo,
                 foreign=is_foreign,
                 shown=o.shown,
-                path=o.path or "live",
+                path=_path(o.path, commit, connection_start),
             )
         )
 
@@ -327,14 +339,22 @@ def summarize(
     *,
     meters: Mapping[str, float] | None = None,
     cost_usd_per_1k_jobs: float | None = None,
+    with_exposed: bool = True,
 ) -> CellAggregates:
-    """Fold one cell's rows into the aggregates of a ``summary.json`` cell (RESULTS.md)."""
+    """Fold one cell's rows into the aggregates of a ``summary.json`` cell (RESULTS.md).
+
+    ``exposed`` holds the same aggregates over the sessions a fault window
+    overlapped: the cell's verdict, since an unfaulted session says nothing
+    about the fault. Costs and meters are the cell's, not split.
+    """
     n = len(sessions)
     expected = sum(s.events_expected for s in sessions)
     received = sum(s.events_received for s in sessions)
     latencies = [e.latency_ms for e in events if e.latency_ms is not None and not e.duplicate]
     terminal = [s.terminal_latency_ms for s in sessions if s.terminal_latency_ms is not None]
     resumes = [v for s in sessions for v in s.resume_ms]
+    to_result = [s.time_to_result_s for s in sessions if s.time_to_result_s is not None]
+    to_result_ratio = [s.time_to_result_ratio for s in sessions if s.time_to_result_ratio is not None]
     return CellAggregates(
         transport=transport,
         profile=profile,
@@ -368,4 +388,30 @@ def summarize(
         findings=dict(Counter(f for s in sessions for f in s.findings.split(";") if f)),
         cost_usd_per_1k_jobs=_round(cost_usd_per_1k_jobs, 6),
         meters=dict(meters or {}),
+        exposed_sessions=sum(s.exposed for s in sessions),
+        unexposed_sessions=sum(not s.exposed for s in sessions),
+        exposed=_exposed(transport, profile, sessions, events) if with_exposed else None,
+        executions_per_intent=Spread(
+            mean=_round(sum(s.executions for s in sessions) / n) if n else None,
+            max=max((s.executions for s in sessions), default=None),
+        ),
+        progress_regressions=sum(s.progress_regressions > 0 for s in sessions),
+        time_to_result_s=Percentiles(**_pcts(to_result, (50, 95))),
+        time_to_result_ratio=Percentiles(**_pcts(to_result_ratio, (50, 95))),
+        duplicates_wire=sum(s.duplicates_wire for s in sessions),
+        duplicates_shown=sum(s.duplicates_shown for s in sessions),
+        delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
+    )
+
+
+def _exposed(
+    transport: str, profile: str, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+) -> CellAggregates:
+    ids = {s.session_id for s in sessions if s.exposed}
+    return summarize(
+        transport,
+        profile,
+        [s for s in sessions if s.session_id in ids],
+        [e for e in events if e.session_id in ids],
+        with_exposed=False,
     )

@@ -17,22 +17,23 @@ what it missed after a cursor. What differs between transports is data:
 clock and no socket; the watcher (an I/O driver) passes the time in and
 yields what comes back. Every progress event goes through
 :meth:`Reconnector.receive`, which answers with a :class:`Receipt`: the
-dedupe decision is data on the receipt, so a driver that wants to report raw
-receipts (duplicates included) can, and the ones that show each seq once
-simply skip receipts that are not ``shown``.
+dedupe decision is data on the receipt and on its event (``shown``, with the
+delivery ``path``), and drivers report every receipt, duplicates included:
+the ledger counts repeats on the wire apart from repeats on the screen.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from progressbench.core.events import (
     TERMINAL,
     ClientEvent,
     Connected,
+    DeliveryPath,
     Disconnected,
     Progress,
     Reconnected,
@@ -241,16 +242,23 @@ class Reconnector:
         self.resume_due = False
         return [Resumed(from_seq=self.cursor)]
 
-    def receive(self, event: Progress) -> Receipt:
-        """Book one progress event; the receipt says whether it is a duplicate and whether to show it."""
+    def receive(self, event: Progress, path: DeliveryPath | None = None) -> Receipt:
+        """Book one progress event; the receipt says whether it is a duplicate and whether to show it.
+
+        The receipt's event carries that verdict (``shown``) and how it came
+        (``path``), so a driver reports *every* receipt: duplicates on the wire
+        are measured, not hidden by the client's own dedupe.
+        """
         duplicate = not self.book.add(event.seq)
-        receipt = Receipt(event=event, duplicate=duplicate, shown=not (duplicate and self.policy.dedupe))
+        shown = not (duplicate and self.policy.dedupe)
+        if event.shown != shown or (path is not None and path != event.path):
+            event = replace(event, shown=shown, path=path or event.path)
+        receipt = Receipt(event=event, duplicate=duplicate, shown=shown)
         if receipt.finishes and self.final is None:
             self.final = event
         return receipt
 
-    def show(self, events: Iterable[Progress]) -> Iterator[Progress]:
-        """The events the user sees, each booked only as it is taken (so state reads stay in step)."""
+    def show(self, events: Iterable[Progress], path: DeliveryPath | None = None) -> Iterator[Progress]:
+        """Every receipt, booked as it is taken (state reads stay in step); ``shown``: the user saw it."""
         for event in events:
-            if self.receive(event).shown:
-                yield event
+            yield self.receive(event, path).event

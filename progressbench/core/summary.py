@@ -31,7 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from progressbench.core.errors import ResultsError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: Versions this code reads: schema 2 only adds fields (with defaults), so a schema-1 file still loads.
+READABLE_VERSIONS: Final = (1, 2)
 
 
 class _Model(BaseModel):
@@ -58,6 +60,13 @@ class ResumeOutcomes(_Model):
     duplicate_replay: int = Field(alias="duplicate-replay")
     #: schema 2: the stream or the job began again from its start (a naive re-POST, a rerun)
     restarted: int = 0
+
+
+class Spread(_Model):
+    """Mean and maximum of a per-session count (None when the cell has no session)."""
+
+    mean: float | None
+    max: int | None
 
 
 class FaultWindowSpan(_Model):
@@ -103,6 +112,26 @@ class CellAggregates(_Model):
     cost_usd_per_1k_jobs: float | None
     #: The raw server-side counters behind the cost, ``"<service>.<meter>"``.
     meters: dict[str, float]
+    # ---- schema 2 (RESULTS.md "Additions"): what the user lived through
+    #: Sessions whose lifetime did / did not overlap a fault window of their cell.
+    exposed_sessions: int = 0
+    unexposed_sessions: int = 0
+    #: The same aggregates over the exposed sessions only: the cell's verdict.
+    exposed: CellAggregates | None = None
+    #: Executions of the work behind one user request (a re-POST that reran it counts twice).
+    executions_per_intent: Spread = Spread(mean=None, max=None)
+    #: Sessions whose screen showed a lower step after a higher one.
+    progress_regressions: int = 0
+    #: First request -> terminal event shown, in real-time-equivalent seconds.
+    time_to_result_s: Percentiles = Percentiles(p50=None, p95=None)
+    #: Time to result over the job's own planned duration (1.0: no time lost to the transport).
+    time_to_result_ratio: Percentiles = Percentiles(p50=None, p95=None)
+    #: Receipts of an already-received seq on the wire, before any client dedupe.
+    duplicates_wire: int = 0
+    #: Events the app displayed twice (``duplicates`` is this).
+    duplicates_shown: int = 0
+    #: Unique events by how they first arrived: live, replay, refetch, snapshot, poll.
+    delivery_paths: dict[str, int] = Field(default_factory=dict)
 
 
 class CellSummary(CellAggregates):
@@ -156,7 +185,7 @@ class RunTiming(_Model):
 class Summary(_Model):
     """A whole ``summary.json``: what ran, where, with what, and one entry per cell."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     progressbench: str
     created_at: str
     commit: str | None
@@ -187,10 +216,10 @@ def parse_summary(text: str, source: str) -> Summary:
     if not isinstance(data, dict):
         raise ResultsError(f"{source}: not a summary (expected a JSON object)")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ResultsError(
             f"{source}: schema_version {version!r} is not one this progressbench reads "
-            f"({SCHEMA_VERSION}); re-run or use the matching version"
+            f"({', '.join(map(str, READABLE_VERSIONS))}); re-run or use the matching version"
         )
     try:
         return Summary.model_validate_json(text, strict=True)
@@ -224,13 +253,22 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _names(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, bool]]:
-    """(dotted name, names a mapping) for every numeric leaf of ``model``."""
+def _names(
+    model: type[BaseModel], prefix: str = "", inside: frozenset[type[BaseModel]] = frozenset()
+) -> Iterator[tuple[str, bool]]:
+    """(dotted name, names a mapping) for every numeric leaf of ``model``.
+
+    A model nested in itself (a cell's ``exposed`` aggregates) is walked once.
+    """
+    inside = inside | {model}
     for name, info in model.model_fields.items():
         key = prefix + (info.alias or name)
         annotation = _unwrap_optional(info.annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from _names(annotation, key + ".")
+            if not any(issubclass(annotation, seen) or issubclass(seen, annotation) for seen in inside):
+                yield from _names(annotation, key + ".", inside)
+            elif prefix == "":
+                yield from _names(annotation, key + ".", frozenset({annotation}) | {CellSummary})
         elif annotation in (int, float, bool):
             yield key, False
         elif get_origin(annotation) is dict and _unwrap_optional(get_args(annotation)[1]) in (int, float):

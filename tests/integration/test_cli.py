@@ -47,7 +47,7 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
     for name in ("summary.json", "sessions.csv", "events.csv", "report.md", "report.html"):
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["schema_version"] == 1 and summary["complete"] is True
+    assert summary["schema_version"] == 2 and summary["complete"] is True
     [cell] = summary["cells"]
     assert (cell["transport"], cell["profile"], cell["sessions"], cell["jobs"]) == (
         "polling",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from progressbench.core.events import FaultWindow, Observation, SessionRecord
 from progressbench.core.ledger import CommittedEvent, JobTruth, account, summarize
-from progressbench.core.scoring import Commit, classify_resumes
+from progressbench.core.session_scores import Commit, classify_resumes
 
 JOB = "job-a"
 MS = 1_000_000  # ns
@@ -392,3 +392,38 @@ def test_delivery_paths_count_first_receipts() -> None:
     seen.append(prog(2, 600).model_copy(update={"path": "live"}))
     row, _ = account(record(seen), {JOB: truth()})
     assert (row.path_live, row.path_refetch) == (4, 1)
+
+
+def test_live_events_committed_before_the_connection_stood_are_replays() -> None:
+    """An event reported live but committed before its (re)connection was read back from history."""
+    seen = [
+        prog(1, 105),
+        obs("disconnected", 150),
+        obs("reconnected", 350),
+        prog(2, 352),  # committed at 200, before the reconnect at 350: replayed (Last-Event-ID)
+        prog(3, 353),  # committed at 300: replayed
+        prog(4, 405),  # committed at 400, after: live
+        prog(5, 505, "done"),
+    ]
+    row, events = account(record(seen), {JOB: truth()})
+    assert (row.path_live, row.path_replay) == (3, 2)
+    assert [e.path for e in events] == ["live", "replay", "replay", "live", "live"]
+
+
+def test_cell_verdict_is_over_exposed_sessions() -> None:
+    """The cell splits exposed from unexposed sessions and aggregates the exposed ones apart."""
+    window = FaultWindow(kind="handoff", start_wall_ns=150 * MS, end_wall_ns=300 * MS)
+    lossy = [o for o in in_order() if o.seq != 2]
+    hit, hit_events = account(record(lossy, fault_windows=[window], session_id="hit"), {JOB: truth()})
+    calm, calm_events = account(record(in_order(), session_id="calm"), {JOB: truth()})
+    naive, naive_events = account(
+        record(naive_rerun(), end_ms=1200, extra_job_ids=[JOB2], session_id="naive", time_scale=0.5),
+        rerun_truths(),
+    )
+    cell = summarize("sse", "handoff", [hit, calm, naive], [*hit_events, *calm_events, *naive_events])
+    assert (cell.exposed_sessions, cell.unexposed_sessions) == (1, 2)
+    assert cell.exposed is not None and cell.exposed.sessions == 1 and cell.exposed.delivery_ratio == 0.8
+    assert cell.exposed.exposed is None
+    assert cell.executions_per_intent.max == 2 and cell.progress_regressions == 1
+    assert cell.delivery_paths["live"] == hit.events_received + calm.events_received + 2 + 5  # both jobs
+    assert cell.time_to_result_s.p50 is not None

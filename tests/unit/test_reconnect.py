@@ -177,9 +177,10 @@ def test_every_receipt_says_whether_it_is_a_duplicate_and_the_policy_decides_if_
 def test_show_books_each_event_only_as_it_is_taken() -> None:
     """A lazy batch keeps the book in step with what the user has seen so far."""
     state = Reconnector(SNAPSHOT)
-    shown = state.show([step(1), step(1), step(2)])
-    assert next(shown) == step(1) and state.book.highest == 1
-    assert list(shown) == [step(2)] and state.book.contiguous == 2
+    receipts = state.show([step(1), step(1), step(2)])
+    assert next(receipts) == step(1) and state.book.highest == 1
+    rest = list(receipts)
+    assert [(e.seq, e.shown) for e in rest] == [(1, False), (2, True)] and state.book.contiguous == 2
 
 
 @pytest.mark.parametrize(
@@ -334,6 +335,12 @@ async def watch(
 
 
 def shown(events: list[ClientEvent]) -> list[int]:
+    """The seqs the user saw (the watchers report every receipt; repeats the dedupe hid are not shown)."""
+    return [e.seq for e in events if isinstance(e, Progress) and e.shown]
+
+
+def received(events: list[ClientEvent]) -> list[int]:
+    """Every receipt on the wire, repeats included."""
     return [e.seq for e in events if isinstance(e, Progress)]
 
 
@@ -375,6 +382,8 @@ async def test_a_snapshot_refills_a_lost_message_and_hides_the_overlap() -> None
     server = FakeServer(steps=8, plan=[4], outage=2, lost={2}, echo_on_join=True)
     events, _ = await watch(server, SNAPSHOT, snapshot_client)
     assert shown(events) == list(range(1, 10))
+    # the echo is still reported, as a receipt the user did not see (a duplicate on the wire)
+    assert sorted(received(events)) != shown(events) and set(received(events)) == set(shown(events))
     assert connection_events(events) == [
         Connected(),
         Disconnected(reason="cut"),

@@ -70,9 +70,7 @@ class PollingWatcher:
                 yield Alive()
             else:
                 for row in response.json()["events"]:
-                    receipt = state.receive(_progress(row))
-                    if receipt.shown:
-                        yield receipt.event
+                    yield state.receive(_progress(row), "poll").event
             hint = _retry_after(response.headers.get("retry-after"))
             await asyncio.sleep(max(self.interval, hint or 0.0))
 

@@ -221,8 +221,8 @@ class RealtimeWatcher:
     async def _on_row(self, watch: _Watch, item: _Row, now: float) -> Reaction:
         watch.last_news = now
         event = self._progress(item.record, watch.job_id)
-        for shown in watch.state.show([] if event is None else [event]):
-            yield shown
+        for received in watch.state.show([] if event is None else [event], "live"):
+            yield received
 
     async def _on_live(self, watch: _Watch, now: float) -> Reaction:
         """Subscribed to PostgreSQL: the feed is live, so the rows missed meanwhile can be refetched."""
@@ -231,8 +231,8 @@ class RealtimeWatcher:
             return
         for resumed in watch.state.resume():
             yield resumed
-        for shown in watch.state.show(await self._fetch(watch)):
-            yield shown
+        for received in watch.state.show(await self._fetch(watch), "refetch"):
+            yield received
 
     async def _on_state(self, watch: _Watch, item: _State, now: float) -> Reaction:
         """The channel's subscribe callback: the library's own reconnects, seen from outside."""
@@ -269,8 +269,8 @@ class RealtimeWatcher:
             return
         watch.last_news = now
         found = False
-        for event in watch.state.show(await self._fetch(watch)):
-            if not found:
+        for event in watch.state.show(await self._fetch(watch), "refetch"):
+            if not found and event.shown:
                 found = True
                 yield Finding(name="refetch-recovered", detail=f"after seq {watch.state.book.contiguous}")
             yield event

@@ -151,7 +151,10 @@ class _Room:
     state: Reconnector
 
     async def show(self, message: dict[str, Any]) -> list[Progress]:
-        """A room message, after the snapshot that fills any hole below it (so steps show in order)."""
+        """A room message, after the snapshot that fills any hole below it (so steps show in order).
+
+        Every receipt is returned; a repeat the dedupe hides has ``shown=False``.
+        """
         seq = int(message["seq"])
         shown = await self.snapshot() if self.state.book.missing_before(seq) else []
         event = Progress(
@@ -160,12 +163,11 @@ class _Room:
             kind=str(message["kind"]),
             message=str(message.get("message", "")),
         )
-        if self.state.receive(event).shown:
-            shown.append(event)
+        shown.append(self.state.receive(event, "live").event)
         return shown
 
     async def snapshot(self) -> list[Progress]:
-        """The events after the book's contiguous prefix that the user has not seen, in seq order."""
+        """The events after the book's contiguous prefix, in seq order (``shown=False``: already seen)."""
         try:
             response = await self.http.get(self.href, params={"after": self.state.cursor}, headers=self.auth)
         except httpx.HTTPError as exc:
@@ -179,7 +181,7 @@ class _Room:
             Progress(job_id=r["job_id"], seq=int(r["seq"]), kind=r["kind"], message=r["message"])
             for r in rows
         ]
-        return [e for e in events if self.state.receive(e).shown]
+        return [self.state.receive(e, "snapshot").event for e in events]
 
 
 def _parse(raw: str | bytes) -> dict[str, Any] | None:

@@ -148,9 +148,7 @@ class ResumableSseWatcher(_SseWatcherBase):
                     if isinstance(item, Comment):
                         yield Alive()
                         continue
-                    receipt = state.receive(self._progress(item))
-                    if receipt.shown:
-                        yield receipt.event
+                    yield state.receive(self._progress(item)).event
 
 
 class NaiveSseWatcher(_SseWatcherBase):
@@ -185,6 +183,4 @@ class NaiveSseWatcher(_SseWatcherBase):
                         for event in state.up(time.monotonic()):
                             yield event
                     else:
-                        receipt = state.receive(self._progress(item))
-                        if receipt.shown:
-                            yield receipt.event
+                        yield state.receive(self._progress(item)).event
