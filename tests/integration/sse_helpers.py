@@ -168,4 +168,5 @@ def score(database_url: str, record: SessionRecord) -> SessionRow:
 
 
 def progress_seqs(record: SessionRecord) -> list[int]:
-    return [o.seq for o in record.observations if o.type == "progress" and o.seq is not None]
+    """The steps the user saw, in order (receipts the client's dedupe hid are not shown)."""
+    return [o.seq for o in record.observations if o.type == "progress" and o.seq is not None and o.shown]
