@@ -10,18 +10,18 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from progressbench.app import interrupts
+from progressbench.app.processes import terminate
 from progressbench.core.config import (
     DEFAULT_PROFILES,
     DEFAULT_TIME_SCALE,
@@ -48,10 +48,6 @@ app = typer.Typer(
 #: Output piped to a file or CI log gets room for the results table; a terminal keeps its width.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def _locustfile() -> Path:
@@ -374,17 +370,14 @@ def locust(
                 str(port),
             ],
             env=env,
+            # Its own session: a terminal's Ctrl-C reaches only us (Locust would print a traceback
+            # if it came mid start-up), and we stop Locust with SIGTERM, which it handles in full.
+            start_new_session=True,
         )
         try:
             proc.wait()
         except KeyboardInterrupt:
-            # SIGTERM, not SIGINT: a child of a background job inherits an ignored SIGINT.
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, grace_s=15)
 
 
 @app.command("chaos-proxy")
@@ -404,8 +397,8 @@ def chaos_proxy(
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait(timeout=15)
+        terminate(proc, grace_s=15)
+        code = proc.returncode
     if code:
         raise typer.Exit(code)
 
@@ -436,21 +429,28 @@ def bench(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # SIGTERM (CI, `timeout`, containers) stops a run the way Ctrl-C does; see app/interrupts.py.
+    interrupts.install(lambda note: err.print(f"[yellow]{note}[/]"))
+    code = _run_app()
+    interrupts.settle()
+    sys.exit(code)
+
+
+def _run_app() -> int:
+    """The command's exit code; errors become one line."""
     try:
         code = app(standalone_mode=False)
     except ProgressbenchError as exc:
         err.print(f"[red]error:[/] {exc}")
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except _ClickException as exc:  # usage errors: click prints them, exit 2
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except _Abort:
-        sys.exit(130)
-
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0

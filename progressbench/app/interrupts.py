@@ -45,10 +45,7 @@ class StopSignals:
         self.received += 1
         if self.received == 1:
             raise KeyboardInterrupt
-        self.note(
-            f"{signal.Signals(signum).name}: already stopping — child processes first, "
-            "then the partial results"
-        )
+        self.note(f"{signal.Signals(signum).name}: already stopping (child processes first)")
 
 
 def install(note: Callable[[str], None]) -> StopSignals:
@@ -57,6 +54,17 @@ def install(note: Callable[[str], None]) -> StopSignals:
     for sig in STOP_SIGNALS:
         signal.signal(sig, handler)
     return handler
+
+
+def settle() -> None:
+    """The work is over: ignore stop signals from now on.
+
+    While the interpreter shuts down, Python puts the default action back on
+    every signal it handled, so a late SIGTERM would turn a finished
+    command's exit code into "killed by SIGTERM". Ignored signals stay ignored.
+    """
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @dataclass

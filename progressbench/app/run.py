@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from progressbench.app.cell import CELL_ENV, CellPlan
+from progressbench.app.interrupts import deferred, held
+from progressbench.app.processes import spawn, stop_all
 from progressbench.app.results import RAW_DIR, describe_run, read_records, write_summary, write_tables
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.app.truth import ProgressProbe, read_truth
@@ -116,28 +117,11 @@ def _processes(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for argv, log_path in commands:
-            with log_path.open("ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        argv,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-                    )
-                )
+            procs.append(spawn(argv, log_path, env=env))
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with deferred():  # SIGTERM lets Locust flush the sessions in flight
+            stop_all(procs, grace_s=20)
 
 
 def _count_lines(path: Path) -> int:
@@ -236,17 +220,22 @@ def run_cell(
         )
         controller.start()
     t0 = time.monotonic()
+    stopping = False
     try:
         cell.complete = drive_cell(plan, config.locust_workers, log_dir, progress)
+    except KeyboardInterrupt:
+        stopping = True
+        raise
     finally:
-        cell.seconds = time.monotonic() - t0
-        if controller is not None:
-            cell.windows = controller.stop()
-            cell.chaos_errors = list(controller.errors)
-        probe.close()
-        cell.meters = meter_delta(before, stack.meters())
-        if profile.timing:
-            stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+        with deferred():
+            cell.seconds = time.monotonic() - t0
+            if controller is not None:
+                cell.windows = controller.stop()
+                cell.chaos_errors = list(controller.errors)
+            probe.close()
+            cell.meters = meter_delta(before, stack.meters())
+            if profile.timing and not stopping:  # a stack about to close keeps the timing it has
+                stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
 
 
 def execute(config: RunConfig, console: Console) -> RunOutcome:
@@ -309,16 +298,23 @@ def execute(config: RunConfig, console: Console) -> RunOutcome:
             interrupted = True
             console.print("[yellow]interrupted: scoring the sessions collected so far[/]")
         finally:
-            for cell in cells:
-                records_by_cell[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
-            ids = [
-                i
-                for recs in records_by_cell.values()
-                for r in recs
-                for i in [r.job_id, *r.extra_job_ids]
-                if i
-            ]
-            truth = read_truth(stack.database_url, ids)
+            # A stop signal while reading the results and stopping the stack marks the run
+            # interrupted instead of losing what was measured.
+            with held() as late:
+                for cell in cells:
+                    records_by_cell[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
+                ids = [
+                    i
+                    for recs in records_by_cell.values()
+                    for r in recs
+                    for i in [r.job_id, *r.extra_job_ids]
+                    if i
+                ]
+                truth = read_truth(stack.database_url, ids)
+                stack.close()
+            if late.received and not interrupted:
+                interrupted = True
+                console.print("[yellow]interrupted while stopping: the results are marked partial[/]")
 
     all_sessions: list[SessionRow] = []
     all_events: list[EventRow] = []

@@ -9,7 +9,7 @@ from types import FrameType
 
 import pytest
 
-from progressbench.app.interrupts import STOP_SIGNALS, StopSignals, deferred, held, install
+from progressbench.app.interrupts import STOP_SIGNALS, StopSignals, deferred, held, install, settle
 
 
 class Delivered(Exception):
@@ -104,3 +104,12 @@ def test_outside_the_main_thread_nothing_is_touched() -> None:
     thread.join(timeout=5)
     assert not thread.is_alive() and errors == []
     assert signal.getsignal(signal.SIGTERM) is _raise_delivered
+
+
+def test_after_settle_a_late_signal_cannot_turn_the_exit_code_into_a_kill() -> None:
+    """Once the command is done, stop signals are ignored (Python would restore SIGTERM's default)."""
+    install(lambda note: None)
+    settle()
+    signal.raise_signal(signal.SIGTERM)
+    signal.raise_signal(signal.SIGINT)
+    assert all(signal.getsignal(sig) is signal.SIG_IGN for sig in STOP_SIGNALS)
