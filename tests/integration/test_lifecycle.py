@@ -196,6 +196,7 @@ def test_sigterm_mid_cell_stops_the_run_and_writes_partial_results(
     run.signal(signal.SIGTERM)
     took = run.wait_exit(PROMPT_S)
 
+    assert run.left_behind() == [], f"after {took:.1f}s"
     assert run.proc.returncode == 130, run.output()
     assert "Traceback" not in run.output()
     summary = json.loads((out / "summary.json").read_text())
@@ -203,7 +204,6 @@ def test_sigterm_mid_cell_stops_the_run_and_writes_partial_results(
     [cell] = summary["cells"]
     assert 0 < cell["sessions"] < 60 and cell["complete"] is False
     assert "postgres" in run.commands() and "progressbench.loadtests.agent" in run.commands()
-    assert run.left_behind() == [], f"after {took:.1f}s"
 
 
 def test_up_survives_a_storm_of_stop_signals_without_orphans(tmp_path: Path, watch: list[Watched]) -> None:
@@ -214,11 +214,11 @@ def test_up_survives_a_storm_of_stop_signals_without_orphans(tmp_path: Path, wat
     up.signal(signal.SIGTERM)
     up.wait_exit(PROMPT_S, keep_sending=signal.SIGTERM)
 
+    assert up.left_behind() == []
     assert up.proc.returncode == 0, up.output()
     assert "Traceback" not in up.output()
     assert "already stopping" in up.output()
     assert "postgres" in up.commands() and "progressbench.chaos.proxy" in up.commands()
-    assert up.left_behind() == []
 
 
 def test_locust_stopped_with_ctrl_c_then_sigterm_leaves_no_postgres(
@@ -247,7 +247,7 @@ def test_locust_stopped_with_ctrl_c_then_sigterm_leaves_no_postgres(
     wait_for(lambda: not _alive(locust), 30, "Locust to stop")  # the stack's teardown starts now
     web.wait_exit(PROMPT_S, keep_sending=signal.SIGTERM)
 
+    assert web.left_behind() == []
     assert web.proc.returncode in (0, 130), web.output()
     assert "Traceback" not in web.output()
     assert "postgres" in web.commands()
-    assert web.left_behind() == []
