@@ -19,13 +19,8 @@ import psycopg
 import pytest
 
 from progressbench.core.errors import StackError
-from progressbench.kit.database import (
-    PG_SYSTEM_USER,
-    EmbeddedPostgres,
-    ensure_system_user,
-    installed_pginstall,
-    reachable_install,
-)
+from progressbench.kit.database import PG_SYSTEM_USER, EmbeddedPostgres, ensure_system_user
+from progressbench.kit.pginstall import installed_pginstall, reachable_install
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="only root runs PostgreSQL as another user, whose reach can differ"
