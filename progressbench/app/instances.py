@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from progressbench.app.interrupts import deferred
 from progressbench.app.processes import listen_socket, socket_url, spawn, stop_all, tail
 from progressbench.core.config import SERVICE_CONFIG_ENV, ServiceConfig
 from progressbench.core.errors import StackError
@@ -104,21 +105,22 @@ class Fleet:
         ready_file = self.log_dir / f".{name}.ready"
         ready_file.unlink(missing_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        process = spawn(
-            [sys.executable, "-m", service.module],
-            log_path,
-            env={
-                SERVICE_CONFIG_ENV: config.model_dump_json(),
-                LISTEN_FD_ENV: str(service.socket.fileno()),
-                ADMIN_FD_ENV: str(admin.fileno()),
-                READY_FILE_ENV: str(ready_file),
-                SUPERVISOR_PID_ENV: str(os.getpid()),
-                "PYTHONUNBUFFERED": "1",
-            },
-            pass_fds=(service.socket.fileno(), admin.fileno()),
-        )
-        instance = Instance(name, role, process, admin, log_path, ready_file)
-        service.instances.append(instance)
+        with deferred():  # a stop signal must not fall between starting it and owning it
+            process = spawn(
+                [sys.executable, "-m", service.module],
+                log_path,
+                env={
+                    SERVICE_CONFIG_ENV: config.model_dump_json(),
+                    LISTEN_FD_ENV: str(service.socket.fileno()),
+                    ADMIN_FD_ENV: str(admin.fileno()),
+                    READY_FILE_ENV: str(ready_file),
+                    SUPERVISOR_PID_ENV: str(os.getpid()),
+                    "PYTHONUNBUFFERED": "1",
+                },
+                pass_fds=(service.socket.fileno(), admin.fileno()),
+            )
+            instance = Instance(name, role, process, admin, log_path, ready_file)
+            service.instances.append(instance)
         log.info("started %s pid %d", name, process.pid)
         return instance
 
@@ -149,20 +151,22 @@ class Fleet:
     ) -> list[subprocess.Popen[bytes]]:
         """A Cloud-Run-Jobs-style execution: ``task_count`` runner processes with the worker's config."""
         config = self.services["worker"].config.model_copy(update={"instance": "job-runner"})
-        procs = [
-            spawn(
-                [sys.executable, "-m", JOB_RUNNER_MODULE, *job_ids],
-                self.log_dir / f"job-runner-task{index}-attempt{attempt}.log",
-                env={
-                    SERVICE_CONFIG_ENV: config.model_dump_json(),
-                    "CLOUD_RUN_TASK_INDEX": str(index),
-                    "CLOUD_RUN_TASK_COUNT": str(task_count),
-                    "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
-                },
-            )
-            for index in range(task_count)
-        ]
-        self.job_runners.extend(procs)
+        procs: list[subprocess.Popen[bytes]] = []
+        for index in range(task_count):
+            with deferred():
+                procs.append(
+                    spawn(
+                        [sys.executable, "-m", JOB_RUNNER_MODULE, *job_ids],
+                        self.log_dir / f"job-runner-task{index}-attempt{attempt}.log",
+                        env={
+                            SERVICE_CONFIG_ENV: config.model_dump_json(),
+                            "CLOUD_RUN_TASK_INDEX": str(index),
+                            "CLOUD_RUN_TASK_COUNT": str(task_count),
+                            "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+                        },
+                    )
+                )
+                self.job_runners.append(procs[-1])
         return procs
 
     def close(self, grace_s: float) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from progressbench.app.interrupts import deferred
 from progressbench.app.processes import listen_socket, socket_url, spawn, tail, terminate
 from progressbench.chaos.client import ProxyControl, ProxyInfo
 from progressbench.core.errors import ChaosError, StackError
@@ -60,18 +61,22 @@ class StackProxies:
         """Start the bundled proxy as a child process and wait until its API answers."""
         sock = listen_socket()
         log_path = log_dir / "chaos-proxy.log"
-        process = spawn(
-            [sys.executable, "-m", "progressbench.chaos.proxy", "--fd", str(sock.fileno())],
-            log_path,
-            pass_fds=(sock.fileno(),),
-        )
-        proxies = cls(ProxyControl(socket_url(sock)), process, sock)
-        deadline = time.monotonic() + startup_timeout_s
-        while not proxies.control.ping():
-            if process.poll() is not None or time.monotonic() > deadline:
-                proxies.close()
-                raise StackError(f"the chaos proxy did not start; see {log_path}\n{tail(log_path)}")
-            time.sleep(0.05)
+        with deferred():  # a stop signal must not fall between starting it and owning it
+            process = spawn(
+                [sys.executable, "-m", "progressbench.chaos.proxy", "--fd", str(sock.fileno())],
+                log_path,
+                pass_fds=(sock.fileno(),),
+            )
+            proxies = cls(ProxyControl(socket_url(sock)), process, sock)
+        try:
+            deadline = time.monotonic() + startup_timeout_s
+            while not proxies.control.ping():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise StackError(f"the chaos proxy did not start; see {log_path}\n{tail(log_path)}")
+                time.sleep(0.05)
+        except BaseException:  # the caller never gets it to close: stop it here (also on Ctrl-C)
+            proxies.close()
+            raise
         return proxies
 
     def dispatch(self, upstream: str) -> str:

@@ -105,6 +105,7 @@ class Stack:
         self.client_roles = {"api", *(s.role for s in extra if s.client_facing)}
         peers = {role: socket_url(sock) for role, sock in sockets.items()}
         if self.settings.chaos:
+            self._teardown.callback(self._close_proxies)
             self.proxies = self._start_proxies()
             host, port = sockets["worker"].getsockname()[:2]
             peers["worker"] = self.proxies.dispatch(f"{host}:{port}")
@@ -145,11 +146,12 @@ class Stack:
     def _start_proxies(self) -> StackProxies:
         """The fault proxy: a real Toxiproxy at ``toxiproxy_url``, or the bundled one."""
         if self.settings.toxiproxy_url:
-            proxies = StackProxies.external(self.settings.toxiproxy_url)
-        else:
-            proxies = StackProxies.bundled(self.log_dir, self.settings.startup_timeout_s)
-        self._teardown.callback(proxies.close)
-        return proxies
+            return StackProxies.external(self.settings.toxiproxy_url)
+        return StackProxies.bundled(self.log_dir, self.settings.startup_timeout_s)
+
+    def _close_proxies(self) -> None:
+        if self.proxies is not None:
+            self.proxies.close()
 
     def close(self) -> None:
         """Stop everything start() started, in reverse order; idempotent."""
