@@ -221,6 +221,19 @@ def test_up_survives_a_storm_of_stop_signals_without_orphans(tmp_path: Path, wat
     assert "postgres" in up.commands() and "progressbench.chaos.proxy" in up.commands()
 
 
+def test_sigterm_during_start_up_stops_what_was_started(tmp_path: Path, watch: list[Watched]) -> None:
+    """A CI job cancelled while the stack is still coming up: exit 130, Postgres and the rest gone."""
+    up = Watched(["up", "--time-scale", "0.05", "--run-dir", str(tmp_path / "up")], tmp_path)
+    watch.append(up)
+    wait_for(lambda: "bin/postgres" in up.commands(), 120, "the embedded Postgres to start", interval=0.05)
+    up.signal(signal.SIGTERM)
+    up.wait_exit(PROMPT_S)
+
+    assert up.left_behind() == []
+    assert up.proc.returncode == 130, up.output()
+    assert "Ctrl-C to stop" not in up.output() and "Traceback" not in up.output()
+
+
 def test_locust_stopped_with_ctrl_c_then_sigterm_leaves_no_postgres(
     tmp_path: Path, watch: list[Watched]
 ) -> None:
