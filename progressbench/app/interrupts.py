@@ -12,11 +12,12 @@ that is how an embedded Postgres outlived ``progressbench locust`` stopped
 with Ctrl-C and then SIGTERM. Every wait of a teardown ends in a SIGKILL
 after a deadline, so a patient stop is still a prompt one.
 
-:func:`held` and :func:`deferred` cover the window the rule above cannot: a
+:func:`held` and :func:`deferred` cover what the rule above cannot: a
 *first* signal that lands while children are being stopped (a run that ends
-just as CI cancels it). Inside them a stop signal is recorded instead of
-acted on; :func:`deferred` delivers it again, to the handler it held it
-from, once the block is over.
+just as CI cancels it), or between starting a child and recording it.
+Inside them a stop signal is recorded instead of acted on; :func:`deferred`
+delivers it again, to the handler it held it from, once the block is over.
+:func:`settle` ends it all: once a command is done, stop signals are ignored.
 
 Python runs signal handlers in the main thread only, so both are no-ops in
 any other thread (nothing there can be interrupted by a signal anyway).
