@@ -8,18 +8,18 @@ are still written). ``check`` exits 1 when a rule or baseline regressed.
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from progressbench.app import interrupts
 from progressbench.app.configure import run_config, step_range
+from progressbench.app.processes import terminate
 from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, split_list
 from progressbench.core.errors import ProgressbenchError, StackError
 
@@ -38,10 +38,6 @@ app = typer.Typer(
 #: Output piped to a file or CI log gets room for the results table; a terminal keeps its width.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 TransportsOpt = Annotated[
@@ -240,8 +236,8 @@ def chaos_proxy(
     try:
         code = proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait(timeout=15)
+        terminate(proc, grace_s=15)
+        code = proc.returncode
     if code:
         raise typer.Exit(code)
 
@@ -272,21 +268,28 @@ def bench(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # SIGTERM (CI, `timeout`, containers) stops a run the way Ctrl-C does; see app/interrupts.py.
+    interrupts.install(lambda note: err.print(f"[yellow]{note}[/]"))
+    code = _run_app()
+    interrupts.settle()
+    sys.exit(code)
+
+
+def _run_app() -> int:
+    """The command's exit code; errors become one line."""
     try:
         code = app(standalone_mode=False)
     except ProgressbenchError as exc:
         err.print(f"[red]error:[/] {exc}")
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        return 130
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except _ClickException as exc:  # usage errors: click prints them, exit 2
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except _Abort:
-        sys.exit(130)
-
-    sys.exit(code if isinstance(code, int) else 0)
+        return 130
+    return code if isinstance(code, int) else 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.cell_result import cell_name
+from progressbench.app.interrupts import deferred
+from progressbench.app.processes import spawn, stop_all
 from progressbench.kit.database import free_port
 
 #: Told the number of sessions collected so far, a few times a second.
@@ -32,28 +33,11 @@ def _processes(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for argv, log_path in commands:
-            with log_path.open("ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        argv,
-                        env=env,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,  # Ctrl-C reaches us; we stop them in order
-                    )
-                )
+            procs.append(spawn(argv, log_path, env=env))
         yield procs
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with deferred():  # SIGTERM lets Locust flush the sessions in flight
+            stop_all(procs, grace_s=20)
 
 
 def _count_lines(path: Path) -> int:

@@ -51,5 +51,8 @@ class RichRunView:
         task = self._progress.add_task(f"{transport} × {profile}", total=sessions)
         return lambda collected: self._progress.update(task, completed=collected)
 
-    def interrupted(self) -> None:
-        self.console.print("[yellow]interrupted: scoring the sessions collected so far[/]")
+    def interrupted(self, late: bool = False) -> None:
+        if late:
+            self.console.print("[yellow]interrupted while stopping: the results are marked partial[/]")
+        else:
+            self.console.print("[yellow]interrupted: scoring the sessions collected so far[/]")

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
+from progressbench.app.interrupts import deferred, held
 from progressbench.app.loadgen import OnCollected, drive_cell
 from progressbench.app.rendering import render_run
 from progressbench.app.results import RAW_DIR, provenance, read_records, write_summary, write_tables
@@ -51,7 +52,7 @@ class RunView(Protocol):
 
     def cell_started(self, transport: str, profile: str, sessions: int) -> OnCollected: ...
 
-    def interrupted(self) -> None: ...
+    def interrupted(self, late: bool = False) -> None: ...
 
 
 @dataclass
@@ -114,18 +115,23 @@ def run_cell(
         )
         controller.start()
     t0 = time.monotonic()
+    stopping = False
     try:
         on_collected = view.cell_started(plan.transport, plan.profile, plan.expected_sessions)
         cell.complete = drive_cell(plan, config.locust_workers, log_dir, on_collected)
+    except KeyboardInterrupt:
+        stopping = True
+        raise
     finally:
-        cell.seconds = time.monotonic() - t0
-        if controller is not None:
-            cell.windows = controller.stop()
-            cell.chaos_errors = list(controller.errors)
-        probe.close()
-        cell.meters = meter_delta(before, stack.meters())
-        if profile.timing:
-            stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+        with deferred():
+            cell.seconds = time.monotonic() - t0
+            if controller is not None:
+                cell.windows = controller.stop()
+                cell.chaos_errors = list(controller.errors)
+            probe.close()
+            cell.meters = meter_delta(before, stack.meters())
+            if profile.timing and not stopping:  # a stack about to close keeps the timing it has
+                stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
 
 
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
@@ -174,10 +180,19 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
             interrupted = True
             view.interrupted()
         finally:
-            for cell in cells:
-                records[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
-            ids = [i for recs in records.values() for r in recs for i in [r.job_id, *r.extra_job_ids] if i]
-            truth = read_truth(stack.database_url, ids)
+            # A stop signal while reading the results and stopping the stack marks the run
+            # interrupted instead of losing what was measured.
+            with held() as late:
+                for cell in cells:
+                    records[(cell.transport, cell.profile)] = read_records(cell.sessions_path)
+                ids = [
+                    i for recs in records.values() for r in recs for i in [r.job_id, *r.extra_job_ids] if i
+                ]
+                truth = read_truth(stack.database_url, ids)
+                stack.close()
+            if late.received and not interrupted:
+                interrupted = True
+                view.interrupted(late=True)
 
     all_sessions: list[SessionRow] = []
     all_events: list[EventRow] = []

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from progressbench.app.cell import CELL_ENV, CellPlan
+from progressbench.app.processes import terminate
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.chaos.profiles import get_profile
 from progressbench.core.config import RunConfig
@@ -73,14 +74,11 @@ def serve_web_ui(
                 str(port),
             ],
             env=env,
+            # Its own session: a terminal's Ctrl-C reaches only us (Locust would print a traceback
+            # if it came mid start-up), and we stop Locust with SIGTERM, which it handles in full.
+            start_new_session=True,
         )
         try:
             proc.wait()
         except KeyboardInterrupt:
-            # SIGTERM, not SIGINT: a child of a background job inherits an ignored SIGINT.
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc, grace_s=15)

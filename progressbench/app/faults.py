@@ -1,0 +1,103 @@
+"""Server faults the way Cloud Run delivers them: an instance shut down, then replaced.
+
+A fault picks its victim on purpose — the worker holding the most running
+jobs, read from the store's leases — because killing an idle instance tests
+nothing. When the store cannot answer, the fault fails with a
+:class:`StackError` (the chaos controller records it in the cell's
+``chaos_errors``) instead of killing whichever instance happens to come first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import psycopg
+
+from progressbench.app.instances import Fleet, Instance
+from progressbench.app.metering import MeterBook
+from progressbench.app.processes import kill, terminate
+from progressbench.core.config import Timing
+from progressbench.core.errors import StackError
+
+log = logging.getLogger(__name__)
+
+RUNNING_BY_OWNER = "SELECT lease_owner, count(*) FROM jobs WHERE status = 'running' GROUP BY 1"
+
+
+def running_jobs(database_url: str) -> dict[str, int]:
+    """Running jobs per lease owner (an instance name); StackError if the store does not answer."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            rows = conn.execute(RUNNING_BY_OWNER).fetchall()
+    except psycopg.Error as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StackError(f"cannot tell which worker holds the running jobs: {reason}") from None
+    return {str(owner): int(count) for owner, count in rows if owner is not None}
+
+
+def pick_victim(live: Sequence[Instance], running: Mapping[str, int]) -> Instance:
+    """The instance holding the most running jobs; a tie goes to the one started first."""
+    if not live:
+        raise StackError("no live worker instance")
+    victim = max(live, key=lambda i: running.get(i.name, 0))  # max keeps the first of equals
+    if not running.get(victim.name):
+        log.info("no worker holds a running job: the fault hits %s, which is idle", victim.name)
+    return victim
+
+
+class ServerFaults:
+    """Stops and replaces instances of a fleet, banking their meters first."""
+
+    def __init__(self, fleet: Fleet, meters: MeterBook, timing: Timing, database_url: str) -> None:
+        self.fleet = fleet
+        self.meters = meters
+        self.timing = timing
+        self.database_url = database_url
+
+    def busiest_worker(self) -> Instance:
+        """The live worker instance holding the most running jobs (the one to kill)."""
+        live = self.fleet.services["worker"].live()
+        if not live:
+            raise StackError("no live worker instance")
+        return pick_victim(live, running_jobs(self.database_url))
+
+    def server_fault(self, fault: str) -> tuple[int, int]:
+        """SIGTERM (grace, then SIGKILL) or SIGKILL the busiest worker, then start a replacement.
+
+        Returns (fault start, replacement ready) as wall-clock ns: the window
+        during which the worker service had one instance fewer.
+        """
+        victim = self.busiest_worker()
+        start = time.time_ns()
+        if fault == "sigkill":
+            self.meters.retire(victim)
+            self.kill(victim)
+        else:
+            self.terminate(victim)
+        self.replace(victim)
+        return start, time.time_ns()
+
+    def terminate(self, instance: Instance, grace_s: float | None = None) -> str:
+        """Cloud Run shutdown: SIGTERM, the (scaled) grace period, then SIGKILL.
+
+        Returns ``"exited"`` if the instance left within the grace period,
+        ``"killed"`` if it needed the SIGKILL.
+        """
+        grace = self.timing.scaled(self.timing.shutdown_grace_s) if grace_s is None else grace_s
+        self.meters.retire(instance)
+        return terminate(instance.process, grace)
+
+    def kill(self, instance: Instance) -> None:
+        """SIGKILL, no warning (the instance's meters since the last scrape are lost)."""
+        kill(instance.process)
+
+    def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
+        """Start a replacement for a dead instance after the (scaled) cold-start delay."""
+        delay = self.timing.scaled(self.timing.cold_start_s) if cold_start_s is None else cold_start_s
+        if delay > 0:
+            time.sleep(delay)
+        fresh = self.fleet.start(instance.role)
+        self.fleet.wait_ready(fresh)
+        return fresh
