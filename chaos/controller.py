@@ -15,6 +15,7 @@ so a run never leaves a proxy poisoned.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -84,13 +85,16 @@ class ChaosController:
                 return
         self._t0 = time.monotonic()
         try:
-            for action in schedule(self.profile, self.time_scale):
-                if not self._wait_until_due(action):
-                    return
-                with self._lock:
-                    if self._stop.is_set():
+            for cycle in itertools.count():
+                for action in schedule(self.profile, self.time_scale, cycle):
+                    if not self._wait_until_due(action):
                         return
-                    self._do(action)
+                    with self._lock:
+                        if self._stop.is_set():
+                            return
+                        self._do(action)
+                if not self.profile.repeat_every:
+                    return
         except Exception as exc:  # recorded and reported; stop() still cleans up
             log.exception("chaos timeline %s failed", self.profile.name)
             self.errors.append(f"{type(exc).__name__}: {exc}")

@@ -106,6 +106,23 @@ class Profile(BaseModel):
     cells: int = Field(default=1, ge=1, le=64)
     #: Overrides of the stack's timing for this profile (e.g. a short request timeout).
     timing: dict[str, float] = Field(default_factory=dict)
+    #: Seconds (unscaled) after which the phones' network steps run again, cycle after cycle,
+    #: so every session of the cell meets the fault (0: once). Server faults run once.
+    repeat_every: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _cycles_do_not_overlap(self) -> Profile:
+        if self.repeat_every:
+            spans = [
+                s.at + s.for_s + (self.cells - 1) * self.stagger for s in self.steps if s.target == "phones"
+            ]
+            if not spans or any(s.for_s == 0 for s in self.steps if s.target == "phones"):
+                raise ValueError("repeat_every needs phone steps that end (a `for`)")
+            if max(spans) >= self.repeat_every:
+                raise ValueError(
+                    f"repeat_every ({self.repeat_every:g}s) must exceed a cycle ({max(spans):g}s)"
+                )
+        return self
 
     @property
     def toxic_types(self) -> set[str]:
@@ -131,6 +148,7 @@ BUILTIN: dict[str, Profile] = {
             steps=(FaultStep(at=8, fault="blackhole", for_s=12),),
             stagger=4,
             cells=2,
+            repeat_every=30,  # every phone's every job meets a tunnel (the next station's)
         ),
         Profile(
             name="handoff",
@@ -142,6 +160,7 @@ BUILTIN: dict[str, Profile] = {
             steps=(FaultStep(at=8, fault="down", for_s=3), FaultStep(at=26, fault="down", for_s=3)),
             stagger=3,
             cells=2,
+            repeat_every=36,  # later jobs of each phone meet handoffs too
         ),
         Profile(
             name="sleep",
@@ -153,6 +172,7 @@ BUILTIN: dict[str, Profile] = {
             steps=(FaultStep(at=8, fault="pause_reader", for_s=15, attributes={"close_after": 5000}),),
             stagger=4,
             cells=2,
+            repeat_every=32,  # the screen sleeps again during later jobs
         ),
         Profile(
             name="cgnat",

@@ -4,6 +4,11 @@ Pure code: a profile, the number of cells and the time scale in; a sorted
 list of :class:`Action` out. Each cell gets the profile's network steps
 offset by ``stagger × cell index``; server faults (``target: worker``) and
 dispatch faults happen once for the whole stack, not per cell.
+
+A profile with ``repeat_every`` runs its network steps again every that many
+seconds, cycle after cycle, for as long as the cell runs: phones start
+their second and later jobs after the first timeline is over, and a session
+that never meets the fault says nothing about it.
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ class Action:
     step: FaultStep
     #: Phone cell the fault hits, or None for a stack-wide fault.
     cell: int | None
+    #: Which repetition of the timeline (0: the first).
+    cycle: int = 0
 
     @property
     def key(self) -> str:
-        """Names the toxic (per step, stream and cell) so its removal finds it."""
+        """Names the toxic (per step, stream, cell and cycle) so its removal finds it."""
         where = "all" if self.cell is None else f"c{self.cell}"
-        return f"pb-{self.step_index}-{self.step.fault}-{self.step.stream}-{where}"
+        again = f"-r{self.cycle}" if self.cycle else ""
+        return f"pb-{self.step_index}-{self.step.fault}-{self.step.stream}-{where}{again}"
 
     @property
     def order(self) -> tuple[float, int]:
@@ -50,20 +58,28 @@ class Action:
         return (self.at_s if self.at_s is not None else -1.0, 0 if self.kind == "remove" else 1)
 
 
-def schedule(profile: Profile, time_scale: float) -> list[Action]:
-    """Every apply/remove of the profile, in the order the controller runs them."""
+def schedule(profile: Profile, time_scale: float, cycle: int = 0) -> list[Action]:
+    """Every apply/remove of one cycle of the profile, in the order the controller runs them.
+
+    Cycle 0 is the whole profile; later cycles (``repeat_every``) repeat the
+    phones' network steps only, each ``repeat_every`` seconds after the last.
+    """
     actions: list[Action] = []
+    base = cycle * profile.repeat_every
     for index, step in enumerate(profile.steps):
         if step.is_server_fault:
-            at = None if step.at_step is not None else step.at * time_scale
-            actions.append(Action(at, "apply", index, step, None))
+            if cycle == 0:
+                at = None if step.at_step is not None else step.at * time_scale
+                actions.append(Action(at, "apply", index, step, None))
+            continue
+        if cycle and step.target != "phones":
             continue
         cells: list[int | None] = [None] if step.target == "dispatch" else list(range(profile.cells))
         for cell in cells:
             offset = (cell or 0) * profile.stagger
-            start = (step.at + offset) * time_scale
-            actions.append(Action(start, "apply", index, step, cell))
+            start = (base + step.at + offset) * time_scale
+            actions.append(Action(start, "apply", index, step, cell, cycle))
             if step.for_s > 0:
-                actions.append(Action(start + step.for_s * time_scale, "remove", index, step, cell))
+                actions.append(Action(start + step.for_s * time_scale, "remove", index, step, cell, cycle))
     timed = sorted((a for a in actions if a.at_s is not None), key=lambda a: a.order)
     return [a for a in actions if a.at_s is None] + timed

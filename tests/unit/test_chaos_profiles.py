@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from progressbench.chaos.profiles import BUILTIN, FaultStep, Profile, get_profile
 from progressbench.chaos.timeline import scaled_attributes, schedule
 from pydantic import ValidationError
 
+from progressbench.core.config import JobShape
 from progressbench.core.errors import ConfigError
 
 REQUIRED = {
@@ -73,3 +76,47 @@ def test_duration_attributes_scale_and_never_become_zero() -> None:
     """latency/timeout scale with the run; 0 (forever) stays 0; rates do not scale."""
     scaled = scaled_attributes({"latency": 250, "timeout": 0, "rate": 150, "jitter": 5}, 0.05)
     assert scaled == {"latency": 12, "timeout": 0, "rate": 150, "jitter": 1}
+
+
+def test_a_repeating_profile_runs_its_phone_steps_every_cycle() -> None:
+    """Later cycles repeat the phones' faults (new toxic names) repeat_every apart; server faults once."""
+    profile = Profile(
+        name="commute",
+        description="x",
+        steps=(
+            FaultStep(at=2, fault="down", for_s=1),
+            FaultStep(at_step=3, fault="sigterm", target="worker"),
+        ),
+        repeat_every=10,
+    )
+    first = schedule(profile, 0.5, cycle=0)
+    second = schedule(profile, 0.5, cycle=1)
+    assert [(a.kind, a.at_s) for a in first if a.step.target == "phones"] == [("apply", 1.0), ("remove", 1.5)]
+    assert [(a.kind, a.at_s) for a in second] == [("apply", 6.0), ("remove", 6.5)]
+    assert {a.key for a in first}.isdisjoint({a.key for a in second})
+    assert any(a.step.is_server_fault for a in first)
+
+
+def test_repeat_every_must_leave_room_for_a_cycle() -> None:
+    """A period shorter than one cycle (stagger included) would overlap faults: refused on load."""
+    with pytest.raises(ValidationError, match="repeat_every"):
+        Profile(
+            name="x",
+            description="x",
+            steps=(FaultStep(at=8, fault="down", for_s=3),),
+            cells=2,
+            stagger=5,
+            repeat_every=15,
+        )
+
+
+def test_mobile_profiles_repeat_so_every_session_meets_its_fault() -> None:
+    """tunnel, handoff and sleep come back often enough that no job of a phone falls between two cycles."""
+    for name in ("tunnel", "handoff", "sleep"):
+        profile = get_profile(name)
+        windows = sorted(
+            (a.at_s or 0.0) for a in schedule(profile, 1.0, 0) + schedule(profile, 1.0, 1) if a.cell == 0
+        )
+        longest_gap = max(b - a for a, b in itertools.pairwise(windows))
+        shortest_job = JobShape().total_steps * JobShape().step_seconds_min
+        assert longest_gap < shortest_job, name
