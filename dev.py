@@ -34,7 +34,7 @@ DEMO = [
     "--out",
     "results/demo",
 ]
-TESTS = ["-m", "pytest", "-m", "not slow", "-q"]
+TESTS = ["-m", "pytest", "-m", "not slow", "-q", "-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"]
 
 
 def ensure_environment() -> None:

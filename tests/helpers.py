@@ -1,19 +1,44 @@
-"""Shared test helpers: one scaled time unit, and waiting on conditions with a deadline."""
+"""Shared test helpers: one scaled time unit, and waiting on conditions with a deadline.
+
+Every timeout a test sets is a multiple of :data:`UNIT`, read once from
+``PROGRESSBENCH_TEST_UNIT`` (default 1): on a slow or crowded machine raise it
+(``PROGRESSBENCH_TEST_UNIT=3 python3 dev.py test``) and every deadline, and
+pytest-timeout's per-test limit, stretches by the same factor. Durations that
+are part of a scenario (a 5 s tunnel, a 1 s outage) are not timeouts and are
+not scaled: they define what is being tested.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Every integration timeout is a multiple of this (seconds); raise it on a slow machine.
-UNIT = 1.0
+UNIT_ENV = "PROGRESSBENCH_TEST_UNIT"
+
+
+def _read_unit() -> float:
+    raw = os.environ.get(UNIT_ENV, "1")
+    try:
+        unit = float(raw)
+    except ValueError:
+        raise RuntimeError(f"{UNIT_ENV}: expected a positive number, got {raw!r}") from None
+    if not unit > 0:
+        raise RuntimeError(f"{UNIT_ENV}: expected a positive number, got {raw!r}")
+    return unit
+
+
+#: Every test timeout is a multiple of this (seconds per second); see the module docstring.
+UNIT = _read_unit()
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
-    """Poll ``condition`` until it returns something truthy, or fail naming ``what``."""
+    """Poll ``condition`` until it returns something truthy (and return that), or fail naming ``what``."""
     deadline = time.monotonic() + timeout * UNIT
     last: T = condition()
     while not last:
@@ -22,3 +47,22 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, interval: fl
         time.sleep(interval)
         last = condition()
     return last
+
+
+async def wait_until(
+    condition: Callable[[], T | Awaitable[T]], timeout: float, what: str, interval: float = 0.02
+) -> T:
+    """The asyncio :func:`wait_for`: ``condition`` may be a plain or an async callable.
+
+    The event loop keeps running between polls, so the code under test (a
+    watcher task, a proxy) makes progress while the test waits.
+    """
+    deadline = time.monotonic() + timeout * UNIT
+    while True:
+        result = condition()
+        last = await result if inspect.isawaitable(result) else result
+        if last:
+            return last  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout * UNIT:.1f}s waiting for {what}")
+        await asyncio.sleep(interval)

@@ -8,14 +8,15 @@ import httpx
 import psycopg
 
 from progressbench.app.supervisor import Stack
-from tests.helpers import wait_for
+from tests.helpers import UNIT, wait_for
 
 
 def create_job(stack: Stack, owner: str = "alice", seed: int = 1, **shape: Any) -> dict[str, Any]:
+    """POST a polling job (202 asserted); ``shape`` overrides JobShape fields."""
     body: dict[str, Any] = {"owner": owner, "seed": seed, "time_scale": stack.settings.timing.time_scale}
     if shape:
         body["shape"] = shape
-    response = httpx.post(f"{stack.endpoints()['api']}/polling/jobs", json=body, timeout=10)
+    response = httpx.post(f"{stack.endpoints()['api']}/polling/jobs", json=body, timeout=10 * UNIT)
     assert response.status_code == 202, response.text
     data: dict[str, Any] = response.json()
     return data
@@ -50,6 +51,8 @@ def step_runs(stack: Stack, job_id: str) -> list[tuple[int, int, str]]:
 
 
 def wait_status(stack: Stack, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
+    """The job's row once its status is one of ``statuses`` (``timeout`` is scaled by UNIT)."""
+
     def reached() -> dict[str, Any] | None:
         row = job_row(stack, job_id)
         return row if row["status"] in statuses else None

@@ -1,15 +1,24 @@
-"""Integration fixtures: real stacks through the same supervisor the CLI uses."""
+"""Integration fixtures: real stacks through the same supervisor the CLI uses.
+
+Every stack runs against a database cloned from the session's migrated
+template (``tests/databases.py``), so no stack pays for ``initdb``. A stack
+that tests only read from is module-scoped (``module_stack``); a test that
+kills, replaces or reconfigures instances gets a stack of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.core.config import Timing
-from progressbench.kit.database import EmbeddedPostgres
+from tests.helpers import UNIT
 
 #: Jobs in integration tests run at this time scale (a 14-step job takes ~2.5 s).
 SCALE = 0.05
@@ -23,28 +32,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    settings = StackSettings(run_dir=tmp_path, timing=Timing(time_scale=SCALE), transports=BASE)
-    with Stack(settings) as running:
-        yield running
+@contextmanager
+def running_stack(run_dir: Path, database_url: str, **settings: Any) -> Iterator[Stack]:
+    """A started :class:`Stack` on ``database_url``, at :data:`SCALE` unless ``timing`` is given."""
+    settings.setdefault("timing", Timing(time_scale=SCALE))
+    settings.setdefault("transports", BASE)
+    settings.setdefault("startup_timeout_s", 30.0 * UNIT)
+    with Stack(StackSettings(run_dir=run_dir, database_url=database_url, **settings)) as stack:
+        yield stack
 
 
 @pytest.fixture
-def two_worker_stack(tmp_path: Path) -> Iterator[Stack]:
-    settings = StackSettings(
-        run_dir=tmp_path, timing=Timing(time_scale=SCALE), worker_instances=2, transports=BASE
-    )
-    with Stack(settings) as running:
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    """The default stack, the test's own (it may kill instances)."""
+    with running_stack(tmp_path, database_url) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Postgres owned by the test, for runs given --database-url (it outlives the run)."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "postgres.log")
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
+def module_stack(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Stack]:
+    """The default stack shared by a module whose tests only create jobs and read."""
+    with running_stack(tmp_path_factory.mktemp("stack"), module_database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def two_worker_stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    with running_stack(tmp_path, database_url, worker_instances=2) as running:
+        yield running
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A synchronous HTTP client whose timeout is scaled like every other."""
+    with httpx.Client(timeout=10 * UNIT) as client:
+        yield client

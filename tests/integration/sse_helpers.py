@@ -23,6 +23,7 @@ from progressbench.app.truth import read_truth
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import SessionRow, account
+from tests.helpers import wait_until
 
 
 @dataclass(eq=False)
@@ -123,20 +124,19 @@ class Forwarder:
 
 
 async def wait_for_events(database_url: str, owner: str, count: int, timeout: float) -> str:
-    """The id of ``owner``'s job once it has committed ``count`` events."""
-    deadline = time.monotonic() + timeout
+    """The id of ``owner``'s job once it has committed ``count`` events (``timeout`` scaled by UNIT)."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
+
+        async def committed() -> str | None:
             cur = await conn.execute(
                 "SELECT j.id, count(e.seq) FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id "
                 "WHERE j.owner = %s GROUP BY j.id",
                 (owner,),
             )
             row = await cur.fetchone()
-            if row is not None and row[1] >= count:
-                return str(row[0])
-            await asyncio.sleep(0.02)
-    raise AssertionError(f"{owner}'s job did not commit {count} events within {timeout}s")
+            return str(row[0]) if row is not None and row[1] >= count else None
+
+        return await wait_until(committed, timeout, f"{owner}'s job to commit {count} events")
 
 
 def session_spec(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,10 @@ from progressbench.chaos.client import ProxyControl
 from progressbench.chaos.controller import ChaosController, validate_against
 from progressbench.chaos.profiles import FaultStep, Profile
 
-from progressbench.app.supervisor import Stack, StackSettings
-from progressbench.core.config import Timing
+from progressbench.app.supervisor import Stack
 from progressbench.core.errors import UnsupportedToxic
-from tests.helpers import wait_for
+from tests.helpers import UNIT, wait_for
+from tests.integration.conftest import running_stack
 
 
 def long_profile() -> Profile:
@@ -68,7 +67,7 @@ def test_a_proxy_server_without_a_toxic_is_reported_before_the_run() -> None:
         validate_against(NoMobileToxics(), [long_profile()])  # type: ignore[arg-type]
 
 
-def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path) -> None:
+def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path, database_url: str) -> None:
     """With toxiproxy_url the stack drives that server and removes its proxies at the end."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0"], stdout=subprocess.PIPE, text=True
@@ -77,19 +76,14 @@ def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path) -> None:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
         control = ProxyControl(url)
-        settings = StackSettings(
-            run_dir=tmp_path, timing=Timing(time_scale=0.05), toxiproxy_url=url, transports=("polling",)
-        )
-        with Stack(settings) as stack:
+        with running_stack(tmp_path, database_url, toxiproxy_url=url, transports=("polling",)) as stack:
             assert stack.chaos_process is None
             stack.cell_endpoints(2)
             assert {"pb-dispatch", "pb-c0-api", "pb-c1-api"} <= set(control.proxies())
-        deadline = time.monotonic() + 5
-        while control.proxies() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: not control.proxies(), 5, "the stack's proxies to be deleted")
         assert control.proxies() == {}
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=10 * UNIT)
         if proc.stdout is not None:
             proc.stdout.close()

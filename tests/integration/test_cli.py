@@ -11,15 +11,19 @@ import pandas as pd
 import psycopg
 import pytest
 
+from tests.helpers import UNIT
+
 RUN = [sys.executable, "-m", "progressbench"]
 
 
 def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout)
+    """``python -m progressbench ARGS`` as a user runs it (``timeout`` scaled by UNIT)."""
+    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout * UNIT)
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory, postgres: str) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Path:
+    """One real run, on the module's database, that several tests read."""
     out = tmp_path_factory.mktemp("run")
     done = cli(
         "run",
@@ -36,7 +40,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, postgres: str) -> Path:
         "--out",
         str(out),
         "--database-url",
-        postgres,
+        module_database_url,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return out
@@ -62,11 +66,11 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
     assert "data:image/png;base64," in (run_dir / "report.html").read_text()
 
 
-def test_events_csv_matches_job_events(run_dir: Path, postgres: str) -> None:
+def test_events_csv_matches_job_events(run_dir: Path, module_database_url: str) -> None:
     """What the phones recorded is exactly what the store committed, event for event."""
     events = pd.read_csv(run_dir / "events.csv")
     seen = sorted(zip(events["job_id"], events["seq"], strict=True))
-    with psycopg.connect(postgres) as conn:
+    with psycopg.connect(module_database_url) as conn:
         jobs = list(events["job_id"].unique())
         stored = sorted(
             (str(j), s)
@@ -153,7 +157,7 @@ def test_bad_input_is_one_clear_line_without_traceback(
     assert "Traceback" not in output
 
 
-def test_distributed_locust_with_two_workers(tmp_path: Path, postgres: str) -> None:
+def test_distributed_locust_with_two_workers(tmp_path: Path, database_url: str) -> None:
     """Locust master + 2 workers: every phone's sessions reach the master's sink."""
     done = cli(
         "run",
@@ -172,7 +176,7 @@ def test_distributed_locust_with_two_workers(tmp_path: Path, postgres: str) -> N
         "--out",
         str(tmp_path),
         "--database-url",
-        postgres,
+        database_url,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     [cell] = json.loads((tmp_path / "summary.json").read_text())["cells"]

@@ -10,14 +10,15 @@ from progressbench.core.job import JobSpec, plan
 from progressbench.kit.database import migrate
 from progressbench.kit.executor import Committed, ExecutionContext, run_job
 from progressbench.kit.store import Store
+from tests.helpers import wait_until
 
 TIMING = Timing(time_scale=0.01)
 
 
-async def test_hook_sees_every_commit_once_across_a_resume(postgres: str) -> None:
+async def test_hook_sees_every_commit_once_across_a_resume(database_url: str) -> None:
     """Steps before the interruption and after the resume are each announced once, then done."""
-    migrate(postgres)
-    store = Store(postgres)
+    assert migrate(database_url) == [], "the clone arrives migrated; migrating again is a no-op"
+    store = Store(database_url)
     await store.open()
     seen: list[tuple[str, int, str]] = []
 
@@ -36,8 +37,7 @@ async def test_hook_sees_every_commit_once_across_a_resume(postgres: str) -> Non
     stop = asyncio.Event()
 
     async def interrupt() -> None:
-        while len(seen) < 2:
-            await asyncio.sleep(0.005)
+        await wait_until(lambda: len(seen) >= 2, 10, "two commits announced", interval=0.005)
         stop.set()
 
     hooks = {"relay:ack-at-end": hook}.get

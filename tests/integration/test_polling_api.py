@@ -1,4 +1,8 @@
-"""The polling transport and the API on a real stack: reads, conditional GETs, bad input."""
+"""The polling transport and the API on a real stack: reads, conditional GETs, bad input.
+
+The tests share one stack (``module_stack``): each creates its own jobs and
+none kills an instance.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +12,63 @@ from progressbench.app.supervisor import Stack
 from tests.integration.api_client import create_job, event_seqs, wait_status
 
 
-def test_job_runs_to_done_and_poll_reads_every_event(stack: Stack) -> None:
+def test_job_runs_to_done_and_poll_reads_every_event(module_stack: Stack, http: httpx.Client) -> None:
     """202 {href, token}; polling after a cursor returns each event once, in order."""
+    stack = module_stack
     job = create_job(stack)
     api = stack.endpoints()["api"]
     headers = {"authorization": f"Bearer {job['token']}"}
     wait_status(stack, job["job_id"], {"done"}, timeout=30)
-    first = httpx.get(api + job["href"], params={"after": 0}, headers=headers)
+    first = http.get(api + job["href"], params={"after": 0}, headers=headers)
     assert first.status_code == 200
     body = first.json()
     assert [e["seq"] for e in body["events"]] == list(range(1, 16)) == event_seqs(stack, job["job_id"])
     assert body["events"][-1]["kind"] == "done" and body["terminal"]
-    later = httpx.get(api + job["href"], params={"after": 10}, headers=headers)
+    later = http.get(api + job["href"], params={"after": 10}, headers=headers)
     assert [e["seq"] for e in later.json()["events"]] == [11, 12, 13, 14, 15]
 
 
-def test_unchanged_job_answers_304_with_its_etag(stack: Stack) -> None:
+def test_unchanged_job_answers_304_with_its_etag(module_stack: Stack, http: httpx.Client) -> None:
     """If-None-Match with the current ETag gets 304 and no body; running jobs send Retry-After."""
+    stack = module_stack
     job = create_job(stack, step_seconds_min=20, step_seconds_max=20)  # 1 s steps at scale 0.05
+    # Dispatch moves the job pending -> running (attempt 0 -> 1); after that nothing changes
+    # for a whole 1 s step, so the two reads below see the same job.
+    wait_status(stack, job["job_id"], {"running"}, timeout=10)
     api = stack.endpoints()["api"]
     headers = {"authorization": f"Bearer {job['token']}"}
-    first = httpx.get(api + job["href"], headers=headers)
+    first = http.get(api + job["href"], headers=headers)
     assert first.status_code == 200 and first.headers["retry-after"] == "0.050"
-    again = httpx.get(api + job["href"], headers={**headers, "if-none-match": first.headers["etag"]})
+    again = http.get(api + job["href"], headers={**headers, "if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
 
 
-def test_bad_input_gets_clear_errors_and_no_service_dies(stack: Stack) -> None:
+def test_bad_input_gets_clear_errors_and_no_service_dies(module_stack: Stack, http: httpx.Client) -> None:
     """Unknown ids, other people's tokens, malformed JSON: clear statuses, no data, no crash."""
+    stack = module_stack
     api = stack.endpoints()["api"]
     alice = create_job(stack, owner="alice")
     bob = create_job(stack, owner="bob")
     bob_headers = {"authorization": f"Bearer {bob['token']}"}
 
-    foreign = httpx.get(api + alice["href"], headers=bob_headers)
+    foreign = http.get(api + alice["href"], headers=bob_headers)
     assert foreign.status_code == 404 and "events" not in foreign.text
-    assert httpx.get(api + alice["href"]).status_code == 401
-    assert httpx.get(api + alice["href"], headers={"authorization": "Bearer forged"}).status_code == 401
-    assert httpx.get(api + "/polling/jobs/not-a-uuid", headers=bob_headers).status_code == 404
+    assert http.get(api + alice["href"]).status_code == 401
+    assert http.get(api + alice["href"], headers={"authorization": "Bearer forged"}).status_code == 401
+    assert http.get(api + "/polling/jobs/not-a-uuid", headers=bob_headers).status_code == 404
     unknown = "/polling/jobs/00000000-0000-0000-0000-000000000000"
-    assert httpx.get(api + unknown, headers=bob_headers).status_code == 404
-    assert httpx.get(api + bob["href"], params={"after": -1}, headers=bob_headers).status_code == 422
+    assert http.get(api + unknown, headers=bob_headers).status_code == 404
+    assert http.get(api + bob["href"], params={"after": -1}, headers=bob_headers).status_code == 422
 
-    malformed = httpx.post(
+    malformed = http.post(
         api + "/polling/jobs", content=b'{"owner": "x",', headers={"content-type": "application/json"}
     )
     assert malformed.status_code == 422
     assert malformed.json()["detail"] == "invalid request" and "JSON" in str(malformed.json()["problems"])
-    wrong_shape = httpx.post(api + "/polling/jobs", json={"owner": "a b c", "time_scale": -1})
+    wrong_shape = http.post(api + "/polling/jobs", json={"owner": "a b c", "time_scale": -1})
     assert wrong_shape.status_code == 422
     assert any("owner" in p for p in wrong_shape.json()["problems"])
 
     assert all(i.alive() for s in stack.services.values() for i in s.instances)
-    assert httpx.get(api + "/healthz").json()["status"] == "ok"
-    assert httpx.get(api + bob["href"], headers=bob_headers).status_code == 200
+    assert http.get(api + "/healthz").json()["status"] == "ok"
+    assert http.get(api + bob["href"], headers=bob_headers).status_code == 200

@@ -1,7 +1,9 @@
 """``realtime`` on a real stack: worker rows → WAL → the Realtime stand-in → the official client.
 
 Jobs run at time scale 0.05; the realtime server process decodes the
-``pgoutput`` slot and checks RLS per subscriber; every test is bounded.
+``pgoutput`` slot and checks RLS per subscriber; every test is bounded. The
+tests share one stack, on a database cloned for the module; the last one
+kills the realtime process (and leaves a replacement running).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +26,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from progressbench.app.session import SessionSpec, run_session
-from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack
 from progressbench.core import tokens
 from progressbench.core.config import JobShape, Timing
-from tests.integration.conftest import SCALE
+from tests.helpers import UNIT, wait_until
+from tests.integration.conftest import SCALE, running_stack
 from tests.integration.sse_helpers import progress_seqs, score, wait_for_events
 
 # realtime 2.34.1 logs ``ConnectionClosed.code``/``.reason`` in its reconnect path, which websockets 15
@@ -40,14 +44,14 @@ pytestmark = pytest.mark.filterwarnings(
 
 SHAPE = JobShape(step_seconds_min=6.0, step_seconds_max=6.0)  # 0.3 s steps at SCALE
 ALL_SEQS = list(range(1, SHAPE.total_steps + 2))
+#: One step: a job whose first row marks a point in the commit order.
+MARKER = JobShape(waves=({"label": "marker", "items": 1},), step_seconds_min=6.0, step_seconds_max=6.0)
 
 
 @pytest.fixture(scope="module")
-def rt_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = StackSettings(
-        run_dir=tmp_path_factory.mktemp("rt"), timing=Timing(time_scale=SCALE), transports=("realtime",)
-    )
-    with Stack(settings) as running:
+def rt_stack(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Stack]:
+    run_dir: Path = tmp_path_factory.mktemp("rt")
+    with running_stack(run_dir, module_database_url, transports=("realtime",)) as running:
         yield running
 
 
@@ -65,9 +69,9 @@ def _spec(stack: Stack, transport: str, owner: str, timing: Timing | None = None
     )
 
 
-async def _create(api: str, owner: str) -> dict[str, str]:
-    body = {"owner": owner, "seed": 1, "time_scale": SCALE, "shape": SHAPE.model_dump(mode="json")}
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+async def _create(api: str, owner: str, shape: JobShape = SHAPE) -> dict[str, str]:
+    body = {"owner": owner, "seed": 1, "time_scale": SCALE, "shape": shape.model_dump(mode="json")}
+    async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
         response = await http.post("/realtime/jobs", json=body)
     assert response.status_code == 202, response.text
     data: dict[str, str] = response.json()
@@ -108,15 +112,21 @@ async def test_official_client_gets_every_own_row_in_order_and_none_of_another_u
         )
         channel.on_system(lambda payload: live.set())
         await channel.subscribe(lambda state, err: states.append(state))
-        await asyncio.wait_for(live.wait(), 10)
+        await asyncio.wait_for(live.wait(), 10 * UNIT)
         assert states == [RealtimeSubscribeStates.SUBSCRIBED]
         alice, bob = await asyncio.gather(_create(api, "alice"), _create(api, "bob"))
-        deadline = time.monotonic() + 20
-        while not any(r["job_id"] == alice["job_id"] and r["kind"] == "done" for r in rows):
-            assert time.monotonic() < deadline, f"alice's terminal row never arrived: {len(rows)} rows"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: any(r["job_id"] == alice["job_id"] and r["kind"] == "done" for r in rows),
+            20,
+            "alice's terminal row",
+        )
         await wait_for_events(rt_stack.database_url, "bob", len(ALL_SEQS), timeout=20)
-        await asyncio.sleep(0.5)  # time for any of bob's rows to (wrongly) arrive
+        # The feed delivers in commit order: once a row committed after bob's last one has
+        # arrived, every row of bob's that was going to (wrongly) arrive has arrived.
+        marker = await _create(api, "alice", MARKER)
+        await wait_until(
+            lambda: any(r["job_id"] == marker["job_id"] for r in rows), 20, "a row committed after bob's"
+        )
     finally:
         await client.close()
     assert [r["seq"] for r in rows if r["job_id"] == alice["job_id"]] == ALL_SEQS
@@ -126,7 +136,7 @@ async def test_official_client_gets_every_own_row_in_order_and_none_of_another_u
 
 async def test_watcher_delivers_the_whole_job_through_realtime(rt_stack: Stack) -> None:
     """The ``realtime`` watcher through the cell proxy: every event once, in order, terminal."""
-    record = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "carol")), 30)
+    record = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "carol")), 30 * UNIT)
     assert record.outcome == "terminal", record.error
     assert progress_seqs(record) == ALL_SEQS
     row = score(rt_stack.database_url, record)
@@ -138,7 +148,9 @@ async def test_no_auth_receives_nothing_and_is_a_silent_stall(rt_stack: Stack) -
     """Without set_auth the client joins with the anon key: RLS hides every row, no error arrives,
     the session runs out its deadline, and the ledger flags a silent stall named by the finding."""
     timing = Timing(time_scale=SCALE, session_deadline_s=120.0)  # 6 s
-    record = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime:no-auth", "dave", timing)), 30)
+    record = await asyncio.wait_for(
+        run_session(_spec(rt_stack, "realtime:no-auth", "dave", timing)), 30 * UNIT
+    )
     assert record.outcome == "deadline"
     assert progress_seqs(record) == []
     assert not [o for o in record.observations if o.type in ("disconnected", "gap_flagged")]
@@ -159,10 +171,10 @@ async def test_cut_connection_is_recovered_by_the_refetch(rt_stack: Stack) -> No
         await wait_for_events(rt_stack.database_url, "erin", 3, timeout=15)
         for name in proxies:
             await asyncio.to_thread(rt_stack.control.set_enabled, name, False)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the outage itself: part of the scenario, not a wait
         for name in proxies:
             await asyncio.to_thread(rt_stack.control.set_enabled, name, True)
-        record = await asyncio.wait_for(task, 30)
+        record = await asyncio.wait_for(task, 30 * UNIT)
     finally:
         for name in proxies:
             await asyncio.to_thread(rt_stack.control.set_enabled, name, True)
@@ -185,7 +197,7 @@ async def _join(rt: str, apikey: str, access_token: str | None) -> dict[str, Any
         frame = {"event": "phx_join", "payload": payload, "topic": "realtime:t", "ref": "1", "join_ref": "1"}
         await ws.send(json.dumps(frame))
         while True:
-            reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10 * UNIT))
             if reply["event"] == "phx_reply":
                 return reply
 
@@ -219,7 +231,7 @@ async def test_bad_tokens_are_refused_on_join_and_on_the_read_route(rt_stack: St
 
     other = await _create(api, "grace")
     url = f"/realtime/jobs/{created['job_id']}/events"
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
         assert (
             await http.get(url, headers={"authorization": f"Bearer {created['token']}"})
         ).status_code == 200
@@ -236,9 +248,12 @@ def test_metrics_name_messages_and_peak_connections(rt_stack: Stack) -> None:
 
 
 def test_slot_exists_while_running(rt_stack: Stack) -> None:
-    """One pgoutput slot, owned by the realtime process, on the supabase_realtime publication."""
+    """One pgoutput slot in the stack's database, owned by the realtime process, on the
+    supabase_realtime publication (which the cloned database inherited from the template)."""
     with psycopg.connect(rt_stack.database_url) as conn:
-        slots = conn.execute("SELECT slot_name, plugin FROM pg_replication_slots").fetchall()
+        slots = conn.execute(
+            "SELECT slot_name, plugin FROM pg_replication_slots WHERE database = current_database()"
+        ).fetchall()
         tables = conn.execute(
             "SELECT tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'"
         ).fetchall()
@@ -252,10 +267,11 @@ async def test_a_killed_realtime_process_is_replaced_with_a_fresh_slot(rt_stack:
     old = rt_stack.services["realtime"].live()[0]
     await asyncio.to_thread(rt_stack.kill, old)
     fresh = await asyncio.to_thread(rt_stack.replace, old, 0.0)
-    record = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "heidi")), 30)
+    record = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "heidi")), 30 * UNIT)
     assert record.outcome == "terminal", record.error
     assert progress_seqs(record) == ALL_SEQS
-    assert await asyncio.to_thread(rt_stack.terminate, fresh, 10.0) == "exited"
+    assert await asyncio.to_thread(rt_stack.terminate, fresh, 10.0 * UNIT) == "exited"
     with psycopg.connect(rt_stack.database_url) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+        remaining = "SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"
+        assert conn.execute(remaining).fetchone() == (0,)
     await asyncio.to_thread(rt_stack.replace, fresh, 0.0)

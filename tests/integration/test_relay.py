@@ -1,4 +1,8 @@
-"""relay end to end: queue push with OIDC, both ACK modes under SIGKILL, rooms and their tokens."""
+"""relay end to end: queue push with OIDC, both ACK modes under SIGKILL, rooms and their tokens.
+
+Tests that kill a service get a stack of their own; the token and CGNAT tests
+share one (``relay_stack``).
+"""
 
 from __future__ import annotations
 
@@ -20,33 +24,38 @@ from progressbench.transports.types import ClientSettings, JobRequest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from progressbench.app.supervisor import Stack, StackSettings
-from progressbench.core.config import JobShape, Timing
+from progressbench.app.supervisor import Stack
+from progressbench.core.config import JobShape
 from progressbench.core.events import ClientEvent, Disconnected, Progress, Resumed, Submitted
+from tests.helpers import UNIT, wait_until
 from tests.integration.api_client import event_seqs, job_row, step_runs
-from tests.integration.conftest import SCALE
+from tests.integration.conftest import SCALE, running_stack
 
 # 14 steps of 0.2-0.25 s at scale 0.05: a ~3 s job, slow enough to kill mid-way.
 SLOW = JobShape(step_seconds_min=4, step_seconds_max=5)
 ALL = list(range(1, 16))
 
 
-def relay_stack(tmp_path: Path, **settings: Any) -> Stack:
-    return Stack(
-        StackSettings(run_dir=tmp_path, timing=Timing(time_scale=SCALE), transports=("relay",), **settings)
-    )
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    with relay_stack(tmp_path) as running:
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    """A relay stack of the test's own (it kills instances)."""
+    with running_stack(tmp_path, database_url, transports=("relay",)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def relay_stack(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Iterator[Stack]:
+    """A relay stack shared by the tests that kill nothing."""
+    with running_stack(
+        tmp_path_factory.mktemp("relay"), module_database_url, transports=("relay",)
+    ) as running:
         yield running
 
 
 @pytest.fixture
-def stack_without_watchdog(tmp_path: Path) -> Iterator[Stack]:
+def stack_without_watchdog(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     """No worker watchdog: only the queue's retry can bring a dead instance's job back."""
-    with relay_stack(tmp_path, watchdog=False) as running:
+    with running_stack(tmp_path, database_url, transports=("relay",), watchdog=False) as running:
         yield running
 
 
@@ -61,10 +70,11 @@ def watcher(stack: Stack, variant: str | None) -> RelayWatcher:
 
 
 async def watch(stack: Stack, variant: str | None, seen: list[ClientEvent], timeout: float = 40) -> None:
+    """Run one relay session, appending what it yields to ``seen``, until the terminal event."""
     request = JobRequest(owner="alice", shape=SLOW, seed=3, time_scale=SCALE)
     stream = watcher(stack, variant).session(request)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout * UNIT):
             async for event in stream:
                 seen.append(event)
                 if isinstance(event, Progress) and event.kind in ("done", "failed"):
@@ -74,21 +84,17 @@ async def watch(stack: Stack, variant: str | None, seen: list[ClientEvent], time
 
 
 async def job_of(seen: list[ClientEvent]) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        for event in seen:
-            if isinstance(event, Submitted):
-                return event.job_id
-        await asyncio.sleep(0.02)
-    raise AssertionError("the job was never submitted")
+    def submitted() -> str | None:
+        return next((e.job_id for e in seen if isinstance(e, Submitted)), None)
+
+    return await wait_until(submitted, 20, "the job to be submitted")
 
 
 async def until_step(stack: Stack, job_id: str, step: int) -> None:
-    deadline = time.monotonic() + 20
-    while (await asyncio.to_thread(job_row, stack, job_id))["current_step"] < step:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} never reached step {step}")
-        await asyncio.sleep(0.02)
+    async def reached() -> bool:
+        return (await asyncio.to_thread(job_row, stack, job_id))["current_step"] >= step
+
+    await wait_until(reached, 20, f"job {job_id} to reach step {step}")
 
 
 def task_row(stack: Stack, job_id: str) -> dict[str, Any]:
@@ -114,7 +120,7 @@ async def kill_mid_job(stack: Stack, variant: str | None) -> tuple[list[ClientEv
     await asyncio.to_thread(stack.kill, victim)
     checkpoint = (await asyncio.to_thread(job_row, stack, job_id))["current_step"]
     fresh = await asyncio.to_thread(stack.replace, victim)
-    await asyncio.wait_for(session, 45)
+    await asyncio.wait_for(session, 45 * UNIT)
     return seen, job_id, victim.name, fresh.name, checkpoint
 
 
@@ -160,7 +166,7 @@ async def test_room_restart_is_recovered_by_snapshot_and_dedupe(stack: Stack) ->
     victim = stack.services["rooms"].live()[0]
     await asyncio.to_thread(stack.kill, victim)
     await asyncio.to_thread(stack.replace, victim)
-    await asyncio.wait_for(session, 45)
+    await asyncio.wait_for(session, 45 * UNIT)
     assert shown(seen) == ALL
     assert any(isinstance(e, Disconnected) for e in seen) and any(isinstance(e, Resumed) for e in seen)
 
@@ -180,11 +186,14 @@ def signing_key(stack: Stack) -> SigningKey:
 def push(stack: Stack, token: str | None) -> httpx.Response:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     body = {"job_id": str(uuid.uuid4()), "ack": "now"}
-    return httpx.post(f"{stack.endpoints()['worker']}{RUN_PATH}", json=body, headers=headers, timeout=10)
+    return httpx.post(
+        f"{stack.endpoints()['worker']}{RUN_PATH}", json=body, headers=headers, timeout=10 * UNIT
+    )
 
 
-def test_push_tokens_are_checked_against_the_queues_jwks(stack: Stack) -> None:
+def test_push_tokens_are_checked_against_the_queues_jwks(relay_stack: Stack) -> None:
     """Missing, forged, expired or wrong-audience OIDC tokens are refused; a genuine one passes."""
+    stack = relay_stack
     peers = stack.services["worker"].config.peers
     issuer, audience = peers["queue"], peers["worker"]
     key = signing_key(stack)
@@ -211,7 +220,7 @@ def test_push_tokens_are_checked_against_the_queues_jwks(stack: Stack) -> None:
 
 def create(stack: Stack, owner: str) -> dict[str, Any]:
     body = {"owner": owner, "seed": 1, "time_scale": SCALE}
-    response = httpx.post(f"{stack.endpoints()['api']}/relay/jobs", json=body, timeout=10)
+    response = httpx.post(f"{stack.endpoints()['api']}/relay/jobs", json=body, timeout=10 * UNIT)
     assert response.status_code == 202, response.text
     data: dict[str, Any] = response.json()
     return data
@@ -222,21 +231,22 @@ async def join_status(stack: Stack, room: str, token: str | None) -> int:
     if token:
         url += f"?token={token}"
     try:
-        async with connect(url, open_timeout=5, proxy=None):
+        async with connect(url, open_timeout=5 * UNIT, proxy=None):
             return 101
     except InvalidStatus as exc:
         return exc.response.status_code
 
 
-async def test_a_room_admits_only_its_own_jobs_token(stack: Stack) -> None:
+async def test_a_room_admits_only_its_own_jobs_token(relay_stack: Stack) -> None:
     """Another job's token (even the same owner's) is refused with 403; no token is 401."""
+    stack = relay_stack
     mine, theirs, also_mine = create(stack, "alice"), create(stack, "bob"), create(stack, "alice")
     assert await join_status(stack, mine["room"], mine["token"]) == 101
     assert await join_status(stack, mine["room"], theirs["token"]) == 403
     assert await join_status(stack, mine["room"], also_mine["token"]) == 403
     assert await join_status(stack, mine["room"], None) == 401
     publish = httpx.post(
-        f"{stack.endpoints()['rooms']}{mine['room']}", json={"seq": 1, "kind": "step"}, timeout=10
+        f"{stack.endpoints()['rooms']}{mine['room']}", json={"seq": 1, "kind": "step"}, timeout=10 * UNIT
     )
     assert publish.status_code == 401, "only services may publish into a room"
 
@@ -244,8 +254,9 @@ async def test_a_room_admits_only_its_own_jobs_token(stack: Stack) -> None:
 # ---------------------------------------------------------------- CGNAT: the heartbeat option
 
 
-async def test_cgnat_idle_cut_silences_the_room_unless_the_heartbeat_is_on(stack: Stack) -> None:
+async def test_cgnat_idle_cut_silences_the_room_unless_the_heartbeat_is_on(relay_stack: Stack) -> None:
     """Steps longer than the NAT idle timeout: without a heartbeat the socket dies silently."""
+    stack = relay_stack
     from progressbench.chaos.client import ToxicSpec
 
     assert stack.control is not None
@@ -265,7 +276,7 @@ async def test_cgnat_idle_cut_silences_the_room_unless_the_heartbeat_is_on(stack
         )
         seen: list[ClientEvent] = []
         try:
-            async with asyncio.timeout(job_s + 3):
+            async with asyncio.timeout(job_s + 3 * UNIT):
                 async for event in stream:
                     seen.append(event)
                     if isinstance(event, Progress) and event.kind == "done":

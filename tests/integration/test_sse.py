@@ -2,7 +2,8 @@
 
 Jobs here have 14 steps of 0.3 s (6 s unscaled at time scale 0.05), the
 server heartbeats every 0.75 s and the client's idle watchdog fires after
-three silent heartbeats (2.25 s).
+three silent heartbeats (2.25 s). Tests that only watch share one stack
+(``module_stack``); the request-timeout test needs a stack of its own timing.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import httpx
 import pytest
 
 from progressbench.app.session import run_session
-from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import SessionRecord
-from tests.integration.conftest import SCALE
+from tests.helpers import UNIT
+from tests.integration.conftest import SCALE, running_stack
 from tests.integration.sse_helpers import Forwarder, progress_seqs, score, session_spec, wait_for_events
 
 SHAPE = JobShape(step_seconds_min=6.0, step_seconds_max=6.0)
@@ -39,17 +41,18 @@ async def _watch_and_break(
             forwarder.cut(outage_s=1.0, server_learns_after_s=1.0)
         else:
             forwarder.freeze()
-        record = await asyncio.wait_for(task, timeout=30)
+        record = await asyncio.wait_for(task, timeout=30 * UNIT)
     finally:
         await forwarder.close()
     return forwarder, record
 
 
 @pytest.mark.parametrize("fault", ["cut", "freeze"])
-async def test_resumable_replays_the_gap_and_naive_loses_it(stack: Stack, fault: str) -> None:
+async def test_resumable_replays_the_gap_and_naive_loses_it(module_stack: Stack, fault: str) -> None:
     """After a cut or a blackhole, ``sse`` delivers every event once in order with one
     replayed-complete resume; ``sse-naive`` re-POSTs, loses what was emitted meanwhile,
     and runs steps twice."""
+    stack = module_stack
     (_, resumable), (_, naive) = await asyncio.gather(
         _watch_and_break(stack, "sse", f"res-{fault}", fault),
         _watch_and_break(stack, "sse-naive", f"naive-{fault}", fault),
@@ -75,9 +78,9 @@ async def test_resumable_replays_the_gap_and_naive_loses_it(stack: Stack, fault:
 
 
 @pytest.fixture
-def short_timeout_stack(tmp_path: Path) -> Iterator[Stack]:
+def short_timeout_stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     timing = Timing(time_scale=SCALE, request_timeout_s=20.0, session_deadline_s=200.0)  # 1 s, 10 s
-    with Stack(StackSettings(run_dir=tmp_path, timing=timing, transports=("sse", "sse-naive"))) as running:
+    with running_stack(tmp_path, database_url, timing=timing, transports=("sse", "sse-naive")) as running:
         yield running
 
 
@@ -87,9 +90,12 @@ async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) 
     stack = short_timeout_stack
     timing = stack.settings.timing
     api = stack.endpoints()["api"]
-    resumable, naive = await asyncio.gather(
-        run_session(session_spec("sse", "res-timeout", api, timing, SHAPE)),
-        run_session(session_spec("sse-naive", "naive-timeout", api, timing, SHAPE)),
+    resumable, naive = await asyncio.wait_for(
+        asyncio.gather(
+            run_session(session_spec("sse", "res-timeout", api, timing, SHAPE)),
+            run_session(session_spec("sse-naive", "naive-timeout", api, timing, SHAPE)),
+        ),
+        timeout=60 * UNIT,
     )
     row = score(stack.database_url, resumable)
     assert resumable.outcome == "terminal" and progress_seqs(resumable) == ALL_SEQS
@@ -100,11 +106,12 @@ async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) 
     assert nrow.job_status != "done" and nrow.duplicate_execution
 
 
-async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(stack: Stack) -> None:
+async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(module_stack: Stack) -> None:
     """401/404 without a stream, 400 for a malformed Last-Event-ID; a finished job answers
     a late reconnect with its remaining events and the terminal one."""
+    stack = module_stack
     api = stack.endpoints()["api"]
-    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
         body = {
             "owner": "alice",
             "time_scale": SCALE,

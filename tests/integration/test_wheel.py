@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from tests.databases import Databases
 from tests.helpers import UNIT
 from tests.layout import ROOT
 
@@ -62,8 +65,19 @@ def test_wheel_carries_every_transports_rules_and_migrations(wheel: Path) -> Non
             assert f"{folder}/{path}" in names, (transport.name, path)
 
 
-def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path) -> None:
-    """`progressbench run` from the installed wheel, started outside the repository, writes its results."""
+@pytest.fixture
+def empty_database_url(databases: Databases) -> Iterator[str]:
+    """A database without the schema: the installed wheel must migrate it from its own files."""
+    with databases.clone("wheel", migrated=False) as url:
+        yield url
+
+
+def test_installed_wheel_runs_from_any_directory(
+    wheel: Path, tmp_path: Path, empty_database_url: str
+) -> None:
+    """`progressbench run` from the installed wheel, started outside the repository, migrates an
+    empty database from its own package data and writes its results."""
+    database_url = empty_database_url
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -81,11 +95,15 @@ def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path) ->
         capture_output=True,
         text=True,
         check=True,
+        timeout=60 * UNIT,
     ).stdout.strip()
     assert where.startswith(str(target)), where
     args = ["run", "--transports", "polling", "--profiles", "clean", "--users", "2", "--jobs-per-user", "1"]
     result = subprocess.run(
-        [sys.executable, "-m", "progressbench", *args, "--time-scale", "0.05", "--out", "out"],
+        [
+            *(sys.executable, "-m", "progressbench", *args),
+            *("--time-scale", "0.05", "--out", "out", "--database-url", database_url),
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,
@@ -96,3 +114,7 @@ def test_installed_wheel_runs_from_any_directory(wheel: Path, tmp_path: Path) ->
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((elsewhere / "out" / "summary.json").read_text())
     assert summary["cells"][0]["sessions"] == 2
+    with psycopg.connect(database_url) as conn:
+        applied = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    shipped = sorted(n.rsplit("/", 1)[1] for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".sql"))
+    assert applied == shipped and applied, "the installed run applies exactly the migrations it ships"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 from progressbench.app.supervisor import Stack
-from tests.helpers import wait_for
+from progressbench.core.config import ServiceConfig
+from tests.helpers import UNIT, wait_for
 from tests.integration.api_client import create_job, event_seqs, job_row, step_runs, wait_status
 
 # 14 steps of 0.2-0.25 s at scale 0.05: a ~3 s job, slow enough to kill mid-way.
@@ -54,7 +57,7 @@ def test_job_runner_tasks_split_jobs_and_record_where_they_ran(stack: Stack) -> 
     jobs = [create_job(stack, owner=f"u{i}") for i in range(3)]
     ids = [j["job_id"] for j in jobs]
     procs = stack.start_job_runner(ids, task_count=2, attempt=0)
-    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert [p.wait(timeout=60 * UNIT) for p in procs] == [0, 0]
     contexts = [job_row(stack, i)["context"] for i in ids]
     assert [c["kind"] for c in contexts] == ["job-runner"] * 3
     assert [c["task_index"] for c in contexts] == [0, 1, 0]
@@ -62,23 +65,23 @@ def test_job_runner_tasks_split_jobs_and_record_where_they_ran(stack: Stack) -> 
     assert all(event_seqs(stack, i) == list(range(1, 16)) for i in ids)
 
 
-def test_job_runner_rejects_bad_task_coordinates(stack: Stack) -> None:
+def test_job_runner_rejects_bad_task_coordinates(database_url: str) -> None:
     """An index outside the task count is a clear error (exit 2), not a traceback."""
-    import os
-    import sys
-
+    config = ServiceConfig(
+        role="worker", instance="job-runner", database_url=database_url, token_secret="s" * 32
+    )
     env = dict(
         os.environ,
         CLOUD_RUN_TASK_INDEX="3",
         CLOUD_RUN_TASK_COUNT="2",
-        PROGRESSBENCH_SERVICE_CONFIG=stack.services["worker"].config.model_dump_json(),
+        PROGRESSBENCH_SERVICE_CONFIG=config.model_dump_json(),
     )
     done = subprocess.run(
         [sys.executable, "-m", "progressbench.app.services.jobrunner"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=30 * UNIT,
     )
     assert done.returncode == 2 and "outside CLOUD_RUN_TASK_COUNT" in done.stderr
     assert "Traceback" not in done.stderr

@@ -1,4 +1,8 @@
-"""Scenario tests: whole runs under fault profiles, through the CLI."""
+"""Scenario tests: whole runs under fault profiles, through the CLI.
+
+Each run gets a database cloned from the session's template (``database_url``)
+instead of starting its own embedded server.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import UNIT
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -17,13 +23,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.scenario)
 
 
-def run_cli(out: Path, *args: str, timeout: float = 600) -> dict[str, Any]:
-    """`progressbench run ... --out OUT`; returns summary.json, asserting exit 0."""
+def run_cli(out: Path, database_url: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """`progressbench run --database-url URL ... --out OUT`; returns summary.json, asserting exit 0."""
     done = subprocess.run(
-        [sys.executable, "-m", "progressbench", "run", "--out", str(out), *args],
+        [
+            sys.executable,
+            "-m",
+            "progressbench",
+            "run",
+            "--out",
+            str(out),
+            "--database-url",
+            database_url,
+            *args,
+        ],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=timeout * UNIT,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
@@ -33,11 +49,15 @@ def run_cli(out: Path, *args: str, timeout: float = 600) -> dict[str, Any]:
 def check(out: Path) -> subprocess.CompletedProcess[str]:
     """`progressbench check OUT` with the built-in rules."""
     return subprocess.run(
-        [sys.executable, "-m", "progressbench", "check", str(out)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "progressbench", "check", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60 * UNIT,
     )
 
 
 def cell(summary: dict[str, Any], transport: str, profile: str) -> dict[str, Any]:
+    """The summary's cell for one transport under one profile."""
     found: dict[str, Any] = next(
         c for c in summary["cells"] if c["transport"] == transport and c["profile"] == profile
     )

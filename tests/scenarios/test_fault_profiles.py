@@ -10,10 +10,12 @@ FAST = ("--users", "6", "--jobs-per-user", "1", "--time-scale", "0.05")
 
 
 def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_resume(
-    tmp_path: Path,
+    tmp_path: Path, database_url: str
 ) -> None:
     """The chaos issue's must-show run: per-cell fault windows, disconnects, resume_ms; no loss."""
-    summary = run_cli(tmp_path, "--transports", "polling", "--profiles", "tunnel,handoff,sigterm", *FAST)
+    summary = run_cli(
+        tmp_path, database_url, "--transports", "polling", "--profiles", "tunnel,handoff,sigterm", *FAST
+    )
     tunnel = cell(summary, "polling", "tunnel")
     assert {w["cell"] for w in tunnel["fault_windows"]} == {0, 1}  # two staggered phone cells
     assert all(w["kind"] == "blackhole" and w["duration_s"] > 0.5 for w in tunnel["fault_windows"])
@@ -32,9 +34,9 @@ def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_re
     assert gate.returncode == 0, gate.stdout
 
 
-def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path) -> None:
+def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path, database_url: str) -> None:
     """When the OS reclaims the socket, sse replays everything; sse-naive loses events and redoes work."""
-    summary = run_cli(tmp_path, "--transports", "sse,sse-naive", "--profiles", "sleep", *FAST)
+    summary = run_cli(tmp_path, database_url, "--transports", "sse,sse-naive", "--profiles", "sleep", *FAST)
     resumable = cell(summary, "sse", "sleep")
     assert resumable["disconnects"] > 0
     assert resumable["delivery_ratio"] == 1.0 and resumable["duplicates"] == 0
@@ -47,10 +49,13 @@ def test_screen_sleep_hurts_naive_sse_and_not_resumable_sse(tmp_path: Path) -> N
     assert gate.returncode == 0, gate.stdout
 
 
-def test_dispatch_loss_leaves_jobs_stuck_and_the_report_counts_them(tmp_path: Path) -> None:
+def test_dispatch_loss_leaves_jobs_stuck_and_the_report_counts_them(
+    tmp_path: Path, database_url: str
+) -> None:
     """A dispatch outage longer than the API's retries leaves jobs pending: stuck, not hidden."""
     summary = run_cli(
         tmp_path,
+        database_url,
         "--transports",
         "polling",
         "--profiles",

@@ -1,7 +1,8 @@
 """Real-socket helpers for the chaos proxy tests: upstream servers, clients, waiting.
 
 Every socket opened here is closed by the owning fixture; every wait has a
-deadline scaled by ``tests.helpers.UNIT``.
+deadline scaled by ``tests.helpers.UNIT`` (waiting on a condition is
+``tests.helpers.wait_until``).
 """
 
 from __future__ import annotations
@@ -22,17 +23,6 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-async def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.01
-) -> None:
-    """Poll ``condition`` until truthy, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout * UNIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout * UNIT:.1f}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def settled(value: Callable[[], int], quiet: float, timeout: float, what: str) -> int:

@@ -1,8 +1,9 @@
 """The mobile toxics Toxiproxy lacks, on real sockets: blackhole, idle_timeout, pause_reader.
 
-The windows are real seconds (a 5 s tunnel, a 2 s NAT timeout), so this file
-takes about 20 s. Tolerances: an event that must not happen is watched for
-its whole window; an event that must happen gets at least 1 s of slack.
+The windows are real time (a tunnel while the server writes 30 lines, a 2 s
+NAT timeout), so this file takes about 15 s. Tolerances: an event that must
+not happen is watched for its whole window; an event that must happen gets
+at least 1 s of slack.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import pytest
 from progressbench.chaos.client import AsyncProxyControl, ToxicSpec
 
-from tests.helpers import UNIT
+from tests.helpers import UNIT, wait_until
 from tests.integration.chaos.proxy_harness import (
     Clients,
     Peer,
@@ -22,12 +23,13 @@ from tests.integration.chaos.proxy_harness import (
     round_trip,
     settled,
     unique,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-TUNNEL_S = 5.0
+#: The tunnel lasts while the server writes this many lines into it (~3 s at one per 100 ms);
+#: counting the server's lines rather than sleeping keeps the window honest on a slow machine.
+TUNNEL_LINES = 30
 LINE_PERIOD_S = 0.1
 
 
@@ -60,7 +62,7 @@ class LineServer:
 async def test_blackhole_then_restore_continues_the_same_connection(
     actl: AsyncProxyControl, servers: Servers, clients: Clients
 ) -> None:
-    """A 5 s blackhole stops bytes both ways with no FIN/RST; once removed, the SAME
+    """A blackhole (~3 s) stops bytes both ways with no FIN/RST; once removed, the SAME
     connection delivers every held line exactly once, in order, and carries on."""
     server = LineServer()
     proxy = await actl.create_proxy(unique("tunnel"), await servers.start(server))
@@ -77,9 +79,9 @@ async def test_blackhole_then_restore_continues_the_same_connection(
     try:
         await wait_until(lambda: len(lines) >= 5, 5, "the first lines")
         await actl.add_toxic(proxy.name, ToxicSpec("blackhole"))
-        added = time.monotonic()
+        added, sent_at_add = time.monotonic(), server.sent
         writer.write(b"ping during tunnel\n")
-        await asyncio.sleep(TUNNEL_S)  # the tunnel itself: a real multi-second window
+        await wait_until(lambda: server.sent >= sent_at_add + TUNNEL_LINES, 10, "the tunnel's lines")
         during = [n for t, n in lines if added + 0.25 < t]
         upstream_during = bytes(server.peer.received)
         sent_before_restore = server.sent

@@ -14,7 +14,7 @@ import pytest
 from progressbench.chaos.client import AsyncProxyControl, ProxyControl
 from progressbench.chaos.proxy import ChaosProxyServer, serve
 
-from tests.helpers import UNIT
+from tests.helpers import UNIT, wait_until
 from tests.integration.chaos.conftest import REPO, start_proxy_process, stop_proxy_process
 from tests.integration.chaos.proxy_harness import Clients, Servers, echo, outcome, round_trip
 
@@ -47,8 +47,7 @@ async def test_serve_reports_ready_and_returns_when_stopped() -> None:
         )
     )
     try:
-        while not urls and not task.done():
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: urls or task.done(), 10, "serve() to report ready", interval=0.01)
         assert urls and urls[0].startswith("http://127.0.0.1:")
         names = await AsyncProxyControl(urls[0], timeout=5 * UNIT).proxies()
         assert list(names) == ["cfg"]
