@@ -31,7 +31,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from progressbench.kit.database import EmbeddedPostgres, migrate
+from progressbench.app.schema import migrate
+from progressbench.kit.database import EmbeddedPostgres
 from tests.helpers import UNIT
 
 TEMPLATE = "pb_template"

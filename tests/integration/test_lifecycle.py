@@ -9,6 +9,7 @@ embedded PostgreSQL and its workers — is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,7 +63,12 @@ class Watched:
                 for child in root.children(recursive=True):
                     if child.pid not in self.seen:
                         self.seen[child.pid] = child
-                        self.names[child.pid] = _command(child)
+                    # a child first seen between fork and exec still shows its parent's command line:
+                    # keep every command line a pid has shown
+                    with contextlib.suppress(psutil.Error):
+                        shown = _command(child)
+                        if shown not in self.names.get(child.pid, ""):
+                            self.names[child.pid] = f"{self.names.get(child.pid, '')}\n{shown}".strip()
             except psutil.Error:
                 pass
             self._done.wait(0.05)
