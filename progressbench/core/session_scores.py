@@ -116,7 +116,8 @@ def classify_resumes(
         while j < n and obs[j].type != "disconnected":
             w = obs[j]
             if w.type == "progress" and w.seq is not None and w.job_id in own:
-                window.append(_key(w))
+                if w.shown:  # a repeat the client's dedupe hid is a wire duplicate, not a replay the user saw
+                    window.append(_key(w))
                 seen.add(_key(w))
             elif w.type == "gap_flagged":
                 flagged = True

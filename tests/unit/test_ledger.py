@@ -427,3 +427,12 @@ def test_cell_verdict_is_over_exposed_sessions() -> None:
     assert cell.executions_per_intent.max == 2 and cell.progress_regressions == 1
     assert cell.delivery_paths["live"] == hit.events_received + calm.events_received + 2 + 5  # both jobs
     assert cell.time_to_result_s.p50 is not None
+
+
+def test_a_repeat_hidden_by_the_client_is_not_a_duplicate_replay() -> None:
+    """A refetch overlapping what was seen, deduped by the app: replayed complete, and a wire duplicate."""
+    hidden = prog(1, 352).model_copy(update={"shown": False, "path": "refetch"})
+    seen = [prog(1, 105), obs("disconnected", 150), obs("reconnected", 350), hidden, prog(2, 353)]
+    assert classify_resumes(seen, commits()) == {"replayed-complete": 1}
+    row, _ = account(record(seen, outcome="deadline"), {JOB: truth()})
+    assert row.duplicates_wire == 1 and row.duplicates_shown == 0
