@@ -34,7 +34,9 @@ DEMO = [
     "--out",
     "results/demo",
 ]
-TESTS = ["-m", "pytest", "-m", "not slow", "-q", "-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"]
+#: pytest-xdist: one worker per CPU plus one; tests/scheduling.py says how tests are spread.
+XDIST = ["-n", "auto", "--dist", "loadscope", "--no-loadscope-reorder"]
+TESTS = ["-m", "pytest", "-m", "not slow", "-q", *XDIST]
 
 
 def ensure_environment() -> None:

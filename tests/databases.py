@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from psycopg import sql
 
 from progressbench.app.schema import migrate
 from progressbench.kit.database import EmbeddedPostgres
-from tests.helpers import UNIT
+from tests.helpers import UNIT, wait_for
 
 TEMPLATE = "pb_template"
 
@@ -76,25 +75,24 @@ class Databases:
         return self.url(name)
 
     def drop(self, url: str) -> None:
-        """Drop a clone, its replication slots first, whoever is still connected."""
+        """Drop a clone, whoever is still connected; first end the holders of its replication
+        slots (DROP DATABASE refuses while a slot is in use, even WITH (FORCE))."""
         name = url.rsplit("/", 1)[1]
-        deadline = time.monotonic() + 10 * UNIT
         with psycopg.connect(self.server.url, autocommit=True) as conn:
-            while True:
+
+            def slots_gone() -> bool:
                 slots = conn.execute(
                     "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
                 ).fetchall()
-                if not slots:
-                    break
                 for slot, pid in slots:
-                    if pid is not None:
+                    if pid is not None:  # the slot goes on a later pass, once its holder has
                         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                        continue  # dropped on the next pass, once its backend has gone
+                        continue
                     with contextlib.suppress(psycopg.errors.ObjectInUse, psycopg.errors.UndefinedObject):
                         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"replication slots of {name} would not go: {slots}")
-                time.sleep(0.02)
+                return not slots
+
+            wait_for(slots_gone, 10, f"the replication slots of {name} to go")
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
     @contextlib.contextmanager

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -66,3 +67,25 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout * UNIT:.1f}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def run_process(args: Sequence[str], timeout: float, **popen: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(args, capture_output=True, text=True)`` that stops the child gently.
+
+    On a timeout (``timeout`` is scaled by UNIT), pytest-timeout or Ctrl-C the
+    child gets SIGTERM first, which a ``progressbench run`` turns into an
+    orderly stop of its stack, and SIGKILL only if it is still there 30 s
+    later: a killed run would leave its service processes behind.
+    """
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout * UNIT)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30 * UNIT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+    return subprocess.CompletedProcess(list(args), proc.returncode, out, err)

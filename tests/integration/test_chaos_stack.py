@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,8 @@ from progressbench.chaos.profiles import FaultStep, Profile
 
 from progressbench.app.supervisor import Stack
 from progressbench.core.errors import UnsupportedToxic
-from tests.helpers import UNIT, wait_for
+from tests.helpers import wait_for
+from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
 from tests.integration.conftest import running_stack
 
 
@@ -69,12 +68,8 @@ def test_a_proxy_server_without_a_toxic_is_reported_before_the_run() -> None:
 
 def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path, database_url: str) -> None:
     """With toxiproxy_url the stack drives that server and removes its proxies at the end."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0"], stdout=subprocess.PIPE, text=True
-    )
+    proc, url = start_proxy_process("--port", "0", log_path=tmp_path / "external-proxy.log")
     try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip().rsplit(" ", 1)[-1]
         control = ProxyControl(url)
         with running_stack(tmp_path, database_url, toxiproxy_url=url, transports=("polling",)) as stack:
             assert stack.chaos_process is None
@@ -83,7 +78,4 @@ def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path, database_url: 
         wait_for(lambda: not control.proxies(), 5, "the stack's proxies to be deleted")
         assert control.proxies() == {}
     finally:
-        proc.terminate()
-        proc.wait(timeout=10 * UNIT)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_proxy_process(proc)

@@ -11,14 +11,14 @@ import pandas as pd
 import psycopg
 import pytest
 
-from tests.helpers import UNIT
+from tests.helpers import run_process
 
 RUN = [sys.executable, "-m", "progressbench"]
 
 
 def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """``python -m progressbench ARGS`` as a user runs it (``timeout`` scaled by UNIT)."""
-    return subprocess.run([*RUN, *args], capture_output=True, text=True, timeout=timeout * UNIT)
+    return run_process([*RUN, *args], timeout=timeout)
 
 
 @pytest.fixture(scope="module")

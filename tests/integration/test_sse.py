@@ -90,13 +90,14 @@ async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) 
     stack = short_timeout_stack
     timing = stack.settings.timing
     api = stack.endpoints()["api"]
-    resumable, naive = await asyncio.wait_for(
-        asyncio.gather(
-            run_session(session_spec("sse", "res-timeout", api, timing, SHAPE)),
-            run_session(session_spec("sse-naive", "naive-timeout", api, timing, SHAPE)),
-        ),
-        timeout=60 * UNIT,
-    )
+    try:
+        async with asyncio.timeout(60 * UNIT):
+            resumable, naive = await asyncio.gather(
+                run_session(session_spec("sse", "res-timeout", api, timing, SHAPE)),
+                run_session(session_spec("sse-naive", "naive-timeout", api, timing, SHAPE)),
+            )
+    except TimeoutError:
+        raise AssertionError("the sessions outlived their own 10 s deadline by far") from None
     row = score(stack.database_url, resumable)
     assert resumable.outcome == "terminal" and progress_seqs(resumable) == ALL_SEQS
     assert row.lost == 0 and row.duplicates == 0

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from tests.databases import Databases
-from tests.helpers import UNIT
+from tests.helpers import UNIT, run_process
 from tests.layout import ROOT
 
 pytestmark = pytest.mark.integration
@@ -99,17 +99,14 @@ def test_installed_wheel_runs_from_any_directory(
     ).stdout.strip()
     assert where.startswith(str(target)), where
     args = ["run", "--transports", "polling", "--profiles", "clean", "--users", "2", "--jobs-per-user", "1"]
-    result = subprocess.run(
+    result = run_process(
         [
             *(sys.executable, "-m", "progressbench", *args),
             *("--time-scale", "0.05", "--out", "out", "--database-url", database_url),
         ],
+        timeout=180,
         cwd=elsewhere,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=180 * UNIT,
-        check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = json.loads((elsewhere / "out" / "summary.json").read_text())

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import UNIT
+from tests.helpers import run_process
+
+PROGRESSBENCH = (sys.executable, "-m", "progressbench")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -25,22 +27,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def run_cli(out: Path, database_url: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     """`progressbench run --database-url URL ... --out OUT`; returns summary.json, asserting exit 0."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "progressbench",
-            "run",
-            "--out",
-            str(out),
-            "--database-url",
-            database_url,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout * UNIT,
-    )
+    run = ["run", "--out", str(out), "--database-url", database_url, *args]
+    done = run_process([*PROGRESSBENCH, *run], timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
     return summary
@@ -48,12 +36,7 @@ def run_cli(out: Path, database_url: str, *args: str, timeout: float = 600) -> d
 
 def check(out: Path) -> subprocess.CompletedProcess[str]:
     """`progressbench check OUT` with the built-in rules."""
-    return subprocess.run(
-        [sys.executable, "-m", "progressbench", "check", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60 * UNIT,
-    )
+    return run_process([*PROGRESSBENCH, "check", str(out)], timeout=60)
 
 
 def cell(summary: dict[str, Any], transport: str, profile: str) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from progressbench.chaos.client import AsyncProxyControl, ProxyControl
 from progressbench.chaos.proxy import ChaosProxyServer, serve
 
 from tests.helpers import UNIT, wait_until
-from tests.integration.chaos.conftest import REPO, start_proxy_process, stop_proxy_process
 from tests.integration.chaos.proxy_harness import Clients, Servers, echo, outcome, round_trip
+from tests.integration.chaos.proxy_process import REPO, start_proxy_process, stop_proxy_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
