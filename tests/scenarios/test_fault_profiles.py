@@ -18,7 +18,13 @@ def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_re
     )
     tunnel = cell(summary, "polling", "tunnel")
     assert {w["cell"] for w in tunnel["fault_windows"]} == {0, 1}  # two staggered phone cells
-    assert all(w["kind"] == "blackhole" and w["duration_s"] > 0.5 for w in tunnel["fault_windows"])
+    assert all(w["kind"] == "blackhole" for w in tunnel["fault_windows"])
+    # each cell's first tunnel runs its full length; a repeat may be cut short when the cell ends
+    for phone_cell in (0, 1):
+        first = min(
+            (w for w in tunnel["fault_windows"] if w["cell"] == phone_cell), key=lambda w: w["start_s"]
+        )
+        assert first["duration_s"] > 0.5
     handoff = cell(summary, "polling", "handoff")
     assert handoff["disconnects"] > 0 and handoff["resumes"] == handoff["disconnects"]
     assert handoff["resume_ms"]["p50"] is not None
