@@ -21,9 +21,8 @@ start at once and the millisecond ones fill the gaps at the end.
 
 ``-n auto`` means one worker more than there are CPUs: integration tests
 spend much of their time waiting on scaled job steps and fault windows, so
-a spare worker keeps the CPUs busy (on 2 cores, 3 workers took the default
-suite from about 5 to under 3 minutes). ``PYTEST_XDIST_AUTO_NUM_WORKERS``
-still wins when set.
+a spare worker keeps the CPUs busy while another waits.
+``PYTEST_XDIST_AUTO_NUM_WORKERS`` still wins when set.
 """
 
 from __future__ import annotations
