@@ -5,7 +5,7 @@ bounded outbound queue, so a slow phone never blocks the change feed; a
 phone that lets 1,000 frames pile up is disconnected (1008).
 
 Behaviour reproduced from Supabase Realtime (see
-``/work/shared/reference/realtime-protocol.md``): the socket's ``apikey``
+``shared/reference/realtime-protocol.md``): the socket's ``apikey``
 must be a valid project JWT (else HTTP 401 before the upgrade); ``phx_join``
 takes ``access_token`` > ``user_token`` > the apikey, verifies it (errors are
 replied after the server's error back-off), echoes every binding with its id,
