@@ -108,7 +108,8 @@ def task_row(stack: Stack, job_id: str) -> dict[str, Any]:
 
 
 def shown(seen: list[ClientEvent]) -> list[int]:
-    return [e.seq for e in seen if isinstance(e, Progress)]
+    """The seqs the user saw: receipts the dedupe hid (``shown=False``) are wire repeats, not views."""
+    return [e.seq for e in seen if isinstance(e, Progress) and e.shown]
 
 
 async def kill_mid_job(stack: Stack, variant: str | None) -> tuple[list[ClientEvent], str, str, str, int]:
