@@ -33,9 +33,9 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.app.truth import ProgressProbe, read_truth
 from progressbench.chaos.controller import ChaosController, validate_against
 from progressbench.chaos.profiles import Profile, get_profile
-from progressbench.core.config import RunConfig
+from progressbench.core.config import RunConfig, ServerConditions
 from progressbench.core.errors import ConfigError
-from progressbench.core.events import SessionRecord
+from progressbench.core.events import FaultWindow, SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.transports import resolve
@@ -83,8 +83,9 @@ def run_cell(
     if profile.steps and stack.control is None:
         raise ConfigError(f"profile {profile.name!r} needs the chaos proxy, which this stack runs without")
     timing = config.timing.model_copy(update=profile.timing) if profile.timing else config.timing
-    if profile.timing:
-        stack.reconfigure(**profile.timing)
+    redeploy = bool(profile.timing) or profile.conditions is not None
+    if redeploy:
+        stack.reconfigure(conditions=profile.conditions or ServerConditions(), **profile.timing)
     plan = CellPlan(
         run_id=run_id,
         transport=cell.transport,
@@ -130,8 +131,18 @@ def run_cell(
                 cell.chaos_errors = list(controller.errors)
             probe.close()
             cell.meters = meter_delta(before, stack.meters())
-            if profile.timing and not stopping:  # a stack about to close keeps the timing it has
-                stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+            if profile.conditions is not None:  # the whole cell ran on the faulty deployment
+                cell.windows.append(
+                    FaultWindow(
+                        kind=f"server {profile.name}",
+                        start_wall_ns=cell.started_wall_ns,
+                        end_wall_ns=time.time_ns(),
+                    )
+                )
+            if redeploy and not stopping:  # a stack about to close keeps the timing it has
+                stack.reconfigure(
+                    conditions=ServerConditions(), **{k: getattr(config.timing, k) for k in profile.timing}
+                )
 
 
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
@@ -198,8 +209,13 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
     all_events: list[EventRow] = []
     summary_cells: list[CellSummary] = []
     for cell in cells:
+        entry, variant = resolve(cell.transport)
         scored = score_cell(
-            cell, records.get((cell.transport, cell.profile), []), truth, config.timing.time_scale
+            cell,
+            records.get((cell.transport, cell.profile), []),
+            truth,
+            config.timing.time_scale,
+            declared_context=entry.context_for(variant),
         )
         summary_cells.append(scored.summary)
         all_sessions.extend(scored.sessions)

@@ -32,7 +32,7 @@ from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
 from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl
-from progressbench.core.config import ServiceConfig, Timing
+from progressbench.core.config import ServerConditions, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.store import check_reachable
@@ -200,11 +200,15 @@ class Stack:
     def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
         return self.faults.replace(instance, cold_start_s)
 
-    def reconfigure(self, **timing: float) -> None:
-        """Replace every instance with one running the given timing overrides."""
+    def reconfigure(self, conditions: ServerConditions | None = None, **timing: float) -> None:
+        """Replace every instance with one running the given timing overrides (and server
+        conditions, when given; None keeps the current ones)."""
         new_timing = self.settings.timing.model_copy(update=timing)
         for service in self.fleet.services.values():
-            service.config = service.config.model_copy(update={"timing": new_timing})
+            update: dict[str, object] = {"timing": new_timing}
+            if conditions is not None:
+                update["conditions"] = conditions
+            service.config = service.config.model_copy(update=update)
             old = service.live()
             fresh = [self.fleet.start(service.role) for _ in old]
             for instance in fresh:

@@ -19,6 +19,20 @@ def _ns(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+#: One row per execution of a job (an attempt on an instance), labelled ``"<service>/<kind>"``: from
+#: the steps it completed, and from the job's last claim (an execution that completed no step).
+CONTEXTS = """
+SELECT job_id, label FROM (
+    SELECT job_id, attempt, instance, (context->>'service') || '/' || (context->>'kind') AS label
+      FROM step_runs WHERE job_id = ANY(%(ids)s)
+    UNION
+    SELECT id, attempt, execution_context->>'instance',
+           (execution_context->>'service') || '/' || (execution_context->>'kind')
+      FROM jobs WHERE id = ANY(%(ids)s) AND execution_context IS NOT NULL
+) AS executions ORDER BY job_id, attempt
+"""
+
+
 def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]:
     ids = sorted({i for i in job_ids if i})
     if not ids:
@@ -27,6 +41,7 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     events: dict[str, list[CommittedEvent]] = defaultdict(list)
     runs: dict[str, dict[int, int]] = defaultdict(dict)
     status: dict[str, str] = {}
+    contexts: dict[str, list[str]] = defaultdict(list)
     with psycopg.connect(database_url) as conn:
         for job_id, st in conn.execute("SELECT id, status FROM jobs WHERE id = ANY(%s)", (uuids,)):
             status[str(job_id)] = st
@@ -41,9 +56,15 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             (uuids,),
         ):
             runs[str(job_id)][seq] = n
+        for job_id, label in conn.execute(CONTEXTS, {"ids": uuids}):
+            contexts[str(job_id)].append(label)
     return {
         i: JobTruth(
-            job_id=i, status=status.get(i, "missing"), events=tuple(events[i]), step_runs=dict(runs[i])
+            job_id=i,
+            status=status.get(i, "missing"),
+            events=tuple(events[i]),
+            step_runs=dict(runs[i]),
+            contexts=tuple(contexts[i]),
         )
         for i in ids
     }

@@ -93,9 +93,27 @@ class Timing(Frozen):
     #: The platform cuts any request (and so any stream) after this long
     #: (Cloud Run's default request timeout is 300 s).
     request_timeout_s: PositiveFloat = 300.0
+    #: Period of a pattern's watchdog *cron* (Vercel Cron / Cloud Scheduler run on unix-cron
+    #: schedules, whose finest granularity is one minute): only patterns that add one use it.
+    watchdog_cron_s: PositiveFloat = 60.0
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
+
+
+class ServerConditions(Frozen):
+    """How the deployment misbehaves for a whole cell (server faults that are states, not events).
+
+    * ``upstream_failure_rate`` — each step's external call (a model API) fails with this
+      probability, retryably (a 503/529 "overloaded"): the execution stops after the step's
+      work and the job is released for whatever retry its pattern has.
+    * ``misdeployed`` — the resource the work is dispatched to is missing (no worker / job
+      runner / queue configured): the API falls back to calling its own endpoint, so the work
+      runs inside the API's request, under its request timeout.
+    """
+
+    upstream_failure_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    misdeployed: bool = False
 
 
 class ServiceConfig(Frozen):
@@ -110,8 +128,10 @@ class ServiceConfig(Frozen):
     #: Every service's internal URL by role ("worker" goes through the dispatch proxy).
     peers: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(default=80, ge=1, le=1000)
+    #: Kill switch for the workers' lease watchdog (it only covers transports that opt in).
     watchdog: bool = True
     timing: Timing = Timing()
+    conditions: ServerConditions = ServerConditions()
 
 
 TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]

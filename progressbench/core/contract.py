@@ -10,7 +10,7 @@ services) needs the service kit and lives in ``transports/types.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -96,6 +96,19 @@ class Transport:
     #: SQL files in ``package``, applied after the core's migrations in this order. A file's
     #: name is its version in ``schema_migrations``: unique across the project, never renamed.
     migrations: tuple[str, ...] = ()
+    #: Where the pattern means its work to run, ``"<service>/<kind>"`` (kind as recorded in a
+    #: job's execution context: ``request``, ``worker-background``, ``job-runner``). A job that
+    #: ran anywhere else is a ``silent-fallback`` finding.
+    context: str = "worker/worker-background"
+    #: Variants whose work runs elsewhere than ``context``: variant -> ``"<service>/<kind>"``.
+    variant_contexts: Mapping[str, str] = field(default_factory=dict)
+    #: The workers' lease watchdog (takes over a job whose heartbeat went stale, at once) is not
+    #: part of every pattern: a transport opts in, for itself and every variant.
+    lease_watchdog: bool = False
+
+    def context_for(self, variant: str | None) -> str:
+        """The declared execution context of ``name`` or ``name:variant``."""
+        return self.variant_contexts.get(variant or "", self.context)
 
     @property
     def names(self) -> list[str]:

@@ -33,6 +33,8 @@ from progressbench.core.summary import CellAggregates, Percentiles, Percentiles9
 __all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
+#: The finding of a job that ran outside its transport's declared execution context (seeds/004).
+SILENT_FALLBACK = "silent-fallback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,12 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: Where each execution of the job ran, ``"<service>/<kind>"`` (one entry per attempt).
+    contexts: tuple[str, ...] = ()
+
+    def ran_outside(self, declared: str | None) -> bool:
+        """An execution ran somewhere its pattern does not put work: a silent fallback."""
+        return declared is not None and any(c != declared for c in self.contexts)
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:
@@ -133,6 +141,10 @@ class SessionRow:
     path_refetch: int = 0
     path_snapshot: int = 0
     path_poll: int = 0
+    #: Executions of the session's jobs by where they ran, ``"worker/request=1;api/request=1"``.
+    contexts: str = ""
+    #: The session's jobs that ran outside their transport's declared context.
+    silent_fallbacks: int = 0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -153,8 +165,14 @@ def _path(reported: str | None, commit: CommittedEvent | None, connection_start_
     return path
 
 
-def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[SessionRow, list[EventRow]]:
+def account(
+    record: SessionRecord, truths: Mapping[str, JobTruth], declared_context: str | None = None
+) -> tuple[SessionRow, list[EventRow]]:
     """Score one session against the store. ``truths`` maps job id -> truth.
+
+    ``declared_context`` is where the session's transport means its work to
+    run (``"<service>/<kind>"``; None: not judged): each of its jobs with an
+    execution elsewhere is a ``silent-fallback`` finding.
 
     Delivery is scored against the *primary* job (the one the user asked for
     first): events of a second job the client made by re-submitting are not
@@ -249,7 +267,12 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     resume = resume_times(record, obs)
     n_exec = executions(runs)
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
-    findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
+    places = Counter(c for i in own_ids if i in truths for c in truths[i].contexts)
+    fallbacks = sum(truths[i].ran_outside(declared_context) for i in own_ids if i in truths)
+    findings = sorted(
+        {f"{o.kind}" for o in obs if o.type == "finding" and o.kind}
+        | ({SILENT_FALLBACK} if fallbacks else set())
+    )
     scale = record.time_scale or 1.0
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
     ratio = (
@@ -303,6 +326,8 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         path_refetch=paths["refetch"],
         path_snapshot=paths["snapshot"],
         path_poll=paths["poll"],
+        contexts=";".join(f"{c}={n}" for c, n in sorted(places.items())),
+        silent_fallbacks=fallbacks,
     )
     return row, events
 
@@ -401,7 +426,18 @@ def summarize(
         duplicates_wire=sum(s.duplicates_wire for s in sessions),
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
+        executions_by_context=_by_context(sessions),
+        silent_fallbacks=sum(s.silent_fallbacks for s in sessions),
     )
+
+
+def _by_context(sessions: Sequence[SessionRow]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for s in sessions:
+        for part in filter(None, s.contexts.split(";")):
+            place, _, n = part.rpartition("=")
+            counts[place] += int(n)
+    return dict(sorted(counts.items()))
 
 
 def _exposed(

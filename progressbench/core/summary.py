@@ -132,6 +132,11 @@ class CellAggregates(_Model):
     duplicates_shown: int = 0
     #: Unique events by how they first arrived: live, replay, refetch, snapshot, poll.
     delivery_paths: dict[str, int] = Field(default_factory=dict)
+    #: Executions of the cell's jobs by where they ran (``"<service>/<kind>"``: ``worker/request``,
+    #: ``api/request``, ``worker/worker-background``, ``job-runner/job-runner``).
+    executions_by_context: dict[str, int] = Field(default_factory=dict)
+    #: Jobs that ran outside their transport's declared context (each a ``silent-fallback`` finding).
+    silent_fallbacks: int = 0
 
 
 class CellSummary(CellAggregates):

@@ -10,6 +10,7 @@ TRANSPORT = Transport(
     client=PollingWatcher,
     package=__name__,
     summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
+    lease_watchdog=True,
 )
 
 __all__ = ["TRANSPORT", "PollingServer", "PollingWatcher"]

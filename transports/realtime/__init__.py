@@ -1,7 +1,7 @@
 """``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server."""
 
 from progressbench.transports.realtime.client import RealtimeWatcher
-from progressbench.transports.realtime.server import RealtimeServer
+from progressbench.transports.realtime.server import VARIANTS, RealtimeServer
 from progressbench.transports.types import ServiceSpec, Transport
 
 TRANSPORT = Transport(
@@ -9,8 +9,12 @@ TRANSPORT = Transport(
     server=RealtimeServer(),
     client=RealtimeWatcher,
     package=__name__,
-    variants=frozenset({"no-auth"}),
-    summary="insert job row, fire-and-forget dispatch (8 s abort), worker rows -> WAL -> Supabase Realtime",
+    variants=VARIANTS,
+    summary=(
+        "insert job row, fire-and-forget dispatch (8 s abort) to a worker that runs the job in that "
+        "request, worker rows -> WAL -> Supabase Realtime; no retry, no watchdog"
+    ),
+    context="worker/request",
     services=(
         ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
     ),

@@ -11,6 +11,7 @@ NAIVE = Transport(
     client=NaiveSseWatcher,
     package=__name__,
     summary="the streaming request runs the job; a drop kills it; re-POST starts again",
+    context="api/request",
 )
 
 RESUMABLE = Transport(
@@ -20,6 +21,7 @@ RESUMABLE = Transport(
     package=__name__,
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
+    lease_watchdog=True,
 )
 
 __all__ = [
