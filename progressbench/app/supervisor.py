@@ -209,12 +209,15 @@ class Stack:
             if conditions is not None:
                 update["conditions"] = conditions
             service.config = service.config.model_copy(update=update)
+            # Old instances go first: a service that owns something singular (the realtime
+            # server's replication slot, dropped on shutdown) must not take it from its successor.
+            # Between cells nobody is waiting; the service's socket queues connections meanwhile.
             old = service.live()
+            for instance in old:
+                self.faults.terminate(instance, grace_s=5.0)
             fresh = [self.fleet.start(service.role) for _ in old]
             for instance in fresh:
                 self.fleet.wait_ready(instance)
-            for instance in old:
-                self.faults.terminate(instance, grace_s=5.0)
 
     def start_job_runner(
         self, job_ids: list[str], task_count: int = 1, attempt: int = 0

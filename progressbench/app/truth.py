@@ -19,15 +19,18 @@ def _ns(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
-#: One row per execution of a job (an attempt on an instance), labelled ``"<service>/<kind>"``: from
-#: the steps it completed, and from the job's last claim (an execution that completed no step).
+#: One row per execution of a job (an attempt on an instance): where it ran, ``"<service>/<kind>"``,
+#: and what started it; from the steps it completed, and from the job's last claim (an execution
+#: that completed no step).
 CONTEXTS = """
-SELECT job_id, label FROM (
-    SELECT job_id, attempt, instance, (context->>'service') || '/' || (context->>'kind') AS label
+SELECT job_id, label, trigger FROM (
+    SELECT job_id, attempt, instance, (context->>'service') || '/' || (context->>'kind') AS label,
+           coalesce(context->>'trigger', 'dispatch') AS trigger
       FROM step_runs WHERE job_id = ANY(%(ids)s)
     UNION
     SELECT id, attempt, execution_context->>'instance',
-           (execution_context->>'service') || '/' || (execution_context->>'kind')
+           (execution_context->>'service') || '/' || (execution_context->>'kind'),
+           coalesce(execution_context->>'trigger', 'dispatch')
       FROM jobs WHERE id = ANY(%(ids)s) AND execution_context IS NOT NULL
 ) AS executions ORDER BY job_id, attempt
 """
@@ -42,6 +45,7 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     runs: dict[str, dict[int, int]] = defaultdict(dict)
     status: dict[str, str] = {}
     contexts: dict[str, list[str]] = defaultdict(list)
+    triggers: dict[str, list[str]] = defaultdict(list)
     with psycopg.connect(database_url) as conn:
         for job_id, st in conn.execute("SELECT id, status FROM jobs WHERE id = ANY(%s)", (uuids,)):
             status[str(job_id)] = st
@@ -56,8 +60,9 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             (uuids,),
         ):
             runs[str(job_id)][seq] = n
-        for job_id, label in conn.execute(CONTEXTS, {"ids": uuids}):
+        for job_id, label, trigger in conn.execute(CONTEXTS, {"ids": uuids}):
             contexts[str(job_id)].append(label)
+            triggers[str(job_id)].append(trigger)
     return {
         i: JobTruth(
             job_id=i,
@@ -65,6 +70,7 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             events=tuple(events[i]),
             step_runs=dict(runs[i]),
             contexts=tuple(contexts[i]),
+            triggers=tuple(triggers[i]),
         )
         for i in ids
     }

@@ -33,6 +33,8 @@ from progressbench.core.summary import CellAggregates, Percentiles, Percentiles9
 __all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
+#: What may start an execution of a job (as the executor records it); each is reported, 0 or not.
+TRIGGERS = ("dispatch", "queue-retry", "cron", "lease-watchdog")
 #: The finding of a job that ran outside its transport's declared execution context (seeds/004).
 SILENT_FALLBACK = "silent-fallback"
 
@@ -54,6 +56,8 @@ class JobTruth:
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
     #: Where each execution of the job ran, ``"<service>/<kind>"`` (one entry per attempt).
     contexts: tuple[str, ...] = ()
+    #: What started each of those executions (``dispatch``, ``queue-retry``, ``cron``, ``lease-watchdog``).
+    triggers: tuple[str, ...] = ()
 
     def ran_outside(self, declared: str | None) -> bool:
         """An execution ran somewhere its pattern does not put work: a silent fallback."""
@@ -145,6 +149,8 @@ class SessionRow:
     contexts: str = ""
     #: The session's jobs that ran outside their transport's declared context.
     silent_fallbacks: int = 0
+    #: The same executions by what started them, ``"dispatch=1;cron=1"``.
+    triggers: str = ""
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -268,6 +274,7 @@ def account(
     n_exec = executions(runs)
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
     places = Counter(c for i in own_ids if i in truths for c in truths[i].contexts)
+    starts = Counter(t for i in own_ids if i in truths for t in truths[i].triggers)
     fallbacks = sum(truths[i].ran_outside(declared_context) for i in own_ids if i in truths)
     findings = sorted(
         {f"{o.kind}" for o in obs if o.type == "finding" and o.kind}
@@ -328,6 +335,7 @@ def account(
         path_poll=paths["poll"],
         contexts=";".join(f"{c}={n}" for c, n in sorted(places.items())),
         silent_fallbacks=fallbacks,
+        triggers=";".join(f"{t}={n}" for t, n in sorted(starts.items())),
     )
     return row, events
 
@@ -426,15 +434,17 @@ def summarize(
         duplicates_wire=sum(s.duplicates_wire for s in sessions),
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
-        executions_by_context=_by_context(sessions),
+        executions_by_context=_tally(s.contexts for s in sessions),
+        executions_by_trigger={t: 0 for t in TRIGGERS} | _tally(s.triggers for s in sessions),
         silent_fallbacks=sum(s.silent_fallbacks for s in sessions),
     )
 
 
-def _by_context(sessions: Sequence[SessionRow]) -> dict[str, int]:
+def _tally(cells: Iterable[str]) -> dict[str, int]:
+    """Sum ``"a=1;b=2"`` columns over sessions."""
     counts: Counter[str] = Counter()
-    for s in sessions:
-        for part in filter(None, s.contexts.split(";")):
+    for cell in cells:
+        for part in filter(None, cell.split(";")):
             place, _, n = part.rpartition("=")
             counts[place] += int(n)
     return dict(sorted(counts.items()))

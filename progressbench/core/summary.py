@@ -137,6 +137,9 @@ class CellAggregates(_Model):
     executions_by_context: dict[str, int] = Field(default_factory=dict)
     #: Jobs that ran outside their transport's declared context (each a ``silent-fallback`` finding).
     silent_fallbacks: int = 0
+    #: Executions by what started them: ``dispatch`` (the first), ``queue-retry``, ``cron`` (a
+    #: pattern's watchdog cron), ``lease-watchdog`` (the workers' lease takeover); every key present.
+    executions_by_trigger: dict[str, int] = Field(default_factory=dict)
 
 
 class CellSummary(CellAggregates):

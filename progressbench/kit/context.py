@@ -133,7 +133,9 @@ class ServiceContext:
         except httpx.HTTPError as exc:  # the caller never looks: fire-and-forget
             log.info("self-dispatch of %s ended: %r", job_id, exc)
 
-    async def dispatch(self, job_id: uuid.UUID, *, attempts: int = 3, path: str = "/run") -> bool:
+    async def dispatch(
+        self, job_id: uuid.UUID, *, attempts: int = 3, path: str = "/run", trigger: str = "dispatch"
+    ) -> bool:
         """Ask a worker instance to run the job; True once one accepted it (2xx).
 
         Retries a few times on connection errors and 429/5xx, within the
@@ -158,7 +160,7 @@ class ServiceContext:
             try:
                 response = await self.http.post(
                     f"{url}{path}",
-                    json={"job_id": str(job_id)},
+                    json={"job_id": str(job_id), "trigger": trigger},
                     headers={"authorization": f"Bearer {self.service_token()}"},
                     timeout=abort_s,
                 )

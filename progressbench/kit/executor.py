@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 Outcome = Literal["done", "failed", "released", "lost", "busy", "missing", "retryable"]
 ContextKind = Literal["request", "worker-background", "job-runner"]
 
+#: What started an execution (recorded as ``trigger`` in its context): the first dispatch, a
+#: queue's retry, a pattern's watchdog cron, the workers' lease watchdog.
+DISPATCH, QUEUE_RETRY, CRON, LEASE_WATCHDOG = "dispatch", "queue-retry", "cron", "lease-watchdog"
+TRIGGERS = (DISPATCH, QUEUE_RETRY, CRON, LEASE_WATCHDOG)
+
 #: Fraction of the grace period a job may spend finishing its current step.
 GRACE_BUDGET = 0.6
 
@@ -286,10 +291,15 @@ class JobPool:
     def running(self, job_id: uuid.UUID) -> bool:
         return job_id in self.tasks
 
-    def start(self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True) -> bool:
+    def start(
+        self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True, trigger: str = DISPATCH
+    ) -> bool:
+        """Run the job here in the background; ``trigger`` says what started this execution."""
         if job_id in self.tasks or self.shutdown.is_set():
             return False
-        ctx = ExecutionContext(kind=kind, service=self.service, instance=self.instance)
+        ctx = ExecutionContext(
+            kind=kind, service=self.service, instance=self.instance, extra={"trigger": trigger}
+        )
         task = asyncio.create_task(
             run_job(
                 self.store,

@@ -36,7 +36,7 @@ from progressbench.transports.realtime.auth import issue_anon_key
 from progressbench.transports.types import Cron
 
 from progressbench.kit.context import CreateJob, ServiceContext
-from progressbench.kit.executor import JobPool
+from progressbench.kit.executor import CRON, DISPATCH, JobPool
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,10 @@ class RealtimeServer:
             """Run the job inside this request; answer when it ends (nobody is listening by then)."""
             ctx.check_service_token(request)
             try:
-                job_id = parse_job_id(str((await request.json())["job_id"]))
-            except (ValueError, KeyError, TypeError):
+                body = await request.json()
+                job_id = parse_job_id(str(body["job_id"]))
+                trigger = str(body.get("trigger", DISPATCH))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise HTTPException(400, "body must be {job_id}") from None
             if job_id is None:
                 raise HTTPException(404, "job not found")
@@ -102,7 +104,7 @@ class RealtimeServer:
                 return JSONResponse({"detail": "caller gone"}, status_code=499)
             if ctx.jobs.shutdown.is_set():
                 raise HTTPException(503, "instance is shutting down")
-            outcome = await _hold(ctx.jobs, job_id)
+            outcome = await _hold(ctx.jobs, job_id, trigger)
             return JSONResponse({"job_id": str(job_id), "outcome": outcome, "instance": ctx.config.instance})
 
         return router
@@ -116,19 +118,21 @@ class RealtimeServer:
             for job_id in await ctx.store.stale_jobs(names, timing.scaled(timing.job_lease_s)):
                 log.info("watchdog cron: re-dispatching job %s", job_id)
                 await ctx.store.touch(job_id)
-                ctx.spawn(ctx.dispatch(job_id, attempts=1, path=RUN_PATH), name=f"redispatch-{job_id}")
+                ctx.spawn(
+                    ctx.dispatch(job_id, attempts=1, path=RUN_PATH, trigger=CRON), name=f"redispatch-{job_id}"
+                )
 
         return [Cron(name="realtime-watchdog", period_s=timing.watchdog_cron_s, run=watchdog)]
 
 
-async def _hold(jobs: JobPool, job_id: uuid.UUID) -> str:
+async def _hold(jobs: JobPool, job_id: uuid.UUID, trigger: str) -> str:
     """Start (or join) the job in this instance's pool and wait for its outcome.
 
     The pool owns the task, so the caller's abort does not cancel the work.
     """
     task = jobs.tasks.get(job_id)
     if task is None:
-        if not jobs.start(job_id, "request"):
+        if not jobs.start(job_id, "request", trigger=trigger):
             return "released"
         task = jobs.tasks[job_id]
     return str(await asyncio.shield(task))

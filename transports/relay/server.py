@@ -49,7 +49,16 @@ from prometheus_client import Counter
 
 from progressbench.core.tokens import TokenRejected, bearer
 from progressbench.kit.context import CreateJob, ServiceContext
-from progressbench.kit.executor import Committed, ExecutionContext, OnCommit, Outcome, run_job
+from progressbench.kit.executor import (
+    CRON,
+    DISPATCH,
+    QUEUE_RETRY,
+    Committed,
+    ExecutionContext,
+    OnCommit,
+    Outcome,
+    run_job,
+)
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -162,6 +171,7 @@ class RelayServer:
                 body = await request.json()
                 job_id = parse_job_id(str(body["job_id"]))
                 ack: str = body.get("ack", "now")
+                trigger = str(body.get("trigger", DISPATCH))
             except (ValueError, KeyError, TypeError):
                 return answer(400, "bad-task")
             if job_id is None:
@@ -173,10 +183,12 @@ class RelayServer:
                 return answer(200, "duplicate", job_status=job.status)
             if ctx.jobs.shutdown.is_set():
                 return answer(503, "shutting-down")
+            if request.headers.get("x-cloudtasks-taskretrycount", "0") not in ("", "0"):
+                trigger = QUEUE_RETRY
             if ack != "end":
-                started = ctx.jobs.start(job_id, "worker-background")
+                started = ctx.jobs.start(job_id, "worker-background", trigger=trigger)
                 return answer(202, "accepted" if started else "joined")
-            outcome = await _run_to_end(ctx, job_id)
+            outcome = await _run_to_end(ctx, job_id, trigger)
             if outcome in ("lost", "busy"):  # another execution finished it meanwhile
                 finished = await ctx.store.get_job(job_id)
                 if finished is not None and finished.terminal:
@@ -205,7 +217,7 @@ class RelayServer:
             for job_id in await ctx.store.stale_jobs([NAME], timing.scaled(timing.job_lease_s)):
                 log.info("watchdog cron: re-enqueueing job %s", job_id)
                 await ctx.store.touch(job_id)
-                await _enqueue(ctx, job_id, "now", name=f"{task_name(job_id)}-cron{n}")
+                await _enqueue(ctx, job_id, "now", name=f"{task_name(job_id)}-cron{n}", trigger=CRON)
 
         return [Cron(name="relay-watchdog", period_s=timing.watchdog_cron_s, run=watchdog)]
 
@@ -239,7 +251,12 @@ class RelayServer:
 
 
 async def _enqueue(
-    ctx: ServiceContext, job_id: uuid.UUID, ack: Ack, attempts: int = 3, name: str | None = None
+    ctx: ServiceContext,
+    job_id: uuid.UUID,
+    ack: Ack,
+    attempts: int = 3,
+    name: str | None = None,
+    trigger: str = DISPATCH,
 ) -> bool:
     """CreateTask on the queue service; True once it holds the task (409: it already did).
 
@@ -259,7 +276,7 @@ async def _enqueue(
         "job_id": str(job_id),
         "url": f"{worker}{RUN_PATH}",
         "audience": worker,
-        "body": {"job_id": str(job_id), "ack": ack},
+        "body": {"job_id": str(job_id), "ack": ack, "trigger": trigger},
     }
     delay = ctx.config.timing.scaled(0.5)
     for attempt in range(attempts):
@@ -280,7 +297,7 @@ async def _enqueue(
     return False
 
 
-async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID) -> Outcome:
+async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, trigger: str) -> Outcome:
     """Run the job inside this ``ack-at-end`` push and answer with its outcome.
 
     The story's handler is ``await runAudit(id)``: it resumes the job from its
@@ -295,7 +312,7 @@ async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID) -> Outcome:
         kind="request",
         service=ctx.config.role,
         instance=ctx.config.instance,
-        extra={"execution": next(_EXECUTIONS)},
+        extra={"execution": next(_EXECUTIONS), "trigger": trigger},
     )
     return await run_job(
         ctx.store,

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progressbench.core.config import ServiceConfig
 from progressbench.kit.context import RUN_HERE_PATH, ServiceContext
-from progressbench.kit.executor import ExecutionContext, JobPool, run_job
+from progressbench.kit.executor import LEASE_WATCHDOG, ExecutionContext, JobPool, run_job
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.store import Store, parse_job_id
 from progressbench.transports import REGISTRY
@@ -70,7 +70,7 @@ async def _watchdog(ctx: ServiceContext, transports: list[str]) -> None:
     while not ctx.jobs.shutdown.is_set():
         try:
             for job_id in await ctx.store.orphaned_jobs(lease, transports):
-                if ctx.jobs.start(job_id, "worker-background", from_pending=False):
+                if ctx.jobs.start(job_id, "worker-background", from_pending=False, trigger=LEASE_WATCHDOG):
                     log.info("watchdog: took over job %s", job_id)
         except Exception:  # keep the watchdog alive through a DB hiccup; it is logged
             log.exception("watchdog pass failed")
