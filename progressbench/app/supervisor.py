@@ -53,6 +53,8 @@ class StackSettings:
     worker_concurrency: int = 80
     api_concurrency: int = 1000
     watchdog: bool = True
+    #: Server faults that hold for the stack's life (a profile's ``conditions`` apply per cell).
+    conditions: ServerConditions = field(default_factory=ServerConditions)
     startup_timeout_s: float = 30.0
     #: Put the chaos proxy in front of every client-facing service and the dispatch path.
     chaos: bool = True
@@ -121,6 +123,7 @@ class Stack:
             concurrency=self.settings.worker_concurrency,
             watchdog=self.settings.watchdog,
             timing=self.settings.timing,
+            conditions=self.settings.conditions,
         )
         modules = {spec.role: spec.module for spec in extra}
         for role, sock in sockets.items():

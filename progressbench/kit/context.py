@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -160,7 +161,9 @@ class ServiceContext:
             try:
                 response = await self.http.post(
                     f"{url}{path}",
-                    json={"job_id": str(job_id), "trigger": trigger},
+                    # When the caller will have given up (wall clock): a request still queued for
+                    # an instance by then is one the platform's front end drops (see realtime).
+                    json={"job_id": str(job_id), "trigger": trigger, "abort_at": time.time() + abort_s},
                     headers={"authorization": f"Bearer {self.service_token()}"},
                     timeout=abort_s,
                 )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -93,11 +94,12 @@ class RealtimeServer:
                 body = await request.json()
                 job_id = parse_job_id(str(body["job_id"]))
                 trigger = str(body.get("trigger", DISPATCH))
+                abort_at = float(body.get("abort_at", "inf"))
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise HTTPException(400, "body must be {job_id}") from None
             if job_id is None:
                 raise HTTPException(404, "job not found")
-            if await request.is_disconnected():
+            if time.time() > abort_at or await request.is_disconnected():
                 # Cloud Run's front end drops a request whose caller already aborted (the cold
                 # start outlasted the 8 s): the dispatch is lost and nobody is told.
                 log.info("dispatch of %s arrived after its caller aborted: dropped", job_id)
