@@ -183,8 +183,11 @@ class RelayServer:
                 return answer(200, "duplicate", job_status=job.status)
             if ctx.jobs.shutdown.is_set():
                 return answer(503, "shutting-down")
-            if request.headers.get("x-cloudtasks-taskretrycount", "0") not in ("", "0"):
-                trigger = QUEUE_RETRY
+            if trigger == DISPATCH and request.headers.get("x-cloudtasks-taskretrycount", "0") not in (
+                "",
+                "0",
+            ):
+                trigger = QUEUE_RETRY  # a cron's task stays the cron's, however often it is re-pushed
             if ack != "end":
                 started = ctx.jobs.start(job_id, "worker-background", trigger=trigger)
                 return answer(202, "accepted" if started else "joined")
