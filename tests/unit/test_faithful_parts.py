@@ -8,9 +8,11 @@ import pytest
 from progressbench.chaos.profiles import get_profile
 from progressbench.reports.gate import apply_rules
 from progressbench.transports import REGISTRY, resolve
+from progressbench.transports.realtime.config import WatcherOptions
 
 from progressbench.app.gate_rules import builtin_rules
 from progressbench.core import ledger
+from progressbench.core.config import Timing
 from progressbench.core.ledger import JobTruth, account, summarize
 from progressbench.kit import executor
 from progressbench.kit.executor import upstream_fails
@@ -134,3 +136,10 @@ def test_silent_fallbacks_are_zero_everywhere_but_required_under_misdeployed() -
     assert any("silent_fallbacks" in r for r in failing("polling", "clean", silent_fallbacks=1))
     assert any("silent_fallbacks" in r for r in failing("relay", "misdeployed", silent_fallbacks=0))
     assert not any("silent_fallbacks" in r for r in failing("relay", "misdeployed", silent_fallbacks=3))
+
+
+def test_the_realtime_pattern_refetches_on_subscribe_only_and_the_variant_periodically() -> None:
+    timing = Timing(time_scale=0.5)
+    assert WatcherOptions.parse({}, timing).refetch_s is None
+    assert WatcherOptions.parse({}, timing, periodic=True).refetch_s == 4.0
+    assert WatcherOptions.parse({"refetch_s": "2"}, timing).refetch_s == 1.0
