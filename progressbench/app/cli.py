@@ -107,6 +107,12 @@ def run(
 
     outcome = execute(config, RichRunView(console))
     console.print(cells_table(outcome.summary.cells))
+    for cell in outcome.summary.cells:
+        if cell.saturated and cell.saturation is not None:
+            err.print(
+                f"[yellow]saturated: {cell.label} measured this machine's capacity, not the pattern "
+                f"({'; '.join(cell.saturation.reasons)})[/]"
+            )
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
     if outcome.interrupted:
         raise typer.Exit(130)
