@@ -21,16 +21,23 @@ from progressbench.chaos.profiles import FaultStep, Profile
 ActionKind = Literal["apply", "remove"]
 
 #: Toxic attributes that are durations (ms, or µs for slicer ``delay``): scaled like
-#: every other duration. Rates (``rate``, sizes, ``bytes``) are not.
-DURATION_ATTRIBUTES = frozenset({"latency", "jitter", "timeout", "delay", "close_after"})
+#: every other duration. Sizes (``bytes``, segment sizes) are not.
+DURATION_ATTRIBUTES = frozenset({"latency", "jitter", "timeout", "delay", "close_after", "rto_max"})
+#: Toxic attributes that are rates (per second): divided by the scale, so a transfer that takes
+#: 2 s on a real 3G link takes 2 s × scale in the run, like every other duration.
+RATE_ATTRIBUTES = frozenset({"rate"})
 
 
 def scaled_attributes(attributes: dict[str, int], time_scale: float) -> dict[str, int]:
-    """Durations times the scale, never rounded down to 0 (0 means "forever" for some toxics)."""
-    return {
-        key: (max(1, round(value * time_scale)) if value and key in DURATION_ATTRIBUTES else value)
-        for key, value in attributes.items()
-    }
+    """Durations times the scale, rates over it; never rounded down to 0 (0 means "forever" or "stall")."""
+    scaled: dict[str, int] = {}
+    for key, value in attributes.items():
+        if value and key in DURATION_ATTRIBUTES:
+            value = max(1, round(value * time_scale))
+        elif value and key in RATE_ATTRIBUTES:
+            value = max(1, round(value / time_scale))
+        scaled[key] = value
+    return scaled
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,9 +71,12 @@ def test_server_faults_happen_once_and_may_wait_for_a_step() -> None:
 
 
 def test_duration_attributes_scale_and_never_become_zero() -> None:
-    """latency/timeout scale with the run; 0 (forever) stays 0; rates do not scale."""
-    scaled = scaled_attributes({"latency": 250, "timeout": 0, "rate": 150, "jitter": 5}, 0.05)
-    assert scaled == {"latency": 12, "timeout": 0, "rate": 150, "jitter": 1}
+    """latency/timeout scale with the run; 0 (forever) stays 0; rates go up by the same factor
+    (a transfer takes its real time × scale); sizes do not change."""
+    scaled = scaled_attributes(
+        {"latency": 250, "timeout": 0, "rate": 150, "jitter": 5, "rto_max": 120_000, "bytes": 900}, 0.05
+    )
+    assert scaled == {"latency": 12, "timeout": 0, "rate": 3000, "jitter": 1, "rto_max": 6000, "bytes": 900}
 
 
 def test_a_repeating_profile_runs_its_phone_steps_every_cycle() -> None:
