@@ -124,3 +124,25 @@ def test_mobile_profiles_repeat_with_room_for_a_restarted_job() -> None:
         first_again = min((a.at_s or 0.0) for a in schedule(profile, 1.0, 1) if a.cell == 0)
         assert first_again - last_end >= mean_job, name
         assert profile.repeat_every <= last_end + 2 * mean_job, name
+
+
+def test_a_blackhole_with_backoff_is_released_at_its_end_and_removed_a_cap_later() -> None:
+    """The window ends when the tunnel does (release); the toxic leaves rto_max later, both scaled."""
+    profile = Profile(
+        name="t",
+        description="x",
+        steps=(
+            FaultStep(
+                at=10, fault="blackhole", for_s=60, attributes={"rto_initial": 1000, "rto_max": 120_000}
+            ),
+            FaultStep(at=100, fault="blackhole", for_s=5),
+        ),
+    )
+    actions = [(a.kind, a.step_index, a.at_s) for a in schedule(profile, 0.1)]
+    assert actions == [
+        ("apply", 0, 1.0),
+        ("release", 0, 7.0),
+        ("apply", 1, 10.0),
+        ("remove", 1, 10.5),
+        ("remove", 0, 19.0),
+    ]
