@@ -49,7 +49,7 @@ def lingers_s(step: FaultStep) -> float:
     retransmission — and removed ``rto_max`` later, when none can be pending.
     """
     if step.fault == "blackhole" and step.attributes.get("rto_initial", 0) > 0:
-        return step.attributes.get("rto_max", LINUX_RTO_MAX_MS) / 1000
+        return float(step.attributes.get("rto_max", LINUX_RTO_MAX_MS)) / 1000
     return 0.0
 
 
