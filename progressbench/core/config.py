@@ -45,7 +45,11 @@ class Wave(Frozen):
     def _both_or_neither(self) -> Wave:
         if (self.seconds_min is None) != (self.seconds_max is None):
             raise ValueError("seconds_min and seconds_max go together")
-        if self.seconds_min is not None and self.seconds_max is not None and self.seconds_max < self.seconds_min:
+        if (
+            self.seconds_min is not None
+            and self.seconds_max is not None
+            and self.seconds_max < self.seconds_min
+        ):
             raise ValueError(f"seconds_max ({self.seconds_max}) is below seconds_min ({self.seconds_min})")
         return self
 
