@@ -68,9 +68,20 @@ DEFAULT_WAVES: tuple[Wave, ...] = (
 #: idle timeouts and stream watchdogs in a run: a job that talks every few seconds never goes quiet.
 MODEL_CALL = Wave(label="Calling the model", items=1, seconds_min=30.0, seconds_max=90.0)
 
+
+def benchmark_waves(model_call_s: tuple[float, float] | None = (30.0, 90.0)) -> tuple[Wave, ...]:
+    """The benchmark's job: the default waves with a silent model call of ``model_call_s`` (min, max)
+    after the analysis; None: without it."""
+    if model_call_s is None:
+        return DEFAULT_WAVES
+    low, high = model_call_s
+    call = MODEL_CALL.model_copy(update={"seconds_min": low, "seconds_max": high})
+    return (DEFAULT_WAVES[0], Wave.model_validate(call.model_dump()), *DEFAULT_WAVES[1:])
+
+
 #: The benchmark's job (``RunConfig.job``): the default waves with the model call after the
 #: analysis. About 110 s at time scale 1.0 (50 s of short steps, 60 s of silence on average).
-BENCHMARK_WAVES: tuple[Wave, ...] = (DEFAULT_WAVES[0], MODEL_CALL, *DEFAULT_WAVES[1:])
+BENCHMARK_WAVES: tuple[Wave, ...] = benchmark_waves()
 
 
 class JobShape(Frozen):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from progressbench.core.config import MODEL_CALL, JobShape, RunConfig, Wave
+from progressbench.app.configure import model_call_range
+from progressbench.core.config import DEFAULT_WAVES, MODEL_CALL, JobShape, RunConfig, Wave, benchmark_waves
+from progressbench.core.errors import ConfigError
 from progressbench.core.job import JobSpec, job_seed, plan
 
 
@@ -70,3 +72,14 @@ def test_a_wave_takes_both_bounds_of_its_own_range_or_none() -> None:
         Wave(label="w", items=1, seconds_min=30)
     with pytest.raises(ValidationError, match="below"):
         Wave(label="w", items=1, seconds_min=30, seconds_max=10)
+
+
+def test_the_model_call_is_a_run_option() -> None:
+    """``--model-call 40,60`` sets its range, ``0`` leaves it out; anything else is a clear error."""
+    assert model_call_range("0") is None and benchmark_waves(None) == DEFAULT_WAVES
+    assert model_call_range("40, 60") == (40.0, 60.0)
+    waves = benchmark_waves((40.0, 60.0))
+    assert (waves[1].seconds_min, waves[1].seconds_max) == (40.0, 60.0) and len(waves) == 5
+    for bad in ("abc", "60,40", "30"):
+        with pytest.raises(ConfigError, match="--model-call"):
+            model_call_range(bad)
