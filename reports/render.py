@@ -87,6 +87,12 @@ def markdown(summary: Summary) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
+    if saturated := [c.label for c in cells if c.saturated]:
+        lines += [
+            "",
+            f"**Saturated cells: {', '.join(saturated)}** — they measured this machine's capacity, "
+            "not the pattern (figures under Capacity below).",
+        ]
     config = summary.config
     lines += [
         "",
@@ -116,6 +122,8 @@ def markdown(summary: Summary) -> str:
     lines += [fault_windows_text(c, _scale(summary)) for c in cells]
     lines += ["", "## Timers that could not follow the time scale (distortions)", ""]
     lines += [distortions_text(c) for c in cells]
+    lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
+    lines += [capacity_text(c) for c in cells]
     return "\n".join(lines) + "\n"
 
 
@@ -123,6 +131,25 @@ def _scale(summary: Summary) -> float:
     timing = summary.config.get("timing", {})
     scale = timing.get("time_scale") if isinstance(timing, dict) else None
     return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
+
+
+def capacity_text(cell: CellSummary) -> str:
+    """One line per cell: did it measure the pattern or the machine, with the figures."""
+    head = f"- **{cell.label}**: "
+    sat = cell.saturation
+    if sat is None:
+        return head + "not sampled"
+    services = ", ".join(f"{role} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
+    figures = (
+        f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
+        f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
+    )
+    if cell.saturated:
+        return (
+            head + "**saturated: this cell measured capacity, not the pattern** "
+            f"({'; '.join(sat.reasons)}). {figures}"
+        )
+    return head + "within capacity. " + figures
 
 
 def distortions_text(cell: CellSummary) -> str:
@@ -250,6 +277,8 @@ time meters rescaled to real time (reports/costs.py).</p>
 <ul>{_items(fault_windows_text(c, scale) for c in cells)}</ul>
 <h2>Timers that could not follow the time scale (distortions)</h2>
 <ul>{_items(distortions_text(c) for c in cells)}</ul>
+<h2>Capacity: did each cell measure the pattern or the machine?</h2>
+<ul>{_items(capacity_text(c) for c in cells)}</ul>
 {images}
 </body></html>
 """

@@ -50,6 +50,9 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
+    started_wall_ns: int | None = None
+    finished_wall_ns: int | None = None
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:

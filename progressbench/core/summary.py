@@ -87,6 +87,21 @@ class Distortion(_Model):
     effective_real_s: float
 
 
+class Saturation(_Model):
+    """Why a cell measured the machine's capacity rather than the pattern (``core/saturation.py``)."""
+
+    #: Mean CPU of the busiest load-generator process, percent of one core.
+    generator_cpu: float | None
+    #: Per service role (and ``postgres``): mean CPU of its busiest instance, percent of one core.
+    service_cpu: dict[str, float]
+    #: Median actual / planned duration of the jobs that ran once.
+    job_slowdown: float | None
+    #: Mean CPU of the whole machine, percent of all cores.
+    machine_cpu: float | None = None
+    #: One sentence per rule that fired; empty when the cell was not saturated.
+    reasons: list[str] = []
+
+
 class CellAggregates(_Model):
     """What the ledger folds from one cell's sessions and events (the aggregates of RESULTS.md)."""
 
@@ -153,6 +168,9 @@ class CellSummary(CellAggregates):
     chaos_errors: list[str]
     #: schema 2: timers that could not follow the time scale in this cell (real-time-equivalent seconds).
     distortions: list[Distortion] = Field(default_factory=list)
+    #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
+    saturated: bool = False
+    saturation: Saturation | None = None
 
     @property
     def label(self) -> str:
