@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from progressbench.chaos.timeline import scaled_attributes
 from progressbench.transports import REGISTRY
 from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
+from progressbench.transports.realtime.config import WatcherOptions, server_idle_timeout
 
 from progressbench.app.cell_result import CellResult
 from progressbench.app.scoring import cell_distortions
+from progressbench.core.config import Timing
 from progressbench.core.timers import Distortion, Timer, distortions, measured
+from progressbench.kit.meters import Meters
 
 
 def test_a_scaled_timer_is_no_distortion_at_any_scale() -> None:
@@ -65,3 +69,15 @@ def test_every_transport_declares_what_it_cannot_scale(tmp_path: Path) -> None:
     assert found["replacement instance cold start"].effective_real_s == 20.0
     assert "realtime server idle timeout" in found  # floored at the heartbeat's ratio
     assert cell_distortions(CellResult("polling", "clean", sessions_path=tmp_path), 1.0) == []
+
+
+def test_timers_the_code_owns_follow_the_scale() -> None:
+    """A refusal's Retry-After, the realtime client's heartbeat and push timeout, bandwidth rates:
+    scaled; the realtime server's idle timeout keeps its 60:25 ratio to the library's heartbeat floor."""
+    slow = Timing(time_scale=0.05)
+    assert Meters("worker", 80, slow).retry_after == "0.050"
+    assert Meters("worker", 80, Timing()).retry_after == "1"
+    opts = WatcherOptions.parse({}, slow)
+    assert (opts.heartbeat_s, opts.push_timeout_s) == (1.25, 0.5)
+    assert server_idle_timeout(slow) == 36.0 and server_idle_timeout(Timing()) == 60.0
+    assert scaled_attributes({"rate": 150}, 0.05) == {"rate": 3000}
