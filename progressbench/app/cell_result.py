@@ -14,6 +14,7 @@ from pathlib import Path
 from progressbench.core.events import FaultWindow, SessionRecord
 from progressbench.core.saturation import CpuSeries
 from progressbench.core.summary import FaultWindowSpan
+from progressbench.core.timers import Timer
 
 Meters = dict[str, dict[str, float]]
 
@@ -34,6 +35,8 @@ class CellResult:
     started_wall_ns: int = 0
     windows: list[FaultWindow] = field(default_factory=list)
     chaos_errors: list[str] = field(default_factory=list)
+    #: Timers measured while the cell ran (a replacement's cold start), beside the transport's own.
+    timers: list[Timer] = field(default_factory=list)
     #: CPU of the cell's processes, and of the whole machine, sampled while it ran.
     cpu: list[CpuSeries] = field(default_factory=list)
     machine_cpu: list[float] = field(default_factory=list)

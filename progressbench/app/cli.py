@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 
 from progressbench.app import interrupts
-from progressbench.app.configure import run_config, step_range
+from progressbench.app.configure import model_call_range, run_config, step_range
 from progressbench.app.processes import terminate
-from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, split_list
+from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, benchmark_waves, split_list
 from progressbench.core.errors import ProgressbenchError, StackError
 
 _Abort = typer.Abort
@@ -82,9 +82,17 @@ def run(
     step_seconds: Annotated[
         str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")
     ] = "2,5",
+    model_call: Annotated[
+        str,
+        typer.Option(
+            help="The job's silent model call: MIN,MAX seconds at time scale 1, no progress event "
+            "until it returns (0: none)."
+        ),
+    ] = "30,90",
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
+    waves = [w.model_dump() for w in benchmark_waves(model_call_range(model_call))]
     config = run_config(
         transports=split_list(transports) or None,
         profiles=split_list(profiles),
@@ -98,7 +106,7 @@ def run(
         locust_workers=locust_workers,
         worker_instances=worker_instances,
         worker_concurrency=worker_concurrency,
-        job={"step_seconds_min": low, "step_seconds_max": high},
+        job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
         timing={"time_scale": time_scale},
     )
     from progressbench.app.progress_ui import RichRunView

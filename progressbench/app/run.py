@@ -39,6 +39,7 @@ from progressbench.core.errors import ConfigError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
+from progressbench.core.timers import measured
 from progressbench.transports import resolve
 
 
@@ -71,6 +72,10 @@ class RunOutcome:
         return [c for c in self.summary.cells if not c.complete]
 
 
+#: The timer a replacement worker's cold start is listed under when it could not follow the scale.
+COLD_START = "replacement instance cold start"
+
+
 def run_cell(
     stack: Stack,
     config: RunConfig,
@@ -101,6 +106,7 @@ def run_cell(
         options=config.client_options,
     )
     before = stack.meters()
+    startups = len(stack.faults.startups)
     cell.started_wall_ns = time.time_ns()
     probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
     controller = None
@@ -134,6 +140,10 @@ def run_cell(
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
             probe.close()
+            cold = measured(
+                "replacement instance cold start", timing.cold_start_s, stack.faults.startups[startups:]
+            )
+            cell.timers = [cold] if cold is not None else []
             cell.meters = meter_delta(before, stack.meters())
             if profile.timing and not stopping:  # a stack about to close keeps the timing it has
                 stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})

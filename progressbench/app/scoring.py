@@ -19,12 +19,15 @@ from progressbench.core.saturation import JobTiming, judge
 from progressbench.core.summary import (
     SCHEMA_VERSION,
     CellSummary,
+    Distortion,
     MachineInfo,
     RunTiming,
     Saturation,
     Summary,
 )
+from progressbench.core.timers import distortions
 from progressbench.reports.costs import PRICES_AS_OF, cost_breakdown, cost_per_1k_jobs
+from progressbench.transports import resolve
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,18 @@ def score_cell(
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
         chaos_errors=list(cell.chaos_errors),
+        distortions=cell_distortions(cell, time_scale),
         saturated=bool(saturation and saturation.reasons),
         saturation=saturation,
     )
     return ScoredCell(summary, rows, events)
+
+
+def cell_distortions(cell: CellResult, time_scale: float) -> list[Distortion]:
+    """The cell's timers that could not follow the time scale: its transport's, and those measured."""
+    transport, _ = resolve(cell.transport)
+    found = distortions([*transport.timers, *cell.timers], time_scale)
+    return [Distortion(timer=d.timer, real_s=d.real_s, effective_real_s=d.effective_real_s) for d in found]
 
 
 def job_timings(records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]) -> list[JobTiming]:

@@ -41,7 +41,7 @@ class _Model(BaseModel):
 
 
 class Percentiles(_Model):
-    """Milliseconds (or seconds, as the field name says); None when the cell has no sample."""
+    """Real-time-equivalent milliseconds (or seconds, as the field name says); None without a sample."""
 
     p50: float | None
     p95: float | None
@@ -77,6 +77,14 @@ class FaultWindowSpan(_Model):
     kind: str
     start_s: float
     duration_s: float
+
+
+class Distortion(_Model):
+    """A timer that could not follow the time scale (``progressbench.core.timers``), in real seconds."""
+
+    timer: str
+    real_s: float
+    effective_real_s: float
 
 
 class Saturation(_Model):
@@ -158,6 +166,8 @@ class CellSummary(CellAggregates):
     seconds: float
     fault_windows: list[FaultWindowSpan]
     chaos_errors: list[str]
+    #: schema 2: timers that could not follow the time scale in this cell (real-time-equivalent seconds).
+    distortions: list[Distortion] = Field(default_factory=list)
     #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
     saturated: bool = False
     saturation: Saturation | None = None
