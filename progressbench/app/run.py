@@ -24,6 +24,7 @@ from typing import Protocol
 
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
+from progressbench.app.cpu_sampler import CpuSampler, Target
 from progressbench.app.interrupts import deferred, held
 from progressbench.app.loadgen import OnCollected, drive_cell
 from progressbench.app.rendering import render_run
@@ -38,6 +39,7 @@ from progressbench.core.errors import ConfigError
 from progressbench.core.events import FaultWindow, SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
+from progressbench.core.timers import measured
 from progressbench.transports import resolve
 
 
@@ -68,6 +70,10 @@ class RunOutcome:
 
     def short_cells(self) -> list[CellSummary]:
         return [c for c in self.summary.cells if not c.complete]
+
+
+#: The timer a replacement worker's cold start is listed under when it could not follow the scale.
+COLD_START = "replacement instance cold start"
 
 
 def run_cell(
@@ -101,6 +107,7 @@ def run_cell(
         options=config.client_options,
     )
     before = stack.meters()
+    startups = len(stack.faults.startups)
     cell.started_wall_ns = time.time_ns()
     probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
     controller = None
@@ -117,19 +124,27 @@ def run_cell(
         controller.start()
     t0 = time.monotonic()
     stopping = False
+    generator: list[int] = []
+    sampler = CpuSampler(lambda: cell_processes(stack, generator)).__enter__()
     try:
         on_collected = view.cell_started(plan.transport, plan.profile, plan.expected_sessions)
-        cell.complete = drive_cell(plan, config.locust_workers, log_dir, on_collected)
+        cell.complete = drive_cell(plan, config.locust_workers, log_dir, on_collected, generator.extend)
     except KeyboardInterrupt:
         stopping = True
         raise
     finally:
         with deferred():
             cell.seconds = time.monotonic() - t0
+            sampler.stop()
+            cell.cpu, cell.machine_cpu = sampler.series(), sampler.machine()
             if controller is not None:
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
             probe.close()
+            cold = measured(
+                "replacement instance cold start", timing.cold_start_s, stack.faults.startups[startups:]
+            )
+            cell.timers = [cold] if cold is not None else []
             cell.meters = meter_delta(before, stack.meters())
             if profile.conditions is not None:  # the whole cell ran on the faulty deployment
                 cell.windows.append(
@@ -143,6 +158,16 @@ def run_cell(
                 stack.reconfigure(
                     conditions=ServerConditions(), **{k: getattr(config.timing, k) for k in profile.timing}
                 )
+
+
+def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
+    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
+    targets = [Target("generator", "locust", pid, children=True) for pid in generator]
+    for role, service in stack.services.items():
+        targets += [Target(role, instance.name, instance.pid) for instance in service.live()]
+    if stack.postgres is not None and stack.postgres.process is not None:
+        targets.append(Target("postgres", "postgres", stack.postgres.process.pid, children=True))
+    return targets
 
 
 def execute(config: RunConfig, view: RunView) -> RunOutcome:

@@ -36,6 +36,10 @@ SELECT job_id, label, trigger FROM (
 """
 
 
+def _ns_or_none(ts: datetime | None) -> int | None:
+    return None if ts is None else _ns(ts)
+
+
 def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]:
     ids = sorted({i for i in job_ids if i})
     if not ids:
@@ -46,9 +50,13 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     status: dict[str, str] = {}
     contexts: dict[str, list[str]] = defaultdict(list)
     triggers: dict[str, list[str]] = defaultdict(list)
+    spans: dict[str, tuple[int | None, int | None]] = {}
     with psycopg.connect(database_url) as conn:
-        for job_id, st in conn.execute("SELECT id, status FROM jobs WHERE id = ANY(%s)", (uuids,)):
+        for job_id, st, started, finished in conn.execute(
+            "SELECT id, status, started_at, finished_at FROM jobs WHERE id = ANY(%s)", (uuids,)
+        ):
             status[str(job_id)] = st
+            spans[str(job_id)] = (_ns_or_none(started), _ns_or_none(finished))
         for job_id, seq, kind, committed in conn.execute(
             "SELECT job_id, seq, kind, committed_at FROM job_events WHERE job_id = ANY(%s) "
             "ORDER BY job_id, seq",
@@ -71,6 +79,8 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             step_runs=dict(runs[i]),
             contexts=tuple(contexts[i]),
             triggers=tuple(triggers[i]),
+            started_wall_ns=spans.get(i, (None, None))[0],
+            finished_wall_ns=spans.get(i, (None, None))[1],
         )
         for i in ids
     }

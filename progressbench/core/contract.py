@@ -16,6 +16,7 @@ from typing import Protocol
 
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import ClientEvent
+from progressbench.core.timers import Timer
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ class Transport:
     def context_for(self, variant: str | None) -> str:
         """The declared execution context of ``name`` or ``name:variant``."""
         return self.variant_contexts.get(variant or "", self.context)
+
+    #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
+    #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
+    timers: tuple[Timer, ...] = ()
 
     @property
     def names(self) -> list[str]:

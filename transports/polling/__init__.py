@@ -1,5 +1,6 @@
 """``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL."""
 
+from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.polling.client import PollingWatcher
 from progressbench.transports.polling.server import PollingServer
 from progressbench.transports.types import Transport
@@ -11,6 +12,7 @@ TRANSPORT = Transport(
     package=__name__,
     summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
     lease_watchdog=True,
+    timers=(CONNECT_TIMER, READ_TIMER),
 )
 
 __all__ = ["TRANSPORT", "PollingServer", "PollingWatcher"]

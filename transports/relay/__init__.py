@@ -1,6 +1,6 @@
 """``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room."""
 
-from progressbench.transports.relay.client import RelayWatcher
+from progressbench.transports.relay.client import TIMERS, RelayWatcher
 from progressbench.transports.relay.server import ACK_AT_END, RelayServer
 from progressbench.transports.types import ServiceSpec, Transport
 
@@ -18,6 +18,7 @@ TRANSPORT = Transport(
     migrations=("migrations/003_relay.sql",),
     context="worker/worker-background",
     variant_contexts={ACK_AT_END: "worker/request"},
+    timers=TIMERS,
 )
 
 __all__ = ["TRANSPORT", "RelayServer", "RelayWatcher"]

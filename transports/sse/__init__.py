@@ -1,6 +1,6 @@
 """``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
 
-from progressbench.transports.sse.client import NaiveSseWatcher, ResumableSseWatcher
+from progressbench.transports.sse.client import TIMERS, NaiveSseWatcher, ResumableSseWatcher
 from progressbench.transports.sse.naive import NaiveSseServer
 from progressbench.transports.sse.server import ResumableSseServer
 from progressbench.transports.types import Transport
@@ -12,6 +12,7 @@ NAIVE = Transport(
     package=__name__,
     summary="the streaming request runs the job; a drop kills it; re-POST starts again",
     context="api/request",
+    timers=TIMERS,
 )
 
 RESUMABLE = Transport(
@@ -22,6 +23,7 @@ RESUMABLE = Transport(
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
     lease_watchdog=True,
+    timers=TIMERS,
 )
 
 __all__ = [
