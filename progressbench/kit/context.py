@@ -117,7 +117,7 @@ class ServiceContext:
         """The resource the work should go to is missing (server fault ``misdeployed``)."""
         return self.config.conditions.misdeployed
 
-    async def run_here(self, job_id: uuid.UUID) -> bool:
+    async def run_here(self, job_id: uuid.UUID, trigger: str = "dispatch") -> bool:
         """The local-development fallback that ships to production (seeds/004): no job resource
         configured, so fire-and-forget a POST at this service's own ``/jobs/run`` endpoint. The
         work then runs inside an API request, under the API's request timeout."""
@@ -126,15 +126,15 @@ class ServiceContext:
             log.error("no URL of my own; job %s stays pending", job_id)
             return False
         log.info("no job resource configured: running job %s through my own endpoint", job_id)
-        self.spawn(self._fire_at_self(own, job_id), name=f"self-dispatch-{job_id}")
+        self.spawn(self._fire_at_self(own, job_id, trigger), name=f"self-dispatch-{job_id}")
         return True
 
-    async def _fire_at_self(self, own: str, job_id: uuid.UUID) -> None:
+    async def _fire_at_self(self, own: str, job_id: uuid.UUID, trigger: str) -> None:
         timing = self.config.timing
         try:
             await self.http.post(
                 f"{own}{RUN_HERE_PATH}",
-                json={"job_id": str(job_id)},
+                json={"job_id": str(job_id), "trigger": trigger},
                 headers={"authorization": f"Bearer {self.service_token()}"},
                 timeout=timing.scaled(timing.request_timeout_s) + 5.0,
             )
@@ -154,7 +154,7 @@ class ServiceContext:
         Under ``misdeployed`` the job goes to :meth:`run_here` instead.
         """
         if self.misdeployed:
-            return await self.run_here(job_id)
+            return await self.run_here(job_id, trigger)
         url = self.config.worker_url
         if not url:
             log.error("no worker_url configured; job %s stays pending", job_id)

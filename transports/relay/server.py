@@ -275,7 +275,7 @@ async def _enqueue(
     its own job endpoint, so the work runs inside an API request.
     """
     if ctx.misdeployed:
-        return await ctx.run_here(job_id)
+        return await ctx.run_here(job_id, trigger)
     peers = ctx.config.peers
     queue, worker = peers.get("queue"), peers.get("worker", ctx.config.worker_url or "")
     if not queue or not worker:

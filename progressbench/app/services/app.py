@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 class RunRequest(BaseModel):
     job_id: str
+    #: What started this execution (``dispatch``, ``cron``...), recorded with it.
+    trigger: str = "dispatch"
 
 
 def build_context(config: ServiceConfig) -> ServiceContext:
@@ -108,7 +110,12 @@ def _run_here_route(app: FastAPI, ctx: ServiceContext) -> None:
         job_id = parse_job_id(body.job_id)
         if job_id is None:
             raise HTTPException(404, "job not found")
-        execution = ExecutionContext(kind="request", service=ctx.config.role, instance=ctx.config.instance)
+        execution = ExecutionContext(
+            kind="request",
+            service=ctx.config.role,
+            instance=ctx.config.instance,
+            extra={"trigger": body.trigger},
+        )
         try:
             async with asyncio.timeout(timing.scaled(timing.request_timeout_s)):
                 outcome = await run_job(
@@ -174,7 +181,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 raise HTTPException(404, "job not found")
             if ctx.jobs.shutdown.is_set():
                 raise HTTPException(503, "instance is shutting down")
-            started = ctx.jobs.start(job_id, "worker-background")
+            started = ctx.jobs.start(job_id, "worker-background", trigger=body.trigger)
             return {"job_id": str(job_id), "accepted": started, "instance": config.instance}
 
     hooks = {t.name: t.server.on_commit(ctx) for t in REGISTRY.values() if isinstance(t.server, CommitHooks)}
