@@ -60,8 +60,13 @@ def tasks(stack: Stack, job_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def flaky_stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    """Every step's upstream call fails half the time (the ``flaky-upstream`` condition, harsher)."""
+def flaky_stack(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """Every step's upstream call fails half the time (the ``flaky-upstream`` condition, harsher).
+
+    About 14 failures land on one ACK-at-end task: with Cloud Tasks' default doubling backoff the
+    last waits would run to minutes, so the queue caps it at 10 s (``maxBackoff``, a queue setting).
+    """
+    monkeypatch.setenv("PROGRESSBENCH_RELAY_QUEUE", json.dumps({"max_backoff_s": 10.0}))
     with running_stack(
         tmp_path,
         database_url,
