@@ -21,16 +21,27 @@ from progressbench.core.events import TERMINAL, SessionRecord
 from progressbench.core.session_scores import (
     RESUME_OUTCOMES,
     Commit,
+    StepRun,
     classify_resumes,
     executions,
     exposed,
     regressions,
     resume_times,
     silent_stall,
+    wasted_work,
 )
 from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes, Spread
 
-__all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
+__all__ = [
+    "RESUME_OUTCOMES",
+    "CommittedEvent",
+    "EventRow",
+    "JobTruth",
+    "SessionRow",
+    "StepRun",
+    "account",
+    "summarize",
+]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 
@@ -50,6 +61,8 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: schema 2: every completed step run with its span (``wasted_work_s``); empty when not read
+    runs: tuple[StepRun, ...] = ()
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:
@@ -133,6 +146,9 @@ class SessionRow:
     path_refetch: int = 0
     path_snapshot: int = 0
     path_poll: int = 0
+    #: Execution seconds whose output the user never kept, real-time-equivalent (``_raw``: compressed).
+    wasted_work_s: float = 0.0
+    wasted_work_s_raw: float = 0.0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -187,6 +203,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     terminal_latency: float | None = None
     terminal_wall: int | None = None
     terminal_mono: int | None = None
+    kept: tuple[str, int] | None = None
     first_event_ms: float | None = None
     connection_start = record.started_wall_ns
     for o in obs:
@@ -218,6 +235,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 terminal_wall, terminal_mono = o.wall_ns, o.mono_ns
                 if commit is not None:
                     terminal_latency = _ms(o.wall_ns - commit.committed_wall_ns)
+                    kept = (job, commit.committed_wall_ns)
         latency = _ms(o.wall_ns - commit.committed_wall_ns) if commit is not None and not is_foreign else None
         events.append(
             EventRow(
@@ -251,6 +269,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
     findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
     scale = record.time_scale or 1.0
+    wasted_raw = wasted_work({i: truths[i].runs for i in own_ids if i in truths}, kept)
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
     ratio = (
         None if to_result is None or not record.planned_job_s else to_result / (record.planned_job_s / scale)
@@ -303,6 +322,8 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         path_refetch=paths["refetch"],
         path_snapshot=paths["snapshot"],
         path_poll=paths["poll"],
+        wasted_work_s=round(wasted_raw / scale, 3),
+        wasted_work_s_raw=round(wasted_raw, 3),
     )
     return row, events
 
@@ -401,6 +422,7 @@ def summarize(
         duplicates_wire=sum(s.duplicates_wire for s in sessions),
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
+        wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
     )
 
 
