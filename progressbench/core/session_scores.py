@@ -238,9 +238,7 @@ def split_executions(runs: Iterable[StepRun]) -> list[list[StepRun]]:
     return found
 
 
-def wasted_work(
-    runs_by_job: Mapping[str, Iterable[StepRun]], kept: tuple[str, int] | None
-) -> float:
+def wasted_work(runs_by_job: Mapping[str, Iterable[StepRun]], kept: tuple[str, int] | None) -> float:
     """Execution seconds of one intent whose output the user never kept (compressed seconds).
 
     ``kept`` is the job and commit time (wall ns) of the terminal event the

@@ -31,7 +31,13 @@ from progressbench.transports.types import ClientSettings, JobRequest
 from progressbench.app.supervisor import Stack
 from progressbench.app.truth import read_truth
 from progressbench.core.config import JobShape, Timing
-from progressbench.core.events import Disconnected, Observation, Progress, Resubmitted, SessionRecord, Submitted
+from progressbench.core.events import (
+    Disconnected,
+    Observation,
+    Progress,
+    SessionRecord,
+    Submitted,
+)
 from progressbench.core.job import JobSpec, plan
 from progressbench.core.ledger import SessionRow, account
 from progressbench.core.summary import CellSummary
@@ -63,7 +69,9 @@ async def _watch_with_cut(stack: Stack, k: int) -> tuple[SessionRecord, str, flo
     api_proxy = next(name for name in stack.cell_proxy_names(1)[0] if name.endswith("-api"))
     timing = Timing(time_scale=SCALE)
     transport, variant = resolve("sse-naive")
-    watcher = transport.client(ClientSettings(endpoints=endpoints, timing=timing, variant=variant, options={}))
+    watcher = transport.client(
+        ClientSettings(endpoints=endpoints, timing=timing, variant=variant, options={})
+    )
     request = JobRequest(owner=f"calib-{uuid.uuid4().hex[:8]}", shape=SHAPE, seed=1, time_scale=SCALE)
     observations: list[Observation] = []
     first_job = ""
@@ -87,15 +95,16 @@ async def _watch_with_cut(stack: Stack, k: int) -> tuple[SessionRecord, str, flo
                 elif isinstance(event, Disconnected) and cut_at:
                     # The watchdog gave up. Let the first execution finish into the void, then
                     # restore the path so the re-POST goes through.
-                    await wait_until(lambda: _status(stack, first_job) == "done", 30, "the first job to finish")
-                    await asyncio.to_thread(control.remove_toxic, api_proxy, hole.resolved_name, missing_ok=True)
-                elif isinstance(event, Progress) and event.kind in ("done", "failed") and event.job_id != first_job:
-                    outcome = "terminal"
-                    break
+                    await wait_until(
+                        lambda job=first_job: _status(stack, job) == "done", 30, "the first job to finish"
+                    )
+                    await asyncio.to_thread(
+                        control.remove_toxic, api_proxy, hole.resolved_name, missing_ok=True
+                    )
                 elif isinstance(event, Progress) and event.kind in ("done", "failed") and cut_at:
                     outcome = "terminal"
                     break
-                if sum(isinstance(o, Observation) and o.type == "resubmitted" for o in observations) >= 2:
+                if sum(o.type == "resubmitted" for o in observations) >= 2:
                     break  # the rewound job reran and streamed nothing: enough to score
     except TimeoutError:
         pass
@@ -137,7 +146,9 @@ def _status(stack: Stack, job_id: str) -> str:
 @pytest.fixture(scope="module")
 def cut_session(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> tuple[SessionRow, Any]:
     """The cut session, scored by the ledger against the store."""
-    with running_stack(tmp_path_factory.mktemp("calib"), module_database_url, transports=("sse-naive",)) as stack:
+    with running_stack(
+        tmp_path_factory.mktemp("calib"), module_database_url, transports=("sse-naive",)
+    ) as stack:
         record, first_job, _ = asyncio.run(_watch_with_cut(stack, K))
         truths = read_truth(stack.database_url, [record.job_id or "", *record.extra_job_ids])
     row, _events = account(record, truths)
@@ -145,7 +156,9 @@ def cut_session(tmp_path_factory: pytest.TempPathFactory, module_database_url: s
 
 
 @pytest.mark.slow
-def test_a_naive_stream_cut_after_k_events_loses_exactly_n_minus_k(cut_session: tuple[SessionRow, Any]) -> None:
+def test_a_naive_stream_cut_after_k_events_loses_exactly_n_minus_k(
+    cut_session: tuple[SessionRow, Any],
+) -> None:
     """The cut is of known size (k shown, then nothing); the first execution's n - k later events are lost."""
     row, (record, first) = cut_session
     n = plan(JobSpec(shape=SHAPE, seed=1, time_scale=SCALE)).terminal_seq
@@ -173,7 +186,9 @@ def test_the_cut_first_execution_is_wasted_work(cut_session: tuple[SessionRow, A
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=FAITHFUL_NAIVE)
-def test_the_cut_gives_two_executions_one_regression_and_the_result(cut_session: tuple[SessionRow, Any]) -> None:
+def test_the_cut_gives_two_executions_one_regression_and_the_result(
+    cut_session: tuple[SessionRow, Any],
+) -> None:
     row, _ = cut_session
     assert (row.executions, row.progress_regressions, row.terminal_received) == (2, 1, True)
 
@@ -192,11 +207,21 @@ def _verdicts(summary: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_the_same_matrix_at_scale_0_1_and_1_0_gives_the_same_verdicts(tmp_path: Path, database_url: str) -> None:
+def test_the_same_matrix_at_scale_0_1_and_1_0_gives_the_same_verdicts(
+    tmp_path: Path, database_url: str
+) -> None:
     """Per cell, the delivery / terminal / resume-outcome classes agree between 0.1 and real time."""
-    fast = run_cli(tmp_path / "s0.1", database_url, *MATRIX, *SMALL, "--time-scale", "0.1", timeout=300 * UNIT)
-    real = run_cli(tmp_path / "s1.0", database_url, *MATRIX, *SMALL, "--time-scale", "1.0", timeout=600 * UNIT)
+    fast = run_cli(
+        tmp_path / "s0.1", database_url, *MATRIX, *SMALL, "--time-scale", "0.1", timeout=300 * UNIT
+    )
+    real = run_cli(
+        tmp_path / "s1.0", database_url, *MATRIX, *SMALL, "--time-scale", "1.0", timeout=600 * UNIT
+    )
     compressed, actual = _verdicts(fast), _verdicts(real)
     assert compressed.keys() == actual.keys()
-    differing = {label: (compressed[label], actual[label]) for label in compressed if compressed[label] != actual[label]}
+    differing = {
+        label: (compressed[label], actual[label])
+        for label in compressed
+        if compressed[label] != actual[label]
+    }
     assert not differing, f"verdicts that depend on the time scale (0.1 vs 1.0): {differing}"

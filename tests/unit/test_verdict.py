@@ -37,8 +37,10 @@ def test_the_exposed_sessions_decide_when_there_are_any() -> None:
     exposed = make_cell("sse", "handoff", delivery_ratio=0.5, terminal_ratio=1.0).model_dump(by_alias=True)
     exposed.pop("cost_breakdown_usd"), exposed.pop("complete"), exposed.pop("seconds")
     exposed.pop("fault_windows"), exposed.pop("chaos_errors")
-    cell = make_cell("sse", "handoff", delivery_ratio=0.9, terminal_ratio=1.0, exposed_sessions=1, exposed=exposed)
-    assert verdict(cell).delivery == "lossy"
-    assert verdict(make_cell("sse", "handoff", delivery_ratio=1.0, terminal_ratio=1.0, exposed=exposed)).delivery == (
-        "complete"
+    cell = make_cell(
+        "sse", "handoff", delivery_ratio=0.9, terminal_ratio=1.0, exposed_sessions=1, exposed=exposed
     )
+    assert verdict(cell).delivery == "lossy"
+    assert verdict(
+        make_cell("sse", "handoff", delivery_ratio=1.0, terminal_ratio=1.0, exposed=exposed)
+    ).delivery == ("complete")
