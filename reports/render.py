@@ -86,6 +86,12 @@ def markdown(summary: Summary) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
+    if saturated := [c.label for c in cells if c.saturated]:
+        lines += [
+            "",
+            f"**Saturated cells: {', '.join(saturated)}** — they measured this machine's capacity, "
+            "not the pattern (figures under Capacity below).",
+        ]
     config = summary.config
     lines += [
         "",
@@ -119,7 +125,28 @@ def markdown(summary: Summary) -> str:
         lines.append(f"- **{c.label}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
     lines += [fault_windows_text(c) for c in cells]
+    lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
+    lines += [capacity_text(c) for c in cells]
     return "\n".join(lines) + "\n"
+
+
+def capacity_text(cell: CellSummary) -> str:
+    """One line per cell: did it measure the pattern or the machine, with the figures."""
+    head = f"- **{cell.label}**: "
+    sat = cell.saturation
+    if sat is None:
+        return head + "not sampled"
+    services = ", ".join(f"{role} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
+    figures = (
+        f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
+        f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
+    )
+    if cell.saturated:
+        return (
+            head + "**saturated: this cell measured capacity, not the pattern** "
+            f"({'; '.join(sat.reasons)}). {figures}"
+        )
+    return head + "within capacity. " + figures
 
 
 def fault_windows_text(cell: CellSummary) -> str:
@@ -236,6 +263,8 @@ time meters rescaled to real time (reports/costs.py).</p>
 </tbody></table>
 <h2>Fault windows per cell</h2>
 <ul>{"".join(f"<li>{html.escape(fault_windows_text(c).removeprefix('- ').replace('**', ''))}</li>" for c in cells)}</ul>
+<h2>Capacity: did each cell measure the pattern or the machine?</h2>
+<ul>{"".join(f"<li>{html.escape(capacity_text(c).removeprefix('- ').replace('**', ''))}</li>" for c in cells)}</ul>
 {images}
 </body></html>
 """

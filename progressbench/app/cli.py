@@ -107,6 +107,12 @@ def run(
 
     outcome = execute(config, RichRunView(console))
     console.print(cells_table(outcome.summary.cells))
+    for cell in outcome.summary.cells:
+        if cell.saturated and cell.saturation is not None:
+            err.print(
+                f"[yellow]saturated: {cell.label} measured this machine's capacity, not the pattern "
+                f"({'; '.join(cell.saturation.reasons)})[/]"
+            )
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -250,8 +256,28 @@ def bench(
     time_scale: Annotated[float, typer.Option(help="Time scale.")] = 0.05,
     spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 200.0,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
+    all_benchmarks: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Run every script in benchmarks/ and write bench.json with anchors and ratios."
+        ),
+    ] = False,
 ) -> None:
-    """Benchmark one transport: phones created per second and per-event latency."""
+    """Benchmark one transport (phones created per second, per-event latency), or everything with --all."""
+    if all_benchmarks:
+        from progressbench.app.bench_all import bench_all
+        from progressbench.app.tables import bench_table
+
+        figures, runs = bench_all(out, Path.cwd())
+        console.print(bench_table(figures))
+        for script in runs:
+            if script.returncode != 0:
+                state = (
+                    "ran out of its time budget" if script.returncode is None else f"exit {script.returncode}"
+                )
+                err.print(f"[yellow]{script.benchmark}: {state} (log: {script.log})[/]")
+        console.print(f"figures: {out}/bench.json")
+        return
     from progressbench.app.bench import print_bench, run_bench
 
     config = run_config(

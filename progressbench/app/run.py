@@ -24,6 +24,7 @@ from typing import Protocol
 
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
+from progressbench.app.cpu_sampler import CpuSampler, Target
 from progressbench.app.interrupts import deferred, held
 from progressbench.app.loadgen import OnCollected, drive_cell
 from progressbench.app.rendering import render_run
@@ -116,15 +117,19 @@ def run_cell(
         controller.start()
     t0 = time.monotonic()
     stopping = False
+    generator: list[int] = []
+    sampler = CpuSampler(lambda: cell_processes(stack, generator)).__enter__()
     try:
         on_collected = view.cell_started(plan.transport, plan.profile, plan.expected_sessions)
-        cell.complete = drive_cell(plan, config.locust_workers, log_dir, on_collected)
+        cell.complete = drive_cell(plan, config.locust_workers, log_dir, on_collected, generator.extend)
     except KeyboardInterrupt:
         stopping = True
         raise
     finally:
         with deferred():
             cell.seconds = time.monotonic() - t0
+            sampler.stop()
+            cell.cpu, cell.machine_cpu = sampler.series(), sampler.machine()
             if controller is not None:
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
@@ -132,6 +137,16 @@ def run_cell(
             cell.meters = meter_delta(before, stack.meters())
             if profile.timing and not stopping:  # a stack about to close keeps the timing it has
                 stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+
+
+def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
+    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
+    targets = [Target("generator", "locust", pid, children=True) for pid in generator]
+    for role, service in stack.services.items():
+        targets += [Target(role, instance.name, instance.pid) for instance in service.live()]
+    if stack.postgres is not None and stack.postgres.process is not None:
+        targets.append(Target("postgres", "postgres", stack.postgres.process.pid, children=True))
+    return targets
 
 
 def execute(config: RunConfig, view: RunView) -> RunOutcome:

@@ -15,7 +15,15 @@ from typing import Any
 from progressbench.app.cell_result import CellResult
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
-from progressbench.core.summary import SCHEMA_VERSION, CellSummary, MachineInfo, RunTiming, Summary
+from progressbench.core.saturation import JobTiming, judge
+from progressbench.core.summary import (
+    SCHEMA_VERSION,
+    CellSummary,
+    MachineInfo,
+    RunTiming,
+    Saturation,
+    Summary,
+)
 from progressbench.reports.costs import PRICES_AS_OF, cost_breakdown, cost_per_1k_jobs
 
 
@@ -59,6 +67,7 @@ def score_cell(
         cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, time_scale, cell_seconds=cell.seconds),
     )
     breakdown = cost_breakdown(cell.meters, time_scale, cell_seconds=cell.seconds)
+    saturation = saturation_of(cell, records, truth)
     summary = CellSummary(
         **dict(aggregates),
         cost_breakdown_usd={k: round(v, 8) for k, v in breakdown.items()},
@@ -66,8 +75,44 @@ def score_cell(
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
         chaos_errors=list(cell.chaos_errors),
+        saturated=bool(saturation and saturation.reasons),
+        saturation=saturation,
     )
     return ScoredCell(summary, rows, events)
+
+
+def job_timings(records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]) -> list[JobTiming]:
+    """Jobs that ran exactly once, start to finish, beside their plan (both in compressed seconds).
+
+    A job that ran twice (a restart, a redelivery) or belongs to a session
+    with several executions measures the fault, not the host's pace.
+    """
+    timings: list[JobTiming] = []
+    for record in records:
+        job = truth.get(record.job_id or "")
+        if job is None or record.extra_job_ids or not record.planned_job_s or job.ran_twice:
+            continue
+        if job.status != "done" or job.started_wall_ns is None or job.finished_wall_ns is None:
+            continue
+        ran_s = (job.finished_wall_ns - job.started_wall_ns) / 1e9
+        timings.append(JobTiming(ran_s=ran_s, planned_s=record.planned_job_s))
+    return timings
+
+
+def saturation_of(
+    cell: CellResult, records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]
+) -> Saturation | None:
+    """The cell's saturation verdict; None when nothing was sampled (a cell cut short before Locust ran)."""
+    if not cell.cpu and not cell.machine_cpu:
+        return None
+    verdict = judge(cell.cpu, cell.machine_cpu, job_timings(records, truth))
+    return Saturation(
+        generator_cpu=verdict.generator_cpu,
+        service_cpu=verdict.service_cpu,
+        job_slowdown=verdict.job_slowdown,
+        machine_cpu=verdict.machine_cpu,
+        reasons=verdict.reasons,
+    )
 
 
 def run_complete(cells: Sequence[CellResult], planned: int, interrupted: bool) -> bool:

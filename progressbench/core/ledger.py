@@ -61,6 +61,9 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
+    started_wall_ns: int | None = None
+    finished_wall_ns: int | None = None
     #: schema 2: every completed step run with its span (``wasted_work_s``); empty when not read
     runs: tuple[StepRun, ...] = ()
 

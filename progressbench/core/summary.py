@@ -79,6 +79,21 @@ class FaultWindowSpan(_Model):
     duration_s: float
 
 
+class Saturation(_Model):
+    """Why a cell measured the machine's capacity rather than the pattern (``core/saturation.py``)."""
+
+    #: Mean CPU of the busiest load-generator process, percent of one core.
+    generator_cpu: float | None
+    #: Per service role (and ``postgres``): mean CPU of its busiest instance, percent of one core.
+    service_cpu: dict[str, float]
+    #: Median actual / planned duration of the jobs that ran once.
+    job_slowdown: float | None
+    #: Mean CPU of the whole machine, percent of all cores.
+    machine_cpu: float | None = None
+    #: One sentence per rule that fired; empty when the cell was not saturated.
+    reasons: list[str] = []
+
+
 class CellAggregates(_Model):
     """What the ledger folds from one cell's sessions and events (the aggregates of RESULTS.md)."""
 
@@ -146,6 +161,9 @@ class CellSummary(CellAggregates):
     seconds: float
     fault_windows: list[FaultWindowSpan]
     chaos_errors: list[str]
+    #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
+    saturated: bool = False
+    saturation: Saturation | None = None
 
     @property
     def label(self) -> str:
