@@ -69,9 +69,11 @@ async def _watch_with_cut(stack: Stack, k: int) -> tuple[SessionRecord, str, flo
     api_proxy = next(name for name in stack.cell_proxy_names(1)[0] if name.endswith("-api"))
     timing = Timing(time_scale=SCALE)
     transport, variant = resolve("sse-naive")
-    watcher = transport.client(
-        ClientSettings(endpoints=endpoints, timing=timing, variant=variant, options={})
-    )
+    # The cut is noticed by an idle watchdog (3 × 15 s, scaled), asked for explicitly: a naive client
+    # may have none by default (a blackholed fetch hangs), and the calibration needs its re-POST.
+    options = {"idle_heartbeats": "3", "heartbeat_s": "15"}
+    settings = ClientSettings(endpoints=endpoints, timing=timing, variant=variant, options=options)
+    watcher = transport.client(settings)
     request = JobRequest(owner=f"calib-{uuid.uuid4().hex[:8]}", shape=SHAPE, seed=1, time_scale=SCALE)
     observations: list[Observation] = []
     first_job = ""
