@@ -73,6 +73,18 @@ def cell_table(cells: Sequence[CellSummary]) -> list[list[str]]:
     return [[_fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
 
 
+PATHS = ("live", "replay", "refetch", "snapshot", "poll")
+PATHS_HEAD = ("transport", "profile", *PATHS, "wasted work s (real time)")
+
+
+def paths_table(cells: Sequence[CellSummary]) -> list[list[str]]:
+    """Per cell: unique events by how they first arrived, and the execution seconds nobody kept."""
+    return [
+        [c.transport, c.profile, *(_fmt(c.delivery_paths.get(p, 0)) for p in PATHS), _fmt(c.wasted_work_s)]
+        for c in cells
+    ]
+
+
 def markdown(summary: Summary) -> str:
     cells = summary.cells
     head = [label for _, label in COLUMNS]
@@ -114,6 +126,14 @@ def markdown(summary: Summary) -> str:
             f"| {c.transport} | {c.profile} | {o.replayed_complete} | "
             f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
         )
+    lines += [
+        "",
+        "## Delivery paths and wasted work per cell",
+        "",
+        "| " + " | ".join(PATHS_HEAD) + " |",
+        "|" + "|".join("---" for _ in PATHS_HEAD) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in paths_table(cells)]
     lines += ["", "## Findings the clients reported (sessions)", ""]
     for c in cells:
         text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
@@ -273,6 +293,10 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
 time meters rescaled to real time (reports/costs.py).</p>
 <p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
+<h2>Delivery paths and wasted work per cell</h2>
+<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in PATHS_HEAD)}</tr></thead><tbody>
+{"".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in paths_table(cells))}
+</tbody></table>
 <h2>Fault windows per cell</h2>
 <ul>{_items(fault_windows_text(c, scale) for c in cells)}</ul>
 <h2>Timers that could not follow the time scale (distortions)</h2>

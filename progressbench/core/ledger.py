@@ -21,16 +21,27 @@ from progressbench.core.events import TERMINAL, SessionRecord
 from progressbench.core.session_scores import (
     RESUME_OUTCOMES,
     Commit,
+    StepRun,
     classify_resumes,
     executions,
     exposed,
     regressions,
     resume_times,
     silent_stall,
+    wasted_work,
 )
 from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes, Spread
 
-__all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
+__all__ = [
+    "RESUME_OUTCOMES",
+    "CommittedEvent",
+    "EventRow",
+    "JobTruth",
+    "SessionRow",
+    "StepRun",
+    "account",
+    "summarize",
+]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 
@@ -53,6 +64,8 @@ class JobTruth:
     #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
     started_wall_ns: int | None = None
     finished_wall_ns: int | None = None
+    #: schema 2: every completed step run with its span (``wasted_work_s``); empty when not read
+    runs: tuple[StepRun, ...] = ()
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:
@@ -146,6 +159,9 @@ class SessionRow:
     terminal_latency_ms_raw: float | None = None
     resume_ms_raw: tuple[float, ...] = ()
     longest_silence_ms_raw: float = 0.0
+    #: Execution seconds whose output the user never kept, real-time-equivalent (``_raw``: compressed).
+    wasted_work_s: float = 0.0
+    wasted_work_s_raw: float = 0.0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -206,6 +222,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     terminal_latency: float | None = None
     terminal_wall: int | None = None
     terminal_mono: int | None = None
+    kept: tuple[str, int] | None = None
     first_event_ms: float | None = None
     connection_start = record.started_wall_ns
     # durations are measured in the compressed run and reported over its scale (real-time equivalent)
@@ -239,6 +256,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 terminal_wall, terminal_mono = o.wall_ns, o.mono_ns
                 if commit is not None:
                     terminal_latency = _ms(o.wall_ns - commit.committed_wall_ns)
+                    kept = (job, commit.committed_wall_ns)
         latency = _ms(o.wall_ns - commit.committed_wall_ns) if commit is not None and not is_foreign else None
         events.append(
             EventRow(
@@ -273,6 +291,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
     findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
     duration_ms = _ms(record.ended_mono_ns - record.started_mono_ns)
+    wasted_raw = wasted_work({i: truths[i].runs for i in own_ids if i in truths}, kept)
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
     ratio = (
         None if to_result is None or not record.planned_job_s else to_result / (record.planned_job_s / scale)
@@ -330,6 +349,8 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         terminal_latency_ms_raw=terminal_latency,
         resume_ms_raw=tuple(resume),
         longest_silence_ms_raw=longest,
+        wasted_work_s=round(wasted_raw / scale, 3),
+        wasted_work_s_raw=round(wasted_raw, 3),
     )
     return row, events
 
@@ -428,6 +449,7 @@ def summarize(
         duplicates_wire=sum(s.duplicates_wire for s in sessions),
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
+        wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
     )
 
 

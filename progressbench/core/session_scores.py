@@ -196,6 +196,81 @@ def executions(step_runs: Mapping[str, Mapping[int, int]]) -> int:
     return total
 
 
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """One completed run of one step of a job (a ``step_runs`` row), on the store's clock.
+
+    ``started_wall_ns`` is None for rows written before the store recorded it
+    (their duration is unknown and counts as 0).
+    """
+
+    seq: int
+    started_wall_ns: int | None
+    finished_wall_ns: int
+
+    @property
+    def began_wall_ns(self) -> int:
+        return self.finished_wall_ns if self.started_wall_ns is None else self.started_wall_ns
+
+    @property
+    def seconds(self) -> float:
+        if self.started_wall_ns is None:
+            return 0.0
+        return max(self.finished_wall_ns - self.started_wall_ns, 0) / 1e9
+
+
+def split_executions(runs: Iterable[StepRun]) -> list[list[StepRun]]:
+    """One job's step runs, in finishing order, cut into executions.
+
+    Same rule as :func:`executions`: a run of the job's first step begins a
+    new execution (a rerun from the start); a step repeated mid-job (a resume
+    from a checkpoint, a lost lease) stays in the execution it belongs to.
+    """
+    ordered = sorted(runs, key=lambda r: r.finished_wall_ns)
+    if not ordered:
+        return []
+    first = min(r.seq for r in ordered)
+    found: list[list[StepRun]] = []
+    for run in ordered:
+        if run.seq == first or not found:
+            found.append([])
+        found[-1].append(run)
+    return found
+
+
+def wasted_work(runs_by_job: Mapping[str, Iterable[StepRun]], kept: tuple[str, int] | None) -> float:
+    """Execution seconds of one intent whose output the user never kept (compressed seconds).
+
+    ``kept`` is the job and commit time (wall ns) of the terminal event the
+    user received, or None when no result reached the user. The execution that
+    committed that terminal is the one whose output was kept: the last
+    execution of that job to begin before the terminal was committed. Within
+    it, the first completed run of each step is kept and any repeat of the
+    same step is waste. Every other execution — superseded by a re-POST that
+    reran the job, abandoned when the stream died, or finished after the user
+    had gone — is waste, whole. When nothing reached the user, all of it is.
+
+    Only completed step runs are known to the store: the unfinished part of a
+    step cut short by a shutdown is not counted (a lower bound).
+    """
+    wasted = 0.0
+    for job_id, runs in runs_by_job.items():
+        split = split_executions(runs)
+        keep: list[StepRun] = []
+        if kept is not None and kept[0] == job_id:
+            begun = [e for e in split if min(r.began_wall_ns for r in e) <= kept[1]]
+            if begun:
+                keep = begun[-1]
+        kept_seqs: set[int] = set()
+        for execution in split:
+            for run in execution:
+                if execution is keep and run.seq not in kept_seqs:
+                    kept_seqs.add(run.seq)
+                    continue
+                wasted += run.seconds
+    return wasted
+
+
 def resume_times(record: SessionRecord, obs: Sequence[Observation]) -> list[float]:
     """Network back (end of each fault window) -> first fresh event or state, in ms.
 

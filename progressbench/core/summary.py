@@ -155,6 +155,9 @@ class CellAggregates(_Model):
     duplicates_shown: int = 0
     #: Unique events by how they first arrived: live, replay, refetch, snapshot, poll.
     delivery_paths: dict[str, int] = Field(default_factory=dict)
+    #: Execution seconds (real-time-equivalent, summed over the cell's sessions) whose output the
+    #: user never kept: reruns superseded by a re-POST, abandoned executions, results never shown.
+    wasted_work_s: float | None = None
 
 
 class CellSummary(CellAggregates):

@@ -145,6 +145,7 @@ async def run_job(
                     ),
                 )
             return "failed" if ok else "lost"
+        began = time.monotonic()
         verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown)
         if verdict == "lost":
             return "lost"
@@ -152,7 +153,14 @@ async def run_job(
             await store.release(job_id, ctx.instance)
             return "released"
         if not await store.commit_step(
-            job_id, row.owner, step, job_plan.total_steps, row.attempt, ctx.instance, context
+            job_id,
+            row.owner,
+            step,
+            job_plan.total_steps,
+            row.attempt,
+            ctx.instance,
+            context,
+            worked_s=time.monotonic() - began,
         ):
             return "lost"
         await _announce(

@@ -255,8 +255,15 @@ class Store:
         attempt: int,
         instance: str,
         context: dict[str, Any],
+        *,
+        worked_s: float | None = None,
     ) -> bool:
-        """Record a finished step atomically; False when the lease was lost."""
+        """Record a finished step atomically; False when the lease was lost.
+
+        ``worked_s`` is how long the step's work took (monotonic, measured by the
+        executor): ``step_runs.started_at`` is the commit time minus it, so the
+        row holds the execution's span on the store's own clock.
+        """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE jobs SET current_step = GREATEST(current_step, %s), "
@@ -267,8 +274,9 @@ class Store:
             if cur.rowcount != 1:
                 return False
             await conn.execute(
-                "INSERT INTO step_runs (job_id, seq, attempt, instance, context) VALUES (%s, %s, %s, %s, %s)",
-                (job_id, step.seq, attempt, instance, Jsonb(context)),
+                "INSERT INTO step_runs (job_id, seq, attempt, instance, context, started_at) "
+                "VALUES (%s, %s, %s, %s, %s, clock_timestamp() - make_interval(secs => %s))",
+                (job_id, step.seq, attempt, instance, Jsonb(context), worked_s),
             )
             await self._insert_event(
                 conn, job_id, owner, step.seq, "step", step.message, step.payload(total_steps)

@@ -237,6 +237,16 @@ class ChangeFeed:
                 await asyncio.sleep(0.5)
 
     async def _poll(self) -> None:
+        """One decode pass per wake-up, another at once only while a pass comes back full.
+
+        Each ``pg_logical_slot_get_binary_changes`` call re-reads the WAL from the
+        slot's ``restart_lsn``, which Postgres advances only every few seconds (at
+        its running-transactions records), so a pass costs in proportion to the
+        WAL written lately, not to the changes it returns. A pass that came back
+        short has emptied the slot up to the flushed WAL: commits made meanwhile
+        NOTIFY and wake the next pass (with a flush), so an immediate second,
+        empty pass would cost a full re-read for nothing.
+        """
         while not self._stopping:
             woken = False
             with contextlib.suppress(TimeoutError):
@@ -246,7 +256,7 @@ class ChangeFeed:
             try:
                 if woken:
                     await self._flush_wal()
-                while await self.drain_once() > 0:
+                while await self.drain_once() >= BATCH:
                     pass
             except psycopg.Error as exc:
                 log.error("realtime poll failed: %r", exc)
@@ -340,19 +350,19 @@ class ChangeFeed:
             )
             statements.append((query, [str(v) if v is not None else None for v in key.values()]))
         try:
-            async with conn.transaction():
-                cursors = []
-                async with conn.pipeline():
-                    for (query, params), (_, sub) in zip(statements, checks, strict=True):
-                        await conn.execute(
-                            "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                            (sub.claims.role, sub.claims_json),
-                        )
-                        cursors.append(await conn.execute(query, params))
-                results = []
-                for cur in cursors:
-                    row = await cur.fetchone()
-                    results.append(bool(row and row[0]))
+            # BEGIN, every (claims, exists) pair and COMMIT go out as one pipeline: one round trip.
+            cursors = []
+            async with conn.pipeline(), conn.transaction():
+                for (query, params), (_, sub) in zip(statements, checks, strict=True):
+                    await conn.execute(
+                        "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                        (sub.claims.role, sub.claims_json),
+                    )
+                    cursors.append(await conn.execute(query, params))
+            results = []
+            for cur in cursors:
+                row = await cur.fetchone()
+                results.append(bool(row and row[0]))
             return results
         except psycopg.Error as exc:
             log.error("RLS check failed, delivering nothing for this batch: %r", exc)
