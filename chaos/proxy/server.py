@@ -55,6 +55,8 @@ class ChaosProxyServer:
     through ``--fd``; otherwise ``host``/``port`` are bound (port 0 = any).
     ``seed`` seeds the randomness of toxicity rolls, jitter and slicing.
     ``clock`` replaces the event loop's clock (tests only).
+    ``allow_external_listen``: let proxies listen beyond loopback and on ports
+    below 1024 (off by default: issue #13, probe 7).
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class ChaosProxyServer:
         sock: socket.socket | None = None,
         seed: int | None = None,
         clock: Clock | None = None,
+        allow_external_listen: bool = False,
     ) -> None:
         self._host = host
+        self._local_only = not allow_external_listen
         self._port = port
         self._sock = sock
         self._rng = random.Random(seed)
@@ -103,7 +107,10 @@ class ChaosProxyServer:
         self._address = sock.getsockname()[:2]
         metrics = ProxyMetrics(lambda: self.proxies.proxies.values())
         self._collection = ProxyCollection(
-            clock=self._clock or LoopClock(), rng=self._rng, on_retire=metrics.retire
+            clock=self._clock or LoopClock(),
+            rng=self._rng,
+            on_retire=metrics.retire,
+            local_only=self._local_only,
         )
         api = ToxiproxyApi(self._collection, metrics)
         config = uvicorn.Config(
@@ -173,13 +180,14 @@ async def serve(
     seed: int | None = None,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    allow_external_listen: bool = False,
 ) -> None:
     """Run a chaos proxy server until ``stop`` is set (or the task is cancelled).
 
     ``ready(url)`` is called once the API accepts connections and the
     ``config`` proxies exist. Shutdown is clean either way.
     """
-    server = ChaosProxyServer(host, port, sock=sock, seed=seed)
+    server = ChaosProxyServer(host, port, sock=sock, seed=seed, allow_external_listen=allow_external_listen)
     await server.start()
     try:
         if config:
