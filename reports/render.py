@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,25 +60,41 @@ def cell_table(cells: Sequence[CellSummary]) -> list[list[str]]:
     return [[_fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
 
 
+#: Characters with a meaning in Markdown (inline or in a table); CommonMark lets any ASCII
+#: punctuation be escaped with a backslash, so these render as themselves.
+_MD_SPECIAL = frozenset("\\`*_[]<>|#!~&")
+
+
+def md(value: object) -> str:
+    """Text from a results file, safe inside a Markdown line or table cell.
+
+    Transport, profile, finding and error texts come from the user's summary.json
+    (issue #13, probe 13): line breaks become spaces and Markdown punctuation is
+    backslash-escaped, so a value can neither add rows, links or HTML nor break the table.
+    """
+    text = " ".join(_fmt(value).split())
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 def markdown(summary: Summary) -> str:
     cells = summary.cells
     head = [label for _, label in COLUMNS]
     lines = [
         "# progressbench report",
         "",
-        f"Run `{summary.run_id}` at {summary.created_at} on commit "
-        f"`{(summary.commit or 'unknown')[:12]}`; "
+        f"Run {md(summary.run_id)} at {md(summary.created_at)} on commit "
+        f"{md((summary.commit or 'unknown')[:12])}; "
         f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in cell_table(cells)]
     config = summary.config
     lines += [
         "",
-        f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
-        f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
+        f"Phones: {md(config.get('users'))} × {md(config.get('jobs_per_user'))} jobs; time scale "
+        f"{md(_timing(config).get('time_scale'))}; seed {md(config.get('seed'))}.",
         "Latency is commit (store) to receive (phone), same host clock. "
         "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
         "",
@@ -90,31 +106,44 @@ def markdown(summary: Summary) -> str:
     for c in cells:
         o = c.resume_outcomes
         lines.append(
-            f"| {c.transport} | {c.profile} | {o.replayed_complete} | "
+            f"| {md(c.transport)} | {md(c.profile)} | {o.replayed_complete} | "
             f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
         )
     lines += ["", "## Findings the clients reported (sessions)", ""]
     for c in cells:
-        text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
-        lines.append(f"- **{c.label}**: {text}")
+        text = ", ".join(f"{md(name)} × {n}" for name, n in sorted(c.findings.items())) or "none"
+        lines.append(f"- **{md(c.label)}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
-    lines += [fault_windows_text(c) for c in cells]
+    lines += [fault_windows_text(c, md) for c in cells]
     return "\n".join(lines) + "\n"
 
 
-def fault_windows_text(cell: CellSummary) -> str:
-    """One line per cell: each fault, the phone cell it hit, and when (s after the cell began)."""
+def _plain(value: object) -> str:
+    return _fmt(value)
+
+
+def _timing(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    timing = config.get("timing")
+    return timing if isinstance(timing, Mapping) else {}
+
+
+def fault_windows_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
+    """One line per cell: each fault, the phone cell it hit, and when (s after the cell began).
+
+    ``esc`` escapes the texts that come from the results file (:func:`md` for Markdown).
+    """
     windows = cell.fault_windows
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     if not windows:
         return head + "no faults"
     parts = [
-        f"{w.kind} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
+        f"{esc(w.kind)} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
         f"at {w.start_s:g}s for {w.duration_s:g}s"
         for w in windows
     ]
     errors = cell.chaos_errors
-    return head + "; ".join(parts) + (f" — chaos errors: {'; '.join(errors)}" if errors else "")
+    shown = "; ".join(esc(e) for e in errors)
+    return head + "; ".join(parts) + (f" — chaos errors: {shown}" if errors else "")
 
 
 def _png(fig: Any) -> str:
