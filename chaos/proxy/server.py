@@ -30,6 +30,7 @@ from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.collection import ProxyCollection
 from progressbench.chaos.proxy.metrics import ProxyMetrics
 from progressbench.chaos.proxy.model import ProxySpec
+from progressbench.chaos.proxy.slowheaders import with_header_timeout
 from progressbench.chaos.proxy.types import Clock
 
 from progressbench.core.errors import ConfigError
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 10.0
 SHUTDOWN_GRACE = 5
+#: A client must send a request head within this long (Toxiproxy's API server: 15 s read timeout).
+HEADER_TIMEOUT = 15.0
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -68,8 +71,10 @@ class ChaosProxyServer:
         seed: int | None = None,
         clock: Clock | None = None,
         allow_external_listen: bool = False,
+        header_timeout_s: float = HEADER_TIMEOUT,
     ) -> None:
         self._host = host
+        self._header_timeout_s = header_timeout_s
         self._local_only = not allow_external_listen
         self._port = port
         self._sock = sock
@@ -119,7 +124,7 @@ class ChaosProxyServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=with_header_timeout(self._header_timeout_s),
             ws="none",
             server_header=False,
             timeout_keep_alive=60,

@@ -159,7 +159,9 @@ def load_events(folder: Path) -> pd.DataFrame:
         try:
             return pd.read_csv(path)
         except (ValueError, OSError, pd.errors.ParserError) as exc:  # binary, empty, torn
-            raise ResultsError(f"{path}: unreadable events table ({str(exc).splitlines()[0][:160]})") from None
+            raise ResultsError(
+                f"{path}: unreadable events table ({str(exc).splitlines()[0][:160]})"
+            ) from None
     return pd.DataFrame(columns=_columns(EventRow))
 
 
