@@ -35,6 +35,7 @@ import uvicorn
 
 from progressbench.core.config import ServiceConfig, load_service_config
 from progressbench.core.errors import ProgressbenchError
+from progressbench.kit import logbounds
 from progressbench.kit.slowheaders import with_header_timeout
 
 LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
@@ -85,6 +86,7 @@ def setup_logging(config: ServiceConfig) -> None:
         level=logging.INFO,
         format=f"%(asctime)s {config.instance} %(levelname)s %(name)s: %(message)s",
     )
+    logbounds.install()
 
 
 class _Server(uvicorn.Server):
