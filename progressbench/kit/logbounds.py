@@ -26,7 +26,7 @@ class OneLineHandshakes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name in HANDSHAKE_LOGGERS and record.exc_info and "handshake failed" in record.getMessage():
             exc = record.exc_info[1]
-            causes = []
+            causes: list[str] = []
             while exc is not None and len(causes) < 4:
                 causes.append(f"{type(exc).__name__}: {exc}")
                 exc = exc.__cause__ or exc.__context__

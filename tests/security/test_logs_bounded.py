@@ -1,4 +1,4 @@
-"""Probe 14: logs stay bounded: no per-poll decoding LOG lines, one line per aborted handshake, repeats capped.
+"""Probe 14: bounded logs: no per-poll decoding LOG lines, one line per aborted handshake, capped repeats.
 
 Before the fixes the embedded Postgres logged "starting logical decoding for
 slot" (with DETAIL and STATEMENT) on every realtime poll, 1.3 MB in 26 min;
