@@ -11,6 +11,10 @@ Two :class:`logging.Filter` s, installed on the root handlers by
   template) per ``window_s``; the rest are counted and reported in one line
   when the window rolls over. A flood of the same warning then costs a few
   lines a minute, not a line per event.
+* :class:`Budget`: a hard cap on what one process writes to its log
+  (:data:`LOG_BUDGET_BYTES`); past it, one last line says so and the rest is
+  dropped. Service logs are files the process writes through its stderr, so
+  this cap stands in for rotation.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from collections.abc import Callable
 
 HANDSHAKE_LOGGERS = ("websockets.server", "websockets.asyncio.server")
+#: The most one service process writes to its log (a healthy run writes kilobytes).
+LOG_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 class OneLineHandshakes(logging.Filter):
@@ -67,8 +73,29 @@ class RepeatCap(logging.Filter):
         return False
 
 
-def install(burst: int = 20, window_s: float = 60.0) -> None:
-    """Add both filters to every handler of the root logger (call after ``basicConfig``)."""
+class Budget(logging.Filter):
+    def __init__(self, max_bytes: int = LOG_BUDGET_BYTES) -> None:
+        super().__init__()
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.spent = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.spent:
+            return False
+        self.used += len(record.getMessage()) + 80  # the message plus the line's prefix
+        if record.exc_info:
+            self.used += 4096
+        if self.used > self.max_bytes:
+            self.spent = True
+            record.msg, record.args = f"log budget of {self.max_bytes} bytes spent; logging stops here", ()
+            record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, 40, "ERROR"
+        return True
+
+
+def install(burst: int = 20, window_s: float = 60.0, max_bytes: int = LOG_BUDGET_BYTES) -> None:
+    """Add the filters to every handler of the root logger (call after ``basicConfig``)."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(OneLineHandshakes())
         handler.addFilter(RepeatCap(burst, window_s))
+        handler.addFilter(Budget(max_bytes))

@@ -101,3 +101,13 @@ async def test_polling_a_logical_slot_leaves_no_log_lines(databases: Databases, 
         await feed.stop()
     text = databases.server.log_path.read_text(errors="replace")
     assert f'starting logical decoding for slot "{slot}"' not in text
+
+
+def test_a_process_log_has_a_hard_budget() -> None:
+    budget = logbounds.Budget(max_bytes=1000)
+    kept = []
+    for i in range(100):
+        record = logging.LogRecord("x", logging.INFO, "f", 1, "line %d of a long story", (i,), None)
+        if budget.filter(record):
+            kept.append(record.getMessage())
+    assert len(kept) < 15 and "log budget of 1000 bytes spent" in kept[-1]
