@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -85,21 +85,37 @@ def paths_table(cells: Sequence[CellSummary]) -> list[list[str]]:
     ]
 
 
+#: Characters with a meaning in Markdown (inline or in a table); CommonMark lets any ASCII
+#: punctuation be escaped with a backslash, so these render as themselves.
+_MD_SPECIAL = frozenset("\\`*_[]<>|#!~&")
+
+
+def md(value: object) -> str:
+    """Text from a results file, safe inside a Markdown line or table cell.
+
+    Transport, profile, finding and error texts come from the user's summary.json
+    (issue #13, probe 13): line breaks become spaces and Markdown punctuation is
+    backslash-escaped, so a value can neither add rows, links or HTML nor break the table.
+    """
+    text = " ".join(_fmt(value).split())
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 def markdown(summary: Summary) -> str:
     cells = summary.cells
     head = [label for _, label in COLUMNS]
     lines = [
         "# progressbench report",
         "",
-        f"Run `{summary.run_id}` at {summary.created_at} on commit "
-        f"`{(summary.commit or 'unknown')[:12]}`; "
+        f"Run {md(summary.run_id)} at {md(summary.created_at)} on commit "
+        f"{md((summary.commit or 'unknown')[:12])}; "
         f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
-    if saturated := [c.label for c in cells if c.saturated]:
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in cell_table(cells)]
+    if saturated := [md(c.label) for c in cells if c.saturated]:
         lines += [
             "",
             f"**Saturated cells: {', '.join(saturated)}** — they measured this machine's capacity, "
@@ -108,8 +124,8 @@ def markdown(summary: Summary) -> str:
     config = summary.config
     lines += [
         "",
-        f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
-        f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
+        f"Phones: {md(config.get('users'))} × {md(config.get('jobs_per_user'))} jobs; time scale "
+        f"{md(_timing(config).get('time_scale'))}; seed {md(config.get('seed'))}.",
         "Latency is commit (store) to receive (phone), same host clock. "
         "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
         "",
@@ -123,7 +139,7 @@ def markdown(summary: Summary) -> str:
     for c in cells:
         o = c.resume_outcomes
         lines.append(
-            f"| {c.transport} | {c.profile} | {o.replayed_complete} | "
+            f"| {md(c.transport)} | {md(c.profile)} | {o.replayed_complete} | "
             f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
         )
     lines += [
@@ -133,33 +149,41 @@ def markdown(summary: Summary) -> str:
         "| " + " | ".join(PATHS_HEAD) + " |",
         "|" + "|".join("---" for _ in PATHS_HEAD) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in paths_table(cells)]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in paths_table(cells)]
     lines += ["", "## Findings the clients reported (sessions)", ""]
     for c in cells:
-        text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
-        lines.append(f"- **{c.label}**: {text}")
+        text = ", ".join(f"{md(name)} × {n}" for name, n in sorted(c.findings.items())) or "none"
+        lines.append(f"- **{md(c.label)}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
-    lines += [fault_windows_text(c, _scale(summary)) for c in cells]
+    lines += [fault_windows_text(c, _scale(summary), md) for c in cells]
     lines += ["", "## Timers that could not follow the time scale (distortions)", ""]
-    lines += [distortions_text(c) for c in cells]
+    lines += [distortions_text(c, md) for c in cells]
     lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
-    lines += [capacity_text(c) for c in cells]
+    lines += [capacity_text(c, md) for c in cells]
     return "\n".join(lines) + "\n"
 
 
+def _plain(value: object) -> str:
+    return _fmt(value)
+
+
+def _timing(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    timing = config.get("timing")
+    return timing if isinstance(timing, Mapping) else {}
+
+
 def _scale(summary: Summary) -> float:
-    timing = summary.config.get("timing", {})
-    scale = timing.get("time_scale") if isinstance(timing, dict) else None
+    scale = _timing(summary.config).get("time_scale")
     return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
 
 
-def capacity_text(cell: CellSummary) -> str:
+def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
     """One line per cell: did it measure the pattern or the machine, with the figures."""
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     sat = cell.saturation
     if sat is None:
         return head + "not sampled"
-    services = ", ".join(f"{role} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
+    services = ", ".join(f"{esc(role)} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
     figures = (
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
         f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
@@ -167,35 +191,41 @@ def capacity_text(cell: CellSummary) -> str:
     if cell.saturated:
         return (
             head + "**saturated: this cell measured capacity, not the pattern** "
-            f"({'; '.join(sat.reasons)}). {figures}"
+            f"({esc('; '.join(sat.reasons))}). {figures}"
         )
     return head + "within capacity. " + figures
 
 
-def distortions_text(cell: CellSummary) -> str:
+def distortions_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
     """One line per cell: each timer that kept its own length, real value → value in effect (real s)."""
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     if not cell.distortions:
         return head + "none"
-    return head + "; ".join(f"{d.timer} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions)
+    return head + "; ".join(
+        f"{esc(d.timer)} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions
+    )
 
 
-def fault_windows_text(cell: CellSummary, time_scale: float = 1.0) -> str:
+def fault_windows_text(
+    cell: CellSummary, time_scale: float = 1.0, esc: Callable[[object], str] = _plain
+) -> str:
     """One line per cell: each fault, the phone cell it hit, and when (real s after the cell began).
 
     ``fault_windows`` holds the run's own (compressed) seconds; the text says their real equivalent.
+    ``esc`` escapes the texts that come from the results file (:func:`md` for Markdown).
     """
     windows = cell.fault_windows
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     if not windows:
         return head + "no faults"
     parts = [
-        f"{w.kind} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
+        f"{esc(w.kind)} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
         f"at {w.start_s / time_scale:.4g} real s for {w.duration_s / time_scale:.4g} real s"
         for w in windows
     ]
     errors = cell.chaos_errors
-    return head + "; ".join(parts) + (f" — chaos errors: {'; '.join(errors)}" if errors else "")
+    shown = "; ".join(esc(e) for e in errors)
+    return head + "; ".join(parts) + (f" — chaos errors: {shown}" if errors else "")
 
 
 def _png(fig: Any) -> str:

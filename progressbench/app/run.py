@@ -34,7 +34,7 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.app.truth import ProgressProbe, read_truth
 from progressbench.chaos.controller import ChaosController, validate_against
 from progressbench.chaos.profiles import Profile, get_profile
-from progressbench.core.config import RunConfig
+from progressbench.core.config import Limits, RunConfig
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
@@ -186,6 +186,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         toxiproxy_url=config.toxiproxy_url,
         transports=config.transports,
         token_secret=config.token_secret,
+        limits=Limits.for_load(config.users, config.jobs_per_user, config.spawn_rate),
     )
     view.run_started(run_id, config)
     with Stack(settings) as stack:

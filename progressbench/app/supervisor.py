@@ -32,7 +32,7 @@ from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
 from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl
-from progressbench.core.config import ServiceConfig, Timing
+from progressbench.core.config import Limits, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.store import check_reachable
@@ -62,6 +62,8 @@ class StackSettings:
     transports: tuple[str, ...] | None = None
     #: Sign per-job tokens with this (default: a fresh random secret per stack).
     token_secret: str | None = field(default=None, repr=False)
+    #: Body size and job-creation bounds of every service (``Limits.for_load`` for a run's own load).
+    limits: Limits = field(default_factory=Limits)
 
 
 class Stack:
@@ -121,6 +123,7 @@ class Stack:
             concurrency=self.settings.worker_concurrency,
             watchdog=self.settings.watchdog,
             timing=self.settings.timing,
+            limits=self.settings.limits,
         )
         modules = {spec.role: spec.module for spec in extra}
         for role, sock in sockets.items():

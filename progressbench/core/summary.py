@@ -247,7 +247,7 @@ def parse_summary(text: str, source: str) -> Summary:
     if not isinstance(data, dict):
         raise ResultsError(f"{source}: not a summary (expected a JSON object)")
     version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:  # true == 1 in Python
         raise ResultsError(
             f"{source}: schema_version {version!r} is not one this progressbench reads "
             f"({', '.join(map(str, READABLE_VERSIONS))}); re-run or use the matching version"

@@ -30,7 +30,7 @@ class CreateJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    seed: int = 0
+    seed: int = Field(default=0, ge=-(2**63), lt=2**63)
     time_scale: float = Field(default=1.0, gt=0, le=100)
     shape: JobShape = JobShape()
 

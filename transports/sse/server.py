@@ -24,6 +24,7 @@ from progressbench.transports.sse import stream
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
 from sse_starlette.event import ServerSentEvent
 
+from progressbench.core.events import TERMINAL
 from progressbench.kit.context import CreateJob, ServiceContext
 
 PREFIX = "/sse"
@@ -76,6 +77,7 @@ class ResumableSseServer:
                         deadline,
                         transport=NAME,
                         fallback_s=timing.scaled(self.fallback_s),
+                        finished=job.status in TERMINAL,
                     ):
                         yield event
 

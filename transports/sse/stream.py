@@ -5,8 +5,11 @@
 the store row as JSON). It reads the store, then sleeps on the stream's hub
 subscription until a ``job_events`` notification for the job, a slow
 fallback re-check, or the request deadline. It stops after the terminal
-event, at the deadline (the platform's request timeout), or when ``stop``
-says the producer is gone and nothing new is left.
+event, at the deadline (the platform's request timeout), when ``stop``
+says the producer is gone and nothing new is left, or at once when the job
+had already finished when the stream opened and nothing is left after the
+cursor (a ``Last-Event-ID`` at or past the terminal seq: issue #13, probe 10;
+without this such a stream idled with heartbeats until the deadline).
 
 Heartbeats are sse-starlette's ``ping`` comments; the ``retry:`` hint goes
 first on every stream.
@@ -73,6 +76,7 @@ async def tail(
     transport: str,
     fallback_s: float,
     stop: Callable[[], bool] = lambda: False,
+    finished: bool = False,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events of ``sub.job_id`` with seq > ``after``, as they are committed (see module doc)."""
     loop = asyncio.get_running_loop()
@@ -89,7 +93,7 @@ async def tail(
                 return
         if rows:
             continue
-        if stopping:
+        if stopping or finished:
             return
         left = deadline - loop.time()
         if left <= 0:

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from progressbench.core.config import ServiceConfig
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
+from progressbench.kit.limits import BodyLimit, JobCreationLimit
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.store import Store, parse_job_id
 from progressbench.transports import REGISTRY
@@ -125,6 +126,8 @@ def build_app(config: ServiceConfig) -> FastAPI:
         if config.role == "worker" and isinstance(server, WorkerRoutes):
             app.include_router(server.worker_router(ctx))
 
+    app.add_middleware(JobCreationLimit, limits=config.limits, secret=config.token_secret)
+    app.add_middleware(BodyLimit, max_body_bytes=config.limits.max_body_bytes)
     app.add_middleware(MeteringMiddleware, meters=ctx.meters)
     return app
 

@@ -10,6 +10,7 @@ room is a doorbell). The admission and publish decisions themselves are
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -125,11 +126,16 @@ class RoomHub:
         body = request.body
         try:
             event = json.loads(body)
-            seq = int(event["seq"])
-        except (ValueError, KeyError, TypeError):
+            raw_seq = event["seq"]
+            if isinstance(raw_seq, str):
+                raw_seq = int(raw_seq)
+        except (ValueError, KeyError, TypeError, RecursionError):
             return 400, {"detail": "body must be a JSON event with a seq"}
         if not isinstance(event, dict):
             return 400, {"detail": "body must be a JSON object"}
+        seq = event_seq(raw_seq)
+        if seq is None:
+            return 422, {"detail": "seq must be a whole number from 0 to 2^63-1"}
         owner = event.pop("owner", None)
         if isinstance(owner, str) and room in self.rooms:
             self.owners.setdefault(room, owner)
@@ -137,3 +143,20 @@ class RoomHub:
         self.meters.base.bytes_received.labels(svc).inc(len(body))
         event["job_id"], event["seq"] = str(room), seq
         return 200, {"delivered": self.broadcast(room, event)}
+
+
+def event_seq(raw: object) -> int | None:
+    """A publish's ``seq`` as an int, or None when it is not a finite whole number in range.
+
+    ``1e400`` parses to infinity and ``int()`` of it raised OverflowError (a 500); a
+    bool is not a number here; a whole float such as ``3.0`` is accepted as before.
+    """
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            return None
+        raw = int(raw)
+    if not isinstance(raw, int) or not 0 <= raw < 2**63:
+        return None
+    return raw

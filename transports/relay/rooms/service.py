@@ -91,6 +91,8 @@ async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
                 ping_timeout=ping,
                 max_size=MAX_PUBLISH_BYTES,
                 close_timeout=config.timing.scaled(CLOSE_TIMEOUT_S),
+                # The opening handshake, and a publish's whole request, within the header timeout.
+                open_timeout=config.timing.header_timeout(),
             )
         )
         if admin is not None:
