@@ -13,10 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from progressbench.app.cell_result import CellResult
+from progressbench.core.billed import billing_for
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
-from progressbench.core.summary import SCHEMA_VERSION, CellSummary, MachineInfo, RunTiming, Summary
-from progressbench.reports.costs import PRICES_AS_OF, cost_breakdown, cost_per_1k_jobs
+from progressbench.core.summary import (
+    SCHEMA_VERSION,
+    CellCost,
+    CellSummary,
+    CostPoint,
+    MachineInfo,
+    RunTiming,
+    Summary,
+)
+from progressbench.reports.cell_cost import cell_cost, curve_rows, window_of
+from progressbench.reports.prices import PriceBook, load_prices, prices_as_of
+from progressbench.transports import resolve
 
 
 @dataclass(frozen=True)
@@ -37,8 +48,42 @@ class ScoredCell:
     events: list[EventRow]
 
 
+def price_cell(
+    cell: CellResult, records: Sequence[SessionRecord], jobs: int, time_scale: float, book: PriceBook
+) -> tuple[CellCost, dict[str, float]]:
+    """The cell's ``cost`` and its own dollars by bill line, from the transport's declared components.
+
+    The run's load is the cell's jobs over the span its sessions covered
+    (first start to last end), so Locust's start-up is not counted as load.
+    """
+    transport, variant = resolve(cell.transport)
+    window = window_of([(r.started_wall_ns, r.ended_wall_ns) for r in records], cell.seconds)
+    priced = cell_cost(
+        billing_for(transport.billing, variant),
+        cell.meters,
+        jobs=jobs,
+        window_s=window,
+        time_scale=time_scale,
+        book=book,
+    )
+    cost = CellCost(
+        usd_per_1k_jobs=priced.usd_per_1k_jobs,
+        breakdown=priced.breakdown,
+        prices_as_of=priced.prices_as_of,
+        billing_assumptions=list(priced.billing_assumptions),
+        jobs_per_hour=priced.jobs_per_hour,
+        measured_usd_per_1k_jobs=priced.measured_usd_per_1k_jobs,
+        curve=[CostPoint(**row) for row in curve_rows(priced.curve, book.month_s)],
+    )
+    return cost, priced.cell_usd
+
+
 def score_cell(
-    cell: CellResult, records: Sequence[SessionRecord], truth: Mapping[str, JobTruth], time_scale: float
+    cell: CellResult,
+    records: Sequence[SessionRecord],
+    truth: Mapping[str, JobTruth],
+    time_scale: float,
+    book: PriceBook | None = None,
 ) -> ScoredCell:
     """One cell: each session against the store (with the faults that hit it), then the aggregates."""
     rows: list[SessionRow] = []
@@ -50,18 +95,19 @@ def score_cell(
         events.extend(evs)
     jobs = len({r.job_id for r in rows if r.job_id})
     flat_meters = {f"{svc}.{k}": v for svc, m in cell.meters.items() for k, v in m.items()}
+    cost, cell_usd = price_cell(cell, records, jobs, time_scale, book or load_prices())
     aggregates = summarize(
         cell.transport,
         cell.profile,
         rows,
         events,
         meters=flat_meters,
-        cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, time_scale, cell_seconds=cell.seconds),
+        cost_usd_per_1k_jobs=cost.usd_per_1k_jobs,
     )
-    breakdown = cost_breakdown(cell.meters, time_scale, cell_seconds=cell.seconds)
     summary = CellSummary(
         **dict(aggregates),
-        cost_breakdown_usd={k: round(v, 8) for k, v in breakdown.items()},
+        cost=cost,
+        cost_breakdown_usd=cell_usd,
         complete=cell.complete,
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
@@ -85,6 +131,7 @@ def build_summary(
     interrupted: bool,
     timing: RunTiming,
     cells: Sequence[CellSummary],
+    book: PriceBook | None = None,
 ) -> Summary:
     return Summary(
         schema_version=SCHEMA_VERSION,
@@ -93,7 +140,7 @@ def build_summary(
         commit=provenance.commit,
         machine=provenance.machine,
         versions=provenance.versions,
-        prices_as_of=PRICES_AS_OF,
+        prices_as_of=prices_as_of(book or load_prices()),
         config=config,
         profiles=profiles,
         run_id=run_id,

@@ -93,6 +93,9 @@ class Timing(Frozen):
     #: The platform cuts any request (and so any stream) after this long
     #: (Cloud Run's default request timeout is 300 s).
     request_timeout_s: PositiveFloat = 300.0
+    #: Idle time before an instance scales to zero, used to meter instance-based lifetimes
+    #: (ASSUMPTION, the price table's ``cloud_run.idle_tail_s``; ``run`` takes it from there).
+    scale_down_idle_s: float = Field(default=900.0, ge=0)
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -146,6 +149,8 @@ class RunConfig(Frozen):
     worker_concurrency: int = Field(default=80, ge=1, le=1000)
     job: JobShape = JobShape()
     timing: Timing = Timing()
+    #: A price table (TOML, the format of ``reports/prices.toml``) instead of the packaged one.
+    prices: Path | None = None
 
     @field_validator("transports", "profiles")
     @classmethod

@@ -40,7 +40,8 @@ class RunRequest(BaseModel):
 
 
 def build_context(config: ServiceConfig) -> ServiceContext:
-    meters = Meters(config.role, config.concurrency)
+    timing = config.timing
+    meters = Meters(config.role, config.concurrency, idle_tail_s=timing.scaled(timing.scale_down_idle_s))
     store = Store(
         config.database_url,
         min_size=1,
@@ -50,6 +51,7 @@ def build_context(config: ServiceConfig) -> ServiceContext:
     )
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     jobs = JobPool(store, config.timing, config.role, config.instance)
+    jobs.meters = meters
     return ServiceContext(config=config, store=store, meters=meters, http=http, jobs=jobs)
 
 

@@ -61,6 +61,8 @@ class RoomHub:
         return None
 
     def _add(self, room: uuid.UUID, connection: ServerConnection) -> None:
+        if room not in self.rooms:
+            self.meters.active.opened(room, time.monotonic())
         self.rooms.setdefault(room, set()).add(connection)
         self.total += 1
         self.peak = max(self.peak, self.total)
@@ -78,6 +80,7 @@ class RoomHub:
         if not members:
             del self.rooms[room]
             self.owners.pop(room, None)
+            self.meters.active.closed(room, time.monotonic())
         svc = self.meters.service
         self.meters.open.labels(svc).set(self.total)
         self.meters.rooms.labels(svc).set(len(self.rooms))
