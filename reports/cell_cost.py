@@ -1,6 +1,6 @@
 """The cost of one cell: its declared components, priced from its meters, at stated loads.
 
-This is what a ``summary.json`` cell's ``cost`` says. Three figures, each at
+This is what a ``summary.json`` cell's ``cost`` says. Two figures, each at
 a stated load:
 
 - ``usd_per_1k_jobs``: a month at the load the cell itself drove (its jobs
@@ -10,10 +10,13 @@ a stated load:
   usage, ``<provider>.plan:<key>`` for a plan fee).
 - ``curve``: the same per-job profile priced at every load of
   :data:`CURVE_JOBS_PER_MONTH`, with and without free tiers.
-- ``measured_usd_per_1k_jobs``: a cross-check without the load model: the
-  cell's measured usage (instance lives with their idle tail, busy periods,
-  peaks) scaled to a month at the cell's own load. It under-counts the idle
-  tail still running when the cell ended, and over-counts nothing.
+
+Why not price the measured instance lives directly: the testbed's stack is
+shared by the matrix's cells, run one after another, so an instance's idle
+tail during a cell is mostly the tail of the previous cell's work (the
+meters show it: ``pb_instance_tail_seconds_total``), and a cell is too short
+to hold a month's steady state. One job's use, measured, and a stated load
+model are what can be compared between patterns.
 
 Pure code: meters, declarations and a price book in; numbers out.
 """
@@ -23,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from progressbench.reports.billing import Bill, bill_measured
+from progressbench.reports.billing import Bill
 from progressbench.reports.load_curve import CurvePoint, cost_at_load, load_curve, run_jobs_per_hour
-from progressbench.reports.metered import Meters, job_profiles, measured_usages
+from progressbench.reports.metered import Meters, job_profiles
 from progressbench.reports.prices import PriceBook, prices_as_of
 
 from progressbench.core.billed import Billed
@@ -53,7 +56,6 @@ class CellCost:
     breakdown: dict[str, float]
     #: the same cell's dollars over its own window (the run-load bill's share), by bill line
     cell_usd: dict[str, float]
-    measured_usd_per_1k_jobs: float | None
     curve: tuple[CurvePoint, ...]
     prices_as_of: str
     billing_assumptions: tuple[str, ...]
@@ -75,7 +77,8 @@ def assumptions(components: Sequence[Billed], book: PriceBook) -> tuple[str, ...
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
-    return None if value is None else round(value, digits)
+    """Rounded, and never ``-0.0`` (a free plan's allowance can leave a float crumb below zero)."""
+    return None if value is None else round(value, digits) + 0.0
 
 
 def cell_cost(
@@ -92,28 +95,20 @@ def cell_cost(
     stated = prices_as_of(book)
     notes = assumptions(components, book)
     if jobs <= 0 or window_s <= 0 or not components:
-        return CellCost(None, None, {}, {}, None, (), stated, notes)
+        return CellCost(None, None, {}, {}, (), stated, notes)
     profiles = job_profiles(components, meters, jobs, time_scale)
     load = run_jobs_per_hour(jobs, window_s, time_scale)
     bill: Bill = cost_at_load(profiles, load, book)
     per_1k = bill.lines_per_1k_jobs() or {}
     window_real_s = window_s / time_scale
     cell_usd = {k: v * window_real_s / bill.month_s for k, v in bill.lines().items()}
-    measured = bill_measured(
-        measured_usages(components, meters, time_scale),
-        jobs=jobs,
-        measured_s=window_s,
-        time_scale=time_scale,
-        book=book,
-    )
     hours = book.month_s / 3600.0
     curve = load_curve(profiles, book, loads=[n / hours for n in loads_per_month])
     return CellCost(
         usd_per_1k_jobs=_round(bill.per_1k_jobs),
         jobs_per_hour=round(load, 3),
-        breakdown={k: round(v, 6) for k, v in per_1k.items()},
+        breakdown={k: round(v, 6) + 0.0 for k, v in per_1k.items()},
         cell_usd={k: round(v, 9) for k, v in cell_usd.items()},
-        measured_usd_per_1k_jobs=_round(measured.per_1k_jobs),
         curve=curve,
         prices_as_of=stated,
         billing_assumptions=notes,

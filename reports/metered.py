@@ -7,8 +7,9 @@ which billing mode, and which meters measure each quantity. This module
 reads those quantities, generically, into
 
 - the cell's measured usage (``reports/usage.py``), tagged with the run's
-  time scale, for :func:`~progressbench.reports.billing.bill_measured`; and
-- one job's profile (``reports/load_curve.py``), for the cost at any load.
+  time scale; and
+- one job's profile (``reports/load_curve.py``), for the cost at any load
+  (the linear modes' profiles are their usage divided by the jobs).
 
 Nothing here knows a transport or divides by the time scale: the usage and
 profile types carry the scale and convert their wall quantities once.
@@ -148,14 +149,4 @@ def job_profiles(
         if billed.item in out:
             raise ValueError(f"bill item {billed.item!r} is declared twice")
         out[billed.item] = job_profile(billed, meters, jobs, time_scale)
-    return out
-
-
-def measured_usages(components: Sequence[Billed], meters: Meters, time_scale: float) -> dict[str, Usage]:
-    """Bill item -> what it used over the cell."""
-    out: dict[str, Usage] = {}
-    for billed in components:
-        if billed.item in out:
-            raise ValueError(f"bill item {billed.item!r} is declared twice")
-        out[billed.item] = measured_usage(billed, meters, time_scale)
     return out

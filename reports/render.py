@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from progressbench.reports.cost_report import cost_html, cost_markdown
 
 from progressbench.core.ledger import EventRow, SessionRow
 from progressbench.core.summary import CellSummary, Summary
@@ -80,7 +81,7 @@ def markdown(summary: Summary) -> str:
         f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
         f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
         "Latency is commit (store) to receive (phone), same host clock. "
-        "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
+        "Costs: see the cost section below (each at a stated load).",
         "",
         "## Resume outcomes per cell",
         "",
@@ -99,6 +100,7 @@ def markdown(summary: Summary) -> str:
         lines.append(f"- **{c.label}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
     lines += [fault_windows_text(c) for c in cells]
+    lines += cost_markdown(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -208,11 +210,11 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
-events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
-time meters rescaled to real time (reports/costs.py).</p>
+events committed; terminal = sessions that learned the job's final state. Costs: the cost section below.</p>
 <h2>Fault windows per cell</h2>
 <ul>{"".join(f"<li>{html.escape(fault_windows_text(c).removeprefix('- ').replace('**', ''))}</li>" for c in cells)}</ul>
 {images}
+{cost_html(summary, _png)}
 </body></html>
 """
 

@@ -72,7 +72,6 @@ def price_cell(
         prices_as_of=priced.prices_as_of,
         billing_assumptions=list(priced.billing_assumptions),
         jobs_per_hour=priced.jobs_per_hour,
-        measured_usd_per_1k_jobs=priced.measured_usd_per_1k_jobs,
         curve=[CostPoint(**row) for row in curve_rows(priced.curve, book.month_s)],
     )
     return cost, priced.cell_usd

@@ -158,8 +158,6 @@ class CellCost(_Model):
     billing_assumptions: list[str]
     #: The load ``usd_per_1k_jobs`` is stated at: the cell's jobs over its sessions' real-time span.
     jobs_per_hour: float | None = None
-    #: Cross-check without the load model: the measured usage scaled to a month at the same load.
-    measured_usd_per_1k_jobs: float | None = None
     curve: list[CostPoint] = Field(default_factory=list)
 
 
