@@ -13,6 +13,10 @@ reads those quantities, generically, into
 
 Nothing here knows a transport or divides by the time scale: the usage and
 profile types carry the scale and convert their wall quantities once.
+Processing time (the ``*_real_s`` quantities: a poll's handling, an
+``after()`` dispatch) is real time at any scale, so it is expressed on the
+testbed's clock (× time scale) before it joins the wall quantity; the one
+conversion then gives it back unchanged.
 
 Pure code.
 """
@@ -61,7 +65,7 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
     match billed.mode:
         case Mode.CLOUD_RUN_REQUEST:
             requests = g("requests", 0.0)
-            in_flight = g("in_flight_s", 0.0)
+            in_flight = g("in_flight_s", 0.0) + g("in_flight_real_s", 0.0) * time_scale
             busy = min(g("busy_s", 0.0), in_flight)
             periods = min(g("busy_periods", 0.0), requests)
             if busy > 0 and periods == 0:
@@ -81,7 +85,7 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
             return VercelFunctionUsage(
                 invocations=g("invocations", 0.0),
                 active_cpu_s=g("active_cpu_s", 0.0),
-                wall_s=g("wall_s", 0.0),
+                wall_s=g("wall_s", 0.0) + g("wall_real_s", 0.0) * time_scale,
                 time_scale=time_scale,
             )
         case Mode.SUPABASE_REALTIME:
@@ -116,14 +120,15 @@ def job_profile(billed: Billed, meters: Meters, jobs: float, time_scale: float) 
     match billed.mode:
         case Mode.CLOUD_RUN_REQUEST:
             requests = g("requests", 0.0) / jobs
-            in_flight = g("in_flight_s", 0.0) / jobs
+            in_flight = (g("in_flight_s", 0.0) + g("in_flight_real_s", 0.0) * time_scale) / jobs
             return RequestBasedProfile(
                 requests=requests if requests > 0 or in_flight == 0 else 1.0,
                 in_flight_s=in_flight,
                 time_scale=time_scale,
             )
         case Mode.CLOUD_RUN_INSTANCE:
-            return InstanceBasedProfile(busy_s=g("work_s", 0.0) / jobs, time_scale=time_scale)
+            work = g("work_s", 0.0) + g("work_real_s", 0.0) * time_scale
+            return InstanceBasedProfile(busy_s=work / jobs, time_scale=time_scale)
         case Mode.SUPABASE_REALTIME:
             return SupabaseProfile(
                 messages=g("messages", 0.0) / jobs,

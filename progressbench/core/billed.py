@@ -39,16 +39,21 @@ class Mode(StrEnum):
 
 #: Quantity -> the generic meters (``kit/meters.py``) that measure it, per mode. A quantity is a
 #: field of the mode's usage or per-job profile (``reports/usage.py``, ``reports/load_curve.py``).
+#: Durations come in two kinds: those that follow the run's time scale (a stream open for the job,
+#: the job's execution) and processing time, which does not (a poll's 20 ms is 20 ms at any
+#: scale); the latter are the ``*_real_s`` quantities.
 DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
     Mode.CLOUD_RUN_REQUEST: {
         "requests": ("pb_requests_total",),
-        "in_flight_s": ("pb_connection_seconds_total",),
+        "in_flight_s": ("pb_held_seconds_total",),
+        "in_flight_real_s": ("pb_processing_seconds_total",),
         "busy_s": ("pb_billable_instance_seconds_total",),
         "busy_periods": ("pb_busy_periods_total",),
     },
     Mode.CLOUD_RUN_INSTANCE: {
-        # per job: the job's execution plus its requests (the 202, a push held open)
-        "work_s": ("pb_work_seconds_total", "pb_connection_seconds_total"),
+        # per job: the job's execution and any request held for it, plus its other requests (the 202)
+        "work_s": ("pb_work_seconds_total", "pb_held_seconds_total"),
+        "work_real_s": ("pb_processing_seconds_total",),
         # measured: the instances' lives under scale-down, idle tail included
         "instance_s": ("pb_instance_tail_seconds_total",),
     },
@@ -56,11 +61,12 @@ DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
     Mode.VERCEL_FUNCTION: {
         "invocations": ("pb_requests_total",),
         "active_cpu_s": ("pb_cpu_seconds_total",),
-        "wall_s": ("pb_invocation_seconds_total",),
+        "wall_s": ("pb_held_invocation_seconds_total",),
+        "wall_real_s": ("pb_invocation_processing_seconds_total",),
     },
     Mode.SUPABASE_REALTIME: {
         "messages": ("pb_realtime_messages_total",),
-        "connection_s": ("pb_connection_seconds_total",),
+        "connection_s": ("pb_held_seconds_total",),
         "peak_connections": ("pb_peak_connections",),
     },
     Mode.DURABLE_OBJECT: {},

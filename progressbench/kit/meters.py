@@ -48,7 +48,11 @@ class _Clock:
     Three views of the same instance:
 
     * requests: connection-seconds (every request's open time), busy time (≥ 1
-      request in flight: request-based billing) and how many busy periods;
+      request in flight: request-based billing) and how many busy periods.
+      Connection-seconds are split in two: *held* requests wait on a job (a
+      progress stream, a push held until the job ends, any WebSocket), so
+      their duration follows the run's time scale; every other request's
+      duration is processing, which the time scale does not compress;
     * invocations: each request's wall time until its response ended *and*
       every task it spawned ended (a Vercel function's duration with
       ``after()`` work);
@@ -65,7 +69,12 @@ class _Clock:
     busy_total: float = 0.0
     busy_periods: int = 0
     conn_closed_total: float = 0.0
+    held_closed_total: float = 0.0
     open_starts: dict[int, float] = field(default_factory=dict)
+    #: open requests (and invocations) marked as waiting on a job
+    held: set[int] = field(default_factory=set)
+    held_invocations: set[int] = field(default_factory=set)
+    held_invocation_closed_total: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
     # invocations: start time and how many holders (the response, spawned tasks) are left
     invocations: dict[int, list[float]] = field(default_factory=dict)
@@ -88,9 +97,19 @@ class _Clock:
         self.invocations[key] = [now, 1.0]
         self._activity(+1, now)
 
+    def mark_held(self, key: int) -> None:
+        """Request ``key`` waits on a job: its open time follows the time scale."""
+        if key in self.open_starts:
+            self.held.add(key)
+        if key in self.invocations:
+            self.held_invocations.add(key)
+
     def end(self, key: int, now: float) -> None:
         start = self.open_starts.pop(key, now)
         self.conn_closed_total += now - start
+        if key in self.held:
+            self.held.discard(key)
+            self.held_closed_total += now - start
         self.in_flight -= 1
         if self.in_flight == 0 and self.busy_since is not None:
             self.busy_total += now - self.busy_since
@@ -111,6 +130,9 @@ class _Clock:
         if entry[1] <= 0:
             del self.invocations[key]
             self.invocation_closed_total += now - entry[0]
+            if key in self.held_invocations:
+                self.held_invocations.discard(key)
+                self.held_invocation_closed_total += now - entry[0]
 
     def work_begin(self, key: object, now: float) -> None:
         if key in self.work_starts:
@@ -143,8 +165,15 @@ class _Clock:
     def connection_seconds(self, now: float) -> float:
         return self.conn_closed_total + sum(now - s for s in self.open_starts.values())
 
+    def held_seconds(self, now: float) -> float:
+        return self.held_closed_total + sum(now - self.open_starts[k] for k in self.held)
+
     def invocation_seconds(self, now: float) -> float:
         return self.invocation_closed_total + sum(now - e[0] for e in self.invocations.values())
+
+    def held_invocation_seconds(self, now: float) -> float:
+        live = sum(now - self.invocations[k][0] for k in self.held_invocations if k in self.invocations)
+        return self.held_invocation_closed_total + live
 
     def work_seconds(self, now: float) -> float:
         return self.work_closed_total + sum(now - s for s in self.work_starts.values())
@@ -156,6 +185,19 @@ class _Clock:
         if self.idle_since is not None:
             return self.life_closed_total + min(now - self.idle_since, self.idle_tail_s)
         return self.life_closed_total
+
+
+def request_waits_on_job() -> None:
+    """Mark the current request as waiting on a job (a stream, a push held to the job's end).
+
+    Its open time then counts as *held* (it follows the run's time scale)
+    rather than as processing (which does not). Outside a request it does
+    nothing. WebSockets are held without being marked.
+    """
+    current = _INVOCATION.get()
+    if current is not None:
+        clock, key = current
+        clock.mark_held(key)
 
 
 class _TimeCollector(Collector):
@@ -177,6 +219,12 @@ class _TimeCollector(Collector):
                 "Time with at least one request in flight (request-based billing)",
                 c.busy_seconds(now),
             ),
+            ("pb_held_seconds", "Open time of requests that wait on a job (scaled)", c.held_seconds(now)),
+            (
+                "pb_processing_seconds",
+                "Open time of every other request: processing, not scaled",
+                max(c.connection_seconds(now) - c.held_seconds(now), 0.0),
+            ),
             ("pb_busy_periods", "Times the instance went from no request to one in flight", c.busy_periods),
             (
                 "pb_instance_seconds",
@@ -192,6 +240,16 @@ class _TimeCollector(Collector):
                 "pb_invocation_seconds",
                 "Sum of each request's wall time until it and the tasks it spawned ended (Vercel duration)",
                 c.invocation_seconds(now),
+            ),
+            (
+                "pb_held_invocation_seconds",
+                "Invocation seconds of requests that wait on a job (scaled)",
+                c.held_invocation_seconds(now),
+            ),
+            (
+                "pb_invocation_processing_seconds",
+                "Invocation seconds of every other request: processing and after() work, not scaled",
+                max(c.invocation_seconds(now) - c.held_invocation_seconds(now), 0.0),
             ),
             (
                 "pb_work_seconds",
@@ -284,6 +342,8 @@ class MeteringMiddleware:
         key = id(scope)
         m.clock.begin(key, time.monotonic())
         token = _INVOCATION.set((m.clock, key))
+        if kind == "websocket":
+            m.clock.mark_held(key)
         m.in_flight.labels(svc).inc()
         status = {"code": "none"}
 

@@ -113,11 +113,13 @@ def test_measured_usage_per_mode() -> None:
     meters = {
         "api": {
             "pb_requests_total": 8.0,
-            "pb_connection_seconds_total": 4.0,
+            "pb_held_seconds_total": 3.0,
+            "pb_processing_seconds_total": 10.0,  # real seconds: 1.0 on the testbed's clock at 0.1
             "pb_billable_instance_seconds_total": 2.5,
             "pb_busy_periods_total": 3.0,
             "pb_cpu_seconds_total": 0.2,
-            "pb_invocation_seconds_total": 5.0,
+            "pb_held_invocation_seconds_total": 4.0,
+            "pb_invocation_processing_seconds_total": 10.0,
         },
         "worker": {"pb_instance_tail_seconds_total": 60.0, "pb_work_seconds_total": 10.0},
         "realtime": {"pb_realtime_messages_total": 40.0, "pb_peak_connections": 4.0},
@@ -141,7 +143,7 @@ def test_measured_usage_per_mode() -> None:
 
 
 def test_a_busy_period_open_when_the_cell_began_is_still_one_period() -> None:
-    meters = {"api": {"pb_requests_total": 1.0, "pb_connection_seconds_total": 2.0}}
+    meters = {"api": {"pb_requests_total": 1.0, "pb_held_seconds_total": 2.0}}
     meters["api"]["pb_billable_instance_seconds_total"] = 2.0
     usage = measured_usage(API, meters, 1.0)
     assert isinstance(usage, CloudRunRequestUsage)
@@ -150,10 +152,11 @@ def test_a_busy_period_open_when_the_cell_began_is_still_one_period() -> None:
 
 def test_job_profiles_divide_by_jobs_and_keep_the_time_scale() -> None:
     meters = {
-        "api": {"pb_requests_total": 8.0, "pb_connection_seconds_total": 4.0},
-        "worker": {"pb_work_seconds_total": 10.0, "pb_connection_seconds_total": 0.4},
-        "realtime": {"pb_realtime_messages_total": 40.0, "pb_connection_seconds_total": 12.0},
+        "api": {"pb_requests_total": 8.0, "pb_held_seconds_total": 3.0, "pb_processing_seconds_total": 20.0},
+        "worker": {"pb_work_seconds_total": 10.0, "pb_processing_seconds_total": 8.0},
+        "realtime": {"pb_realtime_messages_total": 40.0, "pb_held_seconds_total": 12.0},
     }
+    # processing seconds are real: 20 s x 0.05 = 1 s on the testbed's clock, 8 s -> 0.4 s
     assert job_profile(API, meters, 4, 0.05) == RequestBasedProfile(
         requests=2, in_flight_s=1, time_scale=0.05
     )
@@ -217,19 +220,25 @@ def test_a_cell_without_jobs_or_components_has_no_figure() -> None:
 
 
 def test_the_same_cell_at_two_time_scales_costs_the_same() -> None:
-    """Walls scale, counts and CPU do not: 0.1 and 0.5 give the same figure (issue item 4)."""
+    """Held time and work scale; counts, CPU and processing time do not: 0.1 and 0.5 agree (item 4)."""
 
     def cell(scale: float) -> dict[str, dict[str, float]]:
         return {
             "api": {
                 "pb_requests_total": 40.0,
-                "pb_connection_seconds_total": 200 * scale,
+                "pb_held_seconds_total": 200 * scale,
+                "pb_processing_seconds_total": 1.5,
                 "pb_billable_instance_seconds_total": 100 * scale,
                 "pb_busy_periods_total": 30.0,
                 "pb_cpu_seconds_total": 0.3,
-                "pb_invocation_seconds_total": 210 * scale,
+                "pb_held_invocation_seconds_total": 210 * scale,
+                "pb_invocation_processing_seconds_total": 2.0,
             },
-            "worker": {"pb_work_seconds_total": 400 * scale, "pb_instance_tail_seconds_total": 1500 * scale},
+            "worker": {
+                "pb_work_seconds_total": 400 * scale,
+                "pb_processing_seconds_total": 0.2,
+                "pb_instance_tail_seconds_total": 1500 * scale,
+            },
         }
 
     for components in ([API, WORKER], [VERCEL, WORKER]):

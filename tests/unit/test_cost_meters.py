@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from progressbench.transports.relay.rooms.meters import RoomClock
 
-from progressbench.kit.meters import Meters, _Clock, parse_exposition
+from progressbench.kit.meters import Meters, _Clock, parse_exposition, request_waits_on_job
 
 
 def test_busy_periods_count_each_start_from_idle() -> None:
@@ -25,6 +25,23 @@ def test_busy_periods_count_each_start_from_idle() -> None:
     assert c.busy_periods == 2
     assert c.busy_seconds(10.0) == pytest.approx(2.2)
     assert c.connection_seconds(10.0) == pytest.approx(1.0 + 1.5 + 0.2)
+
+
+def test_held_requests_are_split_from_processing() -> None:
+    """A stream (held for the job) 0-8 s and a poll 1-1.05 s: 8 s held, 0.05 s processing."""
+    c = _Clock()
+    c.begin(1, 0.0)
+    c.mark_held(1)
+    c.begin(2, 1.0)
+    c.end(2, 1.05)
+    assert c.held_seconds(4.0) == pytest.approx(4.0)  # still open: counted up to now
+    c.end(1, 8.0)
+    assert c.held_seconds(9.0) == pytest.approx(8.0)
+    assert c.connection_seconds(9.0) - c.held_seconds(9.0) == pytest.approx(0.05)
+    assert c.held_invocation_seconds(9.0) == pytest.approx(8.0)
+    assert c.invocation_seconds(9.0) == pytest.approx(8.05)
+    c.mark_held(99)  # not open: nothing to mark
+    assert c.held == set() and c.held_invocations == set()
 
 
 def test_an_invocation_lasts_until_its_spawned_work_ends() -> None:
@@ -106,6 +123,10 @@ def test_the_exposition_carries_every_billing_meter() -> None:
         "pb_cpu_seconds_total",
         "pb_billable_instance_seconds_total",
         "pb_connection_seconds_total",
+        "pb_held_seconds_total",
+        "pb_processing_seconds_total",
+        "pb_held_invocation_seconds_total",
+        "pb_invocation_processing_seconds_total",
     ):
         assert name in names, name
 
@@ -115,6 +136,26 @@ def test_hold_outside_a_request_does_nothing() -> None:
     release = meters.hold_invocation()
     release()
     assert meters.clock.invocations == {}
+
+
+def test_a_request_that_waits_on_its_job_is_held_and_a_websocket_always() -> None:
+    meters = Meters("api", 80)
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["path"] == "/stream":
+            request_waits_on_job()
+
+    async def main() -> None:
+        mw = meters.middleware(app)  # type: ignore[arg-type]
+        for scope in ({"type": "http", "path": "/stream"}, {"type": "websocket", "path": "/ws"}):
+            await mw(scope, _never, _discard)
+        assert meters.clock.held_closed_total > 0
+        before = meters.clock.held_closed_total
+        await mw({"type": "http", "path": "/poll"}, _never, _discard)
+        assert meters.clock.held_closed_total == before  # a plain request is processing
+
+    asyncio.run(main())
+    request_waits_on_job()  # outside a request: nothing happens
 
 
 def test_a_task_spawned_inside_a_request_holds_its_invocation() -> None:

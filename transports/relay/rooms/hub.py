@@ -94,6 +94,7 @@ class RoomHub:
         self.meters.base.requests.labels(svc, "websocket", "101").inc()
         key = id(connection)
         self.meters.base.clock.begin(key, time.monotonic())
+        self.meters.base.clock.mark_held(key)  # a room socket stays open while the job runs
         try:
             async for _ in connection:
                 self.meters.received.labels(svc).inc()
