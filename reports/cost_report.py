@@ -43,12 +43,13 @@ def _priced(cells: Sequence[CellSummary]) -> list[CellSummary]:
 
 
 def items_of(cells: Sequence[CellSummary]) -> list[str]:
-    """Billed items across the cells, in first-seen order."""
+    """Billed items that cost something in some cell, in first-seen order (a $0 plan is left out)."""
     seen: dict[str, None] = {}
     for c in _priced(cells):
         assert c.cost is not None
-        for item in by_item(c.cost.breakdown):
-            seen.setdefault(item, None)
+        for item, usd in by_item(c.cost.breakdown).items():
+            if usd != 0:
+                seen.setdefault(item, None)
     return list(seen)
 
 
@@ -96,13 +97,24 @@ def curve_table_rows(cells: Sequence[CellSummary]) -> tuple[list[str], list[list
     return head, rows
 
 
+#: How a cell's assumption names one of its components (``reports/cell_cost.py``).
+COMPONENT_MARK = ": billed as "
+
+
 def assumptions(cells: Sequence[CellSummary]) -> list[str]:
-    seen: dict[str, None] = {}
+    """Per transport, what bills each of its components; then the shared assumptions, once each."""
+    per_transport: dict[str, list[str]] = {}
+    shared: dict[str, None] = {}
     for c in _priced(cells):
         assert c.cost is not None
         for line in c.cost.billing_assumptions:
-            seen.setdefault(line, None)
-    return list(seen)
+            if COMPONENT_MARK in line.split(";", 1)[0]:
+                lines = per_transport.setdefault(c.transport, [])
+                if line not in lines:
+                    lines.append(line)
+            else:
+                shared.setdefault(line, None)
+    return [f"{t}: " + " · ".join(lines) for t, lines in per_transport.items()] + list(shared)
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
