@@ -138,9 +138,14 @@ def curve_rows(curve: Sequence[CurvePoint], month_s: float) -> list[dict[str, fl
 
 
 def by_item(breakdown: Mapping[str, float]) -> dict[str, float]:
-    """Bill lines folded to their item (``worker.vcpu`` + ``worker.memory`` -> ``worker``)."""
+    """Bill lines folded to their item: ``worker.vcpu`` + ``worker.memory`` -> ``worker``.
+
+    A provider's adjustments (plan fee, allowance, package rounding, credit:
+    ``supabase.plan:supabase.pro``) fold to ``<provider> plan``.
+    """
     out: dict[str, float] = {}
     for label, usd in breakdown.items():
-        item = label.split(".", 1)[0]
+        owner, _, charge = label.partition(".")
+        item = f"{owner} plan" if ":" in charge else owner
         out[item] = out.get(item, 0.0) + usd
     return out

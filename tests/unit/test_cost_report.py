@@ -96,15 +96,16 @@ def _summary(cells: list[CellSummary]) -> Summary:
 
 
 def test_items_that_cost_nothing_anywhere_are_left_out() -> None:
-    assert items_of(CELLS) == ["api", "worker", "supabase"]
+    assert items_of(CELLS) == ["api", "worker", "supabase", "supabase plan"]
 
 
 def test_run_load_rows_state_the_load_and_split_by_item() -> None:
     head, rows = run_load_rows(CELLS)
-    assert head == ["transport", "profile", "load (jobs/h)", "$ / 1k jobs", "api", "worker", "supabase"]
+    assert head[:4] == ["transport", "profile", "load (jobs/h)", "$ / 1k jobs"]
+    assert head[4:] == ["api", "worker", "supabase", "supabase plan"]
     assert rows == [
-        ["polling", "clean", "150", "0.5", "0.2", "0.3", "–"],
-        ["realtime", "clean", "150", "0.9", "0.1", "0.4", "0.4"],
+        ["polling", "clean", "150", "0.5", "0.2", "0.3", "–", "–"],
+        ["realtime", "clean", "150", "0.9", "0.1", "0.4", "0.2", "0.2"],
     ]
 
 
