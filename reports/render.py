@@ -44,6 +44,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicate_executions", "dup exec"),
     ("stuck_jobs", "stuck"),
     ("cost_usd_per_1k_jobs", "$ / 1k jobs"),
+    ("cost.jobs_per_hour", "… at jobs/h"),
 )
 
 
