@@ -8,6 +8,8 @@ Prices as in test_billing.py: an instance-based Cloud Run instance-second is
 from __future__ import annotations
 
 import math
+from importlib import resources
+from pathlib import Path
 
 import pytest
 from progressbench.reports.cell_cost import CURVE_JOBS_PER_MONTH, by_item, cell_cost, curve_rows, window_of
@@ -25,6 +27,7 @@ from progressbench.reports.usage import (
 from progressbench.transports import REGISTRY
 
 from progressbench.core.billed import DEFAULT_METERS, Billed, Mode, billing_for
+from progressbench.core.config import RunConfig
 
 BOOK = load_prices()
 MONTH_S = 2_592_000.0
@@ -252,3 +255,24 @@ def test_window_is_first_start_to_last_end() -> None:
     assert window_of([(1_000_000_000, 3_000_000_000), (2_000_000_000, 5_500_000_000)], 99.0) == 4.5
     assert window_of([], 99.0) == 99.0
     assert window_of([(0, 0)], 7.0) == 7.0
+
+
+def test_a_price_file_override_reaches_the_meters_and_the_bill(tmp_path: Path) -> None:
+    """``--prices``: a 60 s idle tail is what the services meter lives by, and a low load gets cheaper."""
+    from progressbench.app.run import with_billing_timing
+
+    text = (resources.files("progressbench.reports") / "prices.toml").read_text()
+    start = text.index('[setting."cloud_run.idle_tail_s"]')
+    text = text[:start] + text[start:].replace("value = 900", "value = 60", 1)
+    path = tmp_path / "prices.toml"
+    path.write_text(text)
+    book = load_prices(path)
+    config = with_billing_timing(RunConfig(transports=("polling",)), book)
+    assert config.timing.scale_down_idle_s == 60
+    short = cell_cost([WORKER], _background_cell(1.0), jobs=1, window_s=3600, time_scale=1.0, book=book)
+    long = cell_cost([WORKER], _background_cell(1.0), jobs=1, window_s=3600, time_scale=1.0, book=BOOK)
+    assert short.usd_per_1k_jobs is not None and long.usd_per_1k_jobs is not None
+    assert short.usd_per_1k_jobs == pytest.approx(
+        -math.expm1(-90 / 3600) * MONTH_S * INSTANCE_S_USD / 720 * 1000
+    )
+    assert short.usd_per_1k_jobs < long.usd_per_1k_jobs
