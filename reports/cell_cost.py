@@ -3,8 +3,8 @@
 This is what a ``summary.json`` cell's ``cost`` says. Two figures, each at
 a stated load:
 
-- ``usd_per_1k_jobs``: a month at the load the cell itself drove (its jobs
-  over the real-time span its sessions covered), from one job's measured
+- ``usd_per_1k_jobs``: a month at the load the cell was set to drive (its
+  jobs over the phones' planned job time: :func:`planned_span`), from one job's measured
   profile and the load model of ``reports/load_curve.py``; without free
   tiers. ``breakdown`` splits it by bill line (``<item>.<charge>`` for
   usage, ``<provider>.plan:<key>`` for a plan fee).
@@ -90,10 +90,17 @@ def cell_cost(
     time_scale: float,
     book: PriceBook,
     loads_per_month: Sequence[float] = CURVE_JOBS_PER_MONTH,
+    window_basis: str = "the span its sessions covered",
 ) -> CellCost:
     """Price one cell. ``window_s``: the span its jobs ran over, on the testbed's (scaled) clock."""
     stated = prices_as_of(book)
     notes = assumptions(components, book)
+    if jobs > 0 and window_s > 0:
+        real_s = window_s / time_scale
+        notes += (
+            f"run load: {jobs} jobs over {real_s:.0f} s of real time ({window_basis}) "
+            f"= {jobs / real_s * 3600:.1f} jobs/h",
+        )
     if jobs <= 0 or window_s <= 0 or not components:
         return CellCost(None, None, {}, {}, (), stated, notes)
     profiles = job_profiles(components, meters, jobs, time_scale)
@@ -113,6 +120,25 @@ def cell_cost(
         prices_as_of=stated,
         billing_assumptions=notes,
     )
+
+
+def planned_span(sessions: Sequence[tuple[int, float | None]]) -> float | None:
+    """The run's own span if every job took its planned time: the busiest phone's planned job seconds.
+
+    ``sessions``: ``(phone, planned job seconds)`` pairs on the testbed's clock.
+    A phone runs its jobs one after another, so the phones together drive
+    their jobs over the longest phone's sum. This is the load the run was
+    set to drive; the measured span also holds the testbed's own overheads,
+    which do not shrink with the time scale (a job at 0.1 takes 1.2-1.6 × its
+    plan here, at 0.5 1.05-1.15 ×) and would make the load depend on the scale.
+    ``None`` when a planned duration is unknown.
+    """
+    per_phone: dict[int, float] = {}
+    for phone, planned in sessions:
+        if planned is None or planned <= 0:
+            return None
+        per_phone[phone] = per_phone.get(phone, 0.0) + planned
+    return max(per_phone.values()) if per_phone else None
 
 
 def window_of(spans: Sequence[tuple[int, int]], fallback_s: float) -> float:

@@ -133,8 +133,8 @@ def cost_markdown(summary: Summary) -> list[str]:
         "## Cost per 1,000 jobs, at a stated load",
         "",
         f"Prices as of {summary.prices_as_of}. Each part is billed the way its platform bills it "
-        "(see the assumptions below). The load is the cell's own: its jobs over the real-time span its "
-        "sessions covered. Without free tiers; the items are the bill's lines, plan fees included.",
+        "(see the assumptions below). The load is the cell's own: its jobs over the phones' planned job "
+        "time, in real time. Without free tiers; the items are the bill's lines, plan fees included.",
         "",
         *_md_table(*run_load_rows(cells)),
         "",
@@ -168,7 +168,7 @@ def cost_html(summary: Summary, png: Any = None) -> str:
     return (
         "<h2>Cost per 1,000 jobs, at a stated load</h2>"
         f'<p class="meta">Prices as of {html.escape(str(summary.prices_as_of))}; each cell at its own load '
-        "(its jobs over its sessions' real-time span), without free tiers.</p>"
+        "(its jobs over the phones' planned job time, real time), without free tiers.</p>"
         + _html_table(*run_load_rows(cells))
         + '<p class="meta">Over load: without free tiers | with free tiers.</p>'
         + _html_table(*curve_table_rows(cells))

@@ -25,7 +25,7 @@ from progressbench.core.summary import (
     RunTiming,
     Summary,
 )
-from progressbench.reports.cell_cost import cell_cost, curve_rows, window_of
+from progressbench.reports.cell_cost import cell_cost, curve_rows, planned_span, window_of
 from progressbench.reports.prices import PriceBook, load_prices, prices_as_of
 from progressbench.transports import resolve
 
@@ -53,11 +53,19 @@ def price_cell(
 ) -> tuple[CellCost, dict[str, float]]:
     """The cell's ``cost`` and its own dollars by bill line, from the transport's declared components.
 
-    The run's load is the cell's jobs over the span its sessions covered
-    (first start to last end), so Locust's start-up is not counted as load.
+    The run's load is the cell's jobs over the phones' planned job time
+    (:func:`~progressbench.reports.cell_cost.planned_span`); without plans,
+    over the span its sessions covered (first start to last end).
     """
     transport, variant = resolve(cell.transport)
-    window = window_of([(r.started_wall_ns, r.ended_wall_ns) for r in records], cell.seconds)
+    measured = window_of([(r.started_wall_ns, r.ended_wall_ns) for r in records], cell.seconds)
+    planned = planned_span([(r.user_index, r.planned_job_s) for r in records])
+    window = planned or measured
+    basis = (
+        f"the phones' planned job time; the sessions took {measured / time_scale:.0f} s"
+        if planned
+        else "the span its sessions covered"
+    )
     priced = cell_cost(
         billing_for(transport.billing, variant),
         cell.meters,
@@ -65,6 +73,7 @@ def price_cell(
         window_s=window,
         time_scale=time_scale,
         book=book,
+        window_basis=basis,
     )
     cost = CellCost(
         usd_per_1k_jobs=priced.usd_per_1k_jobs,

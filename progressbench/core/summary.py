@@ -156,7 +156,7 @@ class CellCost(_Model):
     breakdown: dict[str, float]
     prices_as_of: str | None
     billing_assumptions: list[str]
-    #: The load ``usd_per_1k_jobs`` is stated at: the cell's jobs over its sessions' real-time span.
+    #: The load ``usd_per_1k_jobs`` is stated at: the cell's jobs over the phones' planned job time.
     jobs_per_hour: float | None = None
     curve: list[CostPoint] = Field(default_factory=list)
 

@@ -12,7 +12,14 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from progressbench.reports.cell_cost import CURVE_JOBS_PER_MONTH, by_item, cell_cost, curve_rows, window_of
+from progressbench.reports.cell_cost import (
+    CURVE_JOBS_PER_MONTH,
+    by_item,
+    cell_cost,
+    curve_rows,
+    planned_span,
+    window_of,
+)
 from progressbench.reports.load_curve import InstanceBasedProfile, RequestBasedProfile, SupabaseProfile
 from progressbench.reports.metered import job_profile, job_profiles, measured_usage, quantities
 from progressbench.reports.prices import load_prices
@@ -276,3 +283,17 @@ def test_a_price_file_override_reaches_the_meters_and_the_bill(tmp_path: Path) -
         -math.expm1(-90 / 3600) * MONTH_S * INSTANCE_S_USD / 720 * 1000
     )
     assert short.usd_per_1k_jobs < long.usd_per_1k_jobs
+
+
+def test_planned_span_is_the_busiest_phones_planned_job_time() -> None:
+    """Phone 0 runs 3 s + 4 s, phone 1 runs 5 s: together they drive 3 jobs over 7 s."""
+    assert planned_span([(0, 3.0), (1, 5.0), (0, 4.0)]) == 7.0
+    assert planned_span([(0, 3.0), (1, None)]) is None
+    assert planned_span([]) is None
+
+
+def test_the_run_load_is_stated_in_the_assumptions() -> None:
+    cost = cell_cost(
+        [WORKER], _background_cell(0.1), jobs=2, window_s=36, time_scale=0.1, book=BOOK, window_basis="plan"
+    )
+    assert cost.billing_assumptions[-1] == "run load: 2 jobs over 360 s of real time (plan) = 20.0 jobs/h"
