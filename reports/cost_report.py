@@ -97,18 +97,19 @@ def curve_table_rows(cells: Sequence[CellSummary]) -> tuple[list[str], list[list
     return head, rows
 
 
-#: How a cell's assumption names one of its components (``reports/cell_cost.py``).
+#: How a cell's assumption names one of its components, or its load (``reports/cell_cost.py``).
 COMPONENT_MARK = ": billed as "
+LOAD_MARK = "run load: "
 
 
 def assumptions(cells: Sequence[CellSummary]) -> list[str]:
-    """Per transport, what bills each of its components; then the shared assumptions, once each."""
+    """Per transport, what bills each of its components and its cells' loads; then the rest, once each."""
     per_transport: dict[str, list[str]] = {}
     shared: dict[str, None] = {}
     for c in _priced(cells):
         assert c.cost is not None
         for line in c.cost.billing_assumptions:
-            if COMPONENT_MARK in line.split(";", 1)[0]:
+            if COMPONENT_MARK in line.split(";", 1)[0] or line.startswith(LOAD_MARK):
                 lines = per_transport.setdefault(c.transport, [])
                 if line not in lines:
                     lines.append(line)

@@ -29,7 +29,12 @@ def _cost(per_1k: float, breakdown: dict[str, float], components: list[str]) -> 
         "usd_per_1k_jobs": per_1k,
         "breakdown": breakdown,
         "prices_as_of": "2026-11",
-        "billing_assumptions": [*components, "cloud_run.idle_tail_s = 900 s: assumed", "load model: stated"],
+        "billing_assumptions": [
+            *components,
+            "cloud_run.idle_tail_s = 900 s: assumed",
+            "load model: stated",
+            f"run load: 4 jobs over {per_1k} s",
+        ],
         "jobs_per_hour": 150.0,
         "curve": [
             {
@@ -121,7 +126,9 @@ def test_assumptions_are_grouped_per_transport_and_shared_once() -> None:
     assert lines[0].startswith("polling: api: billed as cloud-run-request-based")
     assert " · worker: billed as" in lines[0]
     assert lines[1].startswith("realtime: supabase: billed as")
+    assert lines[0].endswith(" · run load: 4 jobs over 0.5 s")
     assert lines.count("load model: stated") == 1
+    assert not any(line.startswith("run load") for line in lines)
 
 
 def test_markdown_and_html_sections() -> None:
