@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from progressbench.core.events import FaultWindow, SessionRecord
+from progressbench.core.saturation import CpuSeries
 from progressbench.core.summary import FaultWindowSpan
+from progressbench.core.timers import Timer
 
 Meters = dict[str, dict[str, float]]
 
@@ -33,6 +35,11 @@ class CellResult:
     started_wall_ns: int = 0
     windows: list[FaultWindow] = field(default_factory=list)
     chaos_errors: list[str] = field(default_factory=list)
+    #: Timers measured while the cell ran (a replacement's cold start), beside the transport's own.
+    timers: list[Timer] = field(default_factory=list)
+    #: CPU of the cell's processes, and of the whole machine, sampled while it ran.
+    cpu: list[CpuSeries] = field(default_factory=list)
+    machine_cpu: list[float] = field(default_factory=list)
 
     def windows_for(self, record: SessionRecord) -> list[FaultWindow]:
         """The faults that hit this phone while it watched: its cell's, and stack-wide ones."""

@@ -17,6 +17,7 @@ from typing import Protocol
 from progressbench.core.billed import Billed
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import ClientEvent
+from progressbench.core.timers import Timer
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,9 @@ class Transport:
     #: What the platforms bill, per variant (``""`` is the default; an unlisted variant bills as it):
     #: see :mod:`progressbench.core.billed`. The cost model prices these and nothing else.
     billing: Mapping[str, tuple[Billed, ...]] = field(default_factory=dict)
+    #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
+    #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
+    timers: tuple[Timer, ...] = ()
 
     @property
     def names(self) -> list[str]:

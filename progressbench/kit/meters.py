@@ -31,7 +31,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from progressbench.core.config import Timing
+
 UNMETERED_PATHS = frozenset({"/metrics", "/healthz"})
+#: Real seconds an instance at its concurrency limit asks a caller to wait before retrying.
+REJECT_RETRY_AFTER_S = 1.0
 
 
 #: The invocation (request) a piece of code runs for; tasks spawned from it inherit it, so a
@@ -266,12 +270,15 @@ class _TimeCollector(Collector):
 class Meters:
     """The counters of one service instance, plus the ASGI middleware feeding them."""
 
-    def __init__(self, service: str, concurrency: int, *, idle_tail_s: float = 0.0) -> None:
-        """``idle_tail_s``: the scale-down idle time on the testbed's clock (already time-scaled)."""
+    def __init__(self, service: str, concurrency: int, timing: Timing | None = None) -> None:
+        """``timing``: the run's; its scale-down idle time, scaled, meters instance lives (0 without it)."""
         self.service = service
         self.concurrency = concurrency
+        #: What a refusal at the limit asks the caller to wait (a queue honours it): scaled like every timer.
+        self.retry_after = retry_after_header((timing or Timing()).scaled(REJECT_RETRY_AFTER_S))
         self.registry = CollectorRegistry(auto_describe=True)
-        self.clock = _Clock(idle_tail_s=idle_tail_s)
+        tail = timing.scaled(timing.scale_down_idle_s) if timing is not None else 0.0
+        self.clock = _Clock(idle_tail_s=tail)
         r = self.registry
         self.requests = Counter("pb_requests", "Requests answered", ["service", "kind", "status"], registry=r)
         self.rejected = Counter(
@@ -335,7 +342,7 @@ class MeteringMiddleware:
         if m.clock.in_flight >= m.concurrency:
             m.rejected.labels(svc).inc()
             if kind == "http":
-                await _reject(send)
+                await _reject(send, m.retry_after)
             else:
                 await send({"type": "websocket.close", "code": 1013})
             return
@@ -374,7 +381,13 @@ class MeteringMiddleware:
             m.requests.labels(svc, kind, status["code"]).inc()
 
 
-async def _reject(send: Send) -> None:
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` delta-seconds; fractional below 1 s, since a scaled run needs sub-second hints
+    (RFC 9110 allows integers only; the testbed's own clients read decimals)."""
+    return str(int(seconds)) if seconds >= 1 and seconds == int(seconds) else f"{seconds:.3f}"
+
+
+async def _reject(send: Send, retry_after: str) -> None:
     body = b'{"detail":"instance at its concurrency limit"}'
     await send(
         {
@@ -382,7 +395,7 @@ async def _reject(send: Send) -> None:
             "status": 429,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"retry-after", b"1"),
+                (b"retry-after", retry_after.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }

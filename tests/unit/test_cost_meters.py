@@ -11,6 +11,7 @@ import asyncio
 import pytest
 from progressbench.transports.relay.rooms.meters import RoomClock
 
+from progressbench.core.config import Timing
 from progressbench.kit.meters import Meters, _Clock, parse_exposition, request_waits_on_job
 
 
@@ -111,7 +112,8 @@ def test_room_clock_sums_each_rooms_open_time() -> None:
 
 
 def test_the_exposition_carries_every_billing_meter() -> None:
-    meters = Meters("worker", 80, idle_tail_s=1.0)
+    meters = Meters("worker", 80, Timing(time_scale=0.1, scale_down_idle_s=10.0))
+    assert meters.clock.idle_tail_s == 1.0
     meters.work_begin("job")
     meters.work_end("job")
     names = set(parse_exposition(meters.exposition().decode()))

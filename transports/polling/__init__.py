@@ -1,5 +1,6 @@
 """``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL."""
 
+from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.polling.client import PollingWatcher
 from progressbench.transports.polling.server import PollingServer
 from progressbench.transports.types import Billed, Mode, Transport
@@ -21,6 +22,7 @@ TRANSPORT = Transport(
     package=__name__,
     summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
     billing={"": BILLING},
+    timers=(CONNECT_TIMER, READ_TIMER),
 )
 
 __all__ = ["TRANSPORT", "PollingServer", "PollingWatcher"]

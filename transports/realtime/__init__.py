@@ -1,6 +1,8 @@
 """``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server."""
 
+from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.realtime.client import RealtimeWatcher
+from progressbench.transports.realtime.config import TIMERS
 from progressbench.transports.realtime.server import RealtimeServer
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
@@ -39,6 +41,7 @@ TRANSPORT = Transport(
     ),
     migrations=("migrations/002_realtime.sql",),
     billing={"": BILLING},
+    timers=(*TIMERS, CONNECT_TIMER, READ_TIMER),
 )
 
 __all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]

@@ -1,6 +1,6 @@
 """``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room."""
 
-from progressbench.transports.relay.client import RelayWatcher
+from progressbench.transports.relay.client import TIMERS, RelayWatcher
 from progressbench.transports.relay.server import ACK_AT_END, RelayServer
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
@@ -65,6 +65,7 @@ TRANSPORT = Transport(
     ),
     migrations=("migrations/003_relay.sql",),
     billing=BILLING,
+    timers=TIMERS,
 )
 
 __all__ = ["TRANSPORT", "RelayServer", "RelayWatcher"]

@@ -1,6 +1,6 @@
 """``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
 
-from progressbench.transports.sse.client import NaiveSseWatcher, ResumableSseWatcher
+from progressbench.transports.sse.client import TIMERS, NaiveSseWatcher, ResumableSseWatcher
 from progressbench.transports.sse.naive import NaiveSseServer
 from progressbench.transports.sse.server import ResumableSseServer
 from progressbench.transports.types import Billed, Mode, Transport
@@ -28,6 +28,7 @@ NAIVE = Transport(
     package=__name__,
     summary="the streaming request runs the job; a drop kills it; re-POST starts again",
     billing={"": NAIVE_BILLING},
+    timers=TIMERS,
 )
 
 RESUMABLE = Transport(
@@ -38,6 +39,7 @@ RESUMABLE = Transport(
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
     billing={"": RESUMABLE_BILLING},
+    timers=TIMERS,
 )
 
 __all__ = [

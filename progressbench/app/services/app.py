@@ -40,8 +40,7 @@ class RunRequest(BaseModel):
 
 
 def build_context(config: ServiceConfig) -> ServiceContext:
-    timing = config.timing
-    meters = Meters(config.role, config.concurrency, idle_tail_s=timing.scaled(timing.scale_down_idle_s))
+    meters = Meters(config.role, config.concurrency, config.timing)
     store = Store(
         config.database_url,
         min_size=1,
