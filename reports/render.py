@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from progressbench.reports.cost_report import cost_html, cost_markdown
 
 from progressbench.core.ledger import EventRow, SessionRow
 from progressbench.core.summary import CellSummary, Summary
@@ -44,6 +45,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicate_executions", "dup exec"),
     ("stuck_jobs", "stuck"),
     ("cost_usd_per_1k_jobs", "$ / 1k jobs"),
+    ("cost.jobs_per_hour", "… at jobs/h"),
 )
 
 
@@ -127,7 +129,7 @@ def markdown(summary: Summary) -> str:
         f"Phones: {md(config.get('users'))} × {md(config.get('jobs_per_user'))} jobs; time scale "
         f"{md(_timing(config).get('time_scale'))}; seed {md(config.get('seed'))}.",
         "Latency is commit (store) to receive (phone), same host clock. "
-        "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
+        "Costs: see the cost section below (each at a stated load).",
         "",
         TIME_NOTE.format(scale=_scale(summary)),
         "",
@@ -160,6 +162,7 @@ def markdown(summary: Summary) -> str:
     lines += [distortions_text(c, md) for c in cells]
     lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
     lines += [capacity_text(c, md) for c in cells]
+    lines += cost_markdown(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -320,8 +323,7 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
-events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
-time meters rescaled to real time (reports/costs.py).</p>
+events committed; terminal = sessions that learned the job's final state. Costs: the cost section below.</p>
 <p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
 <h2>Delivery paths and wasted work per cell</h2>
 <table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in PATHS_HEAD)}</tr></thead><tbody>
@@ -334,6 +336,7 @@ time meters rescaled to real time (reports/costs.py).</p>
 <h2>Capacity: did each cell measure the pattern or the machine?</h2>
 <ul>{_items(capacity_text(c) for c in cells)}</ul>
 {images}
+{cost_html(summary, _png)}
 </body></html>
 """
 

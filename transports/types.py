@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from progressbench.core.billed import Billed, Mode
 from progressbench.core.contract import ClientSettings, JobRequest, ServiceSpec, Transport, Watcher
 
 if TYPE_CHECKING:
@@ -35,9 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiRoutes",
+    "Billed",
     "ClientSettings",
     "CommitHooks",
     "JobRequest",
+    "Mode",
     "ServiceSpec",
     "Transport",
     "Watcher",

@@ -40,6 +40,7 @@ from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.core.timers import measured
+from progressbench.reports.prices import PriceBook, load_prices
 from progressbench.transports import resolve
 
 
@@ -149,6 +150,12 @@ def run_cell(
                 stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
 
 
+def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
+    """The timing with the price table's scale-down idle time: the services meter instance lives by it."""
+    idle = book.value("cloud_run.idle_tail_s")
+    return config.model_copy(update={"timing": config.timing.model_copy(update={"scale_down_idle_s": idle})})
+
+
 def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
     """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
     targets = [Target("generator", "locust", pid, children=True) for pid in generator]
@@ -162,6 +169,8 @@ def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
     for name in config.transports:
         resolve(name)  # ConfigError before anything starts
+    book = load_prices(config.prices)  # a bad price file is a ConfigError before anything starts, too
+    config = with_billing_timing(config, book)
     profiles: list[Profile] = [get_profile(p) for p in config.profiles]
     out = config.out
     raw = out / RAW_DIR
@@ -225,7 +234,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
     summary_cells: list[CellSummary] = []
     for cell in cells:
         scored = score_cell(
-            cell, records.get((cell.transport, cell.profile), []), truth, config.timing.time_scale
+            cell, records.get((cell.transport, cell.profile), []), truth, config.timing.time_scale, book
         )
         summary_cells.append(scored.summary)
         all_sessions.extend(scored.sessions)
@@ -241,6 +250,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         interrupted=interrupted,
         timing=RunTiming(started_at=started, seconds=round(time.time() - started, 3)),
         cells=summary_cells,
+        book=book,
     )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)

@@ -175,6 +175,9 @@ class Timing(Frozen):
     #: A client must finish sending a request head within this long, or its connection is
     #: closed (slow-header protection, issue #13 probe 12; Toxiproxy's API allows 15 s).
     header_timeout_s: PositiveFloat = 10.0
+    #: Idle time before an instance scales to zero, used to meter instance-based lifetimes
+    #: (ASSUMPTION, the price table's ``cloud_run.idle_tail_s``; ``run`` takes it from there).
+    scale_down_idle_s: float = Field(default=900.0, ge=0)
 
     def header_timeout(self) -> float:
         """The scaled header timeout, never below 1 s (a loaded machine still gets its request in)."""
@@ -253,6 +256,8 @@ class RunConfig(Frozen):
     worker_concurrency: int = Field(default=80, ge=1, le=1000)
     job: JobShape = JobShape(waves=BENCHMARK_WAVES)
     timing: Timing = Timing()
+    #: A price table (TOML, the format of ``reports/prices.toml``) instead of the packaged one.
+    prices: Path | None = None
 
     @field_validator("transports", "profiles")
     @classmethod

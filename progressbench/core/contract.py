@@ -10,10 +10,11 @@ services) needs the service kit and lives in ``transports/types.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from progressbench.core.billed import Billed
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import ClientEvent
 from progressbench.core.timers import Timer
@@ -97,6 +98,9 @@ class Transport:
     #: SQL files in ``package``, applied after the core's migrations in this order. A file's
     #: name is its version in ``schema_migrations``: unique across the project, never renamed.
     migrations: tuple[str, ...] = ()
+    #: What the platforms bill, per variant (``""`` is the default; an unlisted variant bills as it):
+    #: see :mod:`progressbench.core.billed`. The cost model prices these and nothing else.
+    billing: Mapping[str, tuple[Billed, ...]] = field(default_factory=dict)
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()

@@ -53,10 +53,16 @@ class ServiceContext:
     background: set[asyncio.Task[object]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[object, object, object], name: str) -> None:
-        """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones)."""
+        """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones).
+
+        Like Next.js ``after()``, the task keeps the request's invocation open
+        (metered duration) until it ends.
+        """
+        release = self.meters.hold_invocation()
         task = asyncio.create_task(coro, name=name)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        task.add_done_callback(lambda _t: release())
 
     @property
     def secret(self) -> str:

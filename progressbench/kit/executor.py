@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from progressbench.core.config import Timing
 from progressbench.core.job import EventKind, JobSpec, Step, plan, terminal_message
+from progressbench.kit.meters import Meters
 from progressbench.kit.store import Store
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,8 @@ class JobPool:
         #: Set by the service once its transports' hooks exist.
         self.hooks: HookResolver | None = None
         self.outcomes: dict[Outcome, int] = {}
+        #: Set by the service: told when a job starts and ends here (its work-seconds).
+        self.meters: Meters | None = None
 
     def running(self, job_id: uuid.UUID) -> bool:
         return job_id in self.tasks
@@ -273,11 +276,15 @@ class JobPool:
             name=f"job-{job_id}",
         )
         self.tasks[job_id] = task
+        if self.meters is not None:
+            self.meters.work_begin(job_id)
         task.add_done_callback(functools.partial(self._done, job_id))
         return True
 
     def _done(self, job_id: uuid.UUID, task: asyncio.Task[Outcome]) -> None:
         self.tasks.pop(job_id, None)
+        if self.meters is not None:
+            self.meters.work_end(job_id)
         if task.cancelled():
             return
         exc = task.exception()

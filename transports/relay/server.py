@@ -46,7 +46,7 @@ from prometheus_client import Counter
 from progressbench.core.tokens import TokenRejected, bearer
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import Committed, OnCommit, Outcome
-from progressbench.kit.meters import REJECT_RETRY_AFTER_S, retry_after_header
+from progressbench.kit.meters import REJECT_RETRY_AFTER_S, request_waits_on_job, retry_after_header
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,7 @@ async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, poll_s: float) -> 
     either finishes (then the job is terminal) or dies (then its lease goes
     stale and this request claims the job).
     """
+    request_waits_on_job()  # the push is held open for the job: its time follows the time scale
     while True:
         task = ctx.jobs.tasks.get(job_id)
         if task is None:

@@ -3,7 +3,23 @@
 from progressbench.transports.sse.client import TIMERS, NaiveSseWatcher, ResumableSseWatcher
 from progressbench.transports.sse.naive import NaiveSseServer
 from progressbench.transports.sse.server import ResumableSseServer
-from progressbench.transports.types import Transport
+from progressbench.transports.types import Billed, Mode, Transport
+
+#: A Next.js route on Vercel runs the job inside the streaming request (seed 000): billed as a
+#: Vercel function, memory for the whole stream while it waits on the job.
+NAIVE_BILLING = (
+    Billed("api", Mode.VERCEL_FUNCTION, "api", why="the streaming route runs the job: a Vercel function"),
+)
+#: The resumable stream is served by a Cloud Run service; the job runs on a worker after its 202.
+RESUMABLE_BILLING = (
+    Billed("api", Mode.CLOUD_RUN_REQUEST, "api", why="an open stream is a request in flight on Cloud Run"),
+    Billed(
+        "worker",
+        Mode.CLOUD_RUN_INSTANCE,
+        "worker",
+        why="the job runs after the 202, so CPU must stay allocated (instance-based)",
+    ),
+)
 
 NAIVE = Transport(
     name="sse-naive",
@@ -11,6 +27,7 @@ NAIVE = Transport(
     client=NaiveSseWatcher,
     package=__name__,
     summary="the streaming request runs the job; a drop kills it; re-POST starts again",
+    billing={"": NAIVE_BILLING},
     timers=TIMERS,
 )
 
@@ -21,6 +38,7 @@ RESUMABLE = Transport(
     package=__name__,
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
+    billing={"": RESUMABLE_BILLING},
     timers=TIMERS,
 )
 

@@ -30,6 +30,7 @@ from sse_starlette.sse import EventSourceResponse
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
+from progressbench.kit.meters import request_waits_on_job
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0
@@ -54,6 +55,8 @@ def _ping() -> ServerSentEvent:
 
 
 def response(content: AsyncIterator[ServerSentEvent], heartbeat_s: float) -> EventSourceResponse:
+    """The streaming response; the request is metered as held (it stays open for the job, scaled)."""
+    request_waits_on_job()
     return EventSourceResponse(
         content,
         ping=heartbeat_s,

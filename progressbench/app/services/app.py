@@ -51,6 +51,7 @@ def build_context(config: ServiceConfig) -> ServiceContext:
     )
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     jobs = JobPool(store, config.timing, config.role, config.instance)
+    jobs.meters = meters
     return ServiceContext(config=config, store=store, meters=meters, http=http, jobs=jobs)
 
 

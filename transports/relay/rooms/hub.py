@@ -62,6 +62,8 @@ class RoomHub:
         return None
 
     def _add(self, room: uuid.UUID, connection: ServerConnection) -> None:
+        if room not in self.rooms:
+            self.meters.active.opened(room, time.monotonic())
         self.rooms.setdefault(room, set()).add(connection)
         self.total += 1
         self.peak = max(self.peak, self.total)
@@ -79,6 +81,7 @@ class RoomHub:
         if not members:
             del self.rooms[room]
             self.owners.pop(room, None)
+            self.meters.active.closed(room, time.monotonic())
         svc = self.meters.service
         self.meters.open.labels(svc).set(self.total)
         self.meters.rooms.labels(svc).set(len(self.rooms))
@@ -92,6 +95,7 @@ class RoomHub:
         self.meters.base.requests.labels(svc, "websocket", "101").inc()
         key = id(connection)
         self.meters.base.clock.begin(key, time.monotonic())
+        self.meters.base.clock.mark_held(key)  # a room socket stays open while the job runs
         try:
             async for _ in connection:
                 self.meters.received.labels(svc).inc()
