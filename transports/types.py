@@ -25,7 +25,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from progressbench.core.contract import ClientSettings, JobRequest, ServiceSpec, Transport, Watcher
+from progressbench.core.contract import (
+    ClientSettings,
+    JobRequest,
+    ProbeReport,
+    ServiceSpec,
+    Transport,
+    Watcher,
+)
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -38,6 +45,7 @@ __all__ = [
     "ClientSettings",
     "CommitHooks",
     "JobRequest",
+    "ProbeReport",
     "ServiceSpec",
     "Transport",
     "Watcher",

@@ -33,6 +33,9 @@ class CellResult:
     started_wall_ns: int = 0
     windows: list[FaultWindow] = field(default_factory=list)
     chaos_errors: list[str] = field(default_factory=list)
+    #: The cell's cross-tenant canary (progressbench.app.canary): attempts, and events it got.
+    canary_probes: int = 0
+    canary_foreign_events: int = 0
 
     def windows_for(self, record: SessionRecord) -> list[FaultWindow]:
         """The faults that hit this phone while it watched: its cell's, and stack-wide ones."""

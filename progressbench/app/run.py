@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from progressbench.app.canary import Canary
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
 from progressbench.app.interrupts import deferred, held
@@ -36,6 +37,8 @@ from progressbench.chaos.profiles import Profile, get_profile
 from progressbench.core.config import RunConfig
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import SessionRecord
+from progressbench.core.job import JobSpec
+from progressbench.core.job import plan as plan_job
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.transports import resolve
@@ -114,6 +117,16 @@ def run_cell(
             progress=probe,
         )
         controller.start()
+    canary = Canary(
+        cell.transport,
+        {role: url for role, url in stack.endpoints().items() if role in stack.client_roles},
+        timing,
+        config.client_options,
+        stack.database_url,
+        cell.started_wall_ns / 1e9,
+        plan_job(JobSpec(shape=config.job, seed=config.seed, time_scale=timing.time_scale)).duration_s,
+    )
+    canary.start()
     t0 = time.monotonic()
     stopping = False
     try:
@@ -124,10 +137,14 @@ def run_cell(
         raise
     finally:
         with deferred():
+            report = canary.stop()
+            cell.canary_probes, cell.canary_foreign_events = report.probes, report.foreign_events
             cell.seconds = time.monotonic() - t0
             if controller is not None:
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
+            if canary.error:
+                cell.chaos_errors.append(f"canary: {canary.error}")
             probe.close()
             cell.meters = meter_delta(before, stack.meters())
             if profile.timing and not stopping:  # a stack about to close keeps the timing it has

@@ -59,8 +59,12 @@ def score_cell(
         cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, time_scale, cell_seconds=cell.seconds),
     )
     breakdown = cost_breakdown(cell.meters, time_scale, cell_seconds=cell.seconds)
+    fields = dict(aggregates)
+    # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
+    fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
+    fields["canary_probes"] = cell.canary_probes
     summary = CellSummary(
-        **dict(aggregates),
+        **fields,
         cost_breakdown_usd={k: round(v, 8) for k, v in breakdown.items()},
         complete=cell.complete,
         seconds=round(cell.seconds, 3),

@@ -132,6 +132,8 @@ class CellAggregates(_Model):
     duplicates_shown: int = 0
     #: Unique events by how they first arrived: live, replay, refetch, snapshot, poll.
     delivery_paths: dict[str, int] = Field(default_factory=dict)
+    #: Cross-tenant read attempts by the cell's canary phone (what they got is in foreign_events).
+    canary_probes: int = 0
 
 
 class CellSummary(CellAggregates):
