@@ -122,7 +122,7 @@ def test_migration_versions_are_unique_across_the_project() -> None:
 
 def test_the_schema_is_the_cores_then_each_transports_in_registry_order() -> None:
     """Existing databases keep their history: the versions are the file names they always had."""
-    assert [m.version for m in migrations()] == ["001_init.sql", "002_realtime.sql", "003_relay.sql"]
+    assert [m.version for m in migrations()] == ["001_init.sql", "004_auth.sql", "002_realtime.sql", "003_relay.sql"]
 
 
 def test_declared_files_are_packaged() -> None:
