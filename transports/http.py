@@ -85,7 +85,9 @@ class PhoneSession:
         return bool(self.access_token) and now < self.expires_at - REFRESH_MARGIN_S
 
 
-_sessions: dict[tuple[int, str, str], PhoneSession] = {}
+#: By (API base URL, phone): one account per phone for the process's life, across event loops.
+_sessions: dict[tuple[str, str], PhoneSession] = {}
+#: By (event loop, API base URL, phone): an asyncio lock belongs to one loop.
 _locks: dict[tuple[int, str, str], asyncio.Lock] = {}
 
 
@@ -152,8 +154,8 @@ async def sign_in(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], 
     Connection failures and 5xx answers are retried on ``backoff``; a refusal
     (wrong password, bad request) raises :class:`TransportError`.
     """
-    key = (id(asyncio.get_running_loop()), str(http.base_url), phone)
-    lock = _locks.setdefault(key, asyncio.Lock())
+    key = (str(http.base_url), phone)
+    lock = _locks.setdefault((id(asyncio.get_running_loop()), *key), asyncio.Lock())
     async with lock:
         session = _sessions.setdefault(key, PhoneSession(phone_email(phone), secrets.token_urlsafe(18)))
         attempt = 0

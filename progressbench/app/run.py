@@ -139,6 +139,10 @@ def run_cell(
         with deferred():
             report = canary.stop()
             cell.canary_probes, cell.canary_foreign_events = report.probes, report.foreign_events
+            with contextlib.suppress(OSError):
+                (log_dir / f"canary-{cell_name(cell.transport, profile.name)}.log").write_text(
+                    f"victim {canary.victim}\n" + "".join(f"{note}\n" for note in report.notes)
+                )
             cell.seconds = time.monotonic() - t0
             if controller is not None:
                 cell.windows = controller.stop()
