@@ -93,6 +93,7 @@ class UserStore:
         detection, without its short reuse interval): whoever replays a
         stolen token logs the owner out rather than in.
         """
+        refused: str | None = None
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT user_id, session_id, revoked, "
@@ -101,20 +102,27 @@ class UserStore:
                 (REFRESH_TTL_S, old_digest),
             )
             row = await cur.fetchone()
-            if row is None:
-                raise RefreshRefused("refresh_token_not_found")
-            found = cast(dict[str, Any], row)
-            if found["revoked"]:
+            found = cast(dict[str, Any], row) if row is not None else None
+            if found is None:
+                refused = "refresh_token_not_found"
+            elif found["revoked"]:
+                # Committed, not rolled back: the revocation must outlive this refusal.
                 await conn.execute(
                     "UPDATE auth_refresh_tokens SET revoked = true WHERE session_id = %s",
                     (found["session_id"],),
                 )
-                raise RefreshRefused("refresh_token_already_used")
-            if found["stale"]:
-                raise RefreshRefused("session_expired")
-            await conn.execute(
-                "UPDATE auth_refresh_tokens SET revoked = true WHERE token_digest = %s", (old_digest,)
+                refused = "refresh_token_already_used"
+            elif found["stale"]:
+                refused = "session_expired"
+        if refused is not None or found is None:
+            raise RefreshRefused(refused or "refresh_token_not_found")
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "UPDATE auth_refresh_tokens SET revoked = true WHERE token_digest = %s AND NOT revoked",
+                (old_digest,),
             )
+            if cur.rowcount != 1:  # a concurrent use got there first
+                raise RefreshRefused("refresh_token_already_used")
             await conn.execute(
                 "INSERT INTO auth_refresh_tokens (token_digest, user_id, session_id) VALUES (%s, %s, %s)",
                 (new_digest, found["user_id"], found["session_id"]),

@@ -11,7 +11,6 @@ import psycopg
 from progressbench.app.supervisor import Stack
 from tests.helpers import UNIT, wait_for
 
-
 _accounts: dict[tuple[str, str], dict[str, Any]] = {}
 
 
@@ -38,7 +37,7 @@ def user_id(api: str, name: str) -> str:
 
 
 def create_job(stack: Stack, owner: str = "alice", seed: int = 1, **shape: Any) -> dict[str, Any]:
-    """POST a polling job as the signed-in test user ``owner`` (202 asserted); ``shape`` overrides JobShape."""
+    """POST a polling job as the signed-in test user ``owner`` (202 asserted); ``shape``: JobShape fields."""
     body: dict[str, Any] = {"seed": seed, "time_scale": stack.settings.timing.time_scale}
     if shape:
         body["shape"] = shape

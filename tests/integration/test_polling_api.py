@@ -62,7 +62,9 @@ def test_bad_input_gets_clear_errors_and_no_service_dies(module_stack: Stack, ht
 
     signed_in = auth(api, "bob")
     malformed = http.post(
-        api + "/polling/jobs", content=b'{"seed": 1,', headers={"content-type": "application/json", **signed_in}
+        api + "/polling/jobs",
+        content=b'{"seed": 1,',
+        headers={"content-type": "application/json", **signed_in},
     )
     assert malformed.status_code == 422
     assert malformed.json()["detail"] == "invalid request" and "JSON" in str(malformed.json()["problems"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from websockets.exceptions import InvalidStatus
 
 from progressbench.app.session import SessionSpec, run_session
 from progressbench.app.supervisor import Stack
-from progressbench.core import tokens
 from progressbench.core.config import JobShape, Timing
 from tests.helpers import UNIT, wait_until
 from tests.integration.api_client import auth, sign_in, user_id
