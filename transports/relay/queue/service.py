@@ -7,7 +7,7 @@ A Cloud-Tasks-style queue behind one internal URL (``peers["queue"]``):
   audience, body, schedule_time}``; ``409`` when the name exists
   (ALREADY_EXISTS); counted as one billable operation. ``url`` must lie under
   one of the queue's configured targets (:func:`allowed_targets`: the worker
-  service, ``peers["worker"]``), else ``403``; the push's OIDC audience is
+  service, ``peers["worker"]``, plus ``QueueConfig.push_targets``), else ``403``; the push's OIDC audience is
   that target, and a body ``audience`` naming anything else is refused
   (``400``) — the queue never signs a token for an audience it was not
   configured with;
@@ -82,9 +82,11 @@ def check_service_token(service_secret: str, request: Request) -> None:
         raise HTTPException(exc.status, exc.reason) from None
 
 
-def allowed_targets(config: ServiceConfig) -> tuple[str, ...]:
-    """The base URLs the queue may push to: the worker service (through its dispatch proxy)."""
-    return tuple(url.rstrip("/") for url in (config.peers.get("worker"), config.worker_url) if url)
+def allowed_targets(config: ServiceConfig, queue: QueueConfig) -> tuple[str, ...]:
+    """The base URLs the queue may push to: the worker service (through its dispatch proxy),
+    and any configured ``push_targets``."""
+    found = (config.peers.get("worker"), config.worker_url, *queue.push_targets)
+    return tuple(url.rstrip("/") for url in found if url)
 
 
 def target_for(url: str, targets: tuple[str, ...]) -> str | None:
@@ -104,7 +106,7 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
         limits=httpx.Limits(max_connections=queue.max_concurrent_dispatches, max_keepalive_connections=100)
     )
     issuer = config.peers.get("queue", "progressbench-queue")
-    targets = allowed_targets(config)
+    targets = allowed_targets(config, queue)
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
