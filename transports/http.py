@@ -65,6 +65,9 @@ def phone_client(
 REFRESH_MARGIN_S = 60
 #: Sign-in attempts before a phone gives up (each after a back-off).
 SIGN_IN_ATTEMPTS = 8
+#: Seconds a sign-in request may take (a floor, like MIN_READ_S: a password hash costs the
+#: server real CPU whatever the time scale, and a phone that gives up early only retries it).
+SIGN_IN_TIMEOUT_S = 30.0
 #: Per process: phones of two processes (two cells' load generators) are different users.
 _PROCESS_TAG = secrets.token_hex(4)
 
@@ -105,7 +108,7 @@ async def _auth_call(
     http: httpx.AsyncClient, path: str, body: dict[str, str], params: dict[str, str] | None = None
 ) -> httpx.Response:
     try:
-        response = await http.post(f"/auth/v1{path}", json=body, params=params)
+        response = await http.post(f"/auth/v1{path}", json=body, params=params, timeout=SIGN_IN_TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise _Retry(type(exc).__name__) from None
     if response.status_code >= 500 or response.status_code == 429:
@@ -168,6 +171,20 @@ async def sign_in(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], 
                     raise TransportError(f"sign-in failed {attempt} times: {exc}") from None
                 await asyncio.sleep(backoff(attempt))
         return session
+
+
+async def sign_in_phone(api_url: str, phone: str, timing: Timing) -> None:
+    """Sign ``phone`` in ahead of its first job (best effort: its watcher signs in again if this failed).
+
+    A phone app signs in once, before any job: the session driver calls this
+    before it starts a session's clock, so a job's time to result does not
+    include the sign-in (and a refused one shows in the session that needs it).
+    """
+    async with phone_client(api_url, timing) as http:
+        try:
+            await sign_in(http, phone, lambda attempt: min(0.2 * 2**attempt, 5.0))
+        except TransportError:
+            return
 
 
 async def access_token(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], float]) -> str:

@@ -33,8 +33,9 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -42,6 +43,8 @@ from fastapi.responses import JSONResponse, Response
 from progressbench.core import identity, tokens
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.users import EmailTaken, RefreshRefused, UserRow, UserStore
+
+T = TypeVar("T")
 
 PREFIX = "/auth/v1"
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s.]{1,63}$")
@@ -106,6 +109,13 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
     router = APIRouter(prefix=PREFIX)
     users = UserStore(ctx.store.pool)
     secret = ctx.secret
+    # Password hashing is CPU-bound (scrypt): at most this many at once, so a burst of
+    # sign-ins queues here instead of piling threads onto a small machine.
+    kdf_slots = asyncio.Semaphore(2)
+
+    async def kdf(fn: Callable[..., T], *args: str) -> T:
+        async with kdf_slots:
+            return await asyncio.to_thread(fn, *args)
 
     async def session(user: UserRow, session_id: uuid.UUID, refresh: str) -> JSONResponse:
         access, expires_at = identity.issue_access(secret, user.id, user.email, session_id)
@@ -142,7 +152,7 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
             return error(
                 422, "validation_failed", f"Password cannot be longer than {MAX_PASSWORD_LEN} characters"
             )
-        hashed = await asyncio.to_thread(identity.hash_password, password)
+        hashed = await kdf(identity.hash_password, password)
         try:
             user = await users.create(email, hashed)
         except EmailTaken:
@@ -161,7 +171,7 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
             user = await users.by_email(email)
             # Hash even for an unknown email, so the answer's timing does not tell which.
             stored = user.password_hash if user is not None else _DUMMY_HASH
-            ok = await asyncio.to_thread(identity.check_password, password, stored)
+            ok = await kdf(identity.check_password, password, stored)
             if user is None or not ok:
                 return error(400, "invalid_credentials", "Invalid login credentials")
             return await open_session(user)
