@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from progressbench.chaos.client import ProxyControl  # noqa: E402
 
+from progressbench.app.bench_figures import record  # noqa: E402
+
 UPSTREAM = r"""
 import asyncio, sys
 
@@ -166,6 +168,7 @@ def main() -> int:
         print(
             f"                     added   p50 {(p50 - d50) * 1e6:7.1f} us  p99 {(p99 - d99) * 1e6:7.1f} us"
         )
+        record("proxy.added_p50_us", (p50 - d50) * 1e6, "us", samples=args.samples)
         direct_mbs = throughput(("127.0.0.1", blast_port), args.mb)
         proxied_mbs = throughput(blast.address, args.mb)
         print(f"Throughput, 1 stream, {args.mb} MiB:  direct {direct_mbs:8.0f} MB/s")

@@ -40,6 +40,7 @@ from realtime import AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent
 from websockets.asyncio.client import ClientConnection, connect
 
+from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.core import identity, tokens
 from progressbench.core.config import JobShape, Timing, Wave
@@ -184,6 +185,8 @@ async def run_case(stack: Stack, anon: str, n: int, mode: str, tag: str) -> None
         f"worker {cpu_s(pids['worker']) - cpu0['worker']:.1f}",
         flush=True,
     )
+    if mode == "per-job":
+        record(f"realtime.per_job_p95_ms_{n}", p95, "ms", samples=len(sink), expected=expected)
 
 
 async def bench(stack: Stack, counts: tuple[int, ...]) -> None:

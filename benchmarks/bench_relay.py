@@ -40,6 +40,7 @@ from progressbench.transports.relay.queue.service import QUEUE_CONFIG_ENV
 from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV
 from websockets.asyncio.client import ClientConnection, connect
 
+from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.core import identity, tokens
 from progressbench.core.config import Timing
@@ -112,6 +113,8 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
         f"{MESSAGES} publishes per room; delivered {delivered}, received {received}"
     )
     print(f"  publish→receive latency: {fmt(latencies)}")
+    if rooms == 1:
+        record(f"relay.room_p99_ms_{per_room}", percentile(latencies, 99), "ms", received=received)
 
 
 class Sink:
@@ -194,6 +197,7 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
         f"pushes with OIDC + X-CloudTasks headers: {sink.headers_ok}"
     )
     print(f"  scheduleTime→push latency: {fmt(lat)}")
+    record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 
 async def bench(stack: Stack, sink_port: int) -> None:

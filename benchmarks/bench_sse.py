@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 
+from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.core import identity
 from progressbench.core.config import JobShape, Timing
@@ -165,6 +166,8 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
         f"commit-to-client latency over {len(latencies)} live events: "
         + ", ".join(f"p{q} {v:.1f} ms" if v is not None else f"p{q} n/a" for q, v in p.items())
     )
+    record("sse.kib_per_stream", delta / max(open_count, 1), "KiB", streams=open_count)
+    record("sse.latency_p99_ms", p[99], "ms", streams=open_count, events=len(latencies))
 
 
 def main() -> None:

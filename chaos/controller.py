@@ -52,6 +52,8 @@ class ChaosController:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _open: dict[str, tuple[Action, int]] = field(default_factory=dict)
+    #: Faults whose window closed but which linger until their removal (a released blackhole).
+    _released: dict[str, Action] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> None:
@@ -72,6 +74,12 @@ class ChaosController:
                     self.errors.append(f"cleanup of {key}: {exc}")
                 self._close_window(action, started)
             self._open.clear()
+            for key, action in list(self._released.items()):
+                try:
+                    self._undo(action)
+                except ChaosError as exc:
+                    self.errors.append(f"cleanup of {key}: {exc}")
+            self._released.clear()
         return list(self.windows)
 
     # ------------------------------------------------------------------ thread
@@ -124,7 +132,17 @@ class ChaosController:
                 FaultWindow(kind=f"worker {step.fault}", start_wall_ns=start, end_wall_ns=back)
             )
             return
+        if action.kind == "release":
+            opened = self._open.pop(action.key, None)
+            if opened is not None:
+                self._release(opened[0])
+                self._released[action.key] = opened[0]
+                self._close_window(opened[0], opened[1])
+            return
         if action.kind == "remove":
+            released = self._released.pop(action.key, None)
+            if released is not None:
+                self._undo(released)
             opened = self._open.pop(action.key, None)
             if opened is not None:
                 self._undo(opened[0])
@@ -145,6 +163,12 @@ class ChaosController:
                     ),
                 )
         self._open[action.key] = (action, time.time_ns())
+
+    def _release(self, action: Action) -> None:
+        """The network is back: a lingering toxic lets connections through once their TCP would."""
+        attributes = scaled_attributes({**action.step.attributes, "released": 1}, self.time_scale)
+        for proxy in self._proxies(action):
+            self.control.update_toxic(proxy, action.key, attributes=attributes)
 
     def _undo(self, action: Action) -> None:
         for proxy in self._proxies(action):

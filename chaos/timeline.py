@@ -17,20 +17,40 @@ from dataclasses import dataclass
 from typing import Literal
 
 from progressbench.chaos.profiles import FaultStep, Profile
+from progressbench.chaos.proxy.toxics.blackhole import LINUX_RTO_MAX_MS
 
-ActionKind = Literal["apply", "remove"]
+ActionKind = Literal["apply", "release", "remove"]
 
 #: Toxic attributes that are durations (ms, or µs for slicer ``delay``): scaled like
-#: every other duration. Rates (``rate``, sizes, ``bytes``) are not.
-DURATION_ATTRIBUTES = frozenset({"latency", "jitter", "timeout", "delay", "close_after"})
+#: every other duration. Sizes (``bytes``, segment sizes) are not.
+DURATION_ATTRIBUTES = frozenset({"latency", "jitter", "timeout", "delay", "close_after", "rto_max"})
+#: Toxic attributes that are rates (per second): divided by the scale, so a transfer that takes
+#: 2 s on a real 3G link takes 2 s × scale in the run, like every other duration.
+RATE_ATTRIBUTES = frozenset({"rate"})
 
 
 def scaled_attributes(attributes: dict[str, int], time_scale: float) -> dict[str, int]:
-    """Durations times the scale, never rounded down to 0 (0 means "forever" for some toxics)."""
-    return {
-        key: (max(1, round(value * time_scale)) if value and key in DURATION_ATTRIBUTES else value)
-        for key, value in attributes.items()
-    }
+    """Durations times the scale, rates over it; never rounded down to 0 (0 means "forever" or "stall")."""
+    scaled: dict[str, int] = {}
+    for key, value in attributes.items():
+        if value and key in DURATION_ATTRIBUTES:
+            value = max(1, round(value * time_scale))
+        elif value and key in RATE_ATTRIBUTES:
+            value = max(1, round(value / time_scale))
+        scaled[key] = value
+    return scaled
+
+
+def lingers_s(step: FaultStep) -> float:
+    """Real seconds a fault stays after its window ends (0: removed at the end).
+
+    A ``blackhole`` with retransmission back-off (``rto_initial`` > 0) is
+    *released* when the tunnel ends — stuck connections wait for their next
+    retransmission — and removed ``rto_max`` later, when none can be pending.
+    """
+    if step.fault == "blackhole" and step.attributes.get("rto_initial", 0) > 0:
+        return float(step.attributes.get("rto_max", LINUX_RTO_MAX_MS)) / 1000
+    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +74,8 @@ class Action:
 
     @property
     def order(self) -> tuple[float, int]:
-        # removals before applications at the same instant: a fault never overlaps its successor
-        return (self.at_s if self.at_s is not None else -1.0, 0 if self.kind == "remove" else 1)
+        # removals and releases before applications at the same instant: a fault never overlaps its successor
+        return (self.at_s if self.at_s is not None else -1.0, 1 if self.kind == "apply" else 0)
 
 
 def schedule(profile: Profile, time_scale: float, cycle: int = 0) -> list[Action]:
@@ -80,6 +100,12 @@ def schedule(profile: Profile, time_scale: float, cycle: int = 0) -> list[Action
             start = (base + step.at + offset) * time_scale
             actions.append(Action(start, "apply", index, step, cell, cycle))
             if step.for_s > 0:
-                actions.append(Action(start + step.for_s * time_scale, "remove", index, step, cell, cycle))
+                end = start + step.for_s * time_scale
+                linger = lingers_s(step)
+                if linger:
+                    actions.append(Action(end, "release", index, step, cell, cycle))
+                    actions.append(Action(end + linger * time_scale, "remove", index, step, cell, cycle))
+                else:
+                    actions.append(Action(end, "remove", index, step, cell, cycle))
     timed = sorted((a for a in actions if a.at_s is not None), key=lambda a: a.order)
     return [a for a in actions if a.at_s is None] + timed

@@ -29,19 +29,19 @@ def _request_stop() -> None:
     _stop["requested"] = True
 
 
-def _wait_for(runner: Runner, count: int, deadline: float) -> bool:
+def _wait_for(runner: Runner, count: int, users: int, deadline: float) -> bool:
     """Until every session is in, the deadline, a stop request, or no phone is left.
 
-    Phones stop on their own when their work is done or their session agent
-    died; if all have stopped (for 5 s, after spawning) and sessions are still
-    missing, waiting longer cannot help: the cell ends now, incomplete.
+    Phones retire when their work is done or their session agent died; if all
+    have retired (for 5 s, after spawning) and sessions are still missing,
+    waiting longer cannot help: the cell ends now, incomplete.
     """
     idle_since: float | None = None
     while time.monotonic() < deadline and not _stop["requested"]:
         if locustfile.SINK.count >= count:
             return True
         spawned = runner.state not in ("ready", "spawning")
-        if spawned and runner.user_count == 0:
+        if spawned and locustfile.RETIRED.count >= users:
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since > 5.0:
                 logging.getLogger(__name__).error(
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             gevent.sleep(0.1)
     runner.start(plan.users, spawn_rate=plan.spawn_rate)
-    complete = _wait_for(leader, plan.expected_sessions, deadline)
+    complete = _wait_for(leader, plan.expected_sessions, plan.users, deadline)
     runner.quit()
     events.quitting.fire(environment=env, reverse=True)
     print_stats(env.stats, current=False)

@@ -9,6 +9,14 @@ submit to the end of the session, failed unless the terminal event arrived.
 Works headless under ``progressbench.loadtests.headless`` and in Locust's own web UI
 (``progressbench locust``), locally or distributed (master + workers): a
 worker ships every session record to the master with a custom message.
+
+Exact load: a phone that has watched its jobs does not stop, it *retires*
+(idles until the run ends). Locust keeps the user count it was given by
+replacing users that stop while it is still spawning, so phones that
+finished early used to be replaced by fresh ones and ``--users 1000`` gave
+~1,150 sessions. A retired phone is counted in :data:`RETIRED` (on a
+worker, reported to the master) so the headless driver still knows when no
+phone is left that could bring a missing session.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 from gevent.event import Event
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -31,6 +40,7 @@ from progressbench.loadtests.bridge import AgentDied, Bridge
 from progressbench.app.cell import CELL_ENV, CellPlan
 
 MESSAGE = "progressbench_session"
+RETIRED_MESSAGE = "progressbench_retired"
 
 _raw_plan = os.environ.get(CELL_ENV)
 if not _raw_plan:
@@ -56,6 +66,21 @@ class SessionSink:
 
 
 SINK = SessionSink(PLAN.sessions_path)
+
+
+class Retired:
+    """How many phones have nothing more to do (work done, or their agent died)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.count += n
+
+
+RETIRED = Retired()
 _state: dict[str, Any] = {"bridge": None}
 #: Set once this process's agent is up. A worker may spawn users while the init
 #: hook is still starting the agent (Popen yields under gevent): users wait for it.
@@ -67,6 +92,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
+        runner.register_message(RETIRED_MESSAGE, lambda msg, **_: RETIRED.add(int(msg.data["phones"])))
     else:
         _state["bridge"] = Bridge(on_orphan=lambda record: _deliver(environment, record))
         BRIDGE_READY.set()
@@ -78,6 +104,14 @@ def _deliver(environment: Environment, record: dict[str, Any]) -> None:
         runner.send_message(MESSAGE, record)
     else:
         SINK.write(record)
+
+
+def _retire(environment: Environment) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(RETIRED_MESSAGE, {"phones": 1})
+    else:
+        RETIRED.add()
 
 
 @events.quitting.add_listener
@@ -92,7 +126,7 @@ _local_index = itertools.count()
 
 
 class Phone(User):
-    """One phone: a few jobs in a row, each watched to the end."""
+    """One phone: a few jobs in a row, each watched to the end, then idle until the run ends."""
 
     wait_time = constant(0)
 
@@ -101,14 +135,23 @@ class Phone(User):
         self.user_index = worker * 100_000 + next(_local_index)
         self.owner = f"phone-{self.user_index}"
         self.jobs_done = 0
+        self.retired = False
+
+    def retire(self) -> None:
+        """Stay, idle, so Locust does not replace this phone by a new one (see the module docstring)."""
+        if not self.retired:
+            self.retired = True
+            _retire(self.environment)
+        while True:
+            gevent.sleep(3600)
 
     @task
     def watch_one_job(self) -> None:
         if self.jobs_done >= PLAN.jobs_per_user:
-            raise StopUser()
+            self.retire()
         if not BRIDGE_READY.wait(timeout=60):
             self._fire(time.perf_counter(), 0, RuntimeError("the session agent never started"))
-            raise StopUser()
+            self.retire()
         bridge: Bridge | None = _state.get("bridge")
         if bridge is None:  # quitting
             raise StopUser()
@@ -118,7 +161,7 @@ class Phone(User):
             record = bridge.run(spec.model_dump(mode="json"))
         except AgentDied as exc:
             self._fire(started, 0, exc)
-            raise StopUser() from None
+            self.retire()
         self.jobs_done += 1
         outcome = record["outcome"]
         error = None if outcome == "terminal" else RuntimeError(f"{outcome}: {record.get('error') or ''}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,18 +32,31 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicates", "dup"),
     ("out_of_order", "ooo"),
     ("terminal_ratio", "terminal"),
-    ("latency_ms.p50", "lat p50 ms"),
-    ("latency_ms.p95", "lat p95 ms"),
-    ("latency_ms.p99", "lat p99 ms"),
+    ("latency_ms.p50", "lat p50 real ms"),
+    ("latency_ms.p95", "lat p95 real ms"),
+    ("latency_ms.p99", "lat p99 real ms"),
     ("disconnects", "disc"),
     ("resumes", "resumes"),
-    ("resume_ms.p50", "resume p50 ms"),
+    ("resume_ms.p50", "resume p50 real ms"),
+    ("time_to_result_s.p50", "result p50 real s"),
     ("silent_stalls", "stalls"),
     ("foreign_events", "foreign"),
     ("duplicate_executions", "dup exec"),
     ("stuck_jobs", "stuck"),
     ("cost_usd_per_1k_jobs", "$ / 1k jobs"),
 )
+
+
+#: How every duration of the report is meant: the run compressed time, the report does not.
+TIME_NOTE = (
+    "Durations are real-time equivalents: measured in this run, compressed by time scale {scale:g}, "
+    "and divided by it (sessions.csv and events.csv keep the measured values as *_raw columns). "
+    "A timer that could not follow the scale is listed under distortions."
+)
+
+
+def _items(lines: Iterable[str]) -> str:
+    return "".join(f"<li>{html.escape(line.removeprefix('- ').replace('**', ''))}</li>" for line in lines)
 
 
 def _fmt(value: object) -> str:
@@ -74,6 +87,12 @@ def markdown(summary: Summary) -> str:
         "|" + "|".join("---" for _ in head) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
+    if saturated := [c.label for c in cells if c.saturated]:
+        lines += [
+            "",
+            f"**Saturated cells: {', '.join(saturated)}** — they measured this machine's capacity, "
+            "not the pattern (figures under Capacity below).",
+        ]
     config = summary.config
     lines += [
         "",
@@ -81,6 +100,8 @@ def markdown(summary: Summary) -> str:
         f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
         "Latency is commit (store) to receive (phone), same host clock. "
         "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
+        "",
+        TIME_NOTE.format(scale=_scale(summary)),
         "",
         "## Resume outcomes per cell",
         "",
@@ -98,19 +119,59 @@ def markdown(summary: Summary) -> str:
         text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
         lines.append(f"- **{c.label}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
-    lines += [fault_windows_text(c) for c in cells]
+    lines += [fault_windows_text(c, _scale(summary)) for c in cells]
+    lines += ["", "## Timers that could not follow the time scale (distortions)", ""]
+    lines += [distortions_text(c) for c in cells]
+    lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
+    lines += [capacity_text(c) for c in cells]
     return "\n".join(lines) + "\n"
 
 
-def fault_windows_text(cell: CellSummary) -> str:
-    """One line per cell: each fault, the phone cell it hit, and when (s after the cell began)."""
+def _scale(summary: Summary) -> float:
+    timing = summary.config.get("timing", {})
+    scale = timing.get("time_scale") if isinstance(timing, dict) else None
+    return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
+
+
+def capacity_text(cell: CellSummary) -> str:
+    """One line per cell: did it measure the pattern or the machine, with the figures."""
+    head = f"- **{cell.label}**: "
+    sat = cell.saturation
+    if sat is None:
+        return head + "not sampled"
+    services = ", ".join(f"{role} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
+    figures = (
+        f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
+        f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
+    )
+    if cell.saturated:
+        return (
+            head + "**saturated: this cell measured capacity, not the pattern** "
+            f"({'; '.join(sat.reasons)}). {figures}"
+        )
+    return head + "within capacity. " + figures
+
+
+def distortions_text(cell: CellSummary) -> str:
+    """One line per cell: each timer that kept its own length, real value → value in effect (real s)."""
+    head = f"- **{cell.label}**: "
+    if not cell.distortions:
+        return head + "none"
+    return head + "; ".join(f"{d.timer} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions)
+
+
+def fault_windows_text(cell: CellSummary, time_scale: float = 1.0) -> str:
+    """One line per cell: each fault, the phone cell it hit, and when (real s after the cell began).
+
+    ``fault_windows`` holds the run's own (compressed) seconds; the text says their real equivalent.
+    """
     windows = cell.fault_windows
     head = f"- **{cell.label}**: "
     if not windows:
         return head + "no faults"
     parts = [
         f"{w.kind} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
-        f"at {w.start_s:g}s for {w.duration_s:g}s"
+        f"at {w.start_s / time_scale:.4g} real s for {w.duration_s / time_scale:.4g} real s"
         for w in windows
     ]
     errors = cell.chaos_errors
@@ -146,7 +207,7 @@ def latency_plot(events: pd.DataFrame) -> str | None:
     for ax in list(axes.flat)[len(transports) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
-        ax.set_xlabel("commit → phone (ms, log)")
+        ax.set_xlabel("commit → phone (real ms, log)")
     for ax in axes[:, 0]:
         ax.set_ylabel("share of events")
     fig.suptitle("Delivery latency per transport and profile (ECDF)", fontsize=11)
@@ -191,6 +252,7 @@ def html_report(summary: Summary, events: pd.DataFrame) -> str:
     )
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
     plots = [p for p in (delivery_plot(cells), latency_plot(events)) if p]
+    scale = _scale(summary)
     images = "".join(f'<img alt="plot" src="data:image/png;base64,{p}">' for p in plots)
     status = "complete" if summary.complete else "PARTIAL (interrupted or cut short)"
     machine = summary.machine
@@ -210,8 +272,13 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
 events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
 time meters rescaled to real time (reports/costs.py).</p>
+<p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
 <h2>Fault windows per cell</h2>
-<ul>{"".join(f"<li>{html.escape(fault_windows_text(c).removeprefix('- ').replace('**', ''))}</li>" for c in cells)}</ul>
+<ul>{_items(fault_windows_text(c, scale) for c in cells)}</ul>
+<h2>Timers that could not follow the time scale (distortions)</h2>
+<ul>{_items(distortions_text(c) for c in cells)}</ul>
+<h2>Capacity: did each cell measure the pattern or the machine?</h2>
+<ul>{_items(capacity_text(c) for c in cells)}</ul>
 {images}
 </body></html>
 """

@@ -31,10 +31,18 @@ import httpx
 
 from progressbench.core.config import Timing
 from progressbench.core.errors import TransportError
+from progressbench.core.timers import Timer
 
 #: Floors (seconds) that time scaling never goes below.
 MIN_CONNECT_S = 5.0
 MIN_READ_S = 2.0
+#: What the phone's HTTP timeouts stand for (real seconds), before scaling and floors.
+CONNECT_S = 10.0
+READ_S = 10.0
+
+#: The floors as timers a run cannot scale below: listed per cell as distortions.
+CONNECT_TIMER = Timer("phone HTTP connect timeout", CONNECT_S, floor_s=MIN_CONNECT_S)
+READ_TIMER = Timer("phone HTTP read timeout", READ_S, floor_s=MIN_READ_S)
 
 
 @lru_cache(maxsize=1)
@@ -42,18 +50,18 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def timeouts(timing: Timing, read_s: float = 10.0) -> httpx.Timeout:
+def timeouts(timing: Timing, read_s: float = READ_S) -> httpx.Timeout:
     return httpx.Timeout(
         max(timing.scaled(read_s), MIN_READ_S),
-        connect=max(timing.scaled(10.0), MIN_CONNECT_S),
+        connect=max(timing.scaled(CONNECT_S), MIN_CONNECT_S),
     )
 
 
 def phone_client(
-    base_url: str, timing: Timing, read_s: float | None = 10.0, connect_s: float | None = None
+    base_url: str, timing: Timing, read_s: float | None = READ_S, connect_s: float | None = None
 ) -> httpx.AsyncClient:
     """A phone's HTTP client; ``read_s=None`` for streams that may stay quiet indefinitely."""
-    timeout = timeouts(timing, read_s or 10.0)
+    timeout = timeouts(timing, read_s or READ_S)
     if read_s is None:
         timeout = httpx.Timeout(timeout.connect if connect_s is None else connect_s, read=None)
     elif connect_s is not None:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from progressbench.core.events import FaultWindow, SessionRecord
+from progressbench.core.saturation import CpuSeries
 from progressbench.core.summary import FaultWindowSpan
+from progressbench.core.timers import Timer
 
 Meters = dict[str, dict[str, float]]
 
@@ -36,6 +38,11 @@ class CellResult:
     #: The cell's cross-tenant canary (progressbench.app.canary): attempts, and events it got.
     canary_probes: int = 0
     canary_foreign_events: int = 0
+    #: Timers measured while the cell ran (a replacement's cold start), beside the transport's own.
+    timers: list[Timer] = field(default_factory=list)
+    #: CPU of the cell's processes, and of the whole machine, sampled while it ran.
+    cpu: list[CpuSeries] = field(default_factory=list)
+    machine_cpu: list[float] = field(default_factory=list)
 
     def windows_for(self, record: SessionRecord) -> list[FaultWindow]:
         """The faults that hit this phone while it watched: its cell's, and stack-wide ones."""

@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 
 from progressbench.app import interrupts
-from progressbench.app.configure import run_config, step_range
+from progressbench.app.configure import model_call_range, run_config, step_range
 from progressbench.app.processes import terminate
-from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, split_list
+from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, benchmark_waves, split_list
 from progressbench.core.errors import ProgressbenchError, StackError
 
 _Abort = typer.Abort
@@ -82,9 +82,17 @@ def run(
     step_seconds: Annotated[
         str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")
     ] = "2,5",
+    model_call: Annotated[
+        str,
+        typer.Option(
+            help="The job's silent model call: MIN,MAX seconds at time scale 1, no progress event "
+            "until it returns (0: none)."
+        ),
+    ] = "30,90",
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
+    waves = [w.model_dump() for w in benchmark_waves(model_call_range(model_call))]
     config = run_config(
         transports=split_list(transports) or None,
         profiles=split_list(profiles),
@@ -98,7 +106,7 @@ def run(
         locust_workers=locust_workers,
         worker_instances=worker_instances,
         worker_concurrency=worker_concurrency,
-        job={"step_seconds_min": low, "step_seconds_max": high},
+        job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
         timing={"time_scale": time_scale},
     )
     from progressbench.app.progress_ui import RichRunView
@@ -107,6 +115,12 @@ def run(
 
     outcome = execute(config, RichRunView(console))
     console.print(cells_table(outcome.summary.cells))
+    for cell in outcome.summary.cells:
+        if cell.saturated and cell.saturation is not None:
+            err.print(
+                f"[yellow]saturated: {cell.label} measured this machine's capacity, not the pattern "
+                f"({'; '.join(cell.saturation.reasons)})[/]"
+            )
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
     if outcome.interrupted:
         raise typer.Exit(130)
@@ -250,8 +264,28 @@ def bench(
     time_scale: Annotated[float, typer.Option(help="Time scale.")] = 0.05,
     spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 200.0,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
+    all_benchmarks: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Run every script in benchmarks/ and write bench.json with anchors and ratios."
+        ),
+    ] = False,
 ) -> None:
-    """Benchmark one transport: phones created per second and per-event latency."""
+    """Benchmark one transport (phones created per second, per-event latency), or everything with --all."""
+    if all_benchmarks:
+        from progressbench.app.bench_all import bench_all
+        from progressbench.app.tables import bench_table
+
+        figures, runs = bench_all(out, Path.cwd())
+        console.print(bench_table(figures))
+        for script in runs:
+            if script.returncode != 0:
+                state = (
+                    "ran out of its time budget" if script.returncode is None else f"exit {script.returncode}"
+                )
+                err.print(f"[yellow]{script.benchmark}: {state} (log: {script.log})[/]")
+        console.print(f"figures: {out}/bench.json")
+        return
     from progressbench.app.bench import print_bench, run_bench
 
     config = run_config(

@@ -35,3 +35,18 @@ def step_range(text: str) -> tuple[float, float]:
     except ValueError:
         raise ConfigError(f"--step-seconds: not numbers: {text!r}") from None
     return low, high
+
+
+def model_call_range(text: str) -> tuple[float, float] | None:
+    """``--model-call MIN,MAX`` (seconds at time scale 1) of the job's silent step; ``0``: none."""
+    if split_list(text) == ("0",):
+        return None
+    try:
+        low, high = step_range(text)
+    except ConfigError as exc:
+        raise ConfigError(
+            str(exc).replace("--step-seconds", "--model-call").replace("2,5", "30,90")
+        ) from None
+    if not 0 < low <= high:
+        raise ConfigError(f"--model-call: expected 0 < MIN <= MAX, got {text!r}")
+    return low, high

@@ -24,6 +24,8 @@ from progressbench.kit.database import free_port
 
 #: Told the number of sessions collected so far, a few times a second.
 OnCollected = Callable[[int], None]
+#: Told the pids of the Locust processes once they are started (for CPU sampling).
+OnSpawned = Callable[[list[int]], None]
 
 
 @contextlib.contextmanager
@@ -63,7 +65,13 @@ def _commands(plan: CellPlan, locust_workers: int, log_dir: Path) -> list[tuple[
     return commands
 
 
-def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, on_collected: OnCollected) -> bool:
+def drive_cell(
+    plan: CellPlan,
+    locust_workers: int,
+    log_dir: Path,
+    on_collected: OnCollected,
+    on_spawned: OnSpawned | None = None,
+) -> bool:
     """Run one cell under Locust (headless); True when every session was collected."""
     env = dict(os.environ)
     env[CELL_ENV] = plan.model_dump_json()
@@ -71,6 +79,8 @@ def drive_cell(plan: CellPlan, locust_workers: int, log_dir: Path, on_collected:
     deadline = time.monotonic() + plan.deadline_s() + 30
     with _processes(_commands(plan, locust_workers, log_dir), env) as procs:
         leader = procs[0]
+        if on_spawned is not None:
+            on_spawned([p.pid for p in procs])
         while leader.poll() is None and time.monotonic() < deadline:
             on_collected(_count_lines(plan.sessions_path))
             time.sleep(0.2)

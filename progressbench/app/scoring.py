@@ -15,8 +15,19 @@ from typing import Any
 from progressbench.app.cell_result import CellResult
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
-from progressbench.core.summary import SCHEMA_VERSION, CellSummary, MachineInfo, RunTiming, Summary
+from progressbench.core.saturation import JobTiming, judge
+from progressbench.core.summary import (
+    SCHEMA_VERSION,
+    CellSummary,
+    Distortion,
+    MachineInfo,
+    RunTiming,
+    Saturation,
+    Summary,
+)
+from progressbench.core.timers import distortions
 from progressbench.reports.costs import PRICES_AS_OF, cost_breakdown, cost_per_1k_jobs
+from progressbench.transports import resolve
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ def score_cell(
         cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, time_scale, cell_seconds=cell.seconds),
     )
     breakdown = cost_breakdown(cell.meters, time_scale, cell_seconds=cell.seconds)
+    saturation = saturation_of(cell, records, truth)
     fields = dict(aggregates)
     # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
     fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
@@ -70,8 +82,52 @@ def score_cell(
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
         chaos_errors=list(cell.chaos_errors),
+        distortions=cell_distortions(cell, time_scale),
+        saturated=bool(saturation and saturation.reasons),
+        saturation=saturation,
     )
     return ScoredCell(summary, rows, events)
+
+
+def cell_distortions(cell: CellResult, time_scale: float) -> list[Distortion]:
+    """The cell's timers that could not follow the time scale: its transport's, and those measured."""
+    transport, _ = resolve(cell.transport)
+    found = distortions([*transport.timers, *cell.timers], time_scale)
+    return [Distortion(timer=d.timer, real_s=d.real_s, effective_real_s=d.effective_real_s) for d in found]
+
+
+def job_timings(records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]) -> list[JobTiming]:
+    """Jobs that ran exactly once, start to finish, beside their plan (both in compressed seconds).
+
+    A job that ran twice (a restart, a redelivery) or belongs to a session
+    with several executions measures the fault, not the host's pace.
+    """
+    timings: list[JobTiming] = []
+    for record in records:
+        job = truth.get(record.job_id or "")
+        if job is None or record.extra_job_ids or not record.planned_job_s or job.ran_twice:
+            continue
+        if job.status != "done" or job.started_wall_ns is None or job.finished_wall_ns is None:
+            continue
+        ran_s = (job.finished_wall_ns - job.started_wall_ns) / 1e9
+        timings.append(JobTiming(ran_s=ran_s, planned_s=record.planned_job_s))
+    return timings
+
+
+def saturation_of(
+    cell: CellResult, records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]
+) -> Saturation | None:
+    """The cell's saturation verdict; None when nothing was sampled (a cell cut short before Locust ran)."""
+    if not cell.cpu and not cell.machine_cpu:
+        return None
+    verdict = judge(cell.cpu, cell.machine_cpu, job_timings(records, truth))
+    return Saturation(
+        generator_cpu=verdict.generator_cpu,
+        service_cpu=verdict.service_cpu,
+        job_slowdown=verdict.job_slowdown,
+        machine_cpu=verdict.machine_cpu,
+        reasons=verdict.reasons,
+    )
 
 
 def run_complete(cells: Sequence[CellResult], planned: int, interrupted: bool) -> bool:

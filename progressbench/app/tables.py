@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from progressbench.core.summary import CellSummary
 from progressbench.reports.gate import Verdict
+
+if TYPE_CHECKING:
+    from progressbench.app.bench_all import Figure
 
 #: Columns of the console summary when cells are rows (the full set is in report.md).
 COMPACT = (
@@ -15,10 +19,11 @@ COMPACT = (
     "lost",
     "dup",
     "terminal",
-    "lat p50 ms",
-    "lat p95 ms",
+    "lat p50 real ms",
+    "lat p95 real ms",
     "disc",
-    "resume p50 ms",
+    "resume p50 real ms",
+    "result p50 real s",
     "stalls",
     "foreign",
     "dup exec",
@@ -73,4 +78,23 @@ def endpoints_table(endpoints: Mapping[str, str], database_url: str) -> Table:
     for role, url in endpoints.items():
         table.add_row(role, url)
     table.add_row("database", database_url)
+    return table
+
+
+def bench_table(figures: Sequence[Figure]) -> Table:
+    """One row per benchmark figure: value, anchor, ratio, and whether it meets the anchor."""
+    table = Table(title="benchmarks against their anchors")
+    for column in ("figure", "value", "anchor", "ratio", "meets", "source"):
+        table.add_column(column, justify="left" if column in ("figure", "source") else "right")
+    for f in figures:
+        sign = "≤" if f.better == "lower" else "≥"
+        meets = {True: "[green]yes[/]", False: "[red]no[/]", None: "–"}[f.meets]
+        table.add_row(
+            f.name,
+            "–" if f.value is None else f"{f.value:.4g} {f.unit}",
+            "–" if f.anchor is None else f"{sign} {f.anchor:g} {f.unit}",
+            "–" if f.ratio is None else f"{f.ratio:.2f}",
+            meets,
+            f.source or "",
+        )
     return table

@@ -19,6 +19,10 @@ def _ns(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+def _ns_or_none(ts: datetime | None) -> int | None:
+    return None if ts is None else _ns(ts)
+
+
 def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]:
     ids = sorted({i for i in job_ids if i})
     if not ids:
@@ -27,9 +31,13 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     events: dict[str, list[CommittedEvent]] = defaultdict(list)
     runs: dict[str, dict[int, int]] = defaultdict(dict)
     status: dict[str, str] = {}
+    spans: dict[str, tuple[int | None, int | None]] = {}
     with psycopg.connect(database_url) as conn:
-        for job_id, st in conn.execute("SELECT id, status FROM jobs WHERE id = ANY(%s)", (uuids,)):
+        for job_id, st, started, finished in conn.execute(
+            "SELECT id, status, started_at, finished_at FROM jobs WHERE id = ANY(%s)", (uuids,)
+        ):
             status[str(job_id)] = st
+            spans[str(job_id)] = (_ns_or_none(started), _ns_or_none(finished))
         for job_id, seq, kind, committed in conn.execute(
             "SELECT job_id, seq, kind, committed_at FROM job_events WHERE job_id = ANY(%s) "
             "ORDER BY job_id, seq",
@@ -43,7 +51,12 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             runs[str(job_id)][seq] = n
     return {
         i: JobTruth(
-            job_id=i, status=status.get(i, "missing"), events=tuple(events[i]), step_runs=dict(runs[i])
+            job_id=i,
+            status=status.get(i, "missing"),
+            events=tuple(events[i]),
+            step_runs=dict(runs[i]),
+            started_wall_ns=spans.get(i, (None, None))[0],
+            finished_wall_ns=spans.get(i, (None, None))[1],
         )
         for i in ids
     }

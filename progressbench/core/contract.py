@@ -16,6 +16,7 @@ from typing import Protocol
 
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import ClientEvent
+from progressbench.core.timers import Timer
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,9 @@ class Transport:
     #: SQL files in ``package``, applied after the core's migrations in this order. A file's
     #: name is its version in ``schema_migrations``: unique across the project, never renamed.
     migrations: tuple[str, ...] = ()
+    #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
+    #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
+    timers: tuple[Timer, ...] = ()
 
     @property
     def names(self) -> list[str]:

@@ -71,6 +71,11 @@ class JobPlan:
         """Running time as planned, at the spec's time scale: what a time to result is read against."""
         return sum(step.duration_s for step in self.steps)
 
+    @property
+    def longest_silence_s(self) -> float:
+        """The longest step, at the spec's time scale: how long the job itself says nothing."""
+        return max((step.duration_s for step in self.steps), default=0.0)
+
     def remaining(self, after_step: int) -> tuple[Step, ...]:
         """Steps still to run after the last committed step ``after_step``."""
         return self.steps[max(after_step, 0) :]
@@ -83,9 +88,10 @@ def plan(spec: JobSpec) -> JobPlan:
     steps: list[Step] = []
     seq = 0
     for wave in shape.waves:
+        low, high = shape.step_range(wave)
         for item in range(1, wave.items + 1):
             seq += 1
-            base = rng.uniform(shape.step_seconds_min, shape.step_seconds_max)
+            base = rng.uniform(low, high)
             steps.append(Step(seq, wave.label, item, wave.items, base * spec.time_scale))
     fail_at = shape.fail_at_step
     if fail_at is not None and fail_at > len(steps):

@@ -50,6 +50,9 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
+    started_wall_ns: int | None = None
+    finished_wall_ns: int | None = None
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:
@@ -72,6 +75,7 @@ class EventRow:
     kind: str
     committed_wall_ns: int | None
     received_wall_ns: int
+    #: commit -> receive in real-time-equivalent ms (``latency_ms_raw`` / the run's time scale)
     latency_ms: float | None
     duplicate: bool
     out_of_order: bool
@@ -79,6 +83,8 @@ class EventRow:
     #: schema 2: the app displayed it (False: dropped by the client's dedupe); how it came
     shown: bool = True
     path: str = ""
+    #: schema 2: the latency as measured in the compressed run (ms)
+    latency_ms_raw: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +139,28 @@ class SessionRow:
     path_refetch: int = 0
     path_snapshot: int = 0
     path_poll: int = 0
+    #: schema 2: the durations above are real-time-equivalent (measured / time scale); these are
+    #: the values as measured in the compressed run
+    duration_ms_raw: float = 0.0
+    first_event_ms_raw: float | None = None
+    terminal_latency_ms_raw: float | None = None
+    resume_ms_raw: tuple[float, ...] = ()
+    longest_silence_ms_raw: float = 0.0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
         row["resume_ms"] = ";".join(f"{v:.1f}" for v in self.resume_ms)
+        row["resume_ms_raw"] = ";".join(f"{v:.1f}" for v in self.resume_ms_raw)
         return row
 
 
 def _ms(ns: int) -> float:
     return ns / 1e6
+
+
+def real(ms: float | None, time_scale: float) -> float | None:
+    """A duration measured in a run compressed by ``time_scale``, in real-time-equivalent units."""
+    return None if ms is None else round(ms / time_scale, 3)
 
 
 def _path(reported: str | None, commit: CommittedEvent | None, connection_start_ns: int) -> str:
@@ -189,6 +208,8 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     terminal_mono: int | None = None
     first_event_ms: float | None = None
     connection_start = record.started_wall_ns
+    # durations are measured in the compressed run and reported over its scale (real-time equivalent)
+    scale = record.time_scale or 1.0
     for o in obs:
         if o.type in ("connected", "reconnected"):
             connection_start = o.wall_ns
@@ -229,12 +250,13 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
                 kind=o.kind or "",
                 committed_wall_ns=commit.committed_wall_ns if commit else None,
                 received_wall_ns=o.wall_ns,
-                latency_ms=latency,
+                latency_ms=real(latency, scale),
                 duplicate=duplicate,
                 out_of_order=ooo,
                 foreign=is_foreign,
                 shown=o.shown,
                 path=_path(o.path, commit, connection_start),
+                latency_ms_raw=latency,
             )
         )
 
@@ -250,7 +272,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     n_exec = executions(runs)
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
     findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
-    scale = record.time_scale or 1.0
+    duration_ms = _ms(record.ended_mono_ns - record.started_mono_ns)
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
     ratio = (
         None if to_result is None or not record.planned_job_s else to_result / (record.planned_job_s / scale)
@@ -267,25 +289,25 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         job_status=primary.status if primary else "unknown",
         outcome=record.outcome,
         error=record.error or "",
-        duration_ms=_ms(record.ended_mono_ns - record.started_mono_ns),
-        first_event_ms=first_event_ms,
+        duration_ms=real(duration_ms, scale) or 0.0,
+        first_event_ms=real(first_event_ms, scale),
         events_expected=expected,
         events_received=received,
         lost=expected - received,
         duplicates=dup_shown,
         out_of_order=out_of_order,
         terminal_received=terminal_wall is not None,
-        terminal_latency_ms=terminal_latency,
+        terminal_latency_ms=real(terminal_latency, scale),
         disconnects=counts["disconnected"],
         reconnects=counts["reconnected"],
         resumes=sum(outcomes.values()),
-        resume_ms=tuple(resume),
+        resume_ms=tuple(round(r / scale, 3) for r in resume),
         resume_replayed_complete=outcomes["replayed-complete"],
         resume_gap_flagged=outcomes["gap-flagged"],
         resume_silent_gap=outcomes["silent-gap"],
         resume_duplicate_replay=outcomes["duplicate-replay"],
         silent_stall=stall,
-        longest_silence_ms=longest,
+        longest_silence_ms=real(longest, scale) or 0.0,
         foreign_events=foreign,
         duplicate_execution=dup_exec,
         fault_windows=len(record.fault_windows),
@@ -303,6 +325,11 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         path_refetch=paths["refetch"],
         path_snapshot=paths["snapshot"],
         path_poll=paths["poll"],
+        duration_ms_raw=duration_ms,
+        first_event_ms_raw=first_event_ms,
+        terminal_latency_ms_raw=terminal_latency,
+        resume_ms_raw=tuple(resume),
+        longest_silence_ms_raw=longest,
     )
     return row, events
 

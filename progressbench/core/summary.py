@@ -41,7 +41,7 @@ class _Model(BaseModel):
 
 
 class Percentiles(_Model):
-    """Milliseconds (or seconds, as the field name says); None when the cell has no sample."""
+    """Real-time-equivalent milliseconds (or seconds, as the field name says); None without a sample."""
 
     p50: float | None
     p95: float | None
@@ -77,6 +77,29 @@ class FaultWindowSpan(_Model):
     kind: str
     start_s: float
     duration_s: float
+
+
+class Distortion(_Model):
+    """A timer that could not follow the time scale (``progressbench.core.timers``), in real seconds."""
+
+    timer: str
+    real_s: float
+    effective_real_s: float
+
+
+class Saturation(_Model):
+    """Why a cell measured the machine's capacity rather than the pattern (``core/saturation.py``)."""
+
+    #: Mean CPU of the busiest load-generator process, percent of one core.
+    generator_cpu: float | None
+    #: Per service role (and ``postgres``): mean CPU of its busiest instance, percent of one core.
+    service_cpu: dict[str, float]
+    #: Median actual / planned duration of the jobs that ran once.
+    job_slowdown: float | None
+    #: Mean CPU of the whole machine, percent of all cores.
+    machine_cpu: float | None = None
+    #: One sentence per rule that fired; empty when the cell was not saturated.
+    reasons: list[str] = []
 
 
 class CellAggregates(_Model):
@@ -145,6 +168,11 @@ class CellSummary(CellAggregates):
     seconds: float
     fault_windows: list[FaultWindowSpan]
     chaos_errors: list[str]
+    #: schema 2: timers that could not follow the time scale in this cell (real-time-equivalent seconds).
+    distortions: list[Distortion] = Field(default_factory=list)
+    #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
+    saturated: bool = False
+    saturation: Saturation | None = None
 
     @property
     def label(self) -> str:

@@ -22,7 +22,11 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from progressbench.core.config import Timing
+
 UNMETERED_PATHS = frozenset({"/metrics", "/healthz"})
+#: Real seconds an instance at its concurrency limit asks a caller to wait before retrying.
+REJECT_RETRY_AFTER_S = 1.0
 
 
 @dataclass
@@ -90,9 +94,11 @@ class _TimeCollector(Collector):
 class Meters:
     """The counters of one service instance, plus the ASGI middleware feeding them."""
 
-    def __init__(self, service: str, concurrency: int) -> None:
+    def __init__(self, service: str, concurrency: int, timing: Timing | None = None) -> None:
         self.service = service
         self.concurrency = concurrency
+        #: What a refusal at the limit asks the caller to wait (a queue honours it): scaled like every timer.
+        self.retry_after = retry_after_header((timing or Timing()).scaled(REJECT_RETRY_AFTER_S))
         self.registry = CollectorRegistry(auto_describe=True)
         self.clock = _Clock()
         r = self.registry
@@ -138,7 +144,7 @@ class MeteringMiddleware:
         if m.clock.in_flight >= m.concurrency:
             m.rejected.labels(svc).inc()
             if kind == "http":
-                await _reject(send)
+                await _reject(send, m.retry_after)
             else:
                 await send({"type": "websocket.close", "code": 1013})
             return
@@ -173,7 +179,13 @@ class MeteringMiddleware:
             m.requests.labels(svc, kind, status["code"]).inc()
 
 
-async def _reject(send: Send) -> None:
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` delta-seconds; fractional below 1 s, since a scaled run needs sub-second hints
+    (RFC 9110 allows integers only; the testbed's own clients read decimals)."""
+    return str(int(seconds)) if seconds >= 1 and seconds == int(seconds) else f"{seconds:.3f}"
+
+
+async def _reject(send: Send, retry_after: str) -> None:
     body = b'{"detail":"instance at its concurrency limit"}'
     await send(
         {
@@ -181,7 +193,7 @@ async def _reject(send: Send) -> None:
             "status": 429,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"retry-after", b"1"),
+                (b"retry-after", retry_after.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }

@@ -84,7 +84,7 @@ def test_events_csv_matches_job_events(run_dir: Path, module_database_url: str) 
                 "SELECT job_id, seq, committed_at FROM job_events WHERE job_id::text = ANY(%s)", (jobs,)
             )
         }
-    assert seen == stored and len(seen) == 40 * 15
+    assert seen == stored and len(seen) == 40 * 16  # 15 steps (the model call among them) + terminal
     sample = events.iloc[0]
     ts = committed[(sample["job_id"], int(sample["seq"]))]
     assert abs(int(ts.timestamp() * 1e6) * 1000 - int(sample["committed_wall_ns"])) < 2000

@@ -7,7 +7,7 @@ from progressbench.chaos.profiles import BUILTIN, FaultStep, Profile, get_profil
 from progressbench.chaos.timeline import scaled_attributes, schedule
 from pydantic import ValidationError
 
-from progressbench.core.config import JobShape
+from progressbench.core.config import RunConfig
 from progressbench.core.errors import ConfigError
 
 REQUIRED = {
@@ -71,9 +71,12 @@ def test_server_faults_happen_once_and_may_wait_for_a_step() -> None:
 
 
 def test_duration_attributes_scale_and_never_become_zero() -> None:
-    """latency/timeout scale with the run; 0 (forever) stays 0; rates do not scale."""
-    scaled = scaled_attributes({"latency": 250, "timeout": 0, "rate": 150, "jitter": 5}, 0.05)
-    assert scaled == {"latency": 12, "timeout": 0, "rate": 150, "jitter": 1}
+    """latency/timeout scale with the run; 0 (forever) stays 0; rates go up by the same factor
+    (a transfer takes its real time × scale); sizes do not change."""
+    scaled = scaled_attributes(
+        {"latency": 250, "timeout": 0, "rate": 150, "jitter": 5, "rto_max": 120_000, "bytes": 900}, 0.05
+    )
+    assert scaled == {"latency": 12, "timeout": 0, "rate": 3000, "jitter": 1, "rto_max": 6000, "bytes": 900}
 
 
 def test_a_repeating_profile_runs_its_phone_steps_every_cycle() -> None:
@@ -111,13 +114,52 @@ def test_repeat_every_must_leave_room_for_a_cycle() -> None:
 def test_mobile_profiles_repeat_with_room_for_a_restarted_job() -> None:
     """tunnel, handoff and sleep come back each cycle: later jobs meet them, yet a job that had to start
     again after the last fault of a cycle has a quiet stretch of a whole mean job to finish in."""
-    shape = JobShape()
-    mean_job = shape.total_steps * (shape.step_seconds_min + shape.step_seconds_max) / 2
+    mean_job = RunConfig(transports=("sse",)).job.mean_duration_s
     for name in ("tunnel", "handoff", "sleep"):
         profile = get_profile(name)
-        last_end = max(
-            (a.at_s or 0.0) for a in schedule(profile, 1.0, 0) if a.kind == "remove" and a.cell == 0
-        )
+        first = [a for a in schedule(profile, 1.0, 0) if a.cell == 0]
+        ends = "release" if any(a.kind == "release" for a in first) else "remove"  # the network is back
+        last_end = max((a.at_s or 0.0) for a in first if a.kind == ends)
         first_again = min((a.at_s or 0.0) for a in schedule(profile, 1.0, 1) if a.cell == 0)
         assert first_again - last_end >= mean_job, name
         assert profile.repeat_every <= last_end + 2 * mean_job, name
+
+
+def test_a_blackhole_with_backoff_is_released_at_its_end_and_removed_a_cap_later() -> None:
+    """The window ends when the tunnel does (release); the toxic leaves rto_max later, both scaled."""
+    profile = Profile(
+        name="t",
+        description="x",
+        steps=(
+            FaultStep(
+                at=10, fault="blackhole", for_s=60, attributes={"rto_initial": 1000, "rto_max": 120_000}
+            ),
+            FaultStep(at=100, fault="blackhole", for_s=5),
+        ),
+    )
+    actions = [(a.kind, a.step_index, a.at_s) for a in schedule(profile, 0.1)]
+    assert actions == [
+        ("apply", 0, 1.0),
+        ("release", 0, 7.0),
+        ("apply", 1, 10.0),
+        ("remove", 1, 10.5),
+        ("remove", 0, 19.0),
+    ]
+
+
+def test_mobile_faults_keep_their_real_world_lengths_at_every_scale() -> None:
+    """tunnel 90 s (subway 60-180 s), cgnat 60 s idle, screen off 60 s: data in real seconds, so at
+    any scale the tunnel outlasts sse's 45 s watchdog and the cgnat cut falls inside the benchmark
+    job's longest silence, yet above every heartbeat; the tunnel restores with TCP back-off."""
+    shape = RunConfig(transports=("sse",)).job
+    watchdog_s, heartbeat_s = 3 * 15.0, 25.0
+    for scale in (0.05, 0.1, 1.0):
+        [apply, release, _] = [a for a in schedule(get_profile("tunnel"), scale) if a.cell == 0]
+        assert release.kind == "release"
+        outage = (release.at_s or 0) - (apply.at_s or 0)
+        assert outage == pytest.approx(90 * scale) and outage > watchdog_s * scale
+    assert get_profile("tunnel").steps[0].attributes["rto_initial"] == 1000
+    idle_ms = get_profile("cgnat").steps[0].attributes["timeout"]
+    assert heartbeat_s * 1000 < idle_ms < shape.longest_step_s * 1000
+    assert scaled_attributes({"timeout": idle_ms}, 0.05) == {"timeout": 3000}
+    assert get_profile("sleep").steps[0].for_s == 60

@@ -436,3 +436,23 @@ def test_a_repeat_hidden_by_the_client_is_not_a_duplicate_replay() -> None:
     assert classify_resumes(seen, commits()) == {"replayed-complete": 1}
     row, _ = account(record(seen, outcome="deadline"), {JOB: truth()})
     assert row.duplicates_wire == 1 and row.duplicates_shown == 0
+
+
+def test_durations_are_reported_in_real_time_with_the_measured_value_kept_raw() -> None:
+    """At time scale 0.05 a 5 ms commit -> phone latency stands for 100 real ms; the CSV keeps 5 as
+    ``_raw``; resume, first event, duration and silences alike; the cell's percentiles are real."""
+    window = FaultWindow(kind="tunnel", start_wall_ns=150 * MS, end_wall_ns=180 * MS)
+    rec = record(in_order(), time_scale=0.05, fault_windows=[window])
+    row, events = account(rec, {JOB: truth()})
+    assert [e.latency_ms for e in events] == [100.0] * 5
+    assert [e.latency_ms_raw for e in events] == [5.0] * 5
+    assert (row.terminal_latency_ms, row.terminal_latency_ms_raw) == (100.0, 5.0)
+    assert (row.first_event_ms, row.first_event_ms_raw) == (2100.0, 105.0)
+    assert (row.duration_ms, row.duration_ms_raw) == (20_000.0, 1000.0)
+    assert (row.resume_ms, row.resume_ms_raw) == ((500.0,), (25.0,))
+    assert row.longest_silence_ms == 20 * row.longest_silence_ms_raw
+    csv = row.as_csv()
+    assert (csv["resume_ms"], csv["resume_ms_raw"]) == ("500.0", "25.0")
+    cell = summarize("polling", "clean", [row], events)
+    assert cell.latency_ms.p50 == 100.0 and cell.resume_ms.p50 == 500.0
+    assert cell.terminal_latency_ms.p50 == 100.0

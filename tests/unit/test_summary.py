@@ -8,14 +8,22 @@ from pathlib import Path
 import pytest
 from progressbench.reports import gate
 from progressbench.reports.gate import Rule, load_rules, parse_rules
-from progressbench.reports.render import COLUMNS
+from progressbench.reports.render import COLUMNS, markdown
 from pydantic import ValidationError
 
 from progressbench.app.cell_result import CellResult
 from progressbench.app.results import dependencies, load_summary, write_summary
 from progressbench.app.scoring import Provenance, build_summary, run_complete
 from progressbench.core.errors import ConfigError, ResultsError
-from progressbench.core.summary import MachineInfo, RunTiming, Summary, check_metric, metric_names
+from progressbench.core.summary import (
+    Distortion,
+    FaultWindowSpan,
+    MachineInfo,
+    RunTiming,
+    Summary,
+    check_metric,
+    metric_names,
+)
 from tests.unit.summaries import make_cell
 
 #: The aggregate names RESULTS.md fixes for every summary.json cell, nested ones dotted.
@@ -204,3 +212,25 @@ def test_dependency_names_come_from_the_distributions_runtime_requirements() -> 
     """Extras (the test tools) are left out; extras and versions are stripped from names."""
     requires = ["psycopg[binary,pool]>=3.2", "realtime>=2.5", 'pytest>=8; extra == "test"', "pyjwt[crypto]"]
     assert dependencies(requires) == ["psycopg", "realtime", "pyjwt"]
+
+
+def test_every_duration_column_says_it_is_real_and_distortions_are_reported() -> None:
+    """Latency, resume and result columns name their real unit; the report says how durations are
+    meant, turns fault windows into real seconds and lists each cell's distortions, from the file."""
+    for key, label in COLUMNS:
+        if key.endswith(("_ms.p50", "_ms.p95", "_ms.p99", "_s.p50")):
+            assert "real ms" in label or "real s" in label, label
+    cell = make_cell(
+        "realtime",
+        "tunnel",
+        distortions=[Distortion(timer="websockets keepalive ping", real_s=20.0, effective_real_s=400.0)],
+        fault_windows=[FaultWindowSpan(cell=0, kind="blackhole", start_s=1.0, duration_s=4.5)],
+    )
+    text = markdown(summary(cells=[cell], config={"timing": {"time_scale": 0.05}}))
+    assert "lat p50 real ms" in text and "divided by it" in text
+    assert "blackhole on phone cell 0 at 20 real s for 90 real s" in text
+    assert "websockets keepalive ping 20 s → 400 s" in text
+    data = json.loads(summary(cells=[cell]).to_json())
+    assert data["cells"][0]["distortions"] == [
+        {"timer": "websockets keepalive ping", "real_s": 20.0, "effective_real_s": 400.0}
+    ]

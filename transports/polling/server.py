@@ -16,12 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from progressbench.kit.context import CreateJob, ServiceContext
+from progressbench.kit.meters import retry_after_header
 
 PREFIX = "/polling"
-
-
-def _retry_after(seconds: float) -> str:
-    return str(int(seconds)) if seconds >= 1 and seconds == int(seconds) else f"{seconds:.3f}"
 
 
 class PollingServer:
@@ -51,7 +48,7 @@ class PollingServer:
             etag = f'"{digest}"'
             headers = {"ETag": etag, "Cache-Control": "no-cache"}
             if not job.terminal:
-                headers["Retry-After"] = _retry_after(timing.scaled(timing.poll_interval_s))
+                headers["Retry-After"] = retry_after_header(timing.scaled(timing.poll_interval_s))
             if request.headers.get("if-none-match") == etag:
                 return Response(status_code=304, headers=headers)
             body = {

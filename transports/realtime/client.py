@@ -338,7 +338,14 @@ class RealtimeWatcher:
         self._generation += 1
         generation = self._generation
         base = (self.opts.supabase_url or self.settings.endpoints["realtime"]).rstrip("/")
-        client = AsyncRealtimeClient(f"{base}/realtime/v1", token=key, initial_backoff=self.opts.backoff_s)
+        client = AsyncRealtimeClient(
+            f"{base}/realtime/v1",
+            token=key,
+            initial_backoff=self.opts.backoff_s,
+            # typed int, used as seconds (asyncio.sleep, open_timeout): the scaled float is what we mean
+            hb_interval=self.opts.heartbeat_s,  # type: ignore[arg-type]
+            timeout=self.opts.push_timeout_s,  # type: ignore[arg-type]
+        )
         if not self.no_auth:
             await client.set_auth(token)
         channel = client.channel(f"job-{job_id}")

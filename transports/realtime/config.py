@@ -11,9 +11,16 @@ Options (``ClientSettings.options``; durations are unscaled seconds):
   its silent failure modes (gave up reconnecting, dead listener, closed
   channel).
 * ``backoff_s`` (1) — the library's first reconnect back-off (``initial_backoff``,
-  its own default 1 s), scaled with the run like every other client delay. The
-  library's other timers (rejoin 1/2/5/10 s, websockets' 20 s keepalive, the
-  10 s push timeout, the 15 s heartbeat floor) cannot be set and stay unscaled.
+  its own default 1 s), scaled with the run like every other client delay.
+
+The library's heartbeat (``hb_interval``, 25 s) and its join/push and connect
+timeout (``timeout``, 10 s) are passed scaled too. What it cannot be told —
+the heartbeat's own 15 s floor, the rejoin delays 1/2/5/10 s, websockets' 20 s
+keepalive ping and ping timeout inside it — stays unscaled and is listed per
+cell as a distortion (:data:`TIMERS`). The bundled server's idle timeout
+(Phoenix closes a socket that sent nothing for 60 s) is scaled with a floor
+that keeps its real ratio to the library's heartbeat floor, so the unscalable
+heartbeat does not get every idle socket closed.
 * ``supabase_url`` / ``supabase_anon_key`` — connect to a real Supabase
   project's Realtime instead of ``endpoints["realtime"]``. The harness
   reads ``SUPABASE_URL`` and ``SUPABASE_ANON_KEY`` (its one read of the
@@ -27,6 +34,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from progressbench.core.config import Timing
+from progressbench.core.timers import Timer
+
+#: Supabase Realtime's client heartbeat (platform-facts §7d: 25,000 ms).
+HEARTBEAT_S = 25.0
+#: realtime-py sleeps ``max(hb_interval, 15)`` between heartbeats: a floor no option lowers.
+LIB_HEARTBEAT_FLOOR_S = 15.0
+#: realtime-py's join/push and connect timeout (``DEFAULT_TIMEOUT``).
+PUSH_TIMEOUT_S = 10.0
+#: websockets' keepalive inside the library (``connect`` defaults: ping every 20 s, 20 s to answer).
+LIB_PING_S = 20.0
+#: The library's channel rejoin delays (``REJOIN_DELAYS_SECONDS``): first and last.
+LIB_REJOIN_FIRST_S = 1.0
+LIB_REJOIN_LAST_S = 10.0
+#: The server closes a socket that sent nothing for this long (Phoenix's transport timeout, 60 s).
+SERVER_IDLE_S = 60.0
+#: ... never less than this in a scaled run: the same 60:25 ratio to the heartbeat the library keeps.
+SERVER_IDLE_FLOOR_S = LIB_HEARTBEAT_FLOOR_S * SERVER_IDLE_S / HEARTBEAT_S
+
+TIMERS = (
+    Timer("realtime client heartbeat (library floor 15 s)", HEARTBEAT_S, floor_s=LIB_HEARTBEAT_FLOOR_S),
+    Timer("realtime client websockets keepalive ping", LIB_PING_S, fixed_s=LIB_PING_S),
+    Timer("realtime client websockets ping timeout", LIB_PING_S, fixed_s=LIB_PING_S),
+    Timer("realtime channel first rejoin delay", LIB_REJOIN_FIRST_S, fixed_s=LIB_REJOIN_FIRST_S),
+    Timer("realtime channel longest rejoin delay", LIB_REJOIN_LAST_S, fixed_s=LIB_REJOIN_LAST_S),
+    Timer("realtime server idle timeout", SERVER_IDLE_S, floor_s=SERVER_IDLE_FLOOR_S),
+)
+
+
+def server_idle_timeout(timing: Timing) -> float:
+    """The bundled server's idle timeout at the run's scale (see :data:`SERVER_IDLE_FLOOR_S`)."""
+    return max(timing.scaled(SERVER_IDLE_S), SERVER_IDLE_FLOOR_S)
 
 
 @dataclass(frozen=True)
@@ -34,6 +72,9 @@ class WatcherOptions:
     refetch_s: float | None
     watchdog_s: float
     backoff_s: float
+    #: The library's heartbeat and join/push timeout, scaled (seconds).
+    heartbeat_s: float
+    push_timeout_s: float
     supabase_url: str | None
     supabase_anon_key: str | None
 
@@ -44,6 +85,8 @@ class WatcherOptions:
             refetch_s=timing.scaled(refetch) if refetch > 0 else None,
             backoff_s=max(timing.scaled(float(options.get("backoff_s", 1.0))), 0.01),
             watchdog_s=max(timing.scaled(float(options.get("watchdog_s", 1.0))), 0.05),
+            heartbeat_s=timing.scaled(HEARTBEAT_S),
+            push_timeout_s=timing.scaled(PUSH_TIMEOUT_S),
             supabase_url=options.get("supabase_url") or None,
             supabase_anon_key=options.get("supabase_anon_key") or None,
         )

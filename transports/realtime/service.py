@@ -22,6 +22,7 @@ import sys
 from collections.abc import AsyncIterator
 
 from progressbench.transports.realtime.auth import AuthError
+from progressbench.transports.realtime.config import server_idle_timeout
 from progressbench.transports.realtime.feed import ChangeFeed
 from progressbench.transports.realtime.phoenix import RealtimeSocket, SocketSettings, connection_claims
 from prometheus_client import Counter, Gauge
@@ -66,10 +67,14 @@ class RealtimeMeters:
 
 
 def build(config: ServiceConfig) -> ASGIApp:
-    meters = Meters(config.role, config.concurrency)
+    meters = Meters(config.role, config.concurrency, config.timing)
     rt_meters = RealtimeMeters(meters)
     feed = ChangeFeed(config.database_url, on_message=rt_meters.delivered)
-    settings = SocketSettings(secret=config.token_secret, error_delay_s=config.timing.scaled(5.0))
+    settings = SocketSettings(
+        secret=config.token_secret,
+        error_delay_s=config.timing.scaled(5.0),
+        idle_timeout_s=server_idle_timeout(config.timing),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

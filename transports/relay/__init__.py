@@ -1,6 +1,6 @@
 """``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room."""
 
-from progressbench.transports.relay.client import RelayWatcher
+from progressbench.transports.relay.client import TIMERS, RelayWatcher
 from progressbench.transports.relay.server import ACK_AT_END, RelayServer
 from progressbench.transports.types import ServiceSpec, Transport
 
@@ -16,6 +16,7 @@ TRANSPORT = Transport(
         ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
     migrations=("migrations/003_relay.sql",),
+    timers=TIMERS,
 )
 
 __all__ = ["TRANSPORT", "RelayServer", "RelayWatcher"]

@@ -48,6 +48,7 @@ from prometheus_client import Counter
 from progressbench.core.tokens import TokenRejected, bearer
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import Committed, OnCommit, Outcome
+from progressbench.kit.meters import REJECT_RETRY_AFTER_S, retry_after_header
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,13 @@ class RelayServer:
             created = await ctx.create_job(body, transport, owner)
             job_id = created.job.id
             if not await _enqueue(ctx, job_id, ack):
-                raise HTTPException(503, "the task queue is unavailable", headers={"Retry-After": "1"})
+                raise HTTPException(
+                    503,
+                    "the task queue is unavailable",
+                    headers={
+                        "Retry-After": retry_after_header(ctx.config.timing.scaled(REJECT_RETRY_AFTER_S))
+                    },
+                )
             href = f"{PREFIX}/jobs/{job_id}/events"
             response.headers["Location"] = href
             return {

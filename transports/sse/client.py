@@ -37,7 +37,7 @@ from typing import Any
 
 import httpx
 from progressbench.transports.canary import probe_get, probe_sse
-from progressbench.transports.http import access_token, phone_client, submit_job
+from progressbench.transports.http import CONNECT_S, access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
@@ -45,6 +45,12 @@ from progressbench.transports.types import ClientSettings, JobRequest, ProbeRepo
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Resubmitted, Submitted
 from progressbench.core.reconnect import LAST_EVENT_ID, RESTART, Backoff, Reconnector
+from progressbench.core.timers import Timer
+
+#: The stream's connect timeout never goes below this (s): scaling compresses the job, not the CPU.
+MIN_STREAM_CONNECT_S = 1.0
+#: The streams have no read timeout (the watchdog decides); their connect floor is the one unscaled timer.
+TIMERS = (Timer("sse stream connect timeout", CONNECT_S, floor_s=MIN_STREAM_CONNECT_S),)
 
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
 
@@ -65,7 +71,7 @@ class _SseWatcherBase:
         default_reconnect = 3.0 if self.browser else 1.0
         self.reconnect_s = timing.scaled(float(opts.get("reconnect_s", default_reconnect)))
         self.max_backoff = timing.scaled(30.0)
-        self.connect_timeout = max(timing.scaled(10.0), 1.0)
+        self.connect_timeout = max(timing.scaled(CONNECT_S), MIN_STREAM_CONNECT_S)
         self.backoff = self._backoff(self.reconnect_s)
 
     def _backoff(self, base: float) -> Backoff:

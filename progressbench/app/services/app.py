@@ -41,7 +41,7 @@ class RunRequest(BaseModel):
 
 
 def build_context(config: ServiceConfig) -> ServiceContext:
-    meters = Meters(config.role, config.concurrency)
+    meters = Meters(config.role, config.concurrency, config.timing)
     store = Store(
         config.database_url,
         min_size=1,

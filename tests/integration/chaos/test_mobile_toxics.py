@@ -212,7 +212,7 @@ async def test_mobile_toxics_are_listed_under_their_stream(actl: AsyncProxyContr
     await actl.add_toxic(proxy.name, ToxicSpec("pause_reader", attributes={"close_after": 5}))
     listed = await actl.toxics(proxy.name)
     assert [(t.name, t.stream, dict(t.attributes)) for t in listed] == [
-        ("blackhole_upstream", "upstream", {}),
+        ("blackhole_upstream", "upstream", {"rto_initial": 0, "rto_max": 120_000, "released": 0}),
         ("idle_timeout_downstream", "downstream", {"timeout": 1}),
         ("pause_reader_downstream", "downstream", {"close_after": 5}),
     ]

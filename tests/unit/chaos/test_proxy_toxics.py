@@ -7,7 +7,7 @@ import random
 
 import pytest
 from progressbench.chaos.proxy.toxics.bandwidth import BandwidthToxic
-from progressbench.chaos.proxy.toxics.blackhole import BlackholeToxic
+from progressbench.chaos.proxy.toxics.blackhole import BlackholeToxic, next_retransmission
 from progressbench.chaos.proxy.toxics.idle_timeout import IdleState, IdleTimeoutToxic
 from progressbench.chaos.proxy.toxics.latency import LatencyToxic
 from progressbench.chaos.proxy.toxics.limit_data import LimitDataToxic
@@ -274,6 +274,57 @@ async def test_blackhole_holds_everything_in_order(run_toxic, clock) -> None:
     assert h.out.items == []
     await h.interrupt()
     assert [item.data if item else None for item in h.input.drain()] == [b"1", b"2", None]
+
+
+def test_retransmissions_double_from_the_first_send_and_stop_at_the_cap() -> None:
+    """RFC 6298: RTO 1 s doubling -> sends at 1, 3, 7, 15, 31, 63 s after the first; capped at 8 s
+    the intervals go 1, 2, 4, 8, 8, ...; a path that never broke resumes at once."""
+    assert next_retransmission(0.0, 60.0, 1.0, 120.0) == 63.0
+    assert next_retransmission(0.0, 7.0, 1.0, 120.0) == 7.0
+    assert next_retransmission(10.0, 41.5, 1.0, 120.0) == 73.0
+    assert next_retransmission(0.0, 40.0, 1.0, 8.0) == 47.0  # 1+2+4+8+8+8+8+8
+    assert next_retransmission(0.0, 60.0, 0.0, 120.0) == 60.0
+    assert next_retransmission(5.0, 3.0, 1.0, 120.0) == 5.0
+
+
+async def test_blackhole_release_waits_for_the_next_retransmission(run_toxic, clock) -> None:
+    """Data stuck since t=2 in a tunnel that ends at t=60 flows at t=2+63=65, not at 60; in order."""
+    state = BlackholeToxic().new_state()
+    h = run_toxic(BlackholeToxic(rto_initial=1000), state=state)
+    await clock.advance(2)
+    h.feed(b"1")
+    await clock.advance(10)
+    h.feed(b"2")
+    await clock.advance(48)
+    assert h.out.items == []
+    await h.interrupt()
+    h.start(BlackholeToxic(rto_initial=1000, released=1))
+    await clock.advance(4.9)
+    assert h.out.items == []
+    await clock.advance(0.2)
+    assert h.out.data == b"12" and h.out.times() == pytest.approx([65.0, 65.0])
+    h.feed(b"3")
+    await settle()
+    assert h.out.data == b"123"
+
+
+async def test_blackhole_release_is_instant_for_an_idle_connection_or_without_backoff(
+    run_toxic, clock
+) -> None:
+    """No byte sent during the tunnel: no timer runs, so nothing waits; rto_initial 0 is the old restore."""
+    idle = run_toxic(BlackholeToxic(rto_initial=1000))
+    plain = run_toxic(BlackholeToxic())
+    plain.feed(b"x")
+    await clock.advance(30)
+    for h, toxic in (
+        (idle, BlackholeToxic(rto_initial=1000, released=1)),
+        (plain, BlackholeToxic(released=1)),
+    ):
+        await h.interrupt()
+        h.start(toxic)
+    idle.feed(b"y")
+    await settle()
+    assert plain.out.data == b"x" and idle.out.data == b"y"
 
 
 async def test_idle_timeout_silences_after_idle(run_toxic, clock) -> None:

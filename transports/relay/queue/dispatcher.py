@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 BATCH = 100
 #: Extra lease beyond the dispatch deadline before an attempt counts as lost.
 LEASE_MARGIN_S = 5.0
+#: A push's connect timeout, real seconds (scaled where used).
+PUSH_CONNECT_S = 10.0
 
 
 class QueueMeters:
@@ -87,6 +89,8 @@ class Dispatcher:
     def __post_init__(self) -> None:
         self.retry = self.config.scaled(self.timing)
         self.deadline_s = self.timing.scaled(self.config.dispatch_deadline_s)
+        #: The push's connect timeout (10 s real), scaled like the deadline it sits inside.
+        self.connect_s = self.timing.scaled(PUSH_CONNECT_S)
         self.bucket = TokenBucket(self.config.max_dispatches_per_second, self.config.max_burst_size)
         self.slots = asyncio.Semaphore(self.config.max_concurrent_dispatches)
         self.wake = asyncio.Event()
@@ -159,7 +163,7 @@ class Dispatcher:
                     task.url,
                     json=task.body,
                     headers=headers,
-                    timeout=httpx.Timeout(self.deadline_s, connect=min(self.deadline_s, 10.0)),
+                    timeout=httpx.Timeout(self.deadline_s, connect=min(self.deadline_s, self.connect_s)),
                 )
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("retry-after"))

@@ -132,8 +132,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 def next_delay(retry: ScaledRetry, retry_number: int, status: int | None, retry_after: float | None) -> float:
     """The wait before the next attempt after a failed one with ``status`` (None: no response).
 
-    ``Retry-After`` is honoured on 429 and 503 (as sent, in real seconds: the
-    target asked for that much wall time), never shortening the schedule.
+    ``Retry-After`` is honoured on 429 and 503 as sent (the target asked for
+    that much wall time; the testbed's targets scale their hints with the run),
+    never shortening the schedule.
     """
     delay = backoff_s(retry, retry_number)
     if status in THROTTLED and retry_after is not None:

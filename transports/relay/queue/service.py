@@ -98,7 +98,7 @@ def target_for(url: str, targets: tuple[str, ...]) -> str | None:
 
 
 def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
-    meters = Meters(config.role, config.concurrency)
+    meters = Meters(config.role, config.concurrency, config.timing)
     qmeters = QueueMeters(meters.registry, config.role)
     store = Store(config.database_url, min_size=1, max_size=10)
     table = TaskTable(store.pool)

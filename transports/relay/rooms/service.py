@@ -43,6 +43,9 @@ from progressbench.kit.runtime import die_with_parent, inherited_sockets, mark_r
 
 log = logging.getLogger(__name__)
 
+#: The closing handshake's wait, real seconds (websockets' own default), scaled with the run.
+CLOSE_TIMEOUT_S = 10.0
+
 
 def _admin_responder(
     meters: Meters, config: ServiceConfig
@@ -70,7 +73,7 @@ async def _refuse(connection: ServerConnection) -> None:  # the admin socket ser
 
 async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
     listen, admin = inherited_sockets()
-    meters = Meters(config.role, config.concurrency)
+    meters = Meters(config.role, config.concurrency, config.timing)
     hub = RoomHub(config.token_secret, rooms_config, RoomMeters(meters), config.service_secret)
     ping = config.timing.scaled(rooms_config.ping_interval_s) if rooms_config.ping_interval_s else None
     stop = asyncio.Event()
@@ -87,7 +90,7 @@ async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
                 ping_interval=ping,
                 ping_timeout=ping,
                 max_size=MAX_PUBLISH_BYTES,
-                close_timeout=1.0,
+                close_timeout=config.timing.scaled(CLOSE_TIMEOUT_S),
             )
         )
         if admin is not None:

@@ -1,0 +1,113 @@
+"""CPU samples of a cell's processes while it runs (psutil), for the saturation verdict.
+
+A background thread asks, every :data:`INTERVAL_S`, which processes belong
+to the cell (the Locust processes and their session agents, every live
+service instance, Postgres) and reads each one's CPU since the last sample.
+Processes come and go (a SIGKILLed worker, its replacement): each pid is
+its own series. The verdict is :mod:`progressbench.core.saturation`'s.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+from progressbench.core.saturation import CpuSeries
+
+INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A process to sample; with ``children``, every descendant too (as ``<name>/<child name>-<pid>``)."""
+
+    group: str
+    name: str
+    pid: int
+    children: bool = False
+
+
+Targets = Callable[[], list[Target]]
+
+
+class CpuSampler:
+    """Samples ``targets()`` and the machine until :meth:`stop`; use as a context manager."""
+
+    def __init__(self, targets: Targets, interval_s: float = INTERVAL_S) -> None:
+        self._targets = targets
+        self._interval = interval_s
+        self._procs: dict[int, tuple[str, str, psutil.Process]] = {}
+        self._samples: dict[int, list[float]] = {}
+        self._machine: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        psutil.cpu_percent(interval=None)  # the machine's first reading is a baseline
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def series(self) -> list[CpuSeries]:
+        return [
+            CpuSeries(group=group, name=name, samples=tuple(self._samples.get(pid, ())))
+            for pid, (group, name, _) in self._procs.items()
+            if self._samples.get(pid)
+        ]
+
+    def machine(self) -> list[float]:
+        return list(self._machine)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._tick()
+
+    def _tick(self) -> None:
+        try:
+            targets = self._targets()
+        except Exception:  # the stack is changing under us; next tick
+            targets = []
+        for target in targets:
+            self._track(target.group, target.name, target.pid)
+            if target.children:
+                try:
+                    kids = psutil.Process(target.pid).children(recursive=True)
+                except psutil.Error:
+                    kids = []
+                for kid in kids:
+                    self._track(target.group, f"{target.name}/{_short(kid)}-{kid.pid}", kid.pid)
+        for pid, (_, _, proc) in list(self._procs.items()):
+            try:
+                value = proc.cpu_percent(interval=None)
+            except psutil.Error:
+                continue
+            if pid in self._samples:
+                self._samples[pid].append(value)
+            else:
+                self._samples[pid] = []  # the first reading has no interval behind it
+        self._machine.append(psutil.cpu_percent(interval=None))
+
+    def _track(self, group: str, name: str, pid: int) -> None:
+        if pid in self._procs:
+            return
+        try:
+            self._procs[pid] = (group, name, psutil.Process(pid))
+        except psutil.Error:
+            pass
+
+
+def _short(proc: psutil.Process) -> str:
+    try:
+        return str(proc.name())
+    except psutil.Error:
+        return "process"

@@ -1,0 +1,57 @@
+"""`bench --all` bookkeeping: figures beside anchors, gaps visible, anchors file checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from progressbench.app.bench_all import Anchor, find_benchmarks, join, load_anchors
+from progressbench.core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def anchor(name: str, value: float, better: str = "lower", benchmark: str = "bench_x.py") -> Anchor:
+    return Anchor(name, benchmark, value, "higher" if better == "higher" else "lower", "ms", "test")
+
+
+def test_a_figure_is_read_against_its_anchor_in_the_right_direction() -> None:
+    anchors = {"a.p99": anchor("a.p99", 50), "a.rate": anchor("a.rate", 500, "higher")}
+    figures = {
+        f.name: f
+        for f in join(
+            anchors,
+            [{"name": "a.p99", "value": 40.0, "unit": "ms"}, {"name": "a.rate", "value": 250, "unit": "/s"}],
+            "bench_x.py",
+        )
+    }
+    assert figures["a.p99"].meets is True and figures["a.p99"].ratio == 0.8
+    assert figures["a.rate"].meets is False and figures["a.rate"].ratio == 0.5
+
+
+def test_an_anchored_figure_the_script_never_recorded_is_a_visible_gap() -> None:
+    [gap] = join({"a.p99": anchor("a.p99", 50)}, [], "bench_x.py")
+    assert gap.value is None and gap.meets is None and gap.ratio is None
+    assert join({"a.p99": anchor("a.p99", 50)}, [], "bench_other.py") == []
+
+
+def test_an_unanchored_figure_is_kept_without_a_verdict() -> None:
+    [figure] = join({}, [{"name": "new.figure", "value": 3, "unit": "s"}], "bench_x.py")
+    assert figure.value == 3 and figure.meets is None
+
+
+def test_the_repository_anchors_load_and_name_existing_benchmarks() -> None:
+    folder = find_benchmarks(REPO)
+    anchors = load_anchors(folder / "anchors.toml")
+    assert anchors and all((folder / a.benchmark).is_file() for a in anchors.values())
+    assert all(a.source for a in anchors.values())
+
+
+def test_a_malformed_anchors_file_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "anchors.toml"
+    bad.write_text('[figures."x"]\nanchor = "fast"\n')
+    with pytest.raises(ConfigError, match="malformed"):
+        load_anchors(bad)
+    with pytest.raises(ConfigError, match="checkout"):
+        find_benchmarks(tmp_path)

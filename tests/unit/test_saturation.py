@@ -1,0 +1,58 @@
+"""The saturation verdict: which figures make a cell 'measured the machine', and which do not."""
+
+from __future__ import annotations
+
+from progressbench.core.saturation import CpuSeries, JobTiming, job_slowdown, judge
+
+
+def series(group: str, name: str, *samples: float) -> CpuSeries:
+    return CpuSeries(group=group, name=name, samples=tuple(samples))
+
+
+ON_PLAN = [JobTiming(ran_s=3.1, planned_s=3.0), JobTiming(ran_s=2.9, planned_s=3.0)]
+
+
+def test_a_relaxed_cell_is_not_saturated() -> None:
+    verdict = judge(
+        [series("generator", "locust", 20, 30), series("api", "api-1", 40, 50)], [30, 40], ON_PLAN
+    )
+    assert not verdict.saturated and verdict.reasons == []
+    assert verdict.generator_cpu == 25 and verdict.service_cpu == {"api": 45} and verdict.machine_cpu == 35
+
+
+def test_a_pegged_generator_process_saturates_even_if_its_siblings_idle() -> None:
+    verdict = judge(
+        [series("generator", "locust", 10, 10), series("generator", "locust/agent-7", 95, 97)], [60], ON_PLAN
+    )
+    assert verdict.saturated and verdict.generator_cpu == 96
+    assert "load generator" in verdict.reasons[0]
+
+
+def test_a_pegged_service_instance_is_named() -> None:
+    verdict = judge([series("worker", "worker-1", 20), series("worker", "worker-2", 92, 94)], [50], ON_PLAN)
+    assert verdict.saturated and verdict.service_cpu == {"worker": 93}
+    assert verdict.reasons == ["worker-2 at 93% of a core (limit 90%)"]
+
+
+def test_postgres_processes_add_up_and_are_reported_not_judged_per_backend() -> None:
+    verdict = judge([series("postgres", "pg", 50), series("postgres", "pg/postgres-2", 60)], [40], ON_PLAN)
+    assert verdict.service_cpu == {"postgres": 110} and not verdict.saturated
+
+
+def test_a_busy_machine_saturates_although_no_single_process_is_pegged() -> None:
+    verdict = judge([series("generator", "locust", 60), series("api", "api-1", 70)], [95, 97], ON_PLAN)
+    assert verdict.saturated and verdict.reasons == ["machine CPU at 96% of all cores (limit 90%)"]
+
+
+def test_slow_jobs_saturate_and_the_median_ignores_one_outlier() -> None:
+    slow = [JobTiming(ran_s=4.0, planned_s=3.0)] * 3
+    assert judge([], [10], slow).reasons == ["jobs ran 1.33× their planned duration (limit 1.25×)"]
+    one_outlier = [*ON_PLAN, JobTiming(ran_s=30.0, planned_s=3.0)]
+    assert not judge([], [10], one_outlier).saturated
+
+
+def test_without_samples_or_jobs_the_figures_are_unknown_not_zero() -> None:
+    verdict = judge([], [], [])
+    assert verdict.generator_cpu is None and verdict.machine_cpu is None and verdict.job_slowdown is None
+    assert not verdict.saturated
+    assert job_slowdown([JobTiming(ran_s=1.0, planned_s=0.0)]) is None
