@@ -26,7 +26,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from progressbench.core.billed import Billed, Mode
-from progressbench.core.contract import ClientSettings, JobRequest, ServiceSpec, Transport, Watcher
+from progressbench.core.contract import (
+    ClientSettings,
+    JobRequest,
+    ProbeReport,
+    ServiceSpec,
+    Transport,
+    Watcher,
+)
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -41,6 +48,7 @@ __all__ = [
     "CommitHooks",
     "JobRequest",
     "Mode",
+    "ProbeReport",
     "ServiceSpec",
     "Transport",
     "Watcher",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from progressbench.app.canary import Canary
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
 from progressbench.app.cpu_sampler import CpuSampler, Target
@@ -37,6 +38,8 @@ from progressbench.chaos.profiles import Profile, get_profile
 from progressbench.core.config import Limits, RunConfig
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import SessionRecord
+from progressbench.core.job import JobSpec
+from progressbench.core.job import plan as plan_job
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.core.timers import measured
@@ -122,6 +125,16 @@ def run_cell(
             progress=probe,
         )
         controller.start()
+    canary = Canary(
+        cell.transport,
+        {role: url for role, url in stack.endpoints().items() if role in stack.client_roles},
+        timing,
+        config.client_options,
+        stack.database_url,
+        cell.started_wall_ns / 1e9,
+        plan_job(JobSpec(shape=config.job, seed=config.seed, time_scale=timing.time_scale)).duration_s,
+    )
+    canary.start()
     t0 = time.monotonic()
     stopping = False
     generator: list[int] = []
@@ -134,12 +147,20 @@ def run_cell(
         raise
     finally:
         with deferred():
+            report = canary.stop()
+            cell.canary_probes, cell.canary_foreign_events = report.probes, report.foreign_events
+            with contextlib.suppress(OSError):
+                (log_dir / f"canary-{cell_name(cell.transport, profile.name)}.log").write_text(
+                    f"victim {canary.victim}\n" + "".join(f"{note}\n" for note in report.notes)
+                )
             cell.seconds = time.monotonic() - t0
             sampler.stop()
             cell.cpu, cell.machine_cpu = sampler.series(), sampler.machine()
             if controller is not None:
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
+            if canary.error:
+                cell.chaos_errors.append(f"canary: {canary.error}")
             probe.close()
             cold = measured(
                 "replacement instance cold start", timing.cold_start_s, stack.faults.startups[startups:]

@@ -117,8 +117,12 @@ def score_cell(
         cost_usd_per_1k_jobs=cost.usd_per_1k_jobs,
     )
     saturation = saturation_of(cell, records, truth)
+    fields = dict(aggregates)
+    # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
+    fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
+    fields["canary_probes"] = cell.canary_probes
     summary = CellSummary(
-        **dict(aggregates),
+        **fields,
         cost=cost,
         cost_breakdown_usd=cell_usd,
         complete=cell.complete,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -215,6 +216,9 @@ class ServiceConfig(Frozen):
     instance: str = Field(min_length=1)
     database_url: str = Field(min_length=1)
     token_secret: str = Field(min_length=16)
+    #: Signs the tokens services present to each other (never a phone's): apart from
+    #: ``token_secret`` so no user token can pass as a service (progressbench.core.identity).
+    service_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16, repr=False)
     worker_url: str | None = None
     #: Every service's internal URL by role ("worker" goes through the dispatch proxy).
     peers: dict[str, str] = Field(default_factory=dict)

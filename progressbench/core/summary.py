@@ -158,6 +158,8 @@ class CellAggregates(_Model):
     #: Execution seconds (real-time-equivalent, summed over the cell's sessions) whose output the
     #: user never kept: reruns superseded by a re-POST, abandoned executions, results never shown.
     wasted_work_s: float | None = None
+    #: Cross-tenant read attempts by the cell's canary phone (what they got is in foreign_events).
+    canary_probes: int = 0
 
 
 class CostPoint(_Model):

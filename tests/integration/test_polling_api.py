@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 
 from progressbench.app.supervisor import Stack
-from tests.integration.api_client import create_job, event_seqs, wait_status
+from tests.integration.api_client import auth, create_job, event_seqs, wait_status
 
 
 def test_job_runs_to_done_and_poll_reads_every_event(module_stack: Stack, http: httpx.Client) -> None:
@@ -60,14 +60,21 @@ def test_bad_input_gets_clear_errors_and_no_service_dies(module_stack: Stack, ht
     assert http.get(api + unknown, headers=bob_headers).status_code == 404
     assert http.get(api + bob["href"], params={"after": -1}, headers=bob_headers).status_code == 422
 
+    signed_in = auth(api, "bob")
     malformed = http.post(
-        api + "/polling/jobs", content=b'{"owner": "x",', headers={"content-type": "application/json"}
+        api + "/polling/jobs",
+        content=b'{"seed": 1,',
+        headers={"content-type": "application/json", **signed_in},
     )
     assert malformed.status_code == 422
     assert malformed.json()["detail"] == "invalid request" and "JSON" in str(malformed.json()["problems"])
-    wrong_shape = http.post(api + "/polling/jobs", json={"owner": "a b c", "time_scale": -1})
+    # The owner is whoever signed in: a body that names one is refused, not obeyed.
+    wrong_shape = http.post(
+        api + "/polling/jobs", json={"owner": "alice", "time_scale": -1}, headers=signed_in
+    )
     assert wrong_shape.status_code == 422
     assert any("owner" in p for p in wrong_shape.json()["problems"])
+    assert http.post(api + "/polling/jobs", json={}).status_code == 401
 
     assert all(i.alive() for s in stack.services.values() for i in s.instances)
     assert http.get(api + "/healthz").json()["status"] == "ok"

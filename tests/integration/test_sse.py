@@ -20,6 +20,7 @@ from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import SessionRecord
 from tests.helpers import UNIT
+from tests.integration.api_client import auth as signed_in
 from tests.integration.conftest import SCALE, running_stack
 from tests.integration.sse_helpers import Forwarder, progress_seqs, score, session_spec, wait_for_events
 
@@ -114,12 +115,11 @@ async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(modul
     api = stack.endpoints()["api"]
     async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
         body = {
-            "owner": "alice",
             "time_scale": SCALE,
             "shape": {"step_seconds_min": 0.5, "step_seconds_max": 0.5},
         }
-        created = (await http.post("/sse/jobs", json=body)).json()
-        other = (await http.post("/sse/jobs", json={**body, "owner": "bob"})).json()
+        created = (await http.post("/sse/jobs", json=body, headers=signed_in(api, "alice-late"))).json()
+        other = (await http.post("/sse/jobs", json=body, headers=signed_in(api, "bob"))).json()
         href = created["events_href"]
         auth = {"authorization": f"Bearer {created['token']}"}
         assert (await http.get(href)).status_code == 401
@@ -129,7 +129,7 @@ async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(modul
         bad = await http.get(href, headers={**auth, "last-event-id": "12abc"})
         assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["detail"]
         assert "text/event-stream" not in bad.headers.get("content-type", "")
-        await wait_for_events(stack.database_url, "alice", SHAPE.total_steps + 1, timeout=20)
+        await wait_for_events(stack.database_url, "alice-late", SHAPE.total_steps + 1, timeout=20)
         late = await http.get(href, headers={**auth, "last-event-id": "12"})
         assert late.status_code == 200
         ids = [line.split(":", 1)[1].strip() for line in late.text.splitlines() if line.startswith("id:")]

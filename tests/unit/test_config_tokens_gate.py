@@ -74,6 +74,7 @@ GOOD = {
     "lost": 0,
     "duplicates": 0,
     "foreign_events": 0,
+    "canary_probes": 3,
     "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0},
 }
 CELL = make_cell("polling", "clean", **GOOD)

@@ -20,9 +20,10 @@ from functools import partial
 from typing import Any
 
 import httpx
-from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.canary import probe_get
+from progressbench.transports.http import access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Submitted
@@ -47,10 +48,22 @@ class PollingWatcher:
         # the first retry waits two intervals
         self.backoff = Backoff(initial=2.0 * self.interval, ceiling=timing.scaled(30.0), jitter=0.5)
 
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the victim's status URL with the canary's access token, and with none."""
+        report = ProbeReport()
+        async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
+            token = await access_token(http, phone, self.backoff.delay)
+            path = f"/polling/jobs/{victim_job_id}"
+            await probe_get(http, report, "status-url", path, victim_job_id, token)
+            await probe_get(http, report, "status-url-no-token", path, victim_job_id, None)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         base = self.settings.endpoints["api"]
         async with phone_client(base, self.settings.timing) as http:
-            created = await submit_job(http, "/polling/jobs", request.body(), self.backoff.delay)
+            created = await submit_job(
+                http, "/polling/jobs", request.body(), self.backoff.delay, phone=request.owner
+            )
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}"}
             state = Reconnector(POLL_CURSOR)

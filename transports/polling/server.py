@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from progressbench.kit.context import CreateJob, ServiceContext
@@ -27,8 +27,10 @@ class PollingServer:
         timing = ctx.config.timing
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob, response: Response) -> dict[str, object]:
-            created = await ctx.create_job(body, "polling")
+        async def create(
+            body: CreateJob, response: Response, owner: str = Depends(ctx.current_user)
+        ) -> dict[str, object]:
+            created = await ctx.create_job(body, "polling", owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id), name=f"dispatch-{job_id}")
             href = f"{PREFIX}/jobs/{job_id}"

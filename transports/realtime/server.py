@@ -1,6 +1,6 @@
 """API face of ``realtime``: insert the job, answer at once, dispatch fire-and-forget.
 
-``POST /realtime/jobs`` inserts the job row (``pending``) and answers
+``POST /realtime/jobs`` (bearer access token: the owner) inserts the job row (``pending``) and answers
 ``202 {job_id, token, anon_key}`` immediately; the worker is then called in
 the background with an 8 s (scaled) abort and **no retry** — Next.js
 ``after()`` style. A dispatch that fails or times out leaves the job
@@ -15,7 +15,7 @@ refetch rows after (re)subscribing.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from progressbench.transports.realtime.auth import issue_anon_key
 
 from progressbench.kit.context import CreateJob, ServiceContext
@@ -30,8 +30,8 @@ class RealtimeServer:
         anon_key = issue_anon_key(ctx.secret)
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob) -> dict[str, object]:
-            created = await ctx.create_job(body, NAME)
+        async def create(body: CreateJob, owner: str = Depends(ctx.current_user)) -> dict[str, object]:
+            created = await ctx.create_job(body, NAME, owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id, attempts=1), name=f"dispatch-{job_id}")
             return {"job_id": str(job_id), "token": created.token, "anon_key": anon_key}

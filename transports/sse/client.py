@@ -18,9 +18,10 @@ Both are I/O drivers over :mod:`progressbench.core.reconnect`, run by
 (policy ``LAST_EVENT_ID``) yields every event the server sends, duplicates
 included; reconnects send ``Last-Event-ID`` (the highest seq seen) and are
 reported as ``Disconnected`` … ``Reconnected`` + ``Resumed(from_seq)``.
-The naive watcher (policy ``RESTART``) can only POST again with its own job
-id (``Resubmitted``); it resumes nothing, and a POST that fails before any
-stream stood is a failed submission, not a drop.
+The naive watcher (policy ``RESTART``) can only POST again, which starts a
+new job (``Resubmitted`` with the new id: ids are the server's); it resumes
+nothing, and a POST that fails before any stream stood is a failed
+submission, not a drop.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ import contextlib
 import itertools
 import json
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from functools import partial
 from typing import Any
 
 import httpx
-from progressbench.transports.http import CONNECT_S, phone_client, submit_job
+from progressbench.transports.canary import probe_get, probe_sse
+from progressbench.transports.http import CONNECT_S, access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Resubmitted, Submitted
@@ -52,6 +53,10 @@ MIN_STREAM_CONNECT_S = 1.0
 TIMERS = (Timer("sse stream connect timeout", CONNECT_S, floor_s=MIN_STREAM_CONNECT_S),)
 
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
+
+
+class _LeftOwnJob(Exception):
+    """The canary's probe POST started a job of its own: nothing foreign, stop reading."""
 
 
 class _SseWatcherBase:
@@ -130,9 +135,24 @@ class _SseWatcherBase:
 
 
 class ResumableSseWatcher(_SseWatcherBase):
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the victim's event stream with the canary's access token, then with none."""
+        report = ProbeReport()
+        href = f"/sse/jobs/{victim_job_id}/events"
+        async with self._client() as http:
+            token = await access_token(http, phone, self._delay)
+            for name, auth in (
+                ("event-stream", {"authorization": f"Bearer {token}"}),
+                ("event-stream-no-token", {}),
+            ):
+                headers = {**auth, "accept": "text/event-stream", "last-event-id": "0"}
+                await probe_sse(http, report, name, "GET", href, window_s, headers)
+            await probe_get(http, report, "event-stream-plain-get", href, victim_job_id, token)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with self._client() as http:
-            created = await submit_job(http, "/sse/jobs", request.body(), self._delay)
+            created = await submit_job(http, "/sse/jobs", request.body(), self._delay, phone=request.owner)
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
             state = Reconnector(LAST_EVENT_ID)
@@ -158,22 +178,60 @@ class ResumableSseWatcher(_SseWatcherBase):
 
 
 class NaiveSseWatcher(_SseWatcherBase):
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: POST naming the victim's job id (body and ``Idempotency-Key``): the old takeover.
+
+        The only client face of ``sse-naive`` is the POST that runs a job and
+        streams it. A server that lets the client name the job hands over the
+        victim's job (its ``created`` event names the victim and carries a
+        token for it, then its events): each of those is foreign. A server
+        that refuses the body, or ignores the id and starts a *new* job,
+        leaks nothing (a new job is the canary's own and is left at once).
+        """
+        report = ProbeReport()
+        async with self._client() as http:
+            token = await access_token(http, phone, self._delay)
+            headers = {"authorization": f"Bearer {token}", "idempotency-key": victim_job_id}
+            body = {"seed": 0, "time_scale": self.settings.timing.time_scale, "job_id": victim_job_id}
+            foreign, outcome = 0, "refused"
+            try:
+                async with asyncio.timeout(window_s):
+                    async with http.stream("POST", "/sse-naive/jobs", json=body, headers=headers) as response:
+                        outcome = f"http {response.status_code}"
+                        if response.status_code == 200:
+                            parser = SSEParser()
+                            async for chunk in response.aiter_bytes():
+                                for item in parser.feed(chunk):
+                                    if not isinstance(item, Message):
+                                        continue
+                                    data = json.loads(item.data)
+                                    if str(data.get("job_id")) != victim_job_id:
+                                        outcome += ", a new job of its own (left at once)"
+                                        raise _LeftOwnJob
+                                    foreign += 1
+            except _LeftOwnJob:
+                pass
+            except TimeoutError:
+                outcome += f", listened {window_s:.1f}s"
+            except (httpx.HTTPError, ValueError) as exc:
+                outcome += f"; {type(exc).__name__}"
+            report.add("create-with-victim-id", outcome, foreign)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
-        job_id = str(uuid.uuid4())
-        body = {**request.body(), "job_id": job_id}
         async with self._client() as http:
             state = Reconnector(RESTART)
-            attempt = partial(self._post, http, body, state, itertools.count(1))
+            attempt = partial(self._post, http, request, state, itertools.count(1))
             async for event in redial(state, self._delay, attempt):
                 yield event
 
     async def _post(
-        self, http: httpx.AsyncClient, body: dict[str, object], state: Reconnector, posts: Iterator[int]
+        self, http: httpx.AsyncClient, request: JobRequest, state: Reconnector, posts: Iterator[int]
     ) -> AsyncGenerator[ClientEvent, None]:
-        """One POST that runs the job and streams it; the first that streams is the submission."""
-        headers = {"idempotency-key": str(body["job_id"])}
+        """One POST that runs a job and streams it; the first that streams is the submission."""
+        headers = {"authorization": f"Bearer {await access_token(http, request.owner, self._delay)}"}
         async with self._open(
-            http, "create job", "POST", "/sse-naive/jobs", json=body, headers=headers
+            http, "create job", "POST", "/sse-naive/jobs", json=request.body(), headers=headers
         ) as response:
             post = next(posts)
             async with contextlib.aclosing(self._read(response)) as items:

@@ -1,8 +1,8 @@
 """Server face of ``sse-naive``: the streaming request *is* the job.
 
-``POST /sse-naive/jobs`` (body: the usual job fields plus an optional
-client-generated ``job_id``; the ``Idempotency-Key`` header works too)
-starts the job inside the request (execution context ``request``, via
+``POST /sse-naive/jobs`` (body: the usual job fields; bearer access token:
+the owner) creates a job with a server-made id and starts it inside the
+request (execution context ``request``, via
 :func:`progressbench.kit.executor.run_job`) and streams each event the moment
 the job commits it. The first message (``event: created``) carries the job
 id and a read token. Nothing else gives the phone progress.
@@ -13,15 +13,11 @@ Faithfully bad on purpose:
   platform's request timeout hits, the handler is cancelled and the job with
   it. It is put back to ``pending`` with no lease, so no worker watchdog
   adopts it: nobody runs it until the phone POSTs again.
-* A re-POST with the same ``job_id`` runs the job again *from step 1*
-  (``current_step`` reset): committed steps execute twice (``step_runs``
-  shows it), their events are UPSERTs that commit nothing new, so the new
-  stream is silent while the job redoes them and only streams what it
-  commits for the first time. Whatever was committed while the phone was
-  away is never sent to it: there is no cursor and no replay.
-* Each request leases the job under its own name (``<instance>#<n>``), so
-  the newest POST owns the job and an older execution still running on a
-  half-dead connection loses its lease at its next step and stops.
+* A re-POST is a *new* job (ids are the server's, never the client's: a
+  client-chosen id let anyone rewind anyone's job): the work runs again from
+  step 1, and whatever was committed while the phone was away is never sent
+  to it — there is no cursor and no replay.
+* Each request leases its job under its own name (``<instance>#<n>``).
 """
 
 from __future__ import annotations
@@ -33,24 +29,16 @@ import uuid
 from collections.abc import AsyncIterator
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, Response
 from progressbench.transports.sse import stream
 from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 
-from progressbench.core import tokens
-from progressbench.core.job import JobSpec, plan
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import ExecutionContext, Outcome, run_job
 
 PREFIX = "/sse-naive"
 NAME = "sse-naive"
-
-
-class NaiveCreate(CreateJob):
-    """The usual job body plus the client's own job id (its idempotency key)."""
-
-    job_id: uuid.UUID | None = None
 
 
 class NaiveSseServer:
@@ -67,19 +55,6 @@ class NaiveSseServer:
         timing = ctx.config.timing
         requests = itertools.count(1)
 
-        async def _start(body: NaiveCreate, job_id: uuid.UUID) -> None:
-            """Create the job, or rewind an existing one to step 0 (the re-POST)."""
-            existing = await ctx.store.get_job(job_id)
-            if existing is not None:
-                if existing.owner != body.owner:
-                    raise HTTPException(409, "job id already used")
-                await ctx.store.restart(job_id)
-                return
-            spec = JobSpec(shape=body.shape, seed=body.seed, time_scale=body.time_scale)
-            await ctx.store.create_job(
-                job_id, body.owner, NAME, spec.model_dump(mode="json"), plan(spec).total_steps
-            )
-
         async def _abandon(task: asyncio.Task[Outcome], job_id: uuid.UUID, lease: str) -> None:
             """The request is over: the job stops with it and is left for nobody."""
             with anyio.CancelScope(shield=True):
@@ -90,16 +65,9 @@ class NaiveSseServer:
                 await ctx.store.abandon(job_id, lease)
 
         @router.post("/jobs", response_model=None)
-        async def create(body: NaiveCreate, idempotency_key: str | None = Header(default=None)) -> Response:
-            job_id = body.job_id
-            if job_id is None and idempotency_key:
-                try:
-                    job_id = uuid.UUID(idempotency_key)
-                except ValueError:
-                    raise HTTPException(400, "Idempotency-Key must be a UUID") from None
-            job_id = job_id or uuid.uuid4()
-            await _start(body, job_id)
-            token = tokens.issue(ctx.secret, body.owner, job_id)
+        async def create(body: CreateJob, owner: str = Depends(ctx.current_user)) -> Response:
+            created = await ctx.create_job(body, NAME, owner)
+            job_id, token = created.job.id, created.token
             lease = f"{ctx.config.instance}#{next(requests)}"
             execution = ExecutionContext(
                 kind="request",

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from progressbench.app.services.auth import auth_router
 from progressbench.core.config import ServiceConfig
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
@@ -108,7 +109,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         @app.post("/run", status_code=202)
         async def run(body: RunRequest, request: Request) -> dict[str, object]:
             """Cloud-Run-service style: ACK at once, run the job in the background."""
-            ctx.check_service_token(request)
+            ctx.check_service_token(request, "worker")
             job_id = parse_job_id(body.job_id)
             if job_id is None or await ctx.store.get_job(job_id) is None:
                 raise HTTPException(404, "job not found")
@@ -116,6 +117,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 raise HTTPException(503, "instance is shutting down")
             started = ctx.jobs.start(job_id, "worker-background")
             return {"job_id": str(job_id), "accepted": started, "instance": config.instance}
+
+    if config.role == "api":
+        app.include_router(auth_router(ctx))
 
     hooks = {t.name: t.server.on_commit(ctx) for t in REGISTRY.values() if isinstance(t.server, CommitHooks)}
     ctx.jobs.hooks = lambda transport: hooks.get(transport.partition(":")[0])

@@ -33,6 +33,8 @@ class RoomHub:
     secret: str
     config: RoomsConfig
     meters: RoomMeters
+    #: Verifies publishers' service tokens (``ServiceConfig.service_secret``); "" refuses all.
+    service_secret: str = ""
     rooms: dict[uuid.UUID, set[ServerConnection]] = field(default_factory=dict)
     owners: dict[uuid.UUID, str] = field(default_factory=dict)
     total: int = 0
@@ -122,7 +124,7 @@ class RoomHub:
     def publish(self, request: PublishRequest) -> tuple[int, dict[str, Any]]:
         """An HTTP publish into a room: (status, JSON answer)."""
         svc = self.meters.service
-        verdict = publish_verdict(self.secret, request.path, request.headers.get("authorization"))
+        verdict = publish_verdict(self.service_secret, request.path, request.headers.get("authorization"))
         if isinstance(verdict, tuple):
             status, reason = verdict
             return status, {"detail": reason}

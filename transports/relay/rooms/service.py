@@ -74,7 +74,7 @@ async def _refuse(connection: ServerConnection) -> None:  # the admin socket ser
 async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
     listen, admin = inherited_sockets()
     meters = Meters(config.role, config.concurrency, config.timing)
-    hub = RoomHub(config.token_secret, rooms_config, RoomMeters(meters))
+    hub = RoomHub(config.token_secret, rooms_config, RoomMeters(meters), config.service_secret)
     ping = config.timing.scaled(rooms_config.ping_interval_s) if rooms_config.ping_interval_s else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
