@@ -104,6 +104,9 @@ class Transport:
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()
+    #: Does the pattern resume a job whose instance died or let go of it (the workers' lease
+    #: watchdog)? False: such a job stays where it was left — stuck, as in production.
+    orphans_resumed: bool = True
 
     @property
     def names(self) -> list[str]:

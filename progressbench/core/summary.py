@@ -158,6 +158,9 @@ class CellAggregates(_Model):
     #: Execution seconds (real-time-equivalent, summed over the cell's sessions) whose output the
     #: user never kept: reruns superseded by a re-POST, abandoned executions, results never shown.
     wasted_work_s: float | None = None
+    #: States a polling client could not see because a later state replaced them between two
+    #: polls (by design; not ``lost``).
+    coalesced: int = 0
 
 
 class CostPoint(_Model):

@@ -26,7 +26,9 @@ NAIVE = Transport(
     server=NaiveSseServer(),
     client=NaiveSseWatcher,
     package=__name__,
-    summary="the streaming request runs the job; a drop kills it; re-POST starts again",
+    variants=frozenset({"cancel"}),
+    summary="a worker runs the job inside the streaming request; a drop means a new job from step 1",
+    orphans_resumed=False,
     billing={"": NAIVE_BILLING},
     timers=TIMERS,
 )
