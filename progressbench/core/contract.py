@@ -54,6 +54,10 @@ class ClientSettings:
 
 
 class Watcher(Protocol):
+    """A phone watching one job. A watcher that reads the job's current state rather than its
+    events may say so with a ``coalesces = True`` attribute: the ledger then scores the steps a
+    later state replaced between two reads as ``coalesced``, not ``lost``."""
+
     def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]: ...
 
 
