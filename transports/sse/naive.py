@@ -104,6 +104,10 @@ class NaiveSseServer:
     def api_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         timing = ctx.config.timing
+        # One connection per stream, as a route's fetch() opens it: no pool limit shared with the
+        # service's other calls, no kept-alive connection to a worker that may since have died.
+        # It lives as long as the process.
+        upstreams = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
 
         @router.post("/jobs", response_model=None)
         async def create(body: CreateJob, on_disconnect: OnDisconnect = Query(default="run-on")) -> Response:
@@ -115,7 +119,7 @@ class NaiveSseServer:
                 raise HTTPException(503, "no worker configured")
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timing.scaled(timing.request_timeout_s)
-            upstream = ctx.http.build_request(
+            upstream = upstreams.build_request(
                 "POST",
                 f"{url}{RUN_PATH}",
                 json=RunStream(job_id=str(job_id), on_disconnect=on_disconnect).model_dump(),
@@ -124,7 +128,7 @@ class NaiveSseServer:
             )
             try:
                 response = await asyncio.wait_for(
-                    ctx.http.send(upstream, stream=True), deadline - loop.time()
+                    upstreams.send(upstream, stream=True), deadline - loop.time()
                 )
             except TimeoutError:
                 raise HTTPException(504, "the worker did not answer within the request timeout") from None
