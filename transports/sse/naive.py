@@ -57,6 +57,7 @@ from progressbench.transports.sse.wire import event_data
 from pydantic import BaseModel
 
 from progressbench.core.events import TERMINAL
+from progressbench.core.timers import Timer
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import Committed, ExecutionContext, run_job
 from progressbench.kit.store import parse_job_id
@@ -67,6 +68,10 @@ PREFIX = "/sse-naive"
 NAME = "sse-naive"
 CANCEL = "cancel"
 RUN_PATH = f"{PREFIX}/run"
+#: The relay's connect timeout to a worker (unscaled s) and its floor (the CPU does not speed up).
+RELAY_CONNECT_S = 8.0
+MIN_RELAY_CONNECT_S = 1.0
+TIMERS = (Timer("sse-naive relay connect timeout", RELAY_CONNECT_S, floor_s=MIN_RELAY_CONNECT_S),)
 
 OnDisconnect = Literal["run-on", "cancel"]
 
@@ -124,7 +129,7 @@ class NaiveSseServer:
                 f"{url}{RUN_PATH}",
                 json=RunStream(job_id=str(job_id), on_disconnect=on_disconnect).model_dump(),
                 headers={"authorization": f"Bearer {ctx.service_token()}"},
-                timeout=httpx.Timeout(None, connect=max(timing.scaled(8.0), 1.0)),
+                timeout=httpx.Timeout(None, connect=max(timing.scaled(RELAY_CONNECT_S), MIN_RELAY_CONNECT_S)),
             )
             try:
                 response = await asyncio.wait_for(
@@ -237,4 +242,4 @@ async def _abandon(ctx: ServiceContext, task: asyncio.Task[object], job_id: uuid
     await ctx.store.abandon(job_id, lease, reason="abandoned: the client went away")
 
 
-__all__ = ["CANCEL", "NAME", "NaiveSseServer", "RunStream"]
+__all__ = ["CANCEL", "NAME", "TIMERS", "NaiveSseServer", "RunStream"]
