@@ -34,7 +34,7 @@ def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_re
     sigterm = cell(summary, "polling", "sigterm")
     [kill] = sigterm["fault_windows"]
     assert kill["kind"] == "worker sigterm" and kill["cell"] is None
-    assert handoff["coalesced"] > 0 and tunnel["coalesced"] > 0
+    assert tunnel["coalesced"] > 0  # steps that passed while the tunnel held the polls
     for c in summary["cells"]:
         assert c["lost"] == 0 and c["terminal_ratio"] == 1.0, c["profile"]
         assert c["events_received"] + c["coalesced"] == c["events_expected"], c["profile"]
