@@ -30,6 +30,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("sessions", "sessions"),
     ("delivery_ratio", "delivery"),
     ("lost", "lost"),
+    ("coalesced", "coalesced"),
     ("duplicates", "dup"),
     ("out_of_order", "ooo"),
     ("terminal_ratio", "terminal"),
@@ -135,14 +136,16 @@ def markdown(summary: Summary) -> str:
         "",
         "## Resume outcomes per cell",
         "",
-        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay |",
-        "|---|---|---|---|---|---|",
+        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay | restarted "
+        "| executions / intent (max) | regressions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         o = c.resume_outcomes
         lines.append(
             f"| {md(c.transport)} | {md(c.profile)} | {o.replayed_complete} | "
-            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
+            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} | {o.restarted} "
+            f"| {_fmt(c.executions_per_intent.max)} | {c.progress_regressions} |"
         )
     lines += [
         "",

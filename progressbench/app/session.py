@@ -125,5 +125,6 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
         planned_job_s=plan(
             JobSpec(shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale)
         ).duration_s,
+        coalescing=bool(getattr(watcher, "coalesces", False)),
         observations=observations,
     )

@@ -78,6 +78,10 @@ class ProbeReport:
 
 
 class Watcher(Protocol):
+    """A phone watching one job. A watcher that reads the job's current state rather than its
+    events may say so with a ``coalesces = True`` attribute: the ledger then scores the steps a
+    later state replaced between two reads as ``coalesced``, not ``lost``."""
+
     def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]: ...
 
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
@@ -139,6 +143,9 @@ class Transport:
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()
+    #: Does the pattern resume a job whose instance died or let go of it (the workers' lease
+    #: watchdog)? False: such a job stays where it was left — stuck, as in production.
+    orphans_resumed: bool = True
 
     @property
     def names(self) -> list[str]:

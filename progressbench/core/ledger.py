@@ -23,6 +23,7 @@ from progressbench.core.session_scores import (
     Commit,
     StepRun,
     classify_resumes,
+    coalesced,
     executions,
     exposed,
     regressions,
@@ -162,6 +163,7 @@ class SessionRow:
     #: Execution seconds whose output the user never kept, real-time-equivalent (``_raw``: compressed).
     wasted_work_s: float = 0.0
     wasted_work_s_raw: float = 0.0
+    coalesced: int = 0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -281,10 +283,13 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     primary_id = record.job_id or ""
     received = len({seq for job, seq in seen if job == primary_id} & set(committed))
     expected = len(committed)
+    # A state poller never sees a step replaced between two reads: by design, not lost.
+    merged = coalesced(obs, commits) if record.coalescing else set()
+    n_coalesced = len({seq for job, seq in merged if job == primary_id} & set(committed))
     counts = Counter(o.type for o in obs)
     runs = {i: truths[i].step_runs for i in own_ids if i in truths}
     reran = [i for i, r in runs.items() if r and r[min(r)] > 1]
-    outcomes = classify_resumes(obs, commits, own_jobs=own, reran=reran)
+    outcomes = classify_resumes(obs, commits, own_jobs=own, reran=reran, excused=merged)
     stall, longest = silent_stall(record, obs, commits, until_ns=terminal_wall)
     resume = resume_times(record, obs)
     n_exec = executions(runs)
@@ -312,7 +317,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         first_event_ms=real(first_event_ms, scale),
         events_expected=expected,
         events_received=received,
-        lost=expected - received,
+        lost=expected - received - n_coalesced,
         duplicates=dup_shown,
         out_of_order=out_of_order,
         terminal_received=terminal_wall is not None,
@@ -351,6 +356,7 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         longest_silence_ms_raw=longest,
         wasted_work_s=round(wasted_raw / scale, 3),
         wasted_work_s_raw=round(wasted_raw, 3),
+        coalesced=n_coalesced,
     )
     return row, events
 
@@ -450,6 +456,7 @@ def summarize(
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
         wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
+        coalesced=sum(s.coalesced for s in sessions),
     )
 
 

@@ -8,6 +8,7 @@ Each one answers a question a person watching the phone would ask:
 * how many times did my one request run (:func:`executions`)?
 * was I left looking at a frozen screen while work went on (:func:`silent_stall`)?
 * how long after the network came back did I see something fresh (:func:`resume_times`)?
+* which steps could a state poller never have seen (:func:`coalesced`)?
 
 A progress observation names its job: a naive client that re-POSTs gets a
 new job, whose step 1 is not the old job's step 1. Bookkeeping is therefore
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from progressbench.core.events import Observation, ResumeOutcome, SessionRecord
 
@@ -29,6 +31,8 @@ _ERRORS = frozenset({"disconnected", "gap_flagged", "finding"})
 _BACK = frozenset({"reconnected", "connected", "resubmitted"})
 #: Observations that prove the client got fresh state after a fault.
 _FRESH = frozenset({"progress", "alive"})
+#: Observations that are (or come with) an answer from the server.
+_ANSWERS = frozenset({"progress", "alive", "connected", "reconnected"})
 
 RESUME_OUTCOMES: tuple[ResumeOutcome, ...] = (
     "replayed-complete",
@@ -58,12 +62,48 @@ def _key(o: Observation) -> Key:
     return (o.job_id or "", o.seq or 0)
 
 
+def coalesced(obs: Sequence[Observation], commits: Iterable[Commit]) -> set[Key]:
+    """States a polling client could not see because a later state replaced them between two reads.
+
+    A client that reads a job's *current* state sees a step only if one of
+    its reads falls while that step is the latest. A committed event the
+    client never received is *coalesced* when a later event of the same job
+    replaced it and the client got an answer (any successful read:
+    ``progress``, ``alive``, ``connected``, ``reconnected``) at or after that
+    replacement: the client kept reading and the state was already gone. An
+    event that was still the latest when the client stopped reading (the
+    final state it never learned, or steps after it gave up) is not
+    coalesced: it is lost.
+
+    Choice: a read's server-side time is not observed, so this does not look
+    for a read that returned a step the client then failed to show (a client
+    fault, not coalescing); the state watcher shows every new state it reads.
+    """
+    received = {_key(o) for o in obs if o.type == "progress" and o.seq is not None}
+    answers = [o.wall_ns for o in obs if o.type in _ANSWERS]
+    last_answer = max(answers, default=None)
+    by_job: dict[str, list[Commit]] = {}
+    for c in commits:
+        by_job.setdefault(c.job_id, []).append(c)
+    result: set[Key] = set()
+    if last_answer is None:
+        return result
+    for job_commits in by_job.values():
+        ordered = sorted(job_commits, key=lambda c: c.seq)
+        for current, later in pairwise(ordered):
+            key = (current.job_id, current.seq)
+            if key not in received and later.committed_wall_ns <= last_answer:
+                result.add(key)
+    return result
+
+
 def classify_resumes(
     obs: Sequence[Observation],
     commits: Iterable[Commit],
     *,
     own_jobs: Iterable[str] | None = None,
     reran: Iterable[str] = (),
+    excused: Iterable[Key] = (),
 ) -> Counter[ResumeOutcome]:
     """Score each reconnect with the taxonomy of reference/peers.md (b), plus ``restarted``.
 
@@ -85,8 +125,11 @@ def classify_resumes(
     * else, if the transport flagged a gap -> *gap-flagged*; else -> *silent-gap*.
 
     Foreign events are counted elsewhere and never make a resume look good.
+    ``excused`` events (coalesced states a state poller could never see) are
+    not due: missing them is no gap.
     """
-    commits = list(commits)
+    excused_keys = set(excused)
+    commits = [c for c in commits if (c.job_id, c.seq) not in excused_keys]
     own = {c.job_id for c in commits} if own_jobs is None else set(own_jobs)
     reran_jobs = set(reran)
     first_seq: dict[str, int] = {}

@@ -160,6 +160,9 @@ class CellAggregates(_Model):
     wasted_work_s: float | None = None
     #: Cross-tenant read attempts by the cell's canary phone (what they got is in foreign_events).
     canary_probes: int = 0
+    #: States a polling client could not see because a later state replaced them between two
+    #: polls (by design; not ``lost``).
+    coalesced: int = 0
 
 
 class CostPoint(_Model):

@@ -57,7 +57,7 @@ class ServiceContext:
     jobs: JobPool
     background: set[asyncio.Task[object]] = field(default_factory=set)
 
-    def spawn(self, coro: Coroutine[object, object, object], name: str) -> None:
+    def spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task[object]:
         """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones).
 
         Like Next.js ``after()``, the task keeps the request's invocation open
@@ -68,6 +68,7 @@ class ServiceContext:
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         task.add_done_callback(lambda _t: release())
+        return task
 
     @property
     def secret(self) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -218,23 +218,6 @@ class Store:
         self._on_write(1)
         return _job(row) if row else None
 
-    async def orphaned_jobs(self, lease_s: float, limit: int = 50) -> list[uuid.UUID]:
-        """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                SELECT id FROM jobs
-                 WHERE status = 'interrupted'
-                    OR (status = 'running'
-                        AND heartbeat_at < clock_timestamp() - make_interval(secs => %s))
-                 ORDER BY updated_at LIMIT %s
-                """,
-                (lease_s, limit),
-            )
-            rows = await cur.fetchall()
-        self._on_read(max(len(rows), 1))
-        return [cast(Row, r)["id"] for r in rows]
-
     async def heartbeat(self, job_id: uuid.UUID, instance: str) -> bool:
         """Refresh the lease; False means another instance has taken the job over."""
         async with self._pool.connection() as conn:
@@ -323,29 +306,44 @@ class Store:
         self._on_write(1)
         return cur.rowcount == 1
 
-    async def restart(self, job_id: uuid.UUID) -> None:
-        """Rewind a job to step 0 so its work runs again (the naive SSE re-POST).
+    async def abandon(self, job_id: uuid.UUID, instance: str, reason: str) -> None:
+        """The execution was dropped with its request: ``failed`` with ``reason``, and no terminal event.
 
-        Events already committed stay (they are UPSERTed), so only the repeated
-        work shows: as extra ``step_runs`` rows, i.e. a duplicate execution.
+        Nobody is left to tell (the client that went away was the only one
+        listening), so no event is committed; the row records what happened.
         """
         async with self._pool.connection() as conn:
             await conn.execute(
-                "UPDATE jobs SET status = 'pending', current_step = 0, lease_owner = NULL, "
-                "heartbeat_at = NULL, updated_at = clock_timestamp() WHERE id = %s",
-                (job_id,),
+                "UPDATE jobs SET status = 'failed', error = %s, lease_owner = NULL, heartbeat_at = NULL, "
+                "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (reason, job_id, instance),
             )
         self._on_write(1)
 
-    async def abandon(self, job_id: uuid.UUID, instance: str) -> None:
-        """Leave a job for nobody: ``pending``, no lease, so no watchdog resumes it."""
+    async def orphaned_jobs(
+        self, lease_s: float, limit: int = 50, *, skip_transports: Sequence[str] = ()
+    ) -> list[uuid.UUID]:
+        """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM.
+
+        Jobs of the transports in ``skip_transports`` (names without variant)
+        are left alone: their pattern has nothing that would resume them.
+        """
         async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE jobs SET status = 'pending', lease_owner = NULL, heartbeat_at = NULL, "
-                "updated_at = clock_timestamp() WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (job_id, instance),
+            cur = await conn.execute(
+                """
+                SELECT id FROM jobs
+                 WHERE (status = 'interrupted'
+                        OR (status = 'running'
+                            AND heartbeat_at < clock_timestamp() - make_interval(secs => %s)))
+                   AND split_part(transport, ':', 1) <> ALL(%s)
+                 ORDER BY updated_at LIMIT %s
+                """,
+                (lease_s, list(skip_transports), limit),
             )
-        self._on_write(1)
+            rows = await cur.fetchall()
+        self._on_read(max(len(rows), 1))
+        return [cast(Row, r)["id"] for r in rows]
 
     @staticmethod
     async def _insert_event(

@@ -51,12 +51,14 @@ def create_job(stack: Stack, owner: str = "alice", seed: int = 1, **shape: Any) 
 def job_row(stack: Stack, job_id: str) -> dict[str, Any]:
     with psycopg.connect(stack.database_url) as conn:
         cur = conn.execute(
-            "SELECT status, current_step, attempt, execution_context, total_steps FROM jobs WHERE id = %s",
+            "SELECT status, current_step, attempt, execution_context, total_steps, error, lease_owner "
+            "FROM jobs WHERE id = %s",
             (job_id,),
         )
         row = cur.fetchone()
     assert row is not None
-    return dict(zip(("status", "current_step", "attempt", "context", "total_steps"), row, strict=True))
+    keys = ("status", "current_step", "attempt", "context", "total_steps", "error", "lease_owner")
+    return dict(zip(keys, row, strict=True))
 
 
 def event_seqs(stack: Stack, job_id: str) -> list[int]:

@@ -20,7 +20,8 @@ TRANSPORT = Transport(
     server=PollingServer(),
     client=PollingWatcher,
     package=__name__,
-    summary="202 + status URL polled with ETag/If-None-Match and Retry-After",
+    variants=frozenset({"log"}),
+    summary="202 + status URL polled for the job's current state (ETag, Retry-After); :log reads the log",
     billing={"": BILLING},
     timers=(CONNECT_TIMER, READ_TIMER),
 )

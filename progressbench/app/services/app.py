@@ -57,12 +57,13 @@ def build_context(config: ServiceConfig) -> ServiceContext:
 
 
 async def _watchdog(ctx: ServiceContext) -> None:
-    """Take over jobs whose instance died or let go of them (stale lease)."""
+    """Take over jobs whose instance died or let go of them (stale lease), if their pattern would."""
     timing = ctx.config.timing
     lease = timing.scaled(timing.job_lease_s)
+    skip = [t.name for t in REGISTRY.values() if not t.orphans_resumed]
     while not ctx.jobs.shutdown.is_set():
         try:
-            for job_id in await ctx.store.orphaned_jobs(lease):
+            for job_id in await ctx.store.orphaned_jobs(lease, skip_transports=skip):
                 if ctx.jobs.start(job_id, "worker-background", from_pending=False):
                     log.info("watchdog: took over job %s", job_id)
         except Exception:  # keep the watchdog alive through a DB hiccup; it is logged
