@@ -42,7 +42,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
-from progressbench.core import tokens
+from progressbench.core import identity, tokens
 from progressbench.core.config import JobShape, Timing, Wave
 from progressbench.core.ledger import percentile
 
@@ -131,11 +131,20 @@ class Official:
         await self.client.close()
 
 
+def as_user(stack: Stack, owner: str) -> dict[str, str]:
+    """The Authorization header of the user ``owner`` (a uuid), minted with the project secret."""
+    token, _ = identity.issue_access(stack.secret, uuid.UUID(owner), f"{owner}@bench.test", uuid.uuid4())
+    return {"authorization": f"Bearer {token}"}
+
+
 async def run_case(stack: Stack, anon: str, n: int, mode: str, tag: str) -> None:
     rt, api = stack.endpoints()["realtime"], stack.endpoints()["api"]
     pids = {role: stack.services[role].live()[0].pid for role in ("realtime", "worker")}
     cpu0 = {role: cpu_s(pid) for role, pid in pids.items()}
-    owners = [f"{tag}-u{i}" for i in range(n)] if mode == "per-job" else [f"{tag}-team"] * n
+    # The operator holds the project secret: users are minted, not signed up (scrypt per phone
+    # would measure the sign-in service). A user's id is the owner of its jobs.
+    team = str(uuid.uuid4())
+    owners = [str(uuid.uuid4()) for _ in range(n)] if mode == "per-job" else [team] * n
     sink: list[float] = []
     official: list[float] = []
     subs: list[Official | RawPhoenix] = []
@@ -157,7 +166,9 @@ async def run_case(stack: Stack, anon: str, n: int, mode: str, tag: str) -> None
             body = {"seed": 1, "time_scale": 1.0, "shape": SHAPE.model_dump(mode="json")}
             for start in range(0, len(job_owners), 50):
                 batch = job_owners[start : start + 50]
-                await asyncio.gather(*(http.post("/realtime/jobs", json={**body, "owner": o}) for o in batch))
+                await asyncio.gather(
+                    *(http.post("/realtime/jobs", json=body, headers=as_user(stack, o)) for o in batch)
+                )
         deadline = time.monotonic() + 40
         while len(sink) + len(official) < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -181,7 +192,11 @@ async def run_case(stack: Stack, anon: str, n: int, mode: str, tag: str) -> None
 async def bench(stack: Stack, counts: tuple[int, ...]) -> None:
     async with httpx.AsyncClient(base_url=stack.endpoints()["api"], timeout=30) as http:
         created = (
-            await http.post("/realtime/jobs", json={"owner": "warmup", "shape": SHAPE.model_dump()})
+            await http.post(
+                "/realtime/jobs",
+                json={"shape": SHAPE.model_dump()},
+                headers=as_user(stack, str(uuid.uuid4())),
+            )
         ).json()
     anon = created["anon_key"]
     for n in counts:

@@ -36,15 +36,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from progressbench.transports.relay.queue.service import QUEUE_CONFIG_ENV
 from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV
 from websockets.asyncio.client import ClientConnection, connect
 
 from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
-from progressbench.core import tokens
+from progressbench.core import identity, tokens
 from progressbench.core.config import Timing
 from progressbench.core.ledger import percentile
-from progressbench.kit.context import SERVICE_SUBJECT
+from progressbench.kit.database import free_port
 
 BUDGET_S = 110.0
 MESSAGES = 20
@@ -91,7 +92,7 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
             received += 1
 
     listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
-    service = tokens.issue(stack.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
     delivered = 0
     async with httpx.AsyncClient(headers={"authorization": f"Bearer {service}"}, timeout=30) as http:
         for seq in range(1, MESSAGES + 1):
@@ -148,13 +149,12 @@ class Sink:
             writer.close()
 
 
-async def queue_throughput(stack: Stack) -> None:
+async def queue_throughput(stack: Stack, sink_port: int) -> None:
     sink = Sink()
-    server = await asyncio.start_server(sink.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    url = f"http://127.0.0.1:{port}/push"
+    server = await asyncio.start_server(sink.handle, "127.0.0.1", sink_port)
+    url = f"http://127.0.0.1:{sink_port}/push"
     queue = stack.endpoints()["queue"]
-    service = tokens.issue(stack.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    service = identity.issue_service(stack.services["queue"].config.service_secret, "queue")
     limit = asyncio.Semaphore(50)
     async with httpx.AsyncClient(
         headers={"authorization": f"Bearer {service}"}, timeout=30, limits=httpx.Limits(max_connections=50)
@@ -166,7 +166,6 @@ async def queue_throughput(stack: Stack) -> None:
                 task = {
                     "name": f"bench-{uuid.uuid4().hex}",
                     "url": url,
-                    "audience": url,
                     "body": body,
                     "schedule_time": datetime.fromtimestamp(release, UTC).isoformat(),
                 }
@@ -201,21 +200,24 @@ async def queue_throughput(stack: Stack) -> None:
     record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 
-async def bench(stack: Stack) -> None:
+async def bench(stack: Stack, sink_port: int) -> None:
     await fan_out(stack, 1, 100)
     await fan_out(stack, 10, 100)
     await fan_out(stack, 1, 1000)
-    await queue_throughput(stack)
+    await queue_throughput(stack, sink_port)
 
 
 def main() -> None:
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
+    # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
+    sink_port = free_port()
+    os.environ[QUEUE_CONFIG_ENV] = json.dumps({"push_targets": [f"http://127.0.0.1:{sink_port}"]})
     with tempfile.TemporaryDirectory() as tmp:
         settings = StackSettings(
             run_dir=Path(tmp), timing=Timing(time_scale=1.0), transports=("relay",), chaos=False
         )
         with Stack(settings) as stack:
-            asyncio.run(asyncio.wait_for(bench(stack), BUDGET_S))
+            asyncio.run(asyncio.wait_for(bench(stack, sink_port), BUDGET_S))
 
 
 if __name__ == "__main__":

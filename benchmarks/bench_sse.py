@@ -24,6 +24,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,6 +34,7 @@ import psycopg
 
 from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
+from progressbench.core import identity
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.ledger import percentile
 
@@ -113,10 +115,13 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     api_pid = stack.services["api"].instances[0].pid
     db_before = api_db_connections(stack.database_url)
-    body = {"owner": "bench", "time_scale": TIME_SCALE, "shape": SHAPE.model_dump(mode="json")}
-    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+    body = {"time_scale": TIME_SCALE, "shape": SHAPE.model_dump(mode="json")}
+    # The operator holds the project secret: an access token minted with it is a signed-in user's.
+    user, _ = identity.issue_access(stack.secret, uuid.uuid4(), "bench@bench.test", uuid.uuid4())
+    headers = {"authorization": f"Bearer {user}"}
+    async with httpx.AsyncClient(base_url=api, timeout=30, headers=headers) as http:
         # Warm the API (imports, pools, the notify hub) before measuring its baseline.
-        warm = (await http.post("/sse/jobs", json={**body, "owner": "warm"})).json()
+        warm = (await http.post("/sse/jobs", json=body)).json()
         await asyncio.sleep(0.5)
         rss_before = rss_kib(api_pid)
         created = [(await http.post("/sse/jobs", json=body)).json() for _ in range(jobs)]

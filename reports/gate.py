@@ -103,6 +103,8 @@ def load_rules(path: Path) -> list[Rule]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"--rules: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--rules: {path} is not UTF-8 text (a TOML rules file)") from None
     return parse_rules(text, str(path))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from progressbench.reports.cost_report import cost_html, cost_markdown
 
 from progressbench.core.ledger import EventRow, SessionRow
 from progressbench.core.summary import CellSummary, Summary
@@ -29,6 +30,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("sessions", "sessions"),
     ("delivery_ratio", "delivery"),
     ("lost", "lost"),
+    ("coalesced", "coalesced"),
     ("duplicates", "dup"),
     ("out_of_order", "ooo"),
     ("terminal_ratio", "terminal"),
@@ -44,6 +46,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicate_executions", "dup exec"),
     ("stuck_jobs", "stuck"),
     ("cost_usd_per_1k_jobs", "$ / 1k jobs"),
+    ("cost.jobs_per_hour", "… at jobs/h"),
 )
 
 
@@ -73,21 +76,49 @@ def cell_table(cells: Sequence[CellSummary]) -> list[list[str]]:
     return [[_fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
 
 
+PATHS = ("live", "replay", "refetch", "snapshot", "poll")
+PATHS_HEAD = ("transport", "profile", *PATHS, "wasted work s (real time)")
+
+
+def paths_table(cells: Sequence[CellSummary]) -> list[list[str]]:
+    """Per cell: unique events by how they first arrived, and the execution seconds nobody kept."""
+    return [
+        [c.transport, c.profile, *(_fmt(c.delivery_paths.get(p, 0)) for p in PATHS), _fmt(c.wasted_work_s)]
+        for c in cells
+    ]
+
+
+#: Characters with a meaning in Markdown (inline or in a table); CommonMark lets any ASCII
+#: punctuation be escaped with a backslash, so these render as themselves.
+_MD_SPECIAL = frozenset("\\`*_[]<>|#!~&")
+
+
+def md(value: object) -> str:
+    """Text from a results file, safe inside a Markdown line or table cell.
+
+    Transport, profile, finding and error texts come from the user's summary.json
+    (issue #13, probe 13): line breaks become spaces and Markdown punctuation is
+    backslash-escaped, so a value can neither add rows, links or HTML nor break the table.
+    """
+    text = " ".join(_fmt(value).split())
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
+
+
 def markdown(summary: Summary) -> str:
     cells = summary.cells
     head = [label for _, label in COLUMNS]
     lines = [
         "# progressbench report",
         "",
-        f"Run `{summary.run_id}` at {summary.created_at} on commit "
-        f"`{(summary.commit or 'unknown')[:12]}`; "
+        f"Run {md(summary.run_id)} at {md(summary.created_at)} on commit "
+        f"{md((summary.commit or 'unknown')[:12])}; "
         f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in cell_table(cells)]
-    if saturated := [c.label for c in cells if c.saturated]:
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in cell_table(cells)]
+    if saturated := [md(c.label) for c in cells if c.saturated]:
         lines += [
             "",
             f"**Saturated cells: {', '.join(saturated)}** — they measured this machine's capacity, "
@@ -96,50 +127,69 @@ def markdown(summary: Summary) -> str:
     config = summary.config
     lines += [
         "",
-        f"Phones: {config.get('users')} × {config.get('jobs_per_user')} jobs; time scale "
-        f"{config.get('timing', {}).get('time_scale')}; seed {config.get('seed')}.",
+        f"Phones: {md(config.get('users'))} × {md(config.get('jobs_per_user'))} jobs; time scale "
+        f"{md(_timing(config).get('time_scale'))}; seed {md(config.get('seed'))}.",
         "Latency is commit (store) to receive (phone), same host clock. "
-        "Costs are marginal list prices (see reports/costs.py), time meters rescaled to real time.",
+        "Costs: see the cost section below (each at a stated load).",
         "",
         TIME_NOTE.format(scale=_scale(summary)),
         "",
         "## Resume outcomes per cell",
         "",
-        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay |",
-        "|---|---|---|---|---|---|",
+        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay | restarted "
+        "| executions / intent (max) | regressions |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells:
         o = c.resume_outcomes
         lines.append(
-            f"| {c.transport} | {c.profile} | {o.replayed_complete} | "
-            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} |"
+            f"| {md(c.transport)} | {md(c.profile)} | {o.replayed_complete} | "
+            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} | {o.restarted} "
+            f"| {_fmt(c.executions_per_intent.max)} | {c.progress_regressions} |"
         )
+    lines += [
+        "",
+        "## Delivery paths and wasted work per cell",
+        "",
+        "| " + " | ".join(PATHS_HEAD) + " |",
+        "|" + "|".join("---" for _ in PATHS_HEAD) + "|",
+    ]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in paths_table(cells)]
     lines += ["", "## Findings the clients reported (sessions)", ""]
     for c in cells:
-        text = ", ".join(f"{name} × {n}" for name, n in sorted(c.findings.items())) or "none"
-        lines.append(f"- **{c.label}**: {text}")
+        text = ", ".join(f"{md(name)} × {n}" for name, n in sorted(c.findings.items())) or "none"
+        lines.append(f"- **{md(c.label)}**: {text}")
     lines += ["", "## Fault windows per cell", ""]
-    lines += [fault_windows_text(c, _scale(summary)) for c in cells]
+    lines += [fault_windows_text(c, _scale(summary), md) for c in cells]
     lines += ["", "## Timers that could not follow the time scale (distortions)", ""]
-    lines += [distortions_text(c) for c in cells]
+    lines += [distortions_text(c, md) for c in cells]
     lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
-    lines += [capacity_text(c) for c in cells]
+    lines += [capacity_text(c, md) for c in cells]
+    lines += cost_markdown(summary)
     return "\n".join(lines) + "\n"
 
 
+def _plain(value: object) -> str:
+    return _fmt(value)
+
+
+def _timing(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    timing = config.get("timing")
+    return timing if isinstance(timing, Mapping) else {}
+
+
 def _scale(summary: Summary) -> float:
-    timing = summary.config.get("timing", {})
-    scale = timing.get("time_scale") if isinstance(timing, dict) else None
+    scale = _timing(summary.config).get("time_scale")
     return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
 
 
-def capacity_text(cell: CellSummary) -> str:
+def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
     """One line per cell: did it measure the pattern or the machine, with the figures."""
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     sat = cell.saturation
     if sat is None:
         return head + "not sampled"
-    services = ", ".join(f"{role} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
+    services = ", ".join(f"{esc(role)} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
     figures = (
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
         f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
@@ -147,35 +197,41 @@ def capacity_text(cell: CellSummary) -> str:
     if cell.saturated:
         return (
             head + "**saturated: this cell measured capacity, not the pattern** "
-            f"({'; '.join(sat.reasons)}). {figures}"
+            f"({esc('; '.join(sat.reasons))}). {figures}"
         )
     return head + "within capacity. " + figures
 
 
-def distortions_text(cell: CellSummary) -> str:
+def distortions_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
     """One line per cell: each timer that kept its own length, real value → value in effect (real s)."""
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     if not cell.distortions:
         return head + "none"
-    return head + "; ".join(f"{d.timer} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions)
+    return head + "; ".join(
+        f"{esc(d.timer)} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions
+    )
 
 
-def fault_windows_text(cell: CellSummary, time_scale: float = 1.0) -> str:
+def fault_windows_text(
+    cell: CellSummary, time_scale: float = 1.0, esc: Callable[[object], str] = _plain
+) -> str:
     """One line per cell: each fault, the phone cell it hit, and when (real s after the cell began).
 
     ``fault_windows`` holds the run's own (compressed) seconds; the text says their real equivalent.
+    ``esc`` escapes the texts that come from the results file (:func:`md` for Markdown).
     """
     windows = cell.fault_windows
-    head = f"- **{cell.label}**: "
+    head = f"- **{esc(cell.label)}**: "
     if not windows:
         return head + "no faults"
     parts = [
-        f"{w.kind} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
+        f"{esc(w.kind)} on {'the stack' if w.cell is None else 'phone cell ' + str(w.cell)} "
         f"at {w.start_s / time_scale:.4g} real s for {w.duration_s / time_scale:.4g} real s"
         for w in windows
     ]
     errors = cell.chaos_errors
-    return head + "; ".join(parts) + (f" — chaos errors: {'; '.join(errors)}" if errors else "")
+    shown = "; ".join(esc(e) for e in errors)
+    return head + "; ".join(parts) + (f" — chaos errors: {shown}" if errors else "")
 
 
 def _png(fig: Any) -> str:
@@ -270,9 +326,12 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)}</p>
 <table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
-events committed; terminal = sessions that learned the job's final state. Costs: marginal list prices,
-time meters rescaled to real time (reports/costs.py).</p>
+events committed; terminal = sessions that learned the job's final state. Costs: the cost section below.</p>
 <p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
+<h2>Delivery paths and wasted work per cell</h2>
+<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in PATHS_HEAD)}</tr></thead><tbody>
+{"".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in paths_table(cells))}
+</tbody></table>
 <h2>Fault windows per cell</h2>
 <ul>{_items(fault_windows_text(c, scale) for c in cells)}</ul>
 <h2>Timers that could not follow the time scale (distortions)</h2>
@@ -280,6 +339,7 @@ time meters rescaled to real time (reports/costs.py).</p>
 <h2>Capacity: did each cell measure the pattern or the machine?</h2>
 <ul>{_items(capacity_text(c) for c in cells)}</ul>
 {images}
+{cost_html(summary, _png)}
 </body></html>
 """
 

@@ -30,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Literal, TypeVar
+
+from progressbench.core.billed import Mode as Mode  # re-exported: the modes are declared in the core
 
 Kind = Literal["wall", "cpu", "count", "level"]
 
@@ -39,18 +40,6 @@ Kind = Literal["wall", "cpu", "count", "level"]
 def quantity(kind: Kind, default: float = 0.0) -> Any:
     """A numeric dataclass field of the given kind (see the module docstring)."""
     return field(default=default, metadata={"kind": kind})
-
-
-class Mode(StrEnum):
-    """How a platform turns a service's usage into a bill."""
-
-    CLOUD_RUN_REQUEST = "cloud-run-request-based"
-    CLOUD_RUN_INSTANCE = "cloud-run-instance-based"
-    CLOUD_RUN_JOB = "cloud-run-job"
-    VERCEL_FUNCTION = "vercel-function"
-    SUPABASE_REALTIME = "supabase-realtime"
-    DURABLE_OBJECT = "durable-object"
-    CLOUD_TASKS = "cloud-tasks"
 
 
 #: What each mode bills, in words (platform-facts section in brackets).

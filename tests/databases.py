@@ -62,7 +62,7 @@ class Databases:
         self.server.stop()
 
     def url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.server.port}/{name}"
+        return self.server.url_for(name)
 
     def create(self, label: str = "t", *, migrated: bool = True) -> str:
         """A new database, with every migration applied unless ``migrated`` is false; its URL."""

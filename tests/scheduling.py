@@ -40,7 +40,7 @@ import pytest
 FOLDER_KEY = "progressbench_shared_fixture_lists"
 SHARED_SCOPES = frozenset({"class", "module", "package"})
 #: Slowest first: the order xdist workers hand tests out in.
-TIERS = ("tests/scenarios/", "tests/integration/", "tests/unit/")
+TIERS = ("tests/scenarios/", "tests/integration/", "tests/security/", "tests/unit/")
 
 _folder = pytest.StashKey[Path]()
 

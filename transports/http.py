@@ -7,13 +7,24 @@ block the agent's event loop long enough to fail their own connect timeouts.
 
 Timeouts scale with the run, with floors: a scaled run compresses the job
 and the network faults, not the client machine's CPU.
+
+Every phone signs in once (:func:`access_token`, against the API's
+GoTrue-compatible ``/auth/v1``) and sends its access token when it creates a
+job: the server takes the job's owner from that token, never from the body.
+A phone's session is kept for the process's life and refreshed (rotating
+its refresh token) when the access token nears its ``exp`` — a wall-clock
+lifetime the run's time scale does not touch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
 import ssl
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import httpx
@@ -58,14 +69,147 @@ def phone_client(
     return httpx.AsyncClient(base_url=base_url, timeout=timeout, verify=_ssl_context())
 
 
+#: Refresh this long before the access token's ``exp`` (wall-clock seconds).
+REFRESH_MARGIN_S = 60
+#: Sign-in attempts before a phone gives up (each after a back-off).
+SIGN_IN_ATTEMPTS = 8
+#: Seconds a sign-in request may take (a floor, like MIN_READ_S: a password hash costs the
+#: server real CPU whatever the time scale, and a phone that gives up early only retries it).
+SIGN_IN_TIMEOUT_S = 30.0
+#: Per process: phones of two processes (two cells' load generators) are different users.
+_PROCESS_TAG = secrets.token_hex(4)
+
+
+@dataclass
+class PhoneSession:
+    """One phone's account and its current session (kept for the process's life)."""
+
+    email: str
+    password: str
+    access_token: str = ""
+    refresh_token: str = ""
+    expires_at: float = 0.0
+    user_id: str = ""
+    registered: bool = False
+
+    def fresh(self, now: float) -> bool:
+        return bool(self.access_token) and now < self.expires_at - REFRESH_MARGIN_S
+
+
+#: By (API base URL, phone): one account per phone for the process's life, across event loops.
+_sessions: dict[tuple[str, str], PhoneSession] = {}
+#: By (event loop, API base URL, phone): an asyncio lock belongs to one loop.
+_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+def phone_email(phone: str) -> str:
+    """The sign-in email of the phone named ``phone`` in this process."""
+    local = re.sub(r"[^a-z0-9._-]", "-", phone.lower())[:40] or "phone"
+    return f"{local}.{_PROCESS_TAG}@phones.progressbench.test"
+
+
+class _Retry(Exception):
+    """The sign-in service could not be reached or failed (5xx): try again after a back-off."""
+
+
+async def _auth_call(
+    http: httpx.AsyncClient, path: str, body: dict[str, str], params: dict[str, str] | None = None
+) -> httpx.Response:
+    try:
+        response = await http.post(f"/auth/v1{path}", json=body, params=params, timeout=SIGN_IN_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise _Retry(type(exc).__name__) from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise _Retry(f"http {response.status_code}")
+    return response
+
+
+def _take(session: PhoneSession, response: httpx.Response) -> bool:
+    """Store a session answer; False when the answer is not one."""
+    if response.status_code != 200:
+        return False
+    data = response.json()
+    session.access_token = str(data["access_token"])
+    session.refresh_token = str(data["refresh_token"])
+    session.expires_at = float(data["expires_at"])
+    session.user_id = str(data["user"]["id"])
+    session.registered = True
+    return True
+
+
+async def _sign_in_once(http: httpx.AsyncClient, session: PhoneSession) -> None:
+    """One pass: refresh if possible, else password, else sign up; TransportError on a refusal."""
+    if session.refresh_token:
+        answer = await _auth_call(
+            http, "/token", {"refresh_token": session.refresh_token}, {"grant_type": "refresh_token"}
+        )
+        if _take(session, answer):
+            return
+        session.refresh_token = ""
+    credentials = {"email": session.email, "password": session.password}
+    if not session.registered:
+        answer = await _auth_call(http, "/signup", credentials)
+        if _take(session, answer):
+            return
+        if answer.status_code != 422 or "user_already_exists" not in answer.text:
+            raise TransportError(f"sign-up answered {answer.status_code}: {answer.text[:200]}")
+        session.registered = True  # an earlier attempt got through before its answer was lost
+    answer = await _auth_call(http, "/token", credentials, {"grant_type": "password"})
+    if not _take(session, answer):
+        raise TransportError(f"sign-in answered {answer.status_code}: {answer.text[:200]}")
+
+
+async def sign_in(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], float]) -> PhoneSession:
+    """The phone's signed-in session on ``http``'s API: signs up/in once, refreshes near expiry.
+
+    Connection failures and 5xx answers are retried on ``backoff``; a refusal
+    (wrong password, bad request) raises :class:`TransportError`.
+    """
+    key = (str(http.base_url), phone)
+    lock = _locks.setdefault((id(asyncio.get_running_loop()), *key), asyncio.Lock())
+    async with lock:
+        session = _sessions.setdefault(key, PhoneSession(phone_email(phone), secrets.token_urlsafe(18)))
+        attempt = 0
+        while not session.fresh(time.time()):
+            try:
+                await _sign_in_once(http, session)
+            except _Retry as exc:
+                attempt += 1
+                if attempt >= SIGN_IN_ATTEMPTS:
+                    raise TransportError(f"sign-in failed {attempt} times: {exc}") from None
+                await asyncio.sleep(backoff(attempt))
+        return session
+
+
+async def sign_in_phone(api_url: str, phone: str, timing: Timing) -> None:
+    """Sign ``phone`` in ahead of its first job (best effort: its watcher signs in again if this failed).
+
+    A phone app signs in once, before any job: the session driver calls this
+    before it starts a session's clock, so a job's time to result does not
+    include the sign-in (and a refused one shows in the session that needs it).
+    """
+    async with phone_client(api_url, timing) as http:
+        try:
+            await sign_in(http, phone, lambda attempt: min(0.2 * 2**attempt, 5.0))
+        except TransportError:
+            return
+
+
+async def access_token(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], float]) -> str:
+    """The phone's current access token (see :func:`sign_in`)."""
+    return (await sign_in(http, phone, backoff)).access_token
+
+
 async def submit_job(
     http: httpx.AsyncClient,
     path: str,
     body: dict[str, object],
     backoff: Callable[[int], float],
     params: dict[str, str] | None = None,
+    *,
+    phone: str,
 ) -> dict[str, str]:
-    """POST a job (expecting ``202``); retry only when the request surely never reached the server.
+    """POST a job as the signed-in ``phone`` (expecting ``202``); retry only when it surely never arrived.
 
     A connection that could not be made is safe to retry; anything later (a
     read timeout, a reset after sending) might have created the job, so it
@@ -74,8 +218,9 @@ async def submit_job(
     """
     attempt = 0
     while True:
+        headers = {"authorization": f"Bearer {await access_token(http, phone, backoff)}"}
         try:
-            response = await http.post(path, json=body, params=params)
+            response = await http.post(path, json=body, params=params, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             attempt += 1
             await asyncio.sleep(backoff(attempt))

@@ -27,7 +27,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from progressbench.core.contract import ClientSettings, JobRequest, ServiceSpec, Transport, Watcher
+from progressbench.core.billed import Billed, Mode
+from progressbench.core.contract import (
+    ClientSettings,
+    JobRequest,
+    ProbeReport,
+    ServiceSpec,
+    Transport,
+    Watcher,
+)
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -37,11 +45,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiRoutes",
+    "Billed",
     "ClientSettings",
     "CommitHooks",
     "Cron",
     "Crons",
     "JobRequest",
+    "Mode",
+    "ProbeReport",
     "ServiceSpec",
     "Transport",
     "Watcher",

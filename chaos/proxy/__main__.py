@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=None, help="JSON array of proxies (the /populate format)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed for toxicity and jitter")
+    parser.add_argument(
+        "--allow-external-listen",
+        action="store_true",
+        help="let proxies listen beyond loopback and on ports below 1024 (off: loopback only)",
+    )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -64,7 +69,16 @@ async def _run(args: argparse.Namespace, config: Sequence[Mapping[str, object]] 
     sock = None
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
-    await serve(args.host, args.port, sock=sock, config=config, seed=args.seed, ready=_announce, stop=stop)
+    await serve(
+        args.host,
+        args.port,
+        sock=sock,
+        config=config,
+        seed=args.seed,
+        ready=_announce,
+        stop=stop,
+        allow_external_listen=args.allow_external_listen,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

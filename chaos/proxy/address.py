@@ -27,6 +27,28 @@ class ListenError(Exception):
     """The listener could not be created; the message is Go's ``listen tcp ...`` text."""
 
 
+class ListenRefused(ListenError):
+    """The listen address is outside the server's policy (not loopback, or a privileged port).
+
+    Toxiproxy has no such policy; this server has one because its proxies sit in
+    front of an embedded Postgres superuser and the testbed's services (issue #13,
+    probe 7). ``--allow-external-listen`` lifts it.
+    """
+
+
+def check_local(host: str, ip: str, port: int) -> None:
+    """ListenRefused unless ``ip`` is a loopback address and ``port`` is 0 or unprivileged."""
+    shown = join_host_port(ip or host, port)
+    if host == "" or not ipaddress.ip_address(ip).is_loopback:
+        raise ListenRefused(
+            f"listen tcp {shown}: not a loopback address (start the server with --allow-external-listen)"
+        )
+    if 0 < port < 1024:
+        raise ListenRefused(
+            f"listen tcp {shown}: privileged port (start the server with --allow-external-listen)"
+        )
+
+
 def split_host_port(address: str) -> tuple[str, int]:
     """``"127.0.0.1:80"`` → ``("127.0.0.1", 80)``; ``"[::1]:0"`` → ``("::1", 0)``."""
     if address.startswith("["):
@@ -91,8 +113,12 @@ async def resolve_listen(listen: str) -> str:
     return join_host_port(ip, port)
 
 
-async def bind_listener(listen: str) -> socket.socket:
-    """A non-blocking listening socket for ``listen``, or :class:`ListenError`."""
+async def bind_listener(listen: str, *, local_only: bool = False) -> socket.socket:
+    """A non-blocking listening socket for ``listen``, or :class:`ListenError`.
+
+    ``local_only``: refuse (:class:`ListenRefused`) anything but loopback and
+    unprivileged ports, before binding.
+    """
     try:
         host, port = split_host_port(listen)
         if host == "":
@@ -101,6 +127,8 @@ async def bind_listener(listen: str) -> socket.socket:
             family, ip = await _resolve_host(host, port)
     except AddressError as exc:
         raise ListenError(f"listen tcp: {exc}") from None
+    if local_only:
+        check_local(host, ip, port)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -66,11 +67,47 @@ def toxic_exists() -> ApiError:
     return ApiError("toxic already exists", 409)
 
 
+#: Longest proxy name accepted. Toxiproxy checks none, but a name must fit in a request path to be
+#: shown, updated or deleted again (issue #13, probe 7), so names are bounded and have no ``/``.
+MAX_NAME_LENGTH = 256
+
+
+def check_proxy_name(name: str) -> None:
+    """A 400 for a name that could never be addressed as ``/proxies/{name}``."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise ApiError(f"invalid proxy name: longer than {MAX_NAME_LENGTH} characters", 400)
+    if "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise ApiError("invalid proxy name: it may not contain '/' or control characters", 400)
+
+
 def toxic_not_found() -> ApiError:
     return ApiError("toxic not found", 404)
 
 
 # -- decoding helpers -------------------------------------------------------------
+
+
+class Number(float):
+    """A JSON number as parsed, keeping its text: ``1e400`` is infinity to Python, not to Go."""
+
+    text: str
+
+    def __new__(cls, text: str) -> Number:
+        value = super().__new__(cls, text)
+        value.text = text
+        return value
+
+
+def _no_constants(name: str) -> object:
+    """``NaN``/``Infinity`` are not JSON: Go stops at their first character."""
+    raise _BadConstant(name)
+
+
+class _BadConstant(ValueError):
+    pass
+
+
+_DECODER = json.JSONDecoder(parse_float=Number, parse_constant=_no_constants)
 
 
 def parse_body(body: bytes) -> object:
@@ -79,7 +116,9 @@ def parse_body(body: bytes) -> object:
     if not text:
         raise bad_body("EOF")
     try:
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = _DECODER.raw_decode(text)
+    except _BadConstant as exc:
+        raise bad_body(f"invalid character {str(exc)[0]!r} looking for beginning of value") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text):
             raise bad_body("unexpected EOF") from None
@@ -105,7 +144,9 @@ def _kind(value: object) -> str:
 
 def _mismatch(value: object, field: str, go_type: str) -> ApiError:
     what = _kind(value)
-    if isinstance(value, float):
+    if isinstance(value, Number):
+        what = f"number {value.text}"
+    elif isinstance(value, float):
         what = f"number {value!r}"
     return bad_body(f"json: cannot unmarshal {what} into Go struct field {field} of type {go_type}")
 
@@ -155,9 +196,14 @@ def _float32(obj: Mapping[str, object], key: str, struct_name: str) -> float | N
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _mismatch(value, f"{struct_name}.{key}", "float32")
     try:
-        return to_float32(float(value))
+        result = to_float32(float(value))
     except OverflowError:
-        raise _mismatch(float(value), f"{struct_name}.{key}", "float32") from None
+        result = math.inf
+    if not math.isfinite(result):  # Go: a number out of float32's range does not unmarshal
+        raise _mismatch(
+            value if isinstance(value, float) else float(value), f"{struct_name}.{key}", "float32"
+        )
+    return result
 
 
 def _int64(value: object, field: str, go_type: str) -> int:
@@ -202,6 +248,7 @@ def decode_populate(body: bytes) -> list[ProxySpec]:
             raise missing_field(f"name at proxy {number}")
         if not spec.upstream:
             raise missing_field(f"upstream at proxy {number}")
+        check_proxy_name(spec.name)
     return specs
 
 

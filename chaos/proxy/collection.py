@@ -26,8 +26,10 @@ class ProxyCollection:
         clock: Clock,
         rng: random.Random,
         on_retire: Callable[[Proxy, Connection], None] | None = None,
+        local_only: bool = True,
     ) -> None:
         self.proxies: dict[str, Proxy] = {}
+        self.local_only = local_only
         self._lock = asyncio.Lock()
         self._clock = clock
         self._rng = rng
@@ -41,6 +43,7 @@ class ProxyCollection:
             clock=self._clock,
             rng=self._rng,
             on_retire=self._on_retire,
+            local_only=self.local_only,
         )
 
     def get(self, name: str) -> Proxy:
@@ -53,6 +56,7 @@ class ProxyCollection:
         """A new proxy, started unless ``enabled`` is false (409 on a duplicate, 500 on bind)."""
         if not spec.name:
             raise codec.missing_field("name")
+        codec.check_proxy_name(spec.name)
         if not spec.upstream:
             raise codec.missing_field("upstream")
         async with self._lock:

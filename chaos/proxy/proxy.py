@@ -22,7 +22,13 @@ import random
 from collections.abc import Callable
 
 from progressbench.chaos.proxy import codec
-from progressbench.chaos.proxy.address import AddressError, ListenError, bind_listener, listen_string
+from progressbench.chaos.proxy.address import (
+    AddressError,
+    ListenError,
+    ListenRefused,
+    bind_listener,
+    listen_string,
+)
 from progressbench.chaos.proxy.address import resolve_listen as _resolve_listen
 from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.connection import Connection
@@ -60,8 +66,10 @@ class Proxy:
         clock: Clock,
         rng: random.Random,
         on_retire: Callable[[Proxy, Connection], None] | None = None,
+        local_only: bool = False,
     ) -> None:
         self.name = name
+        self.local_only = local_only
         self.listen = listen
         self.upstream = upstream
         self.enabled = False
@@ -102,7 +110,9 @@ class Proxy:
         if self.enabled:
             raise AlreadyStarted(self.name)
         try:
-            sock = await bind_listener(self.listen)
+            sock = await bind_listener(self.listen, local_only=self.local_only)
+        except ListenRefused as exc:
+            raise ApiError(str(exc), 400) from None
         except ListenError as exc:
             raise ApiError(str(exc), 500) from None
         loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ from progressbench.chaos.proxy.codec import ApiError
 from progressbench.chaos.proxy.collection import ProxyCollection
 from progressbench.chaos.proxy.metrics import ProxyMetrics
 from progressbench.chaos.proxy.model import ProxySpec
+from progressbench.chaos.proxy.slowheaders import with_header_timeout
 from progressbench.chaos.proxy.types import Clock
 
 from progressbench.core.errors import ConfigError
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 10.0
 SHUTDOWN_GRACE = 5
+#: A client must send a request head within this long (Toxiproxy's API server: 15 s read timeout).
+HEADER_TIMEOUT = 15.0
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -55,6 +58,8 @@ class ChaosProxyServer:
     through ``--fd``; otherwise ``host``/``port`` are bound (port 0 = any).
     ``seed`` seeds the randomness of toxicity rolls, jitter and slicing.
     ``clock`` replaces the event loop's clock (tests only).
+    ``allow_external_listen``: let proxies listen beyond loopback and on ports
+    below 1024 (off by default: issue #13, probe 7).
     """
 
     def __init__(
@@ -65,8 +70,12 @@ class ChaosProxyServer:
         sock: socket.socket | None = None,
         seed: int | None = None,
         clock: Clock | None = None,
+        allow_external_listen: bool = False,
+        header_timeout_s: float = HEADER_TIMEOUT,
     ) -> None:
         self._host = host
+        self._header_timeout_s = header_timeout_s
+        self._local_only = not allow_external_listen
         self._port = port
         self._sock = sock
         self._rng = random.Random(seed)
@@ -103,7 +112,10 @@ class ChaosProxyServer:
         self._address = sock.getsockname()[:2]
         metrics = ProxyMetrics(lambda: self.proxies.proxies.values())
         self._collection = ProxyCollection(
-            clock=self._clock or LoopClock(), rng=self._rng, on_retire=metrics.retire
+            clock=self._clock or LoopClock(),
+            rng=self._rng,
+            on_retire=metrics.retire,
+            local_only=self._local_only,
         )
         api = ToxiproxyApi(self._collection, metrics)
         config = uvicorn.Config(
@@ -112,7 +124,7 @@ class ChaosProxyServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="h11",
+            http=with_header_timeout(self._header_timeout_s),
             ws="none",
             server_header=False,
             timeout_keep_alive=60,
@@ -173,13 +185,14 @@ async def serve(
     seed: int | None = None,
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    allow_external_listen: bool = False,
 ) -> None:
     """Run a chaos proxy server until ``stop`` is set (or the task is cancelled).
 
     ``ready(url)`` is called once the API accepts connections and the
     ``config`` proxies exist. Shutdown is clean either way.
     """
-    server = ChaosProxyServer(host, port, sock=sock, seed=seed)
+    server = ChaosProxyServer(host, port, sock=sock, seed=seed, allow_external_listen=allow_external_listen)
     await server.start()
     try:
         if config:

@@ -35,6 +35,9 @@ class CellResult:
     started_wall_ns: int = 0
     windows: list[FaultWindow] = field(default_factory=list)
     chaos_errors: list[str] = field(default_factory=list)
+    #: The cell's cross-tenant canary (progressbench.app.canary): attempts, and events it got.
+    canary_probes: int = 0
+    canary_foreign_events: int = 0
     #: Timers measured while the cell ran (a replacement's cold start), beside the transport's own.
     timers: list[Timer] = field(default_factory=list)
     #: CPU of the cell's processes, and of the whole machine, sampled while it ran.

@@ -42,6 +42,8 @@ def missing_parts(transport: Transport) -> list[str]:
         problems.append("server mounts no routes (neither api_router nor worker_router)")
     if not callable(transport.client):
         problems.append("client is not a watcher factory")
+    elif not callable(getattr(transport.client, "probe", None)):
+        problems.append("client has no probe (the cell's cross-tenant canary)")
     problems += _rules_problems(transport, root)
     for path in transport.migrations:
         if not path.endswith(".sql") or not _file(root, path).is_file():

@@ -82,6 +82,9 @@ def run(
     step_seconds: Annotated[
         str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")
     ] = "2,5",
+    prices: Annotated[
+        Path | None, typer.Option(help="Price table TOML instead of the packaged reports/prices.toml.")
+    ] = None,
     model_call: Annotated[
         str,
         typer.Option(
@@ -108,6 +111,7 @@ def run(
         worker_concurrency=worker_concurrency,
         job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
         timing={"time_scale": time_scale},
+        prices=prices,
     )
     from progressbench.app.progress_ui import RichRunView
     from progressbench.app.run import execute

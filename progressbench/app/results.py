@@ -101,11 +101,31 @@ def provenance() -> Provenance:
     )
 
 
+#: A text cell starting with one of these is read as a formula by Excel, Calc and Sheets (OWASP,
+#: "CSV Injection", owasp.org/www-community/attacks/CSV_Injection; ASVS 5.0 V1.2.10 adds NUL;
+#: read 2026-11-30). Such a cell gets a leading ``'``, which spreadsheets take as "this is text".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+
+
+def neutralise_cell(value: object) -> object:
+    """A CSV cell that no spreadsheet will evaluate: text starting like a formula gets a ``'``.
+
+    Numbers are left alone (a negative number is data, not a formula).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _neutralised(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.map(neutralise_cell) if len(frame) else frame
+
+
 def write_tables(out: Path, sessions: Sequence[SessionRow], events: Sequence[EventRow]) -> None:
     session_frame = pd.DataFrame([s.as_csv() for s in sessions], columns=_columns(SessionRow))
     event_frame = pd.DataFrame([asdict(e) for e in events], columns=_columns(EventRow))
-    session_frame.to_csv(out / SESSIONS, index=False)
-    event_frame.to_csv(out / EVENTS, index=False)
+    _neutralised(session_frame).to_csv(out / SESSIONS, index=False)
+    _neutralised(event_frame).to_csv(out / EVENTS, index=False)
 
 
 def _columns(cls: type) -> list[str]:
@@ -136,7 +156,12 @@ def load_events(folder: Path) -> pd.DataFrame:
     """``events.csv`` of a results folder; an empty table with its columns when it is absent."""
     path = folder / EVENTS
     if path.exists():
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except (ValueError, OSError, pd.errors.ParserError) as exc:  # binary, empty, torn
+            raise ResultsError(
+                f"{path}: unreadable events table ({str(exc).splitlines()[0][:160]})"
+            ) from None
     return pd.DataFrame(columns=_columns(EventRow))
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from progressbench.app.canary import Canary
 from progressbench.app.cell import CellPlan
 from progressbench.app.cell_result import CellResult, cell_name, meter_delta
 from progressbench.app.cpu_sampler import CpuSampler, Target
@@ -34,12 +35,15 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.app.truth import ProgressProbe, read_truth
 from progressbench.chaos.controller import ChaosController, validate_against
 from progressbench.chaos.profiles import Profile, get_profile
-from progressbench.core.config import RunConfig, ServerConditions
+from progressbench.core.config import Limits, RunConfig, ServerConditions
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import FaultWindow, SessionRecord
+from progressbench.core.job import JobSpec
+from progressbench.core.job import plan as plan_job
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.core.timers import measured
+from progressbench.reports.prices import PriceBook, load_prices
 from progressbench.transports import resolve
 
 
@@ -122,6 +126,16 @@ def run_cell(
             progress=probe,
         )
         controller.start()
+    canary = Canary(
+        cell.transport,
+        {role: url for role, url in stack.endpoints().items() if role in stack.client_roles},
+        timing,
+        config.client_options,
+        stack.database_url,
+        cell.started_wall_ns / 1e9,
+        plan_job(JobSpec(shape=config.job, seed=config.seed, time_scale=timing.time_scale)).duration_s,
+    )
+    canary.start()
     t0 = time.monotonic()
     stopping = False
     generator: list[int] = []
@@ -134,12 +148,20 @@ def run_cell(
         raise
     finally:
         with deferred():
+            report = canary.stop()
+            cell.canary_probes, cell.canary_foreign_events = report.probes, report.foreign_events
+            with contextlib.suppress(OSError):
+                (log_dir / f"canary-{cell_name(cell.transport, profile.name)}.log").write_text(
+                    f"victim {canary.victim}\n" + "".join(f"{note}\n" for note in report.notes)
+                )
             cell.seconds = time.monotonic() - t0
             sampler.stop()
             cell.cpu, cell.machine_cpu = sampler.series(), sampler.machine()
             if controller is not None:
                 cell.windows = controller.stop()
                 cell.chaos_errors = list(controller.errors)
+            if canary.error:
+                cell.chaos_errors.append(f"canary: {canary.error}")
             probe.close()
             cold = measured(
                 "replacement instance cold start", timing.cold_start_s, stack.faults.startups[startups:]
@@ -160,6 +182,12 @@ def run_cell(
                 )
 
 
+def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
+    """The timing with the price table's scale-down idle time: the services meter instance lives by it."""
+    idle = book.value("cloud_run.idle_tail_s")
+    return config.model_copy(update={"timing": config.timing.model_copy(update={"scale_down_idle_s": idle})})
+
+
 def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
     """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
     targets = [Target("generator", "locust", pid, children=True) for pid in generator]
@@ -173,6 +201,8 @@ def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
     for name in config.transports:
         resolve(name)  # ConfigError before anything starts
+    book = load_prices(config.prices)  # a bad price file is a ConfigError before anything starts, too
+    config = with_billing_timing(config, book)
     profiles: list[Profile] = [get_profile(p) for p in config.profiles]
     out = config.out
     raw = out / RAW_DIR
@@ -197,6 +227,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         toxiproxy_url=config.toxiproxy_url,
         transports=config.transports,
         token_secret=config.token_secret,
+        limits=Limits.for_load(config.users, config.jobs_per_user, config.spawn_rate),
     )
     view.run_started(run_id, config)
     with Stack(settings) as stack:
@@ -240,6 +271,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
             records.get((cell.transport, cell.profile), []),
             truth,
             config.timing.time_scale,
+            book=book,
             declared_context=entry.context_for(variant),
         )
         summary_cells.append(scored.summary)
@@ -256,6 +288,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         interrupted=interrupted,
         timing=RunTiming(started_at=started, seconds=round(time.time() - started, 3)),
         cells=summary_cells,
+        book=book,
     )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)

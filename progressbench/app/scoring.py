@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from progressbench.app.cell_result import CellResult
+from progressbench.core.billed import billing_for
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
 from progressbench.core.saturation import JobTiming, judge
 from progressbench.core.summary import (
     SCHEMA_VERSION,
+    CellCost,
     CellSummary,
+    CostPoint,
     Distortion,
     MachineInfo,
     RunTiming,
@@ -26,7 +29,8 @@ from progressbench.core.summary import (
     Summary,
 )
 from progressbench.core.timers import distortions
-from progressbench.reports.costs import PRICES_AS_OF, cost_breakdown, cost_per_1k_jobs
+from progressbench.reports.cell_cost import cell_cost, curve_rows, planned_span, window_of
+from progressbench.reports.prices import PriceBook, load_prices, prices_as_of
 from progressbench.transports import resolve
 
 
@@ -48,12 +52,51 @@ class ScoredCell:
     events: list[EventRow]
 
 
+def price_cell(
+    cell: CellResult, records: Sequence[SessionRecord], jobs: int, time_scale: float, book: PriceBook
+) -> tuple[CellCost, dict[str, float]]:
+    """The cell's ``cost`` and its own dollars by bill line, from the transport's declared components.
+
+    The run's load is the cell's jobs over the phones' planned job time
+    (:func:`~progressbench.reports.cell_cost.planned_span`); without plans,
+    over the span its sessions covered (first start to last end).
+    """
+    transport, variant = resolve(cell.transport)
+    measured = window_of([(r.started_wall_ns, r.ended_wall_ns) for r in records], cell.seconds)
+    planned = planned_span([(r.user_index, r.planned_job_s) for r in records])
+    window = planned or measured
+    basis = (
+        f"the phones' planned job time; the sessions took {measured / time_scale:.0f} s"
+        if planned
+        else "the span its sessions covered"
+    )
+    priced = cell_cost(
+        billing_for(transport.billing, variant),
+        cell.meters,
+        jobs=jobs,
+        window_s=window,
+        time_scale=time_scale,
+        book=book,
+        window_basis=basis,
+    )
+    cost = CellCost(
+        usd_per_1k_jobs=priced.usd_per_1k_jobs,
+        breakdown=priced.breakdown,
+        prices_as_of=priced.prices_as_of,
+        billing_assumptions=list(priced.billing_assumptions),
+        jobs_per_hour=priced.jobs_per_hour,
+        curve=[CostPoint(**row) for row in curve_rows(priced.curve, book.month_s)],
+    )
+    return cost, priced.cell_usd
+
+
 def score_cell(
     cell: CellResult,
     records: Sequence[SessionRecord],
     truth: Mapping[str, JobTruth],
     time_scale: float,
     declared_context: str | None = None,
+    book: PriceBook | None = None,
 ) -> ScoredCell:
     """One cell: each session against the store (with the faults that hit it), then the aggregates.
 
@@ -68,19 +111,24 @@ def score_cell(
         events.extend(evs)
     jobs = len({r.job_id for r in rows if r.job_id})
     flat_meters = {f"{svc}.{k}": v for svc, m in cell.meters.items() for k, v in m.items()}
+    cost, cell_usd = price_cell(cell, records, jobs, time_scale, book or load_prices())
     aggregates = summarize(
         cell.transport,
         cell.profile,
         rows,
         events,
         meters=flat_meters,
-        cost_usd_per_1k_jobs=cost_per_1k_jobs(cell.meters, jobs, time_scale, cell_seconds=cell.seconds),
+        cost_usd_per_1k_jobs=cost.usd_per_1k_jobs,
     )
-    breakdown = cost_breakdown(cell.meters, time_scale, cell_seconds=cell.seconds)
     saturation = saturation_of(cell, records, truth)
+    fields = dict(aggregates)
+    # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
+    fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
+    fields["canary_probes"] = cell.canary_probes
     summary = CellSummary(
-        **dict(aggregates),
-        cost_breakdown_usd={k: round(v, 8) for k, v in breakdown.items()},
+        **fields,
+        cost=cost,
+        cost_breakdown_usd=cell_usd,
         complete=cell.complete,
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
@@ -148,6 +196,7 @@ def build_summary(
     interrupted: bool,
     timing: RunTiming,
     cells: Sequence[CellSummary],
+    book: PriceBook | None = None,
 ) -> Summary:
     return Summary(
         schema_version=SCHEMA_VERSION,
@@ -156,7 +205,7 @@ def build_summary(
         commit=provenance.commit,
         machine=provenance.machine,
         versions=provenance.versions,
-        prices_as_of=PRICES_AS_OF,
+        prices_as_of=prices_as_of(book or load_prices()),
         config=config,
         profiles=profiles,
         run_id=run_id,

@@ -22,6 +22,7 @@ from progressbench.core.errors import ProgressbenchError
 from progressbench.core.events import TERMINAL, Observation, Progress, Resubmitted, SessionRecord, Submitted
 from progressbench.core.job import JobSpec, plan
 from progressbench.transports import resolve
+from progressbench.transports.http import sign_in_phone
 from progressbench.transports.types import ClientSettings, JobRequest
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,10 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
     deadline = spec.timing.scaled(spec.timing.session_deadline_s)
     stream = watcher.session(request)
     try:
+        api = spec.endpoints.get("api")
+        if api:  # the app signs in once, before its first job: not part of any job's time
+            await sign_in_phone(api, spec.owner, spec.timing)
+            started_wall, started_mono = time.time_ns(), time.monotonic_ns()
         async with asyncio.timeout(deadline):
             async for event in stream:
                 observations.append(Observation.of(event, time.time_ns(), time.monotonic_ns()))
@@ -120,5 +125,6 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
         planned_job_s=plan(
             JobSpec(shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale)
         ).duration_s,
+        coalescing=bool(getattr(watcher, "coalesces", False)),
         observations=observations,
     )

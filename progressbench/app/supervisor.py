@@ -32,7 +32,7 @@ from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
 from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl
-from progressbench.core.config import ServerConditions, ServiceConfig, Timing
+from progressbench.core.config import Limits, ServerConditions, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.store import check_reachable
@@ -64,6 +64,8 @@ class StackSettings:
     transports: tuple[str, ...] | None = None
     #: Sign per-job tokens with this (default: a fresh random secret per stack).
     token_secret: str | None = field(default=None, repr=False)
+    #: Body size and job-creation bounds of every service (``Limits.for_load`` for a run's own load).
+    limits: Limits = field(default_factory=Limits)
 
 
 class Stack:
@@ -124,6 +126,7 @@ class Stack:
             watchdog=self.settings.watchdog,
             timing=self.settings.timing,
             conditions=self.settings.conditions,
+            limits=self.settings.limits,
         )
         modules = {spec.role: spec.module for spec in extra}
         for role, sock in sockets.items():

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from progressbench.core.ledger import CommittedEvent, JobTruth
+from progressbench.core.ledger import CommittedEvent, JobTruth, StepRun
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -47,6 +47,7 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     uuids = [uuid.UUID(i) for i in ids]
     events: dict[str, list[CommittedEvent]] = defaultdict(list)
     runs: dict[str, dict[int, int]] = defaultdict(dict)
+    step_spans: dict[str, list[StepRun]] = defaultdict(list)
     status: dict[str, str] = {}
     contexts: dict[str, list[str]] = defaultdict(list)
     triggers: dict[str, list[str]] = defaultdict(list)
@@ -63,11 +64,14 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             (uuids,),
         ):
             events[str(job_id)].append(CommittedEvent(seq, kind, _ns(committed)))
-        for job_id, seq, n in conn.execute(
-            "SELECT job_id, seq, count(*) FROM step_runs WHERE job_id = ANY(%s) GROUP BY job_id, seq",
+        for job_id, seq, started, finished in conn.execute(
+            "SELECT job_id, seq, started_at, finished_at FROM step_runs WHERE job_id = ANY(%s) ORDER BY id",
             (uuids,),
         ):
-            runs[str(job_id)][seq] = n
+            runs[str(job_id)][seq] = runs[str(job_id)].get(seq, 0) + 1
+            step_spans[str(job_id)].append(
+                StepRun(seq, None if started is None else _ns(started), _ns(finished))
+            )
         for job_id, label, trigger in conn.execute(CONTEXTS, {"ids": uuids}):
             contexts[str(job_id)].append(label)
             triggers[str(job_id)].append(trigger)
@@ -79,6 +83,7 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             step_runs=dict(runs[i]),
             contexts=tuple(contexts[i]),
             triggers=tuple(triggers[i]),
+            runs=tuple(step_spans[i]),
             started_wall_ns=spans.get(i, (None, None))[0],
             finished_wall_ns=spans.get(i, (None, None))[1],
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,16 @@ from progressbench.core.errors import ConfigError
 SERVICE_CONFIG_ENV = "PROGRESSBENCH_SERVICE_CONFIG"
 
 PositiveFloat = Annotated[float, Field(gt=0)]
+
+#: Bounds of a job shape a phone may ask for (issue #13, probe 5): a job is "20 s to minutes" of
+#: tens of steps, so these leave two orders of magnitude of room and still cap one job's cost.
+MAX_WAVES = 50
+MAX_ITEMS_PER_WAVE = 1000
+MAX_TOTAL_STEPS = 1000
+MAX_STEP_SECONDS = 3600.0
+MAX_LABEL_LENGTH = 200
+#: A step duration: positive, finite (JSON ``1e309`` parses to infinity) and at most an hour.
+StepSeconds = Annotated[float, Field(gt=0, le=MAX_STEP_SECONDS, allow_inf_nan=False)]
 
 
 class Frozen(BaseModel):
@@ -36,10 +47,10 @@ class Wave(Frozen):
     returns is one long step, committed when the call comes back.
     """
 
-    label: str = Field(min_length=1)
-    items: int = Field(ge=1, le=1000)
-    seconds_min: PositiveFloat | None = None
-    seconds_max: PositiveFloat | None = None
+    label: str = Field(min_length=1, max_length=MAX_LABEL_LENGTH)
+    items: int = Field(ge=1, le=MAX_ITEMS_PER_WAVE)
+    seconds_min: StepSeconds | None = None
+    seconds_max: StepSeconds | None = None
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> Wave:
@@ -90,13 +101,23 @@ class JobShape(Frozen):
     The defaults give 14 steps of 2-5 s, so a job takes about 50 s at
     ``time_scale`` 1.0: inside the "20 s to minutes" range the testbed is for.
     The benchmark's own shape (``RunConfig.job``) adds the long silent model
-    call of :data:`MODEL_CALL`.
+    call of :data:`MODEL_CALL`. Phones send shapes, so every field is bounded
+    (``MAX_*`` above): at least one wave, at most :data:`MAX_TOTAL_STEPS`
+    steps, finite durations.
     """
 
-    waves: tuple[Wave, ...] = DEFAULT_WAVES
-    step_seconds_min: PositiveFloat = 2.0
-    step_seconds_max: PositiveFloat = 5.0
-    fail_at_step: int | None = Field(default=None, ge=1)
+    waves: tuple[Wave, ...] = Field(default=DEFAULT_WAVES, min_length=1, max_length=MAX_WAVES)
+    step_seconds_min: StepSeconds = 2.0
+    step_seconds_max: StepSeconds = 5.0
+    fail_at_step: int | None = Field(default=None, ge=1, le=MAX_TOTAL_STEPS + 1)
+
+    @field_validator("waves")
+    @classmethod
+    def _bounded_steps(cls, value: tuple[Wave, ...]) -> tuple[Wave, ...]:
+        total = sum(w.items for w in value)
+        if total > MAX_TOTAL_STEPS:
+            raise ValueError(f"a job has at most {MAX_TOTAL_STEPS} steps, these waves have {total}")
+        return value
 
     @field_validator("step_seconds_max")
     @classmethod
@@ -152,9 +173,19 @@ class Timing(Frozen):
     #: The platform cuts any request (and so any stream) after this long
     #: (Cloud Run's default request timeout is 300 s).
     request_timeout_s: PositiveFloat = 300.0
+    #: A client must finish sending a request head within this long, or its connection is
+    #: closed (slow-header protection, issue #13 probe 12; Toxiproxy's API allows 15 s).
+    header_timeout_s: PositiveFloat = 10.0
+    #: Idle time before an instance scales to zero, used to meter instance-based lifetimes
+    #: (ASSUMPTION, the price table's ``cloud_run.idle_tail_s``; ``run`` takes it from there).
+    scale_down_idle_s: float = Field(default=900.0, ge=0)
     #: Period of a pattern's watchdog *cron* (Vercel Cron / Cloud Scheduler run on unix-cron
     #: schedules, whose finest granularity is one minute): only patterns that add one use it.
     watchdog_cron_s: PositiveFloat = 60.0
+
+    def header_timeout(self) -> float:
+        """The scaled header timeout, never below 1 s (a loaded machine still gets its request in)."""
+        return max(self.scaled(self.header_timeout_s), 1.0)
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
@@ -175,6 +206,26 @@ class ServerConditions(Frozen):
     misdeployed: bool = False
 
 
+class Limits(Frozen):
+    """What one client may ask of a service (issue #13, probes 5 and 12)."""
+
+    #: Largest request body any HTTP route reads (413 beyond); a job request is ~1 KB.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Job creations per second per identity, sustained (429 + Retry-After beyond).
+    job_creations_per_s: float = Field(default=20.0, gt=0, le=1e6, allow_inf_nan=False)
+    #: Job creations one identity may make at once before the rate applies.
+    job_creation_burst: int = Field(default=200, ge=1, le=10_000_000)
+
+    @classmethod
+    def for_load(cls, users: int, jobs_per_user: int, spawn_rate: float) -> Limits:
+        """Limits that never bind on the harness's own load (all its phones share one address)."""
+        base = cls()
+        return cls(
+            job_creation_burst=max(base.job_creation_burst, users * jobs_per_user),
+            job_creations_per_s=max(base.job_creations_per_s, 2 * spawn_rate + users),
+        )
+
+
 class ServiceConfig(Frozen):
     """What one service process needs; passed by the supervisor as JSON."""
 
@@ -183,6 +234,9 @@ class ServiceConfig(Frozen):
     instance: str = Field(min_length=1)
     database_url: str = Field(min_length=1)
     token_secret: str = Field(min_length=16)
+    #: Signs the tokens services present to each other (never a phone's): apart from
+    #: ``token_secret`` so no user token can pass as a service (progressbench.core.identity).
+    service_secret: str = Field(default_factory=lambda: secrets.token_urlsafe(32), min_length=16, repr=False)
     worker_url: str | None = None
     #: Every service's internal URL by role ("worker" goes through the dispatch proxy).
     peers: dict[str, str] = Field(default_factory=dict)
@@ -191,6 +245,7 @@ class ServiceConfig(Frozen):
     watchdog: bool = True
     timing: Timing = Timing()
     conditions: ServerConditions = ServerConditions()
+    limits: Limits = Limits()
 
 
 TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]
@@ -225,6 +280,8 @@ class RunConfig(Frozen):
     worker_concurrency: int = Field(default=80, ge=1, le=1000)
     job: JobShape = JobShape(waves=BENCHMARK_WAVES)
     timing: Timing = Timing()
+    #: A price table (TOML, the format of ``reports/prices.toml``) instead of the packaged one.
+    prices: Path | None = None
 
     @field_validator("transports", "profiles")
     @classmethod

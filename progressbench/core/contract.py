@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from progressbench.core.billed import Billed
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.events import ClientEvent
 from progressbench.core.timers import Timer
@@ -21,7 +22,12 @@ from progressbench.core.timers import Timer
 
 @dataclass(frozen=True)
 class JobRequest:
-    """What a phone asks for: one job with this shape, as this owner."""
+    """What a phone asks for: one job with this shape.
+
+    ``owner`` names the *phone* (its sign-in account); the server's owner of
+    the job is the user id of the phone's verified access token, so the body
+    carries no owner.
+    """
 
     owner: str
     shape: JobShape
@@ -30,7 +36,6 @@ class JobRequest:
 
     def body(self) -> dict[str, object]:
         return {
-            "owner": self.owner,
             "seed": self.seed,
             "time_scale": self.time_scale,
             "shape": self.shape.model_dump(mode="json"),
@@ -52,8 +57,43 @@ class ClientSettings:
     options: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class ProbeReport:
+    """What a cross-tenant canary phone got when it tried to read another phone's job.
+
+    ``probes`` counts attempts (each URL, stream, socket or channel tried);
+    ``foreign_events`` counts events of jobs the canary does not own that any
+    attempt delivered — RESULTS.md's ``canary_probes`` and ``foreign_events``.
+    ``notes`` say how each attempt ended (``"status-url: 404"``), for the log.
+    """
+
+    probes: int = 0
+    foreign_events: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, probe: str, outcome: str, foreign: int = 0) -> None:
+        self.probes += 1
+        self.foreign_events += foreign
+        self.notes.append(f"{probe}: {outcome}" + (f" ({foreign} foreign events)" if foreign else ""))
+
+
 class Watcher(Protocol):
+    """A phone watching one job. A watcher that reads the job's current state rather than its
+    events may say so with a ``coalesces = True`` attribute: the ledger then scores the steps a
+    later state replaced between two reads as ``coalesced``, not ``lost``."""
+
     def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]: ...
+
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: signed in as ``phone`` (owning no job), try to read ``victim_job_id``.
+
+        Every way this transport's client face reads a job (status URL,
+        stream, socket, channel — with the canary's own credentials) is one
+        probe; long-lived ones listen for up to ``window_s`` seconds. Whatever
+        they deliver is foreign. Never raises for a refusal: a refusal is the
+        expected outcome.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -106,14 +146,17 @@ class Transport:
     #: The workers' lease watchdog (takes over a job whose heartbeat went stale, at once) is not
     #: part of every pattern: a transport opts in, for itself and every variant.
     lease_watchdog: bool = False
-
-    def context_for(self, variant: str | None) -> str:
-        """The declared execution context of ``name`` or ``name:variant``."""
-        return self.variant_contexts.get(variant or "", self.context)
+    #: What the platforms bill, per variant (``""`` is the default; an unlisted variant bills as it):
+    #: see :mod:`progressbench.core.billed`. The cost model prices these and nothing else.
+    billing: Mapping[str, tuple[Billed, ...]] = field(default_factory=dict)
 
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()
+
+    def context_for(self, variant: str | None) -> str:
+        """The declared execution context of ``name`` or ``name:variant``."""
+        return self.variant_contexts.get(variant or "", self.context)
 
     @property
     def names(self) -> list[str]:

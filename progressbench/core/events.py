@@ -222,5 +222,8 @@ class SessionRecord(BaseModel):
     time_scale: float = 1.0
     #: the job's planned duration in (compressed) seconds, for time-to-result ratios; None if unknown
     planned_job_s: float | None = None
+    #: the watcher reads the job's current state, not its events: steps superseded between two
+    #: reads are ``coalesced`` by design, not lost (the watcher's ``coalesces`` attribute)
+    coalescing: bool = False
     observations: list[Observation] = Field(default_factory=list)
     fault_windows: list[FaultWindow] = Field(default_factory=list)

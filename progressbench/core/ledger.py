@@ -21,16 +21,28 @@ from progressbench.core.events import TERMINAL, SessionRecord
 from progressbench.core.session_scores import (
     RESUME_OUTCOMES,
     Commit,
+    StepRun,
     classify_resumes,
+    coalesced,
     executions,
     exposed,
     regressions,
     resume_times,
     silent_stall,
+    wasted_work,
 )
 from progressbench.core.summary import CellAggregates, Percentiles, Percentiles99, ResumeOutcomes, Spread
 
-__all__ = ["RESUME_OUTCOMES", "CommittedEvent", "EventRow", "JobTruth", "SessionRow", "account", "summarize"]
+__all__ = [
+    "RESUME_OUTCOMES",
+    "CommittedEvent",
+    "EventRow",
+    "JobTruth",
+    "SessionRow",
+    "StepRun",
+    "account",
+    "summarize",
+]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 #: What may start an execution of a job (as the executor records it); each is reported, 0 or not.
@@ -66,6 +78,8 @@ class JobTruth:
     #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
     started_wall_ns: int | None = None
     finished_wall_ns: int | None = None
+    #: schema 2: every completed step run with its span (``wasted_work_s``); empty when not read
+    runs: tuple[StepRun, ...] = ()
 
     @property
     def by_seq(self) -> dict[int, CommittedEvent]:
@@ -165,6 +179,10 @@ class SessionRow:
     terminal_latency_ms_raw: float | None = None
     resume_ms_raw: tuple[float, ...] = ()
     longest_silence_ms_raw: float = 0.0
+    #: Execution seconds whose output the user never kept, real-time-equivalent (``_raw``: compressed).
+    wasted_work_s: float = 0.0
+    wasted_work_s_raw: float = 0.0
+    coalesced: int = 0
 
     def as_csv(self) -> dict[str, object]:
         row = asdict(self)
@@ -231,6 +249,7 @@ def account(
     terminal_latency: float | None = None
     terminal_wall: int | None = None
     terminal_mono: int | None = None
+    kept: tuple[str, int] | None = None
     first_event_ms: float | None = None
     connection_start = record.started_wall_ns
     # durations are measured in the compressed run and reported over its scale (real-time equivalent)
@@ -264,6 +283,7 @@ def account(
                 terminal_wall, terminal_mono = o.wall_ns, o.mono_ns
                 if commit is not None:
                     terminal_latency = _ms(o.wall_ns - commit.committed_wall_ns)
+                    kept = (job, commit.committed_wall_ns)
         latency = _ms(o.wall_ns - commit.committed_wall_ns) if commit is not None and not is_foreign else None
         events.append(
             EventRow(
@@ -288,10 +308,13 @@ def account(
     primary_id = record.job_id or ""
     received = len({seq for job, seq in seen if job == primary_id} & set(committed))
     expected = len(committed)
+    # A state poller never sees a step replaced between two reads: by design, not lost.
+    merged = coalesced(obs, commits) if record.coalescing else set()
+    n_coalesced = len({seq for job, seq in merged if job == primary_id} & set(committed))
     counts = Counter(o.type for o in obs)
     runs = {i: truths[i].step_runs for i in own_ids if i in truths}
     reran = [i for i, r in runs.items() if r and r[min(r)] > 1]
-    outcomes = classify_resumes(obs, commits, own_jobs=own, reran=reran)
+    outcomes = classify_resumes(obs, commits, own_jobs=own, reran=reran, excused=merged)
     stall, longest = silent_stall(record, obs, commits, until_ns=terminal_wall)
     resume = resume_times(record, obs)
     n_exec = executions(runs)
@@ -304,6 +327,7 @@ def account(
         | ({SILENT_FALLBACK} if fallbacks else set())
     )
     duration_ms = _ms(record.ended_mono_ns - record.started_mono_ns)
+    wasted_raw = wasted_work({i: truths[i].runs for i in own_ids if i in truths}, kept)
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
     ratio = (
         None if to_result is None or not record.planned_job_s else to_result / (record.planned_job_s / scale)
@@ -324,7 +348,7 @@ def account(
         first_event_ms=real(first_event_ms, scale),
         events_expected=expected,
         events_received=received,
-        lost=expected - received,
+        lost=expected - received - n_coalesced,
         duplicates=dup_shown,
         out_of_order=out_of_order,
         terminal_received=terminal_wall is not None,
@@ -364,6 +388,9 @@ def account(
         terminal_latency_ms_raw=terminal_latency,
         resume_ms_raw=tuple(resume),
         longest_silence_ms_raw=longest,
+        wasted_work_s=round(wasted_raw / scale, 3),
+        wasted_work_s_raw=round(wasted_raw, 3),
+        coalesced=n_coalesced,
     )
     return row, events
 
@@ -465,6 +492,8 @@ def summarize(
         executions_by_context=_tally(s.contexts for s in sessions),
         executions_by_trigger={t: 0 for t in TRIGGERS} | _tally(s.triggers for s in sessions),
         silent_fallbacks=sum(s.silent_fallbacks for s in sessions),
+        wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
+        coalesced=sum(s.coalesced for s in sessions),
     )
 
 

@@ -235,6 +235,11 @@ class Reconnector:
         self.down_attempts += 1
         return [Disconnected(reason=reason)] if self.down_attempts == 1 else []
 
+    def new_job(self) -> None:
+        """The client started over with a new job (a naive re-POST): its seqs begin again at 1."""
+        self.book = SeqBook()
+        self.final = None
+
     def resume(self) -> list[ClientEvent]:
         """``Resumed`` if a reconnect is waiting for it; the driver then reads after :attr:`cursor`."""
         if not self.resume_due:

@@ -8,6 +8,7 @@ Each one answers a question a person watching the phone would ask:
 * how many times did my one request run (:func:`executions`)?
 * was I left looking at a frozen screen while work went on (:func:`silent_stall`)?
 * how long after the network came back did I see something fresh (:func:`resume_times`)?
+* which steps could a state poller never have seen (:func:`coalesced`)?
 
 A progress observation names its job: a naive client that re-POSTs gets a
 new job, whose step 1 is not the old job's step 1. Bookkeeping is therefore
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from progressbench.core.events import Observation, ResumeOutcome, SessionRecord
 
@@ -29,6 +31,8 @@ _ERRORS = frozenset({"disconnected", "gap_flagged", "finding"})
 _BACK = frozenset({"reconnected", "connected", "resubmitted"})
 #: Observations that prove the client got fresh state after a fault.
 _FRESH = frozenset({"progress", "alive"})
+#: Observations that are (or come with) an answer from the server.
+_ANSWERS = frozenset({"progress", "alive", "connected", "reconnected"})
 
 RESUME_OUTCOMES: tuple[ResumeOutcome, ...] = (
     "replayed-complete",
@@ -58,12 +62,48 @@ def _key(o: Observation) -> Key:
     return (o.job_id or "", o.seq or 0)
 
 
+def coalesced(obs: Sequence[Observation], commits: Iterable[Commit]) -> set[Key]:
+    """States a polling client could not see because a later state replaced them between two reads.
+
+    A client that reads a job's *current* state sees a step only if one of
+    its reads falls while that step is the latest. A committed event the
+    client never received is *coalesced* when a later event of the same job
+    replaced it and the client got an answer (any successful read:
+    ``progress``, ``alive``, ``connected``, ``reconnected``) at or after that
+    replacement: the client kept reading and the state was already gone. An
+    event that was still the latest when the client stopped reading (the
+    final state it never learned, or steps after it gave up) is not
+    coalesced: it is lost.
+
+    Choice: a read's server-side time is not observed, so this does not look
+    for a read that returned a step the client then failed to show (a client
+    fault, not coalescing); the state watcher shows every new state it reads.
+    """
+    received = {_key(o) for o in obs if o.type == "progress" and o.seq is not None}
+    answers = [o.wall_ns for o in obs if o.type in _ANSWERS]
+    last_answer = max(answers, default=None)
+    by_job: dict[str, list[Commit]] = {}
+    for c in commits:
+        by_job.setdefault(c.job_id, []).append(c)
+    result: set[Key] = set()
+    if last_answer is None:
+        return result
+    for job_commits in by_job.values():
+        ordered = sorted(job_commits, key=lambda c: c.seq)
+        for current, later in pairwise(ordered):
+            key = (current.job_id, current.seq)
+            if key not in received and later.committed_wall_ns <= last_answer:
+                result.add(key)
+    return result
+
+
 def classify_resumes(
     obs: Sequence[Observation],
     commits: Iterable[Commit],
     *,
     own_jobs: Iterable[str] | None = None,
     reran: Iterable[str] = (),
+    excused: Iterable[Key] = (),
 ) -> Counter[ResumeOutcome]:
     """Score each reconnect with the taxonomy of reference/peers.md (b), plus ``restarted``.
 
@@ -85,8 +125,11 @@ def classify_resumes(
     * else, if the transport flagged a gap -> *gap-flagged*; else -> *silent-gap*.
 
     Foreign events are counted elsewhere and never make a resume look good.
+    ``excused`` events (coalesced states a state poller could never see) are
+    not due: missing them is no gap.
     """
-    commits = list(commits)
+    excused_keys = set(excused)
+    commits = [c for c in commits if (c.job_id, c.seq) not in excused_keys]
     own = {c.job_id for c in commits} if own_jobs is None else set(own_jobs)
     reran_jobs = set(reran)
     first_seq: dict[str, int] = {}
@@ -194,6 +237,81 @@ def executions(step_runs: Mapping[str, Mapping[int, int]]) -> int:
         if runs:
             total += runs[min(runs)]
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class StepRun:
+    """One completed run of one step of a job (a ``step_runs`` row), on the store's clock.
+
+    ``started_wall_ns`` is None for rows written before the store recorded it
+    (their duration is unknown and counts as 0).
+    """
+
+    seq: int
+    started_wall_ns: int | None
+    finished_wall_ns: int
+
+    @property
+    def began_wall_ns(self) -> int:
+        return self.finished_wall_ns if self.started_wall_ns is None else self.started_wall_ns
+
+    @property
+    def seconds(self) -> float:
+        if self.started_wall_ns is None:
+            return 0.0
+        return max(self.finished_wall_ns - self.started_wall_ns, 0) / 1e9
+
+
+def split_executions(runs: Iterable[StepRun]) -> list[list[StepRun]]:
+    """One job's step runs, in finishing order, cut into executions.
+
+    Same rule as :func:`executions`: a run of the job's first step begins a
+    new execution (a rerun from the start); a step repeated mid-job (a resume
+    from a checkpoint, a lost lease) stays in the execution it belongs to.
+    """
+    ordered = sorted(runs, key=lambda r: r.finished_wall_ns)
+    if not ordered:
+        return []
+    first = min(r.seq for r in ordered)
+    found: list[list[StepRun]] = []
+    for run in ordered:
+        if run.seq == first or not found:
+            found.append([])
+        found[-1].append(run)
+    return found
+
+
+def wasted_work(runs_by_job: Mapping[str, Iterable[StepRun]], kept: tuple[str, int] | None) -> float:
+    """Execution seconds of one intent whose output the user never kept (compressed seconds).
+
+    ``kept`` is the job and commit time (wall ns) of the terminal event the
+    user received, or None when no result reached the user. The execution that
+    committed that terminal is the one whose output was kept: the last
+    execution of that job to begin before the terminal was committed. Within
+    it, the first completed run of each step is kept and any repeat of the
+    same step is waste. Every other execution — superseded by a re-POST that
+    reran the job, abandoned when the stream died, or finished after the user
+    had gone — is waste, whole. When nothing reached the user, all of it is.
+
+    Only completed step runs are known to the store: the unfinished part of a
+    step cut short by a shutdown is not counted (a lower bound).
+    """
+    wasted = 0.0
+    for job_id, runs in runs_by_job.items():
+        split = split_executions(runs)
+        keep: list[StepRun] = []
+        if kept is not None and kept[0] == job_id:
+            begun = [e for e in split if min(r.began_wall_ns for r in e) <= kept[1]]
+            if begun:
+                keep = begun[-1]
+        kept_seqs: set[int] = set()
+        for execution in split:
+            for run in execution:
+                if execution is keep and run.seq not in kept_seqs:
+                    kept_seqs.add(run.seq)
+                    continue
+                wasted += run.seconds
+    return wasted
 
 
 def resume_times(record: SessionRecord, obs: Sequence[Observation]) -> list[float]:

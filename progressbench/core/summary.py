@@ -155,6 +155,14 @@ class CellAggregates(_Model):
     duplicates_shown: int = 0
     #: Unique events by how they first arrived: live, replay, refetch, snapshot, poll.
     delivery_paths: dict[str, int] = Field(default_factory=dict)
+    #: Execution seconds (real-time-equivalent, summed over the cell's sessions) whose output the
+    #: user never kept: reruns superseded by a re-POST, abandoned executions, results never shown.
+    wasted_work_s: float | None = None
+    #: Cross-tenant read attempts by the cell's canary phone (what they got is in foreign_events).
+    canary_probes: int = 0
+    #: States a polling client could not see because a later state replaced them between two
+    #: polls (by design; not ``lost``).
+    coalesced: int = 0
     #: Executions of the cell's jobs by where they ran (``"<service>/<kind>"``: ``worker/request``,
     #: ``api/request``, ``worker/worker-background``, ``job-runner/job-runner``).
     executions_by_context: dict[str, int] = Field(default_factory=dict)
@@ -165,15 +173,45 @@ class CellAggregates(_Model):
     executions_by_trigger: dict[str, int] = Field(default_factory=dict)
 
 
+class CostPoint(_Model):
+    """The cost per 1,000 jobs at one stated load, with and without free tiers."""
+
+    jobs_per_month: float
+    jobs_per_hour: float
+    usd_per_1k_jobs_with_free_tiers: float | None
+    usd_per_1k_jobs_without_free_tiers: float | None
+
+
+class CellCost(_Model):
+    """schema 2 ``cost``: each billed component priced the way its platform bills it, at a stated load.
+
+    ``usd_per_1k_jobs`` (= the cell's ``cost_usd_per_1k_jobs``) is the value
+    at the load the cell drove, ``jobs_per_hour``, without free tiers;
+    ``breakdown`` splits it by bill line; ``curve`` states it at other loads.
+    """
+
+    usd_per_1k_jobs: float | None
+    #: Dollars per 1,000 jobs at ``jobs_per_hour`` by bill line (``<item>.<charge>``, plan fees).
+    breakdown: dict[str, float]
+    prices_as_of: str | None
+    billing_assumptions: list[str]
+    #: The load ``usd_per_1k_jobs`` is stated at: the cell's jobs over the phones' planned job time.
+    jobs_per_hour: float | None = None
+    curve: list[CostPoint] = Field(default_factory=list)
+
+
 class CellSummary(CellAggregates):
     """One ``summary.json`` cell: the aggregates plus what the runner knew about the cell."""
 
+    #: The cell's own dollars over its real-time window, by bill line (the run-load bill's share).
     cost_breakdown_usd: dict[str, float]
     #: Every session the cell planned was collected.
     complete: bool
     seconds: float
     fault_windows: list[FaultWindowSpan]
     chaos_errors: list[str]
+    #: schema 2: the cost model's whole answer (``cost_usd_per_1k_jobs`` is its ``usd_per_1k_jobs``).
+    cost: CellCost | None = None
     #: schema 2: timers that could not follow the time scale in this cell (real-time-equivalent seconds).
     distortions: list[Distortion] = Field(default_factory=list)
     #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
@@ -228,7 +266,7 @@ class Summary(_Model):
     machine: MachineInfo
     #: Installed versions of the distribution's dependencies (None: not installed).
     versions: dict[str, str | None]
-    #: The date of the price table the costs use (``reports/costs.py``).
+    #: The date of the price table the costs use: its oldest price (``reports/prices.toml``).
     prices_as_of: str | None = None
     config: dict[str, Any]
     profiles: dict[str, Any]
@@ -252,7 +290,7 @@ def parse_summary(text: str, source: str) -> Summary:
     if not isinstance(data, dict):
         raise ResultsError(f"{source}: not a summary (expected a JSON object)")
     version = data.get("schema_version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:  # true == 1 in Python
         raise ResultsError(
             f"{source}: schema_version {version!r} is not one this progressbench reads "
             f"({', '.join(map(str, READABLE_VERSIONS))}); re-run or use the matching version"

@@ -3,7 +3,9 @@
 Claims follow Supabase's shape (``sub``, ``role``, ``aud``, ``exp``) so the
 same token can be handed to a Realtime server's RLS, plus ``job_id``: a token
 reads exactly one job, and only its owner's. Every transport checks it with
-:func:`authorize` before it shows a byte of a job.
+:func:`authorize` before it shows a byte of a job. ``owner`` is always the
+verified user's id (:mod:`progressbench.core.identity`), never a value a
+request body chose. A token without ``exp`` is refused, not trusted forever.
 """
 
 from __future__ import annotations
@@ -53,7 +55,13 @@ def issue(secret: str, owner: str, job_id: uuid.UUID, ttl_s: float = 24 * 3600) 
 
 def decode(secret: str, token: str) -> Grant:
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], audience=AUDIENCE)
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            options={"require": ["exp", "sub", "aud"]},
+        )
     except jwt.ExpiredSignatureError:
         raise TokenRejected(401, "token expired") from None
     except jwt.InvalidTokenError:

@@ -13,7 +13,7 @@ import httpx
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from progressbench.core import tokens
+from progressbench.core import identity, tokens
 from progressbench.core.config import JobShape, ServiceConfig
 from progressbench.core.job import JobSpec, plan
 from progressbench.core.timers import Timer
@@ -23,7 +23,7 @@ from progressbench.kit.store import JobRow, Store, parse_job_id
 
 log = logging.getLogger(__name__)
 
-SERVICE_SUBJECT = "service:api"
+SERVICE_SUBJECT = identity.SERVICE_SUBJECT
 #: ``AbortSignal.timeout(8_000)`` of the dispatch from the API route (seeds/000, Pattern A).
 DISPATCH_ABORT_S = 8.0
 #: Floor of that abort: on a loaded 2-core host a loopback connect alone can outlast the scaled
@@ -37,12 +37,17 @@ RUN_HERE_PATH = "/jobs/run"
 
 
 class CreateJob(BaseModel):
-    """The body a phone POSTs to create a job (any transport)."""
+    """The body a phone POSTs to create a job (any transport).
+
+    There is no ``owner``: the owner is the verified user of the request's
+    access token (:meth:`ServiceContext.current_user`). A body that still
+    sends one is refused with 422 (``extra="forbid"``), so a client that
+    believes it chooses its owner learns at once that it does not.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    owner: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
-    seed: int = 0
+    seed: int = Field(default=0, ge=-(2**63), lt=2**63)
     time_scale: float = Field(default=1.0, gt=0, le=100)
     shape: JobShape = JobShape()
 
@@ -64,53 +69,92 @@ class ServiceContext:
     jobs: JobPool
     background: set[asyncio.Task[object]] = field(default_factory=set)
 
-    def spawn(self, coro: Coroutine[object, object, object], name: str) -> None:
-        """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones)."""
+    def spawn(self, coro: Coroutine[object, object, object], name: str) -> asyncio.Task[object]:
+        """Fire and forget, but keep a reference until it ends (asyncio keeps weak ones).
+
+        Like Next.js ``after()``, the task keeps the request's invocation open
+        (metered duration) until it ends.
+        """
+        release = self.meters.hold_invocation()
         task = asyncio.create_task(coro, name=name)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        task.add_done_callback(lambda _t: release())
+        return task
 
     @property
     def secret(self) -> str:
         return self.config.token_secret
 
-    async def create_job(self, body: CreateJob, transport: str) -> Created:
-        """Insert a pending job and issue its read token. Does not start it."""
+    def current_user(self, request: Request) -> str:
+        """The verified user's id (a uuid string) from the request's bearer access token; else 401.
+
+        Used as a route dependency (``owner: str = Depends(ctx.current_user)``)
+        by every transport's job creation: the owner of a job is who signed
+        in, never what a body says.
+        """
+        try:
+            user = identity.verify_access(self.secret, tokens.bearer(request.headers.get("authorization")))
+        except tokens.TokenRejected as exc:
+            raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+        return str(user.id)
+
+    async def create_job(self, body: CreateJob, transport: str, owner: str) -> Created:
+        """Insert a pending job for ``owner`` (a verified user id) with a server-made id and read token."""
         spec = JobSpec(shape=body.shape, seed=body.seed, time_scale=body.time_scale)
         job_id = uuid.uuid4()
         row = await self.store.create_job(
-            job_id, body.owner, transport, spec.model_dump(mode="json"), plan(spec).total_steps
+            job_id, owner, transport, spec.model_dump(mode="json"), plan(spec).total_steps
         )
-        return Created(row, tokens.issue(self.secret, body.owner, job_id))
+        return Created(row, tokens.issue(self.secret, owner, job_id))
 
     async def readable_job(self, request: Request, raw_id: str) -> JobRow:
         """The job at ``raw_id`` if the request's bearer token may read it.
 
-        401 for a missing or bad token, 404 for an unknown id or another
-        owner's job: the answer never tells a stranger that a job exists.
+        Either the job's own read token (``job_id`` must be this job) or the
+        owner's access token (``sub`` must own it). 401 for a missing or bad
+        token, 404 for an unknown id or another owner's job: the answer never
+        tells a stranger that a job exists.
         """
         try:
-            grant = tokens.decode(self.secret, tokens.bearer(request.headers.get("authorization")))
+            raw = tokens.bearer(request.headers.get("authorization"))
         except tokens.TokenRejected as exc:
             raise HTTPException(exc.status, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+        owner, only = self._reader(raw)
         job_id = parse_job_id(raw_id)
-        if job_id is None or grant.job_id != job_id:
+        if job_id is None or (only is not None and only != job_id):
             raise HTTPException(404, "job not found")
         job = await self.store.get_job(job_id)
-        if job is None or job.owner != grant.owner:
+        if job is None or job.owner != owner:
             raise HTTPException(404, "job not found")
         return job
 
-    def service_token(self) -> str:
-        return tokens.issue(self.secret, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
-
-    def check_service_token(self, request: Request) -> None:
+    def _reader(self, raw: str) -> tuple[str, uuid.UUID | None]:
+        """Who a read token speaks for, and the one job it is limited to (None: any of theirs)."""
         try:
-            grant = tokens.decode(self.secret, tokens.bearer(request.headers.get("authorization")))
+            grant = tokens.decode(self.secret, raw)
+            return grant.owner, grant.job_id
+        except tokens.TokenRejected:
+            pass
+        try:
+            return str(identity.verify_access(self.secret, raw).id), None
         except tokens.TokenRejected as exc:
-            raise HTTPException(401, exc.reason) from None
-        if grant.owner != SERVICE_SUBJECT:
-            raise HTTPException(403, "not a service token")
+            raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+
+    def service_token(self, audience: str) -> str:
+        """A token for the service ``audience`` (worker, queue, rooms), signed with the services' key."""
+        return identity.issue_service(self.config.service_secret, audience)
+
+    def check_service_token(self, request: Request, audience: str | None = None) -> None:
+        """Only the testbed's own services, with a token made for this service (default: its role)."""
+        try:
+            identity.verify_service(
+                self.config.service_secret,
+                tokens.bearer(request.headers.get("authorization")),
+                audience or self.config.role,
+            )
+        except tokens.TokenRejected as exc:
+            raise HTTPException(exc.status, exc.reason) from None
 
     @property
     def misdeployed(self) -> bool:
@@ -135,7 +179,7 @@ class ServiceContext:
             await self.http.post(
                 f"{own}{RUN_HERE_PATH}",
                 json={"job_id": str(job_id), "trigger": trigger},
-                headers={"authorization": f"Bearer {self.service_token()}"},
+                headers={"authorization": f"Bearer {self.service_token('api')}"},
                 timeout=timing.scaled(timing.request_timeout_s) + 5.0,
             )
         except httpx.HTTPError as exc:  # the caller never looks: fire-and-forget
@@ -169,7 +213,7 @@ class ServiceContext:
                     # When the caller will have given up (wall clock): a request still queued for
                     # an instance by then is one the platform's front end drops (see realtime).
                     json={"job_id": str(job_id), "trigger": trigger, "abort_at": time.time() + abort_s},
-                    headers={"authorization": f"Bearer {self.service_token()}"},
+                    headers={"authorization": f"Bearer {self.service_token('worker')}"},
                     timeout=abort_s,
                 )
                 if response.is_success:

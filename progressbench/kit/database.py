@@ -9,6 +9,11 @@ keeps the log in the run folder, and stops it with a signal.
 
 ``wal_level=logical`` is set so the realtime transport can decode the WAL.
 
+The superuser signs in with SCRAM and a password generated per server
+(:attr:`EmbeddedPostgres.password`, in :attr:`EmbeddedPostgres.url`), never
+``trust``: any local user could otherwise connect as superuser (issue #13,
+probe 6). Per-service roles with only the grants each needs are not done yet.
+
 Run as root, the server runs as the unprivileged :data:`PG_SYSTEM_USER`
 (postgres refuses root), which must be able to reach the binaries. A
 virtualenv inside root's home directory (mode 700, common in containers) is
@@ -25,6 +30,7 @@ import ctypes
 import importlib.resources
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -34,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -123,10 +129,16 @@ class EmbeddedPostgres:
     install_dir: Path | None = None
     #: Where to mirror it if the server's user cannot reach it (see ``reachable_install``).
     cache_dir: Path | None = None
+    #: The superuser's password, fresh per server (SCRAM, never ``trust``: issue #13, probe 6).
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_for("postgres")
+
+    def url_for(self, database: str) -> str:
+        """A URL of one of this server's databases, with the superuser's credentials."""
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def start(self, timeout_s: float = 60.0) -> str:
         install = self.install_dir or installed_pginstall()
@@ -139,6 +151,14 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, run_as.pw_uid, run_as.pw_gid)
         user_kw: dict[str, Any] = as_user(run_as) if run_as is not None else {}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # initdb reads the password from a file (never argv); the data folder must stay empty.
+        pw_dir = Path(tempfile.mkdtemp(prefix="progressbench-pw-"))
+        pwfile = pw_dir / "superuser.pw"
+        pwfile.write_text(self.password + "\n")
+        pwfile.chmod(0o600)
+        if run_as is not None:
+            os.chown(pw_dir, run_as.pw_uid, run_as.pw_gid)
+            os.chown(pwfile, run_as.pw_uid, run_as.pw_gid)
         with self.log_path.open("ab") as log:
             init = subprocess.run(
                 [
@@ -147,7 +167,8 @@ class EmbeddedPostgres:
                     str(self.data_dir),
                     "-U",
                     "postgres",
-                    "--auth=trust",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
                     "--encoding=UTF8",
                     "--no-sync",
                     "--no-instructions",
@@ -158,6 +179,7 @@ class EmbeddedPostgres:
                 check=False,
                 **user_kw,
             )
+        shutil.rmtree(pw_dir, ignore_errors=True)
         if init.returncode != 0:
             raise StackError(f"initdb failed (exit {init.returncode}); see {self.log_path}")
         preexec = _server_preexec(run_as)

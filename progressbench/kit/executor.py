@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from progressbench.core.config import Timing
 from progressbench.core.job import EventKind, JobSpec, Step, plan, terminal_message
+from progressbench.kit.meters import Meters
 from progressbench.kit.store import Store
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ async def run_job(
                     ),
                 )
             return "failed" if ok else "lost"
+        began = time.monotonic()
         verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced)
         if verdict == "lost":
             return "lost"
@@ -179,7 +181,15 @@ async def run_job(
             await store.release(job_id, ctx.instance, error=f"upstream call failed at step {step.seq}")
             return "retryable"
         if not await store.commit_step(
-            job_id, row.owner, step, job_plan.total_steps, row.attempt, ctx.instance, context, fenced=fenced
+            job_id,
+            row.owner,
+            step,
+            job_plan.total_steps,
+            row.attempt,
+            ctx.instance,
+            context,
+            fenced=fenced,
+            worked_s=time.monotonic() - began,
         ):
             return "lost"
         await _announce(
@@ -287,6 +297,8 @@ class JobPool:
         #: The ``flaky-upstream`` condition of the deployment (0: upstream never fails).
         self.upstream_failure_rate = 0.0
         self.outcomes: dict[Outcome, int] = {}
+        #: Set by the service: told when a job starts and ends here (its work-seconds).
+        self.meters: Meters | None = None
 
     def running(self, job_id: uuid.UUID) -> bool:
         return job_id in self.tasks
@@ -314,11 +326,15 @@ class JobPool:
             name=f"job-{job_id}",
         )
         self.tasks[job_id] = task
+        if self.meters is not None:
+            self.meters.work_begin(job_id)
         task.add_done_callback(functools.partial(self._done, job_id))
         return True
 
     def _done(self, job_id: uuid.UUID, task: asyncio.Task[Outcome]) -> None:
         self.tasks.pop(job_id, None)
+        if self.meters is not None:
+            self.meters.work_end(job_id)
         if task.cancelled():
             return
         exc = task.exception()

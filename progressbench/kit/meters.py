@@ -7,14 +7,23 @@ request's or stream's open time), requests, bytes and the per-instance
 concurrency limit. Open requests count up to the moment of a scrape, so a
 long SSE stream is visible while it is still open.
 
+The other platforms' billing needs more of the same instance (see
+``_Clock``): busy periods (each rounded up on Cloud Run), background jobs'
+execution time, the instance's life under scale-down with its idle tail
+(instance-based billing), each request's wall time including the work it
+left running (a Vercel function's duration) and the process's CPU time
+(Vercel's active CPU). Which of these a service is billed by is the
+transport's declaration (``progressbench/core/billed.py``), not this module's.
+
 Each service gets its own ``CollectorRegistry``: nothing global leaks between
 apps or tests.
 """
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -29,30 +38,129 @@ UNMETERED_PATHS = frozenset({"/metrics", "/healthz"})
 REJECT_RETRY_AFTER_S = 1.0
 
 
+#: The invocation (request) a piece of code runs for; tasks spawned from it inherit it, so a
+#: Vercel-style ``after()`` task keeps its invocation billable until it ends.
+_INVOCATION: contextvars.ContextVar[tuple[_Clock, int] | None] = contextvars.ContextVar(
+    "pb_invocation", default=None
+)
+
+
 @dataclass
 class _Clock:
-    """Open-interval bookkeeping for connection- and busy-seconds (monotonic)."""
+    """Open-interval bookkeeping of one instance (monotonic seconds), the inputs of every billing mode.
 
+    Three views of the same instance:
+
+    * requests: connection-seconds (every request's open time), busy time (≥ 1
+      request in flight: request-based billing) and how many busy periods.
+      Connection-seconds are split in two: *held* requests wait on a job (a
+      progress stream, a push held until the job ends, any WebSocket), so
+      their duration follows the run's time scale; every other request's
+      duration is processing, which the time scale does not compress;
+    * invocations: each request's wall time until its response ended *and*
+      every task it spawned ended (a Vercel function's duration with
+      ``after()`` work);
+    * activity: requests or background jobs running. Jobs' execution time is
+      summed (``work``), and the instance's life under scale-down is the
+      active time plus each idle gap up to ``idle_tail_s`` (instance-based
+      billing: an instance lives on that long after its last work, then
+      scales to zero; before its first work it does not exist).
+    """
+
+    idle_tail_s: float = 0.0
     in_flight: int = 0
     busy_since: float | None = None
     busy_total: float = 0.0
+    busy_periods: int = 0
     conn_closed_total: float = 0.0
+    held_closed_total: float = 0.0
     open_starts: dict[int, float] = field(default_factory=dict)
+    #: open requests (and invocations) marked as waiting on a job
+    held: set[int] = field(default_factory=set)
+    held_invocations: set[int] = field(default_factory=set)
+    held_invocation_closed_total: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
+    # invocations: start time and how many holders (the response, spawned tasks) are left
+    invocations: dict[int, list[float]] = field(default_factory=dict)
+    invocation_closed_total: float = 0.0
+    # background work
+    work_starts: dict[object, float] = field(default_factory=dict)
+    work_closed_total: float = 0.0
+    # activity (requests + work) and the life it implies
+    active: int = 0
+    active_since: float = 0.0
+    idle_since: float | None = None
+    life_closed_total: float = 0.0
 
     def begin(self, key: int, now: float) -> None:
         self.open_starts[key] = now
         if self.in_flight == 0:
             self.busy_since = now
+            self.busy_periods += 1
         self.in_flight += 1
+        self.invocations[key] = [now, 1.0]
+        self._activity(+1, now)
+
+    def mark_held(self, key: int) -> None:
+        """Request ``key`` waits on a job: its open time follows the time scale."""
+        if key in self.open_starts:
+            self.held.add(key)
+        if key in self.invocations:
+            self.held_invocations.add(key)
 
     def end(self, key: int, now: float) -> None:
         start = self.open_starts.pop(key, now)
         self.conn_closed_total += now - start
+        if key in self.held:
+            self.held.discard(key)
+            self.held_closed_total += now - start
         self.in_flight -= 1
         if self.in_flight == 0 and self.busy_since is not None:
             self.busy_total += now - self.busy_since
             self.busy_since = None
+        self.release(key, now)
+        self._activity(-1, now)
+
+    def hold(self, key: int) -> None:
+        """Keep invocation ``key`` open until a matching :meth:`release` (a spawned task)."""
+        if key in self.invocations:
+            self.invocations[key][1] += 1
+
+    def release(self, key: int, now: float) -> None:
+        entry = self.invocations.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self.invocations[key]
+            self.invocation_closed_total += now - entry[0]
+            if key in self.held_invocations:
+                self.held_invocations.discard(key)
+                self.held_invocation_closed_total += now - entry[0]
+
+    def work_begin(self, key: object, now: float) -> None:
+        if key in self.work_starts:
+            return
+        self.work_starts[key] = now
+        self._activity(+1, now)
+
+    def work_end(self, key: object, now: float) -> None:
+        start = self.work_starts.pop(key, None)
+        if start is None:
+            return
+        self.work_closed_total += now - start
+        self._activity(-1, now)
+
+    def _activity(self, delta: int, now: float) -> None:
+        if delta > 0 and self.active == 0:
+            if self.idle_since is not None:
+                self.life_closed_total += min(now - self.idle_since, self.idle_tail_s)
+            self.active_since = now
+            self.idle_since = None
+        self.active += delta
+        if delta < 0 and self.active == 0:
+            self.life_closed_total += now - self.active_since
+            self.idle_since = now
 
     def busy_seconds(self, now: float) -> float:
         live = now - self.busy_since if self.busy_since is not None else 0.0
@@ -60,6 +168,40 @@ class _Clock:
 
     def connection_seconds(self, now: float) -> float:
         return self.conn_closed_total + sum(now - s for s in self.open_starts.values())
+
+    def held_seconds(self, now: float) -> float:
+        return self.held_closed_total + sum(now - self.open_starts[k] for k in self.held)
+
+    def invocation_seconds(self, now: float) -> float:
+        return self.invocation_closed_total + sum(now - e[0] for e in self.invocations.values())
+
+    def held_invocation_seconds(self, now: float) -> float:
+        live = sum(now - self.invocations[k][0] for k in self.held_invocations if k in self.invocations)
+        return self.held_invocation_closed_total + live
+
+    def work_seconds(self, now: float) -> float:
+        return self.work_closed_total + sum(now - s for s in self.work_starts.values())
+
+    def life_seconds(self, now: float) -> float:
+        """The instance's life so far under scale-down after ``idle_tail_s`` idle (non-decreasing)."""
+        if self.active > 0:
+            return self.life_closed_total + now - self.active_since
+        if self.idle_since is not None:
+            return self.life_closed_total + min(now - self.idle_since, self.idle_tail_s)
+        return self.life_closed_total
+
+
+def request_waits_on_job() -> None:
+    """Mark the current request as waiting on a job (a stream, a push held to the job's end).
+
+    Its open time then counts as *held* (it follows the run's time scale)
+    rather than as processing (which does not). Outside a request it does
+    nothing. WebSockets are held without being marked.
+    """
+    current = _INVOCATION.get()
+    if current is not None:
+        clock, key = current
+        clock.mark_held(key)
 
 
 class _TimeCollector(Collector):
@@ -69,22 +211,56 @@ class _TimeCollector(Collector):
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         now = time.monotonic()
+        c = self._clock
         for name, doc, value in (
             (
                 "pb_connection_seconds",
                 "Sum of open time of every request and stream",
-                self._clock.connection_seconds(now),
+                c.connection_seconds(now),
             ),
             (
                 "pb_billable_instance_seconds",
                 "Time with at least one request in flight (request-based billing)",
-                self._clock.busy_seconds(now),
+                c.busy_seconds(now),
             ),
+            ("pb_held_seconds", "Open time of requests that wait on a job (scaled)", c.held_seconds(now)),
+            (
+                "pb_processing_seconds",
+                "Open time of every other request: processing, not scaled",
+                max(c.connection_seconds(now) - c.held_seconds(now), 0.0),
+            ),
+            ("pb_busy_periods", "Times the instance went from no request to one in flight", c.busy_periods),
             (
                 "pb_instance_seconds",
-                "Instance lifetime (instance-based billing)",
-                now - self._clock.started_at,
+                "Instance lifetime, never scaled down (the testbed's own)",
+                now - c.started_at,
             ),
+            (
+                "pb_instance_tail_seconds",
+                "Instance life under scale-down: active time plus each idle gap up to the idle tail",
+                c.life_seconds(now),
+            ),
+            (
+                "pb_invocation_seconds",
+                "Sum of each request's wall time until it and the tasks it spawned ended (Vercel duration)",
+                c.invocation_seconds(now),
+            ),
+            (
+                "pb_held_invocation_seconds",
+                "Invocation seconds of requests that wait on a job (scaled)",
+                c.held_invocation_seconds(now),
+            ),
+            (
+                "pb_invocation_processing_seconds",
+                "Invocation seconds of every other request: processing and after() work, not scaled",
+                max(c.invocation_seconds(now) - c.held_invocation_seconds(now), 0.0),
+            ),
+            (
+                "pb_work_seconds",
+                "Sum of background jobs' execution time on this instance",
+                c.work_seconds(now),
+            ),
+            ("pb_cpu_seconds", "CPU time of the whole process (user + system)", time.process_time()),
         ):
             family = CounterMetricFamily(name, doc, labels=["service"])
             family.add_metric([self._service], value)
@@ -95,12 +271,14 @@ class Meters:
     """The counters of one service instance, plus the ASGI middleware feeding them."""
 
     def __init__(self, service: str, concurrency: int, timing: Timing | None = None) -> None:
+        """``timing``: the run's; its scale-down idle time, scaled, meters instance lives (0 without it)."""
         self.service = service
         self.concurrency = concurrency
         #: What a refusal at the limit asks the caller to wait (a queue honours it): scaled like every timer.
         self.retry_after = retry_after_header((timing or Timing()).scaled(REJECT_RETRY_AFTER_S))
         self.registry = CollectorRegistry(auto_describe=True)
-        self.clock = _Clock()
+        tail = timing.scaled(timing.scale_down_idle_s) if timing is not None else 0.0
+        self.clock = _Clock(idle_tail_s=tail)
         r = self.registry
         self.requests = Counter("pb_requests", "Requests answered", ["service", "kind", "status"], registry=r)
         self.rejected = Counter(
@@ -121,6 +299,26 @@ class Meters:
 
     def count_read(self, queries: int) -> None:
         self.db_reads.labels(self.service).inc(queries)
+
+    def hold_invocation(self) -> Callable[[], None]:
+        """Keep the current request's invocation open until the returned callback runs.
+
+        For work a handler leaves running after its response (``after()``):
+        outside a request it does nothing.
+        """
+        current = _INVOCATION.get()
+        if current is None or current[0] is not self.clock:
+            return lambda: None
+        clock, key = current
+        clock.hold(key)
+        return lambda: clock.release(key, time.monotonic())
+
+    def work_begin(self, key: object) -> None:
+        """A background job started on this instance (it keeps the instance alive and working)."""
+        self.clock.work_begin(key, time.monotonic())
+
+    def work_end(self, key: object) -> None:
+        self.clock.work_end(key, time.monotonic())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -150,6 +348,9 @@ class MeteringMiddleware:
             return
         key = id(scope)
         m.clock.begin(key, time.monotonic())
+        token = _INVOCATION.set((m.clock, key))
+        if kind == "websocket":
+            m.clock.mark_held(key)
         m.in_flight.labels(svc).inc()
         status = {"code": "none"}
 
@@ -174,6 +375,7 @@ class MeteringMiddleware:
         try:
             await self.app(scope, metered_receive, metered_send)
         finally:
+            _INVOCATION.reset(token)
             m.clock.end(key, time.monotonic())
             m.in_flight.labels(svc).dec()
             m.requests.labels(svc, kind, status["code"]).inc()

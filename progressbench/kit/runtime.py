@@ -35,6 +35,8 @@ import uvicorn
 
 from progressbench.core.config import ServiceConfig, load_service_config
 from progressbench.core.errors import ProgressbenchError
+from progressbench.kit import logbounds
+from progressbench.kit.slowheaders import with_header_timeout
 
 LISTEN_FD_ENV = "PROGRESSBENCH_LISTEN_FD"
 ADMIN_FD_ENV = "PROGRESSBENCH_ADMIN_FD"
@@ -84,6 +86,7 @@ def setup_logging(config: ServiceConfig) -> None:
         level=logging.INFO,
         format=f"%(asctime)s {config.instance} %(levelname)s %(name)s: %(message)s",
     )
+    logbounds.install()
 
 
 class _Server(uvicorn.Server):
@@ -124,6 +127,7 @@ def run_asgi(
             log_level="warning",
             access_log=False,
             lifespan="on",
+            http=with_header_timeout(config.timing.header_timeout()),
             timeout_graceful_shutdown=max(int(grace * 0.6), 1),
         )
     )

@@ -305,11 +305,16 @@ class Store:
         context: dict[str, Any],
         *,
         fenced: bool = True,
+        worked_s: float | None = None,
     ) -> bool:
         """Record a finished step atomically; False when the lease was lost.
 
         Unfenced (a worker without leases), any execution of an unfinished job
         commits; False only once the job is finished.
+
+        ``worked_s`` is how long the step's work took (monotonic, measured by the
+        executor): ``step_runs.started_at`` is the commit time minus it, so the
+        row holds the execution's span on the store's own clock.
         """
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
@@ -321,8 +326,9 @@ class Store:
             if cur.rowcount != 1:
                 return False
             await conn.execute(
-                "INSERT INTO step_runs (job_id, seq, attempt, instance, context) VALUES (%s, %s, %s, %s, %s)",
-                (job_id, step.seq, attempt, instance, Jsonb(context)),
+                "INSERT INTO step_runs (job_id, seq, attempt, instance, context, started_at) "
+                "VALUES (%s, %s, %s, %s, %s, clock_timestamp() - make_interval(secs => %s))",
+                (job_id, step.seq, attempt, instance, Jsonb(context), worked_s),
             )
             await self._insert_event(
                 conn, job_id, owner, step.seq, "step", step.message, step.payload(total_steps)
@@ -379,27 +385,18 @@ class Store:
         self._on_write(1)
         return cur.rowcount == 1
 
-    async def restart(self, job_id: uuid.UUID) -> None:
-        """Rewind a job to step 0 so its work runs again (the naive SSE re-POST).
+    async def abandon(self, job_id: uuid.UUID, instance: str, reason: str) -> None:
+        """The execution was dropped with its request: ``failed`` with ``reason``, and no terminal event.
 
-        Events already committed stay (they are UPSERTed), so only the repeated
-        work shows: as extra ``step_runs`` rows, i.e. a duplicate execution.
+        Nobody is left to tell (the client that went away was the only one
+        listening), so no event is committed; the row records what happened.
         """
         async with self._pool.connection() as conn:
             await conn.execute(
-                "UPDATE jobs SET status = 'pending', current_step = 0, lease_owner = NULL, "
-                "heartbeat_at = NULL, updated_at = clock_timestamp() WHERE id = %s",
-                (job_id,),
-            )
-        self._on_write(1)
-
-    async def abandon(self, job_id: uuid.UUID, instance: str) -> None:
-        """Leave a job for nobody: ``pending``, no lease, so no watchdog resumes it."""
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "UPDATE jobs SET status = 'pending', lease_owner = NULL, heartbeat_at = NULL, "
-                "updated_at = clock_timestamp() WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (job_id, instance),
+                "UPDATE jobs SET status = 'failed', error = %s, lease_owner = NULL, heartbeat_at = NULL, "
+                "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
+                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
+                (reason, job_id, instance),
             )
         self._on_write(1)
 

@@ -124,14 +124,18 @@ class Forwarder:
 
 
 async def wait_for_events(database_url: str, owner: str, count: int, timeout: float) -> str:
-    """The id of ``owner``'s job once it has committed ``count`` events (``timeout`` scaled by UNIT)."""
+    """The id of ``owner``'s job once it has committed ``count`` events (``timeout`` scaled by UNIT).
+
+    ``owner`` is the phone's (or test user's) name: the job's owner is the id of the
+    account it signed in with, whose email starts with ``<name>.``.
+    """
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
 
         async def committed() -> str | None:
             cur = await conn.execute(
                 "SELECT j.id, count(e.seq) FROM jobs j LEFT JOIN job_events e ON e.job_id = j.id "
-                "WHERE j.owner = %s GROUP BY j.id",
-                (owner,),
+                "WHERE j.owner IN (SELECT id::text FROM auth_users WHERE email LIKE %s) GROUP BY j.id",
+                (owner.replace("_", "\\_") + ".%",),
             )
             row = await cur.fetchone()
             return str(row[0]) if row is not None and row[1] >= count else None

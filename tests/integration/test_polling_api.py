@@ -1,4 +1,4 @@
-"""The polling transport and the API on a real stack: reads, conditional GETs, bad input.
+"""The polling transport and the API on a real stack: states, cursor reads, conditional GETs, bad input.
 
 The tests share one stack (``module_stack``): each creates its own jobs and
 none kills an instance.
@@ -8,12 +8,58 @@ from __future__ import annotations
 
 import httpx
 
+from progressbench.app.session import run_session
 from progressbench.app.supervisor import Stack
-from tests.integration.api_client import create_job, event_seqs, wait_status
+from progressbench.core.config import JobShape, Timing
+from tests.integration.api_client import auth, create_job, event_seqs, wait_status
+from tests.integration.conftest import SCALE
+from tests.integration.sse_helpers import progress_seqs, score, session_spec
+
+# 14 steps of 0.1 s at scale 0.05; the phone polls every 0.35 s, so most steps pass between polls.
+QUICK_STEPS = JobShape(step_seconds_min=2.0, step_seconds_max=2.0)
+SLOW_POLLS = Timing(time_scale=SCALE, poll_interval_s=7.0)
+
+
+def test_status_poll_returns_the_current_state_only(module_stack: Stack, http: httpx.Client) -> None:
+    """``GET href`` is the job as it is now: status, the last step reached, the result when done."""
+    stack = module_stack
+    job = create_job(stack)
+    api = stack.endpoints()["api"]
+    headers = {"authorization": f"Bearer {job['token']}"}
+    wait_status(stack, job["job_id"], {"done"}, timeout=30)
+    body = http.get(api + job["href"], headers=headers).json()
+    assert "events" not in body
+    assert body["status"] == "done" and body["terminal"] and body["current_step"] == 14
+    assert body["step"]["seq"] == 15 and body["step"]["kind"] == "done"
+    assert body["result"] == {"images": 14}
+
+
+async def test_state_poller_coalesces_steps_between_polls_and_log_poller_sees_all(
+    module_stack: Stack,
+) -> None:
+    """Polling slower than the steps: ``polling`` shows fewer steps, always increasing, ends on the
+    terminal state; the steps it missed are coalesced, none lost. ``polling:log`` shows them all."""
+    stack = module_stack
+    api = stack.endpoints()["api"]
+    state = await run_session(session_spec("polling", "coalesce", api, SLOW_POLLS, QUICK_STEPS))
+    log = await run_session(session_spec("polling:log", "cursor", api, SLOW_POLLS, QUICK_STEPS))
+
+    assert state.outcome == "terminal" and state.coalescing
+    seen = progress_seqs(state)
+    assert seen == sorted(set(seen)) and seen[-1] == 15 and len(seen) < 15
+    row = score(stack.database_url, state)
+    assert row.coalesced == 15 - len(seen) > 0
+    assert row.lost == 0 and row.duplicates == 0 and row.terminal_received
+    assert row.events_received == len(seen)
+
+    assert log.outcome == "terminal" and not log.coalescing
+    assert progress_seqs(log) == list(range(1, 16))
+    lrow = score(stack.database_url, log)
+    assert (lrow.coalesced, lrow.lost, lrow.events_received) == (0, 0, 15)
 
 
 def test_job_runs_to_done_and_poll_reads_every_event(module_stack: Stack, http: httpx.Client) -> None:
-    """202 {href, token}; polling after a cursor returns each event once, in order."""
+    """202 {href, token}; polling after a cursor (``polling:log``) returns each event once, in order."""
     stack = module_stack
     job = create_job(stack)
     api = stack.endpoints()["api"]
@@ -60,14 +106,21 @@ def test_bad_input_gets_clear_errors_and_no_service_dies(module_stack: Stack, ht
     assert http.get(api + unknown, headers=bob_headers).status_code == 404
     assert http.get(api + bob["href"], params={"after": -1}, headers=bob_headers).status_code == 422
 
+    signed_in = auth(api, "bob")
     malformed = http.post(
-        api + "/polling/jobs", content=b'{"owner": "x",', headers={"content-type": "application/json"}
+        api + "/polling/jobs",
+        content=b'{"seed": 1,',
+        headers={"content-type": "application/json", **signed_in},
     )
     assert malformed.status_code == 422
     assert malformed.json()["detail"] == "invalid request" and "JSON" in str(malformed.json()["problems"])
-    wrong_shape = http.post(api + "/polling/jobs", json={"owner": "a b c", "time_scale": -1})
+    # The owner is whoever signed in: a body that names one is refused, not obeyed.
+    wrong_shape = http.post(
+        api + "/polling/jobs", json={"owner": "alice", "time_scale": -1}, headers=signed_in
+    )
     assert wrong_shape.status_code == 422
     assert any("owner" in p for p in wrong_shape.json()["problems"])
+    assert http.post(api + "/polling/jobs", json={}).status_code == 401
 
     assert all(i.alive() for s in stack.services.values() for i in s.instances)
     assert http.get(api + "/healthz").json()["status"] == "ok"

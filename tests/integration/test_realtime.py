@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from websockets.exceptions import InvalidStatus
 
 from progressbench.app.session import SessionSpec, run_session
 from progressbench.app.supervisor import Stack
-from progressbench.core import tokens
 from progressbench.core.config import JobShape, Timing
 from tests.helpers import UNIT, wait_until
+from tests.integration.api_client import auth, sign_in, user_id
 from tests.integration.conftest import SCALE, running_stack
 from tests.integration.sse_helpers import progress_seqs, score, wait_for_events
 
@@ -70,9 +69,9 @@ def _spec(stack: Stack, transport: str, owner: str, timing: Timing | None = None
 
 
 async def _create(api: str, owner: str, shape: JobShape = SHAPE) -> dict[str, str]:
-    body = {"owner": owner, "seed": 1, "time_scale": SCALE, "shape": shape.model_dump(mode="json")}
+    body = {"seed": 1, "time_scale": SCALE, "shape": shape.model_dump(mode="json")}
     async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
-        response = await http.post("/realtime/jobs", json=body)
+        response = await http.post("/realtime/jobs", json=body, headers=auth(api, owner))
     assert response.status_code == 202, response.text
     data: dict[str, str] = response.json()
     return data
@@ -91,7 +90,7 @@ async def test_official_client_gets_every_own_row_in_order_and_none_of_another_u
     even through a binding that asks for bob's rows explicitly."""
     api, rt = rt_stack.endpoints()["api"], rt_stack.endpoints()["realtime"]
     anon = (await _create(api, "warmup"))["anon_key"]
-    alice_token = tokens.issue(rt_stack.secret, "alice", uuid.uuid4(), ttl_s=600)
+    alice_token = sign_in(api, "alice")["access_token"]
     client = AsyncRealtimeClient(f"{rt}/realtime/v1", token=anon)
     rows: list[dict[str, Any]] = []
     live = asyncio.Event()
@@ -108,7 +107,7 @@ async def test_official_client_gets_every_own_row_in_order_and_none_of_another_u
             RealtimePostgresChangesListenEvent.Insert,
             lambda payload: rows.append(payload["data"].get("record") or {}),
             table="job_events",
-            filter="owner=eq.bob",
+            filter=f"owner=eq.{user_id(api, 'bob')}",
         )
         channel.on_system(lambda payload: live.set())
         await channel.subscribe(lambda state, err: states.append(state))
@@ -130,7 +129,7 @@ async def test_official_client_gets_every_own_row_in_order_and_none_of_another_u
     finally:
         await client.close()
     assert [r["seq"] for r in rows if r["job_id"] == alice["job_id"]] == ALL_SEQS
-    assert {r["owner"] for r in rows} == {"alice"}
+    assert {r["owner"] for r in rows} == {user_id(api, "alice")}
     assert not any(r["job_id"] == bob["job_id"] for r in rows)
 
 

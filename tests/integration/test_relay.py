@@ -28,7 +28,7 @@ from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape
 from progressbench.core.events import ClientEvent, Disconnected, Progress, Resumed, Submitted
 from tests.helpers import UNIT, wait_until
-from tests.integration.api_client import event_seqs, job_row, step_runs
+from tests.integration.api_client import auth, event_seqs, job_row, step_runs
 from tests.integration.conftest import SCALE, running_stack
 
 # 14 steps of 0.2-0.25 s at scale 0.05: a ~3 s job, slow enough to kill mid-way.
@@ -222,8 +222,9 @@ def test_push_tokens_are_checked_against_the_queues_jwks(relay_stack: Stack) -> 
 
 
 def create(stack: Stack, owner: str) -> dict[str, Any]:
-    body = {"owner": owner, "seed": 1, "time_scale": SCALE}
-    response = httpx.post(f"{stack.endpoints()['api']}/relay/jobs", json=body, timeout=10 * UNIT)
+    body = {"seed": 1, "time_scale": SCALE}
+    api = stack.endpoints()["api"]
+    response = httpx.post(f"{api}/relay/jobs", json=body, headers=auth(api, owner), timeout=10 * UNIT)
     assert response.status_code == 202, response.text
     data: dict[str, Any] = response.json()
     return data

@@ -16,18 +16,18 @@ from progressbench.transports.relay.rooms.meters import RoomMeters
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
-from progressbench.core import tokens
-from progressbench.kit.context import SERVICE_SUBJECT
+from progressbench.core import identity, tokens
 from progressbench.kit.meters import Meters
 
 pytestmark = pytest.mark.timeout(30)
 
 SECRET = "s" * 32
+SERVICE_SECRET = "v" * 32
 
 
 @pytest.fixture
 async def rooms() -> AsyncIterator[tuple[str, int]]:
-    hub = RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)))
+    hub = RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)), SERVICE_SECRET)
     async with serve(
         hub.handler,
         "127.0.0.1",
@@ -55,7 +55,7 @@ async def exchange(address: tuple[str, int], data: bytes) -> tuple[int, dict[str
 
 
 def publish_bytes(job: uuid.UUID, body: bytes, *, length: int | None = None) -> bytes:
-    token = tokens.issue(SECRET, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    token = identity.issue_service(SERVICE_SECRET, "rooms")
     return (
         f"POST /parties/main/{job} HTTP/1.1\r\nHost: rooms\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Length: {len(body) if length is None else length}\r\n\r\n"

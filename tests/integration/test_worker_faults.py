@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import psycopg
+
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import ServiceConfig
 from tests.helpers import UNIT, wait_for
@@ -34,6 +36,11 @@ def test_sigkill_mid_job_resumes_on_a_new_instance_from_its_last_step(stack: Sta
     assert {inst for seq, _, inst in runs if seq > checkpoint} == {fresh.name}
     assert row["attempt"] == 2 and row["context"]["instance"] == fresh.name
     assert row["context"]["kind"] == "worker-background"
+    with psycopg.connect(stack.database_url) as conn:  # every run's span is known (wasted_work_s)
+        spans = conn.execute(
+            "SELECT started_at < finished_at FROM step_runs WHERE job_id = %s", (job_id,)
+        ).fetchall()
+    assert len(spans) == 14 and all(ok for (ok,) in spans)
 
 
 def test_sigterm_releases_the_job_and_another_instance_finishes_it(two_worker_stack: Stack) -> None:

@@ -6,7 +6,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from progressbench.reports.costs import cost_per_1k_jobs
 from progressbench.reports.gate import Rule, apply_rules, compare_baseline, load_rules
 
 from progressbench.app.gate_rules import builtin_rules
@@ -75,6 +74,7 @@ GOOD = {
     "lost": 0,
     "duplicates": 0,
     "foreign_events": 0,
+    "canary_probes": 3,
     "latency_ms": {"p50": 10.0, "p95": 20.0, "p99": 30.0},
 }
 CELL = make_cell("polling", "clean", **GOOD)
@@ -117,22 +117,6 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text('{"schema_version": 99}')
     with pytest.raises(ResultsError, match="schema_version"):
         load_summary(tmp_path)
-
-
-def test_cost_scales_time_meters_back_to_real_time() -> None:
-    """Busy seconds measured at time scale 0.1 cost as ten times as many real seconds."""
-    meters = {"api": {"pb_billable_instance_seconds_total": 1.0, "pb_requests_total": 0.0}}
-    fast = cost_per_1k_jobs(meters, jobs=1, time_scale=0.1)
-    real = cost_per_1k_jobs(meters, jobs=1, time_scale=1.0)
-    assert fast is not None and real is not None and abs(fast - 10 * real) < 1e-12
-    assert cost_per_1k_jobs(meters, jobs=0, time_scale=1.0) is None
-
-
-def test_monthly_peak_connections_are_amortised_over_the_month() -> None:
-    """A peak-connection price is per month: a one-hour cell carries 1/720 of it."""
-    meters = {"realtime": {"pb_peak_connections": 1000.0}}
-    one_hour = cost_per_1k_jobs(meters, jobs=1000, time_scale=1.0, cell_seconds=3600)
-    assert one_hour is not None and abs(one_hour - 10.0 / 720) < 1e-9
 
 
 def test_supabase_environment_becomes_client_options_and_a_secret_kept_out_of_results() -> None:

@@ -130,6 +130,18 @@ def test_failures_before_the_first_connection_are_an_outage_unless_the_connectio
     assert naive.up(3.0) == [Reconnected(attempt=1)], "nothing to resume after a restart"
 
 
+def test_a_new_job_starts_its_seqs_again() -> None:
+    """After a naive re-POST the new job's step 1 is new, not a duplicate of the old job's step 1."""
+    naive = Reconnector(RESTART)
+    naive.up(0.0)
+    assert not naive.receive(step(1)).duplicate
+    naive.dropped("cut", 1.0)
+    naive.new_job()
+    naive.up(2.0)
+    first = naive.receive(step(1))
+    assert not first.duplicate and first.shown and naive.book.highest == 1
+
+
 def test_a_deferred_resume_waits_for_the_driver_and_is_sent_once() -> None:
     """Refetch resumes only when the feed is live again; later live signals resume nothing."""
     state = Reconnector(REFETCH)

@@ -20,13 +20,14 @@ from progressbench.transports.relay.rooms.hub import RoomHub
 from progressbench.transports.relay.rooms.meters import RoomMeters
 from progressbench.transports.relay.rooms.policy import publish_verdict
 
-from progressbench.core import tokens
-from progressbench.kit.context import SERVICE_SUBJECT
+from progressbench.core import identity, tokens
+from progressbench.core.identity import SERVICE_SUBJECT
 from progressbench.kit.meters import Meters
 
 pytestmark = pytest.mark.timeout(10)
 
 SECRET = "s" * 32
+SERVICE_SECRET = "v" * 32
 JOB = uuid.UUID("6f1c2a9e-5d43-4c1b-9a8e-0b7d3c2e1f00")
 PATH = f"/parties/main/{JOB}"
 
@@ -36,8 +37,8 @@ def post(body: bytes = b"{}", *, path: str = PATH, headers: str | None = None) -
     return f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + body
 
 
-def service_token() -> str:
-    return tokens.issue(SECRET, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+def service_token(audience: str = "rooms") -> str:
+    return identity.issue_service(SERVICE_SECRET, audience)
 
 
 # -- telling a publish from an upgrade ------------------------------------------------
@@ -167,14 +168,20 @@ def test_the_answer_is_json_and_closes_the_connection() -> None:
 
 
 def test_only_a_service_token_publishes_into_a_room() -> None:
-    """Service token → the room; a phone's job token → 403; none → 401; another path → 404."""
-    assert publish_verdict(SECRET, PATH, f"Bearer {service_token()}") == JOB
+    """Service token for rooms → the room; a phone's token, even with sub service:api → 401.
+
+    A service token made for another service → 403; none → 401; another path → 404.
+    """
+    assert publish_verdict(SERVICE_SECRET, PATH, f"Bearer {service_token()}") == JOB
     phone = tokens.issue(SECRET, "alice", JOB)
-    assert publish_verdict(SECRET, PATH, f"Bearer {phone}") == (403, "not a service token")
-    assert publish_verdict(SECRET, PATH, None)[0] == 401  # type: ignore[index]
-    forged = tokens.issue("t" * 32, SERVICE_SUBJECT, uuid.UUID(int=0))
-    assert publish_verdict(SECRET, PATH, f"Bearer {forged}")[0] == 401  # type: ignore[index]
-    assert publish_verdict(SECRET, "/parties/other/x", f"Bearer {service_token()}") == (
+    assert publish_verdict(SERVICE_SECRET, PATH, f"Bearer {phone}") == (401, "not a service token")
+    posing = tokens.issue(SECRET, SERVICE_SUBJECT, uuid.UUID(int=0))
+    assert publish_verdict(SERVICE_SECRET, PATH, f"Bearer {posing}")[0] == 401  # type: ignore[index]
+    assert publish_verdict(SERVICE_SECRET, PATH, None)[0] == 401  # type: ignore[index]
+    other = service_token("worker")
+    assert publish_verdict(SERVICE_SECRET, PATH, f"Bearer {other}")[0] == 403  # type: ignore[index]
+    assert publish_verdict("", PATH, f"Bearer {service_token()}")[0] == 401  # type: ignore[index]
+    assert publish_verdict(SERVICE_SECRET, "/parties/other/x", f"Bearer {service_token()}") == (
         404,
         "no such party or room",
     )
@@ -185,7 +192,7 @@ def test_only_a_service_token_publishes_into_a_room() -> None:
 
 @pytest.fixture
 def hub() -> RoomHub:
-    return RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)))
+    return RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)), SERVICE_SECRET)
 
 
 def publish(hub: RoomHub, body: bytes, token: str | None = None) -> tuple[int, dict[str, object]]:
@@ -209,6 +216,6 @@ def test_a_body_that_is_not_an_event_with_a_seq_is_400(hub: RoomHub, body: bytes
 def test_a_phone_cannot_publish(hub: RoomHub) -> None:
     """The hub applies the publish policy before reading the body."""
     assert publish(hub, b'{"seq": 1}', tokens.issue(SECRET, "alice", JOB)) == (
-        403,
+        401,
         {"detail": "not a service token"},
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from progressbench.transports import REGISTRY, available, defaults
-from progressbench.transports.types import ServiceSpec, Transport
+from progressbench.transports.types import ProbeReport, ServiceSpec, Transport
 
 from progressbench.app.checklist import missing_parts, version_clashes
 from progressbench.app.gate_rules import builtin_rules
@@ -49,11 +49,21 @@ def _forget_fake() -> None:
     importlib.invalidate_caches()
 
 
+class Carrier:
+    """A watcher factory with the canary's probe."""
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        return ProbeReport()
+
+
 def pigeon(**changes: object) -> Transport:
     fields: dict[str, object] = {
         "name": "pigeon",
         "server": Routes(),
-        "client": lambda settings: None,
+        "client": Carrier,
         "package": FAKE,
         "variants": frozenset({"homing"}),
         "services": (ServiceSpec(role="loft", module=f"{FAKE}.loft"),),
@@ -91,6 +101,13 @@ def test_a_transport_lacking_a_part_fails_the_checklist(fake_package: Path, part
     assert missing_parts(pigeon()) == [f"pigeon: {problem}"]
 
 
+def test_a_watcher_without_the_canarys_probe_fails_the_checklist(fake_package: Path) -> None:
+    """Every cell runs a cross-tenant canary through its transport's client face."""
+    assert missing_parts(pigeon(client=lambda settings: None)) == [
+        "pigeon: client has no probe (the cell's cross-tenant canary)"
+    ]
+
+
 def test_rules_that_do_not_concern_the_transport_fail_the_checklist(fake_package: Path) -> None:
     """A rules file must hold a rule for its transport, and no rule for every cell (that is the gate's)."""
     (fake_package / "rules.toml").write_text(RULES.replace("pigeon*", "carrier"))
@@ -122,7 +139,13 @@ def test_migration_versions_are_unique_across_the_project() -> None:
 
 def test_the_schema_is_the_cores_then_each_transports_in_registry_order() -> None:
     """Existing databases keep their history: the versions are the file names they always had."""
-    assert [m.version for m in migrations()] == ["001_init.sql", "002_realtime.sql", "003_relay.sql"]
+    assert [m.version for m in migrations()] == [
+        "001_init.sql",
+        "004_step_runs_started.sql",
+        "005_auth.sql",
+        "002_realtime.sql",
+        "003_relay.sql",
+    ]
 
 
 def test_declared_files_are_packaged() -> None:

@@ -1,4 +1,10 @@
-"""Client face of ``polling``: poll the status URL until the terminal event.
+"""Client face of ``polling``: poll the status URL until the job's state is final.
+
+``polling`` reads the job's current state (``GET href``): each answer that
+shows a step not seen yet is one progress event; a step the job went through
+between two answers is never seen (``coalesced``, by design). Variant
+``log`` (``polling:log``) reads the event log after its cursor
+(``GET href?after=N``) and sees every step.
 
 Pacing: the larger of the configured poll interval and the server's
 ``Retry-After``. Errors (connection failures, timeouts, 429/5xx) back off
@@ -6,7 +12,8 @@ exponentially with jitter up to 30 s (scaled), never shorter than a 429/5xx's
 ``Retry-After``, and are reported as one ``Disconnected`` per outage; the
 first good answer afterwards is a ``Reconnected`` plus a ``Resumed`` from the
 cursor (policy ``POLL_CURSOR`` of :mod:`progressbench.core.reconnect`).
-Nothing needs replaying: the next poll reads the truth. A 4xx other than 429
+Nothing needs replaying: the next poll reads the truth (the state, or the
+log after the cursor). A 4xx other than 429
 is final (bad token, unknown job) and raises
 :class:`~progressbench.core.errors.TransportError`.
 """
@@ -20,9 +27,10 @@ from functools import partial
 from typing import Any
 
 import httpx
-from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.canary import probe_get
+from progressbench.transports.http import access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Submitted
@@ -46,11 +54,26 @@ class PollingWatcher:
         self.interval = timing.scaled(timing.poll_interval_s)
         # the first retry waits two intervals
         self.backoff = Backoff(initial=2.0 * self.interval, ceiling=timing.scaled(30.0), jitter=0.5)
+        #: The state poller sees only the current state: its missed steps are coalesced, not lost.
+        self.log = settings.variant == "log"
+        self.coalesces = not self.log
+
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the victim's status URL with the canary's access token, and with none."""
+        report = ProbeReport()
+        async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
+            token = await access_token(http, phone, self.backoff.delay)
+            path = f"/polling/jobs/{victim_job_id}"
+            await probe_get(http, report, "status-url", path, victim_job_id, token)
+            await probe_get(http, report, "status-url-no-token", path, victim_job_id, None)
+        return report
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         base = self.settings.endpoints["api"]
         async with phone_client(base, self.settings.timing) as http:
-            created = await submit_job(http, "/polling/jobs", request.body(), self.backoff.delay)
+            created = await submit_job(
+                http, "/polling/jobs", request.body(), self.backoff.delay, phone=request.owner
+            )
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}"}
             state = Reconnector(POLL_CURSOR)
@@ -68,19 +91,26 @@ class PollingWatcher:
                 yield event
             if response.status_code == 304:
                 yield Alive()
-            else:
+            elif self.log:
                 for row in response.json()["events"]:
                     yield state.receive(_progress(row), "poll").event
+            else:
+                body = response.json()
+                step = body.get("step")
+                if step is None or state.book.seen(int(step["seq"])):
+                    yield Alive()  # an answer, nothing new to show
+                else:
+                    yield state.receive(_progress({"job_id": body["job_id"], **step}), "poll").event
             hint = _retry_after(response.headers.get("retry-after"))
             await asyncio.sleep(max(self.interval, hint or 0.0))
 
-    @staticmethod
     async def _poll(
-        http: httpx.AsyncClient, href: str, headers: dict[str, str], after: int
+        self, http: httpx.AsyncClient, href: str, headers: dict[str, str], after: int
     ) -> httpx.Response:
         """One 200 or 304; a failure worth retrying is :class:`Dropped`, anything else final."""
+        params = {"after": after} if self.log else None
         try:
-            response = await http.get(href, params={"after": after}, headers=headers)
+            response = await http.get(href, params=params, headers=headers)
         except httpx.TransportError as exc:
             raise Dropped(type(exc).__name__) from None
         status = response.status_code

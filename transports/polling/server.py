@@ -1,24 +1,54 @@
-"""Server face of ``polling``: create with ``202 {href}``, read with a conditional GET.
+"""Server face of ``polling``: create with ``202 {href}``, read the job's state with a conditional GET.
 
-``GET href?after=N`` returns the job's state and its events with ``seq > N``.
+``GET href`` returns the job's *current* state: status, the step it is at
+(the last event it committed: seq, kind, message), the result once done.
+Nothing else: a step that starts and ends between two polls is never seen
+(the pattern's design, scored as ``coalesced``). ``GET href?after=N`` is the
+cursor form (variant ``polling:log``): the state plus every event with
+``seq > N``, so a poller misses nothing.
+
 The ``ETag`` covers exactly what the body would say (status, step, attempt,
-the cursor and the last event in it), so an unchanged job answers ``304`` and
-costs the phone a few bytes. While the job runs, ``Retry-After`` carries the
-poll interval the server wants; at time scales below 1 it is fractional
-(RFC 9110 only allows integers — the scaled testbed needs sub-second values).
+and for the cursor form the cursor and the last event in it), so an
+unchanged job answers ``304`` and costs the phone a few bytes. While the job
+runs, ``Retry-After`` carries the poll interval the server wants; at time
+scales below 1 it is fractional (RFC 9110 only allows integers — the scaled
+testbed needs sub-second values).
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.meters import retry_after_header
+from progressbench.kit.store import EventRow, JobRow
 
 PREFIX = "/polling"
+
+
+def _etag(*parts: object) -> str:
+    digest = hashlib.blake2s("|".join(str(p) for p in parts).encode(), digest_size=8).hexdigest()
+    return f'"{digest}"'
+
+
+def state_body(job: JobRow, latest: EventRow | None) -> dict[str, Any]:
+    """What a status poll says: the job as it is now, the last step it reached, its result."""
+    return {
+        "job_id": str(job.id),
+        "status": job.status,
+        "current_step": job.current_step,
+        "total_steps": job.total_steps,
+        "attempt": job.attempt,
+        "terminal": job.terminal,
+        "step": None
+        if latest is None
+        else {"seq": latest.seq, "kind": latest.kind, "message": latest.message},
+        "result": job.result if job.status == "done" else None,
+    }
 
 
 class PollingServer:
@@ -27,8 +57,10 @@ class PollingServer:
         timing = ctx.config.timing
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob, response: Response) -> dict[str, object]:
-            created = await ctx.create_job(body, "polling")
+        async def create(
+            body: CreateJob, response: Response, owner: str = Depends(ctx.current_user)
+        ) -> dict[str, object]:
+            created = await ctx.create_job(body, "polling", owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id), name=f"dispatch-{job_id}")
             href = f"{PREFIX}/jobs/{job_id}"
@@ -36,26 +68,30 @@ class PollingServer:
             return {"job_id": str(job_id), "href": href, "token": created.token, "status": "pending"}
 
         @router.get("/jobs/{job_id}", response_model=None)
-        async def status(job_id: str, request: Request, after: int = Query(default=0, ge=0)) -> Response:
+        async def status(
+            job_id: str, request: Request, after: int | None = Query(default=None, ge=0)
+        ) -> Response:
             job = await ctx.readable_job(request, job_id)
-            events = await ctx.store.events_after(job.id, after)
-            last = events[-1].seq if events else after
-            digest = hashlib.blake2s(
-                f"{job.status}|{job.current_step}|{job.attempt}|{after}|{last}".encode(), digest_size=8
-            ).hexdigest()
-            etag = f'"{digest}"'
-            headers = {"ETag": etag, "Cache-Control": "no-cache"}
+            headers = {"Cache-Control": "no-cache"}
             if not job.terminal:
                 headers["Retry-After"] = retry_after_header(timing.scaled(timing.poll_interval_s))
-            if request.headers.get("if-none-match") == etag:
+            if after is None:
+                # The state: the last event the job committed is where it is now.
+                recent = await ctx.store.events_after(job.id, max(job.current_step - 1, 0))
+                latest = recent[-1] if recent else None
+                headers["ETag"] = _etag(job.status, job.attempt, latest.seq if latest else 0)
+                if request.headers.get("if-none-match") == headers["ETag"]:
+                    return Response(status_code=304, headers=headers)
+                if latest is not None:
+                    ctx.meters.messages.labels(ctx.meters.service, "polling").inc()
+                return JSONResponse(state_body(job, latest), headers=headers)
+            events = await ctx.store.events_after(job.id, after)
+            last = events[-1].seq if events else after
+            headers["ETag"] = _etag(job.status, job.current_step, job.attempt, after, last)
+            if request.headers.get("if-none-match") == headers["ETag"]:
                 return Response(status_code=304, headers=headers)
             body = {
-                "job_id": str(job.id),
-                "status": job.status,
-                "current_step": job.current_step,
-                "total_steps": job.total_steps,
-                "attempt": job.attempt,
-                "terminal": job.terminal,
+                **state_body(job, events[-1] if events else None),
                 "events": [e.as_json() for e in events],
                 "next_after": last,
             }

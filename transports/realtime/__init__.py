@@ -4,9 +4,34 @@ from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.realtime.client import RealtimeWatcher
 from progressbench.transports.realtime.config import TIMERS
 from progressbench.transports.realtime.server import VARIANTS, RealtimeServer
-from progressbench.transports.types import ServiceSpec, Transport
+from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
 from progressbench.kit.context import DISPATCH_ABORT_TIMER
+
+#: Seed 000, pattern A: a Next.js route on Vercel inserts the row and dispatches in after(); the
+#: worker runs the job inside the dispatch request the route aborted after 8 s, on Cloud Run, where
+#: work after the caller is gone needs CPU always allocated; Supabase bills messages and peak
+#: connections.
+BILLING = (
+    Billed(
+        "api",
+        Mode.VERCEL_FUNCTION,
+        "api",
+        why="a Next.js route on Vercel; its after() dispatch keeps the function running",
+    ),
+    Billed(
+        "worker",
+        Mode.CLOUD_RUN_INSTANCE,
+        "worker",
+        why="the job runs on after the route's 8 s abort, so CPU must stay allocated (instance-based)",
+    ),
+    Billed(
+        "supabase",
+        Mode.SUPABASE_REALTIME,
+        "realtime",
+        why="Supabase Realtime: messages and the peak of its own clients' connections, no instance time",
+    ),
+)
 
 TRANSPORT = Transport(
     name="realtime",
@@ -23,6 +48,7 @@ TRANSPORT = Transport(
         ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
     ),
     migrations=("migrations/002_realtime.sql",),
+    billing={"": BILLING},
     timers=(*TIMERS, CONNECT_TIMER, READ_TIMER, DISPATCH_ABORT_TIMER),
 )
 

@@ -51,9 +51,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from progressbench.transports.http import phone_client, submit_job
+from progressbench.transports.canary import probe_get
+from progressbench.transports.http import access_token, phone_client, submit_job
 from progressbench.transports.realtime.config import WatcherOptions
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribeStates
 
@@ -176,13 +177,72 @@ class RealtimeWatcher:
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._generation = 0
 
+    # ----------------------------------------------------------------- canary
+
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the refetch URL, then realtime channels on ``job_events`` as the canary.
+
+        Signed in with its own access token (``set_auth``), the canary joins
+        one channel filtered on the victim's job and one *unfiltered*
+        (every row of the table), and listens for ``window_s``: RLS must
+        deliver nothing of a job it does not own. Every row counts as foreign
+        (the canary owns no job).
+        """
+        report = ProbeReport()
+        async with phone_client(self.settings.endpoints["api"], self.timing) as http:
+            token = await access_token(http, phone, self.submit_backoff.delay)
+            path = f"/realtime/jobs/{victim_job_id}/events"
+            await probe_get(http, report, "refetch-url", path, victim_job_id, token)
+        base = (self.opts.supabase_url or self.settings.endpoints["realtime"]).rstrip("/")
+        client = AsyncRealtimeClient(
+            f"{base}/realtime/v1",
+            token=self.opts.supabase_anon_key or token,
+            initial_backoff=self.opts.backoff_s,
+        )
+        channels = {"channel-filtered": f"job_id=eq.{victim_job_id}", "channel-unfiltered": None}
+        rows = dict.fromkeys(channels, 0)
+        states: dict[str, str] = {}
+        try:
+            await client.set_auth(token)
+            for name, row_filter in channels.items():
+                channel = client.channel(f"canary-{name}")
+
+                def on_row(_payload: Any, name: str = name) -> None:
+                    rows[name] += 1
+
+                def on_state(state: RealtimeSubscribeStates, err: Exception | None, name: str = name) -> None:
+                    states[name] = state.value + (f" ({err})" if err else "")
+
+                channel.on_postgres_changes(
+                    RealtimePostgresChangesListenEvent.Insert,
+                    on_row,
+                    table="job_events",
+                    schema="public",
+                    filter=row_filter,
+                )
+                await asyncio.wait_for(channel.subscribe(on_state), max(window_s, 5.0))
+            await asyncio.sleep(window_s)  # the listening window: rows of running jobs arrive now or never
+        except Exception as exc:  # a refused or broken socket is a probe that got nothing
+            states.setdefault("socket", f"{type(exc).__name__}: {exc}"[:120])
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2.0)
+        for name in channels:
+            report.add(name, states.get(name, states.get("socket", "not joined")), rows[name])
+        return report
+
     # ----------------------------------------------------------------- session
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.timing) as http:
             params = {"variant": self.settings.variant} if self.settings.variant else None
             created = await submit_job(
-                http, "/realtime/jobs", request.body(), self.submit_backoff.delay, params=params
+                http,
+                "/realtime/jobs",
+                request.body(),
+                self.submit_backoff.delay,
+                params=params,
+                phone=request.owner,
             )
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)

@@ -5,12 +5,12 @@ Like Realtime's Postgres CDC poller: a ``pgoutput`` slot on the publication
 (so a change is delivered at most once and never replayed), woken by the
 store's ``NOTIFY job_events`` with a slow fallback poll. Changes are handled
 in commit order by this one task. For every change, every subscription whose
-binding matches (table, event, filter) is checked *separately* under its own
+binding covers (schema, table, event) is checked *separately* under its own
 claims — ``set_config('role', ...)`` and ``set_config('request.jwt.claims',
 ...)`` inside a transaction, then ``SELECT exists(... WHERE <pk> = ...)`` —
 so Postgres RLS decides, at poll time, what each subscriber may see
-(DELETEs are not RLS-checked, as in Realtime). The checks of one batch are
-pipelined in one round trip.
+(DELETEs are not RLS-checked, as in Realtime); only then is its filter
+evaluated on the row. The checks of one batch are pipelined in one round trip.
 
 Lifecycle: :meth:`ChangeFeed.start` drops a stale slot of the same name and
 creates a fresh one (changes from before it are never seen);
@@ -74,11 +74,15 @@ class Binding:
     event: str
     conditions: tuple[Condition, ...] = ()
 
-    def matches(self, change: Change) -> bool:
+    def covers(self, change: Change) -> bool:
+        """Schema, table and event only: what may be asked of RLS before any filter runs."""
         rel = change.relation
         if self.schema not in ("*", rel.schema) or self.table not in ("*", rel.table):
             return False
-        if self.event not in ("*", change.kind):
+        return self.event in ("*", change.kind)
+
+    def matches(self, change: Change) -> bool:
+        if not self.covers(change):
             return False
         record = change.record if change.record is not None else (change.old_record or {})
         return matches(self.conditions, record)
@@ -103,6 +107,21 @@ class Subscriber:
 class _TableInfo:
     rls: bool
     key_types: dict[str, str]
+
+
+async def _quiet_decoding(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Keep this session's "starting logical decoding" LOG lines out of the server log.
+
+    Postgres logs one LOG line (with DETAIL and STATEMENT) per slot read, i.e. per
+    poll: 1.3 MB in 26 min (issue #13, probe 14). LOG ranks above ERROR in
+    ``log_min_messages``, so only ``fatal`` silences it, for this session alone
+    (its errors still reach this process). Needs superuser, which the embedded
+    server gives; elsewhere the server's own setting stands.
+    """
+    try:
+        await conn.execute("SET log_min_messages = fatal")
+    except psycopg.errors.InsufficientPrivilege:
+        log.info("cannot quieten logical decoding LOG lines (not a superuser)")
 
 
 class ChangeFeed:
@@ -141,6 +160,7 @@ class ChangeFeed:
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         self._conn = conn
         await conn.execute("SET synchronous_commit = on")
+        await _quiet_decoding(conn)
         cur = await conn.execute(
             "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
         )
@@ -237,6 +257,16 @@ class ChangeFeed:
                 await asyncio.sleep(0.5)
 
     async def _poll(self) -> None:
+        """One decode pass per wake-up, another at once only while a pass comes back full.
+
+        Each ``pg_logical_slot_get_binary_changes`` call re-reads the WAL from the
+        slot's ``restart_lsn``, which Postgres advances only every few seconds (at
+        its running-transactions records), so a pass costs in proportion to the
+        WAL written lately, not to the changes it returns. A pass that came back
+        short has emptied the slot up to the flushed WAL: commits made meanwhile
+        NOTIFY and wake the next pass (with a flush), so an immediate second,
+        empty pass would cost a full re-read for nothing.
+        """
         while not self._stopping:
             woken = False
             with contextlib.suppress(TimeoutError):
@@ -246,7 +276,7 @@ class ChangeFeed:
             try:
                 if woken:
                     await self._flush_wal()
-                while await self.drain_once() > 0:
+                while await self.drain_once() >= BATCH:
                     pass
             except psycopg.Error as exc:
                 log.error("realtime poll failed: %r", exc)
@@ -293,28 +323,36 @@ class ChangeFeed:
         return info
 
     async def _deliver(self, changes: list[Change]) -> None:
-        plan: list[list[tuple[Subscriber, list[int], bool]]] = []
+        """RLS first, filters after: a subscriber's filter runs only on rows it may read.
+
+        Realtime applies filters and RLS in one SQL statement; here the
+        authorisation comes first so that a socket with no right to a row
+        (the anon key) cannot make the server evaluate its filter on that row
+        (issue #13, probe 4). The ``eq`` index still narrows the candidates.
+        """
+        plan: list[list[tuple[Subscriber, bool]]] = []
         checks: list[tuple[Change, Subscriber]] = []
         for change in changes:
             info = await self._table(change)
             needs_rls = info.rls and change.kind != "DELETE"
-            matched = []
+            covered = []
             for sub in self.candidates(change):
-                ids = [b.id for b in sub.bindings if b.matches(change)]
-                if ids:
-                    matched.append((sub, ids, needs_rls))
+                if any(b.covers(change) for b in sub.bindings):
+                    covered.append((sub, needs_rls))
                     if needs_rls:
                         checks.append((change, sub))
-            plan.append(matched)
+            plan.append(covered)
         verdicts = iter(await self._authorize(checks)) if checks else iter(())
-        for change, matched in zip(changes, plan, strict=True):
-            if not matched:
-                continue
-            data_json = json.dumps(change.data(), separators=(",", ":"))
+        for change, covered in zip(changes, plan, strict=True):
+            allowed = [sub for sub, needs_rls in covered if not needs_rls or next(verdicts)]
+            data_json: str | None = None
             sent = 0
-            for sub, ids, needs_rls in matched:
-                if needs_rls and not next(verdicts):
+            for sub in allowed:
+                ids = [b.id for b in sub.bindings if b.matches(change)]
+                if not ids:
                     continue
+                if data_json is None:
+                    data_json = json.dumps(change.data(), separators=(",", ":"))
                 sub.sink.push(change_frame(sub.sink.topic, ids, data_json))
                 sent += 1
             if sent:
@@ -340,19 +378,19 @@ class ChangeFeed:
             )
             statements.append((query, [str(v) if v is not None else None for v in key.values()]))
         try:
-            async with conn.transaction():
-                cursors = []
-                async with conn.pipeline():
-                    for (query, params), (_, sub) in zip(statements, checks, strict=True):
-                        await conn.execute(
-                            "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
-                            (sub.claims.role, sub.claims_json),
-                        )
-                        cursors.append(await conn.execute(query, params))
-                results = []
-                for cur in cursors:
-                    row = await cur.fetchone()
-                    results.append(bool(row and row[0]))
+            # BEGIN, every (claims, exists) pair and COMMIT go out as one pipeline: one round trip.
+            cursors = []
+            async with conn.pipeline(), conn.transaction():
+                for (query, params), (_, sub) in zip(statements, checks, strict=True):
+                    await conn.execute(
+                        "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+                        (sub.claims.role, sub.claims_json),
+                    )
+                    cursors.append(await conn.execute(query, params))
+            results = []
+            for cur in cursors:
+                row = await cur.fetchone()
+                results.append(bool(row and row[0]))
             return results
         except psycopg.Error as exc:
             log.error("RLS check failed, delivering nothing for this batch: %r", exc)

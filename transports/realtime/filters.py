@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 OPS = frozenset({"eq", "neq", "lt", "lte", "gt", "gte", "in", "is", "like", "ilike"})
 MAX_IN_VALUES = 100
+#: Longest filter text accepted (ours: Realtime states no figure; a phone's filter is ~50 characters).
+MAX_FILTER_LENGTH = 1000
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -80,9 +82,13 @@ def parse_condition(text: str) -> Condition:
     return Condition(column, op, _unquote(value), negate)
 
 
-def parse_filter(text: str | None) -> tuple[Condition, ...]:
+def parse_filter(text: object) -> tuple[Condition, ...]:
     if text is None or text == "":
         return ()
+    if not isinstance(text, str):
+        raise FilterError(f"Error parsing `filter` params: expected a string, got {type(text).__name__}")
+    if len(text) > MAX_FILTER_LENGTH:
+        raise FilterError(f"Error parsing `filter` params: longer than {MAX_FILTER_LENGTH} characters")
     return tuple(parse_condition(part) for part in _split_conditions(text))
 
 
@@ -116,9 +122,42 @@ def _compare(op: str, actual: object, expected: object) -> bool:
     return False
 
 
+def _segment(piece: str, insensitive: bool) -> re.Pattern[str]:
+    """One run of a like pattern between ``%``: literals and ``_``, each exactly one character."""
+    body = "".join("." if c == "_" else re.escape(c) for c in piece)
+    return re.compile(body, (re.IGNORECASE | re.DOTALL) if insensitive else re.DOTALL)
+
+
 def _like(pattern: str, value: str, insensitive: bool) -> bool:
-    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL if insensitive else re.DOTALL) is not None
+    """SQL ``LIKE`` without backtracking: the runs between ``%`` are found leftmost, in order.
+
+    Each run has a fixed length (``_`` and literals are one character each), so
+    the first run must sit at the start, the last at the end, and every middle
+    run is taken at its leftmost place after the previous one (leftmost is
+    never worse for what follows). Work is at most len(value) × len(pattern),
+    unlike ``%`` compiled to ``.*``, which backtracks exponentially in the
+    number of ``%`` (issue #13, probe 4).
+    """
+    pieces = pattern.split("%")
+    if len(pieces) == 1:
+        return _segment(pattern, insensitive).fullmatch(value) is not None
+    first, *middle, last = pieces
+    if len(first) + len(last) > len(value):
+        return False
+    if first and _segment(first, insensitive).match(value) is None:
+        return False
+    end = len(value) - len(last)
+    if last and _segment(last, insensitive).fullmatch(value, end) is None:
+        return False
+    pos = len(first)
+    for piece in middle:
+        if not piece:
+            continue
+        found = _segment(piece, insensitive).search(value, pos, end)
+        if found is None:
+            return False
+        pos = found.end()
+    return True
 
 
 def condition_matches(cond: Condition, record: Mapping[str, object]) -> bool:

@@ -16,6 +16,14 @@ to PostgreSQL". A duplicate join of a topic replies ok and then closes the
 channel gets a system error and ``phx_close``; the socket stays open.
 ``phx_leave`` replies ok then ``phx_close``. A socket silent for 60 s is
 closed, like Phoenix's transport timeout.
+
+Hostile input gets an answer, never a dropped socket (issue #13, probe 9): a
+frame that is not a V1 JSON object (binary frames are decoded as UTF-8 JSON,
+like text) gets an error ``phx_reply`` on the ``phoenix`` topic; a join past
+:data:`MAX_CHANNELS` channels on one socket gets Realtime's
+``ChannelRateLimitReached: Too many channels`` (Supabase's "Channels per
+connection" limit is 100 on every plan: supabase.com/docs/guides/realtime/limits
+and .../troubleshooting/realtime-too-many-channels-error, read 2026-11-30).
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 log = logging.getLogger(__name__)
 
 OUTBOUND_LIMIT = 1000
+#: Supabase Realtime's channels-per-connection limit (the same on every plan).
+MAX_CHANNELS = 100
+TOO_MANY_CHANNELS = "ChannelRateLimitReached: Too many channels"
 IDLE_TIMEOUT_S = 60.0
 PUBLISHED_TABLES = frozenset({("public", "job_events")})
 
@@ -91,13 +102,20 @@ class RealtimeSocket:
         try:
             while not writer.done() and not self.overflowed:
                 try:
-                    text = await asyncio.wait_for(self.ws.receive_text(), self.settings.idle_timeout_s)
+                    message = await asyncio.wait_for(self.ws.receive(), self.settings.idle_timeout_s)
                 except TimeoutError:
                     break
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
                 try:
-                    frame = wire.decode(text)
+                    frame = wire.decode(data)
                 except wire.FrameError as exc:
-                    log.info("dropping malformed frame: %s", exc)
+                    self.push(
+                        wire.reply(wire.PHOENIX_TOPIC, None, {"reason": f"malformed frame: {exc}"}, "error")
+                    )
                     continue
                 self.handle(frame)
         except (WebSocketDisconnect, RuntimeError):
@@ -141,6 +159,9 @@ class RealtimeSocket:
         topic, payload = frame.topic, frame.payload
         if not topic.startswith(wire.TOPIC_PREFIX) or topic == wire.TOPIC_PREFIX:
             self._error_later(topic, frame.ref, "Topic name must start with `realtime:` and not be empty")
+            return
+        if topic not in self.channels and len(self.channels) >= MAX_CHANNELS:
+            self._error_later(topic, frame.ref, TOO_MANY_CHANNELS)
             return
         token = payload.get("access_token") or payload.get("user_token") or self.apikey
         if not isinstance(token, str) or token.startswith("sb_"):

@@ -1,7 +1,7 @@
 """Server face of ``realtime``: insert the job, answer at once, dispatch fire-and-forget.
 
 Pattern A of seeds/000: ``POST /realtime/jobs[?variant=V]`` inserts the job
-row (``pending``, transport ``realtime`` or ``realtime:V``) and answers
+row (``pending``, transport ``realtime`` or ``realtime:V``; bearer access token: the owner) and answers
 ``202 {job_id, token, anon_key}`` at once; then, ``after()``-style, it POSTs
 the worker's ``/realtime/run`` with an 8 s (scaled) abort and **no retry**.
 
@@ -31,13 +31,14 @@ import logging
 import time
 import uuid
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from progressbench.transports.realtime.auth import issue_anon_key
 from progressbench.transports.types import Cron
 
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import CRON, DISPATCH, JobPool
+from progressbench.kit.meters import request_waits_on_job
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,14 @@ class RealtimeServer:
         anon_key = issue_anon_key(ctx.secret)
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob, variant: str | None = Query(default=None)) -> dict[str, object]:
+        async def create(
+            body: CreateJob,
+            variant: str | None = Query(default=None),
+            owner: str = Depends(ctx.current_user),
+        ) -> dict[str, object]:
             if variant is not None and variant not in VARIANTS:
                 raise HTTPException(422, f"unknown variant {variant!r}")
-            created = await ctx.create_job(body, transport_name(variant))
+            created = await ctx.create_job(body, transport_name(variant), owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id, attempts=1, path=RUN_PATH), name=f"dispatch-{job_id}")
             return {"job_id": str(job_id), "token": created.token, "anon_key": anon_key}
@@ -106,6 +111,7 @@ class RealtimeServer:
                 return JSONResponse({"detail": "caller gone"}, status_code=499)
             if ctx.jobs.shutdown.is_set():
                 raise HTTPException(503, "instance is shutting down")
+            request_waits_on_job()  # held open for the job: its time follows the time scale
             outcome = await _hold(ctx.jobs, job_id, trigger)
             return JSONResponse({"job_id": str(job_id), "outcome": outcome, "instance": ctx.config.instance})
 

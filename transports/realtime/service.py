@@ -37,6 +37,8 @@ from progressbench.core.config import ServiceConfig
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.runtime import run_asgi
 
+#: The change feed's re-check when no NOTIFY woke it (a lost notification), real seconds.
+FALLBACK_S = 1.0
 WEBSOCKET_PATHS = ("/realtime/v1/websocket", "/socket/websocket", "/websocket")
 
 
@@ -69,7 +71,9 @@ class RealtimeMeters:
 def build(config: ServiceConfig) -> ASGIApp:
     meters = Meters(config.role, config.concurrency, config.timing)
     rt_meters = RealtimeMeters(meters)
-    feed = ChangeFeed(config.database_url, on_message=rt_meters.delivered)
+    feed = ChangeFeed(
+        config.database_url, fallback_s=config.timing.scaled(FALLBACK_S), on_message=rt_meters.delivered
+    )
     settings = SocketSettings(
         secret=config.token_secret,
         error_delay_s=config.timing.scaled(5.0),

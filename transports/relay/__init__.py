@@ -2,7 +2,55 @@
 
 from progressbench.transports.relay.client import TIMERS, RelayWatcher
 from progressbench.transports.relay.server import ACK_AT_END, RelayServer
-from progressbench.transports.types import ServiceSpec, Transport
+from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
+
+_API = Billed(
+    "api", Mode.CLOUD_RUN_REQUEST, "api", why="enqueue and snapshot reads: short Cloud Run requests"
+)
+_QUEUE = Billed(
+    "queue",
+    Mode.CLOUD_TASKS,
+    "queue",
+    meters={"api_calls": ("pb_queue_operations_total",)},
+    why="Cloud Tasks: every create and every push attempt is an operation",
+)
+#: PartyKit rooms deployed on Durable Objects, one object per job's room, no hibernation.
+_ROOMS = Billed(
+    "rooms",
+    Mode.DURABLE_OBJECT,
+    "rooms",
+    meters={
+        "http_requests": ("pb_relay_publishes_total", "pb_relay_connections_opened_total"),
+        "ws_messages_in": ("pb_relay_messages_received_total",),
+        "ws_messages_out": ("pb_messages_total",),
+        "active_s": ("pb_room_active_seconds_total",),
+    },
+    why="PartyKit rooms on Durable Objects: publishes and joins, incoming messages / 20, active GB-s",
+)
+BILLING = {
+    "": (
+        _API,
+        _QUEUE,
+        Billed(
+            "worker",
+            Mode.CLOUD_RUN_INSTANCE,
+            "worker",
+            why="ACK 202 first, job after it: CPU must stay allocated (instance-based)",
+        ),
+        _ROOMS,
+    ),
+    ACK_AT_END: (
+        _API,
+        _QUEUE,
+        Billed(
+            "worker",
+            Mode.CLOUD_RUN_REQUEST,
+            "worker",
+            why="the push stays open until the job ends: request-based covers the whole job",
+        ),
+        _ROOMS,
+    ),
+}
 
 TRANSPORT = Transport(
     name="relay",
@@ -18,6 +66,7 @@ TRANSPORT = Transport(
     migrations=("migrations/003_relay.sql",),
     context="worker/worker-background",
     variant_contexts={ACK_AT_END: "worker/request"},
+    billing=BILLING,
     timers=TIMERS,
 )
 

@@ -31,6 +31,7 @@ then, when a socket is back, ``Reconnected(attempts)`` and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -40,7 +41,8 @@ from functools import partial
 from typing import Any
 
 import httpx
-from progressbench.transports.http import CONNECT_TIMER, READ_TIMER, phone_client, submit_job
+from progressbench.transports.canary import probe_get
+from progressbench.transports.http import CONNECT_TIMER, READ_TIMER, access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.relay.resume import (
     CONNECT_TIMEOUT_S,
@@ -50,7 +52,7 @@ from progressbench.transports.relay.resume import (
     MIN_UPTIME_S,
     partysocket,
 )
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -94,10 +96,44 @@ class RelayWatcher:
         ws = "wss" if scheme == "https" else "ws"
         return f"{ws}://{rest}{room}?token={token}"
 
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the victim's snapshot URL and room socket with the canary's access token."""
+        report = ProbeReport()
+        async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
+            token = await access_token(http, phone, self.backoff.delay)
+            path = f"/relay/jobs/{victim_job_id}/events"
+            await probe_get(http, report, "snapshot-url", path, victim_job_id, token)
+        for name, room_token in (("room-socket", token), ("room-socket-no-token", "")):
+            url = self._room_url(f"/parties/main/{victim_job_id}", room_token)
+            foreign, outcome = 0, "joined"
+            try:
+                async with asyncio.timeout(window_s):
+                    async with connect(url, open_timeout=self.connect_timeout) as socket:
+                        async for message in socket:
+                            try:
+                                event = json.loads(message)
+                            except ValueError:
+                                continue
+                            if isinstance(event, dict) and "seq" in event:
+                                foreign += 1
+            except InvalidStatus as exc:
+                outcome = f"refused {exc.response.status_code}"
+            except TimeoutError:
+                outcome += f", listened {window_s:.1f}s"
+            except (OSError, InvalidHandshake, ConnectionClosed) as exc:
+                outcome = f"{type(exc).__name__}"
+            report.add(name, outcome, foreign)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.settings.timing) as http:
             created = await submit_job(
-                http, "/relay/jobs", request.body(), self.backoff.delay, params={"ack": self.ack}
+                http,
+                "/relay/jobs",
+                request.body(),
+                self.backoff.delay,
+                params={"ack": self.ack},
+                phone=request.owner,
             )
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)

@@ -1,8 +1,10 @@
 """Server face of ``relay``: enqueue on the API, OIDC-checked push on the worker, publish to rooms.
 
-* API ``POST /relay/jobs[?ack=end]`` (body: :class:`CreateJob`) creates the
+* API ``POST /relay/jobs[?ack=end]`` (body: :class:`CreateJob`; bearer access
+  token: the owner) creates the
   job, enqueues its task with CreateTask over HTTP to the queue service
-  (``peers["queue"]``, a service token; the queue counts the operation) and
+  (``peers["queue"]``, a service token for ``queue``; the queue counts the
+  operation and takes the push target only from its allowlist) and
   answers ``202 {job_id, token, room, events_href}``. If the queue cannot be
   reached after a few tries it answers ``503`` and the job stays pending.
 * API ``GET /relay/jobs/{id}/events?after=N`` (bearer job token, 401/404 like
@@ -28,7 +30,7 @@
   Duplicate pushes (at-least-once) are idempotent: a finished job answers
   ``200`` at once, a running one is joined, never started twice.
 * Commit hook: every committed event is POSTed to the job's room
-  (``peers["rooms"]/parties/main/<job_id>``, service token). A failed
+  (``peers["rooms"]/parties/main/<job_id>``, service token for ``rooms``). A failed
   publish is logged and dropped; the phone recovers it from the snapshot.
 """
 
@@ -41,7 +43,7 @@ import uuid
 from typing import Any, Literal
 
 import httpx
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from progressbench.transports.relay.queue.oidc import JwksCache, verify
 from progressbench.transports.types import Cron
@@ -59,7 +61,7 @@ from progressbench.kit.executor import (
     Outcome,
     run_job,
 )
-from progressbench.kit.meters import REJECT_RETRY_AFTER_S, retry_after_header
+from progressbench.kit.meters import REJECT_RETRY_AFTER_S, request_waits_on_job, retry_after_header
 from progressbench.kit.store import parse_job_id
 
 log = logging.getLogger(__name__)
@@ -94,10 +96,13 @@ class RelayServer:
 
         @router.post("/jobs", status_code=202)
         async def create(
-            body: CreateJob, response: Response, ack: Ack = Query(default="now")
+            body: CreateJob,
+            response: Response,
+            ack: Ack = Query(default="now"),
+            owner: str = Depends(ctx.current_user),
         ) -> dict[str, Any]:
             transport = NAME if ack == "now" else f"{NAME}:{ACK_AT_END}"
-            created = await ctx.create_job(body, transport)
+            created = await ctx.create_job(body, transport, owner)
             job_id = created.job.id
             if not await _enqueue(ctx, job_id, ack):
                 raise HTTPException(
@@ -249,7 +254,7 @@ class RelayServer:
                     "message": event.message,
                     "payload": event.payload,
                 },
-                headers={"authorization": f"Bearer {ctx.service_token()}"},
+                headers={"authorization": f"Bearer {ctx.service_token('rooms')}"},
                 timeout=timeout,
             )
             if response.status_code != 200:
@@ -294,7 +299,7 @@ async def _enqueue(
             response = await ctx.http.post(
                 f"{queue}/v2/tasks",
                 json=task,
-                headers={"authorization": f"Bearer {ctx.service_token()}"},
+                headers={"authorization": f"Bearer {ctx.service_token('queue')}"},
                 timeout=max(ctx.config.timing.scaled(10.0), 2.0),
             )
             if response.is_success or response.status_code == 409:
@@ -318,6 +323,7 @@ async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, trigger: str) -> O
     is this request's, not the instance's pool's: SIGTERM still reaches it
     through the pool's shutdown event.
     """
+    request_waits_on_job()  # the push is held open for the job: its time follows the time scale
     execution = ExecutionContext(
         kind="request",
         service=ctx.config.role,

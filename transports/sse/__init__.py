@@ -1,18 +1,39 @@
 """``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
 
 from progressbench.transports.sse.client import TIMERS, NaiveSseWatcher, ResumableSseWatcher
+from progressbench.transports.sse.naive import TIMERS as NAIVE_TIMERS
 from progressbench.transports.sse.naive import NaiveSseServer
 from progressbench.transports.sse.server import ResumableSseServer
-from progressbench.transports.types import Transport
+from progressbench.transports.types import Billed, Mode, Transport
+
+#: Seed 000: a Next.js route on Vercel relays the stream of a Cloud Run worker that runs the job
+#: inside the request: the route is a Vercel function held for the whole stream, the worker a
+#: request in flight on Cloud Run ("billed for the whole request").
+NAIVE_BILLING = (
+    Billed("api", Mode.VERCEL_FUNCTION, "api", why="the streaming route relays the worker's stream"),
+    Billed("worker", Mode.CLOUD_RUN_REQUEST, "worker", why="the job runs inside the streaming request"),
+)
+#: The resumable stream is served by a Cloud Run service; the job runs on a worker after its 202.
+RESUMABLE_BILLING = (
+    Billed("api", Mode.CLOUD_RUN_REQUEST, "api", why="an open stream is a request in flight on Cloud Run"),
+    Billed(
+        "worker",
+        Mode.CLOUD_RUN_INSTANCE,
+        "worker",
+        why="the job runs after the 202, so CPU must stay allocated (instance-based)",
+    ),
+)
 
 NAIVE = Transport(
     name="sse-naive",
     server=NaiveSseServer(),
     client=NaiveSseWatcher,
     package=__name__,
-    summary="the streaming request runs the job; a drop kills it; re-POST starts again",
-    context="api/request",
-    timers=TIMERS,
+    variants=frozenset({"cancel"}),
+    summary="a worker runs the job inside the streaming request; a drop means a new job from step 1",
+    context="worker/request",
+    billing={"": NAIVE_BILLING},
+    timers=(*TIMERS, *NAIVE_TIMERS),
 )
 
 RESUMABLE = Transport(
@@ -23,6 +44,7 @@ RESUMABLE = Transport(
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
     lease_watchdog=True,
+    billing={"": RESUMABLE_BILLING},
     timers=TIMERS,
 )
 

@@ -5,7 +5,7 @@ so heartbeats count as life (``Alive``) and the idle watchdog sees every
 byte. Options (``ClientSettings.options``, unscaled seconds):
 
 * ``heartbeat_s`` (15) — the server's heartbeat interval the watchdog assumes;
-* ``idle_heartbeats`` (3) — silent for this many intervals = dead; ``0`` turns
+* ``idle_heartbeats`` (3; 0 for ``sse-naive``) — silent for this many intervals = dead; ``0`` turns
   the watchdog off;
 * ``reconnect_s`` — first reconnect delay when the server sent no ``retry:``.
 
@@ -18,9 +18,10 @@ Both are I/O drivers over :mod:`progressbench.core.reconnect`, run by
 (policy ``LAST_EVENT_ID``) yields every event the server sends, duplicates
 included; reconnects send ``Last-Event-ID`` (the highest seq seen) and are
 reported as ``Disconnected`` … ``Reconnected`` + ``Resumed(from_seq)``.
-The naive watcher (policy ``RESTART``) can only POST again with its own job
-id (``Resubmitted``); it resumes nothing, and a POST that fails before any
-stream stood is a failed submission, not a drop.
+The naive watcher (policy ``RESTART``) can only POST a new job after a
+user-retry delay (``Resubmitted`` with the new job's id); it resumes
+nothing, and a POST that fails before any stream stood is a failed
+submission, not a drop.
 """
 
 from __future__ import annotations
@@ -29,21 +30,22 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from functools import partial
 from typing import Any
 
 import httpx
-from progressbench.transports.http import CONNECT_S, phone_client, submit_job
+from progressbench.transports.canary import probe_get, probe_sse
+from progressbench.transports.http import CONNECT_S, access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Resubmitted, Submitted
-from progressbench.core.reconnect import LAST_EVENT_ID, RESTART, Backoff, Reconnector
+from progressbench.core.reconnect import LAST_EVENT_ID, RESTART, Backoff, Draw, Reconnector
 from progressbench.core.timers import Timer
 
 #: The stream's connect timeout never goes below this (s): scaling compresses the job, not the CPU.
@@ -52,16 +54,26 @@ MIN_STREAM_CONNECT_S = 1.0
 TIMERS = (Timer("sse stream connect timeout", CONNECT_S, floor_s=MIN_STREAM_CONNECT_S),)
 
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
+#: The naive user's retry delay after an error, unscaled seconds (ASSUMPTION: read the error, tap again).
+USER_RETRY_MIN_S = 5.0
+USER_RETRY_MAX_S = 30.0
+
+
+class _LeftOwnJob(Exception):
+    """The canary's probe POST started a job of its own: nothing foreign, stop reading."""
 
 
 class _SseWatcherBase:
+    #: Silent heartbeat intervals before a stream counts as dead (option ``idle_heartbeats``).
+    default_idle_heartbeats = 3
+
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         timing = settings.timing
         opts = settings.options
         self.browser = settings.variant == "browser"
         heartbeat = timing.scaled(float(opts.get("heartbeat_s", 15.0)))
-        beats = 0 if self.browser else int(opts.get("idle_heartbeats", 3))
+        beats = 0 if self.browser else int(opts.get("idle_heartbeats", self.default_idle_heartbeats))
         self.idle_s: float | None = heartbeat * beats if beats > 0 else None
         default_reconnect = 3.0 if self.browser else 1.0
         self.reconnect_s = timing.scaled(float(opts.get("reconnect_s", default_reconnect)))
@@ -130,9 +142,24 @@ class _SseWatcherBase:
 
 
 class ResumableSseWatcher(_SseWatcherBase):
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: the victim's event stream with the canary's access token, then with none."""
+        report = ProbeReport()
+        href = f"/sse/jobs/{victim_job_id}/events"
+        async with self._client() as http:
+            token = await access_token(http, phone, self._delay)
+            for name, auth in (
+                ("event-stream", {"authorization": f"Bearer {token}"}),
+                ("event-stream-no-token", {}),
+            ):
+                headers = {**auth, "accept": "text/event-stream", "last-event-id": "0"}
+                await probe_sse(http, report, name, "GET", href, window_s, headers)
+            await probe_get(http, report, "event-stream-plain-get", href, victim_job_id, token)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with self._client() as http:
-            created = await submit_job(http, "/sse/jobs", request.body(), self._delay)
+            created = await submit_job(http, "/sse/jobs", request.body(), self._delay, phone=request.owner)
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
             state = Reconnector(LAST_EVENT_ID)
@@ -158,34 +185,107 @@ class ResumableSseWatcher(_SseWatcherBase):
 
 
 class NaiveSseWatcher(_SseWatcherBase):
+    """The phone of the naive pattern: one POST is one job; after an error, the user taps retry.
+
+    On a drop it shows the error (``Disconnected``), waits the user's retry
+    delay (uniform between ``user_retry_min_s`` and ``user_retry_max_s``,
+    5-30 s unscaled: ASSUMPTION, a person reading an error and tapping
+    again) and POSTs a *new* job (``Resubmitted`` with the new id): a second
+    execution of the same intent whose progress starts again at step 1. It
+    resumes nothing. Variant ``cancel`` asks for the platform that cancels
+    the handler when the client goes (``?on_disconnect=cancel``).
+
+    Like a ``fetch`` reading a stream, it has no idle watchdog by default
+    (``idle_heartbeats`` 0; the naive server sends no heartbeats either): a
+    blackholed stream hangs, with no error, until the OS or the user gives up.
+    """
+
+    default_idle_heartbeats = 0
+
+    def __init__(self, settings: ClientSettings, draw: Draw = random.uniform) -> None:
+        super().__init__(settings)
+        opts = settings.options
+        low = float(opts.get("user_retry_min_s", USER_RETRY_MIN_S))
+        high = max(float(opts.get("user_retry_max_s", USER_RETRY_MAX_S)), low)
+        self.user_retry = (settings.timing.scaled(low), settings.timing.scaled(high))
+        self.draw = draw
+        self.params = {"on_disconnect": "cancel"} if settings.variant == "cancel" else {}
+
+    def _user_delay(self, retry: int) -> float:
+        return 0.0 if retry <= 0 else self.draw(*self.user_retry)
+
+    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
+        """The canary: POST naming the victim's job id (body and ``Idempotency-Key``): the old takeover.
+
+        The only client face of ``sse-naive`` is the POST that runs a job and
+        streams it. A server that lets the client name the job hands over the
+        victim's job (its ``created`` event names the victim and carries a
+        token for it, then its events): each of those is foreign. A server
+        that refuses the body, or ignores the id and starts a *new* job,
+        leaks nothing (a new job is the canary's own and is left at once).
+        """
+        report = ProbeReport()
+        async with self._client() as http:
+            token = await access_token(http, phone, self._delay)
+            headers = {"authorization": f"Bearer {token}", "idempotency-key": victim_job_id}
+            body = {"seed": 0, "time_scale": self.settings.timing.time_scale, "job_id": victim_job_id}
+            foreign, outcome = 0, "refused"
+            try:
+                async with asyncio.timeout(window_s):
+                    async with http.stream("POST", "/sse-naive/jobs", json=body, headers=headers) as response:
+                        outcome = f"http {response.status_code}"
+                        if response.status_code == 200:
+                            parser = SSEParser()
+                            async for chunk in response.aiter_bytes():
+                                for item in parser.feed(chunk):
+                                    if not isinstance(item, Message):
+                                        continue
+                                    data = json.loads(item.data)
+                                    if str(data.get("job_id")) != victim_job_id:
+                                        outcome += ", a new job of its own (left at once)"
+                                        raise _LeftOwnJob
+                                    foreign += 1
+            except _LeftOwnJob:
+                pass
+            except TimeoutError:
+                outcome += f", listened {window_s:.1f}s"
+            except (httpx.HTTPError, ValueError) as exc:
+                outcome += f"; {type(exc).__name__}"
+            report.add("create-with-victim-id", outcome, foreign)
+        return report
+
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
-        job_id = str(uuid.uuid4())
-        body = {**request.body(), "job_id": job_id}
         async with self._client() as http:
             state = Reconnector(RESTART)
-            attempt = partial(self._post, http, body, state, itertools.count(1))
-            async for event in redial(state, self._delay, attempt):
+            attempt = partial(self._post, http, request, state, itertools.count(1))
+            async for event in redial(state, self._user_delay, attempt):
                 yield event
 
     async def _post(
-        self, http: httpx.AsyncClient, body: dict[str, object], state: Reconnector, posts: Iterator[int]
+        self, http: httpx.AsyncClient, request: JobRequest, state: Reconnector, posts: Iterator[int]
     ) -> AsyncGenerator[ClientEvent, None]:
-        """One POST that runs the job and streams it; the first that streams is the submission."""
-        headers = {"idempotency-key": str(body["job_id"])}
+        """One POST: a new job, run and streamed; the first that streams is the submission."""
+        headers = {"authorization": f"Bearer {await access_token(http, request.owner, self._delay)}"}
         async with self._open(
-            http, "create job", "POST", "/sse-naive/jobs", json=body, headers=headers
+            http,
+            "create job",
+            "POST",
+            "/sse-naive/jobs",
+            json=request.body(),
+            headers=headers,
+            params=self.params,
         ) as response:
-            post = next(posts)
             async with contextlib.aclosing(self._read(response)) as items:
                 async for item in items:
                     if isinstance(item, Comment):
                         yield Alive()
                     elif item.event == "created":
                         created = json.loads(item.data)
-                        if post == 1:
+                        if next(posts) == 1:
                             yield Submitted(job_id=created["job_id"], token=created["token"])
                         else:
                             yield Resubmitted(job_id=created["job_id"])
+                        state.new_job()
                         for event in state.up(time.monotonic()):
                             yield event
                     else:

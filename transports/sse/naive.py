@@ -1,142 +1,250 @@
-"""Server face of ``sse-naive``: the streaming request *is* the job.
+"""Server face of ``sse-naive``: a worker instance runs the job inside the streaming request.
 
-``POST /sse-naive/jobs`` (body: the usual job fields plus an optional
-client-generated ``job_id``; the ``Idempotency-Key`` header works too)
-starts the job inside the request (execution context ``request``, via
-:func:`progressbench.kit.executor.run_job`) and streams each event the moment
-the job commits it. The first message (``event: created``) carries the job
-id and a read token. Nothing else gives the phone progress.
+The first version of the Vercel + Cloud Run story (seeds/000): the phone
+POSTs, "the worker streams progress through Server-Sent Events as it runs".
 
-Faithfully bad on purpose:
+* API ``POST /sse-naive/jobs[?on_disconnect=cancel]`` (body:
+  :class:`CreateJob`; bearer access token: the owner) creates a job with a
+  server-generated id (the same
+  ``ctx.create_job`` every transport uses), opens
+  ``POST {worker}/sse-naive/run`` on a worker instance (service token, the
+  dispatch path) and relays that stream to the phone after a first
+  ``event: created`` (job id + read token). It is the Vercel route in front
+  of the Cloud Run worker; 503 if no worker stream could be opened.
+* Worker ``POST /sse-naive/run`` runs the job *inside this request*
+  (execution context ``request``, lease held by this worker instance, so the
+  ``sigterm`` profile picks this instance) and sends each event the moment
+  the execution emits it. There is no replay: the stream carries only what
+  this execution emits from now on, and no route lets anyone read it again.
+  No heartbeat comments either: the handler writes events as they come.
 
-* When the client goes away (sse-starlette sees ``http.disconnect``) or the
-  platform's request timeout hits, the handler is cancelled and the job with
-  it. It is put back to ``pending`` with no lease, so no worker watchdog
-  adopts it: nobody runs it until the phone POSTs again.
-* A re-POST with the same ``job_id`` runs the job again *from step 1*
-  (``current_step`` reset): committed steps execute twice (``step_runs``
-  shows it), their events are UPSERTs that commit nothing new, so the new
-  stream is silent while the job redoes them and only streams what it
-  commits for the first time. Whatever was committed while the phone was
-  away is never sent to it: there is no cursor and no replay.
-* Each request leases the job under its own name (``<instance>#<n>``), so
-  the newest POST owns the job and an older execution still running on a
-  half-dead connection loses its lease at its next step and stops.
+Both ends cut the stream at the platform's request timeout
+(``Timing.request_timeout_s``: Cloud Run 300 s default, Vercel 60 s Hobby /
+300 s Pro; scaled).
+
+What happens to the work when the phone goes away (or the timeout cuts the
+stream) is the variant:
+
+* default — the work runs on to completion with nobody listening, as a Node
+  handler that ignores the closed socket on Cloud Run, or a Vercel function
+  without cancellation (vercel/next.js issue #77786, 2025). A retry is a new
+  job: the work runs twice.
+* ``sse-naive:cancel`` (``?on_disconnect=cancel``) — the handler is
+  cancelled with the request (Starlette's ``StreamingResponse``, a Vercel
+  function with cancellation enabled): the job is abandoned, recorded as
+  ``failed`` with no terminal event (nobody is left to tell).
+
+The execution ignores the instance's SIGTERM (a naive handler installs no
+shutdown logic): it runs until the stream is drained or the platform's
+SIGKILL ends the process. Nothing adopts the job afterwards
+(no ``lease_watchdog`` on the registry entry keeps the workers'
+watchdog away), so a job killed mid-way stays ``running`` — stuck.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from typing import Literal
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Response
-from progressbench.transports.sse import stream
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from progressbench.transports.sse.wire import event_data
-from sse_starlette.event import ServerSentEvent
+from pydantic import BaseModel
 
-from progressbench.core import tokens
-from progressbench.core.job import JobSpec, plan
+from progressbench.core.events import TERMINAL
+from progressbench.core.timers import Timer
 from progressbench.kit.context import CreateJob, ServiceContext
-from progressbench.kit.executor import ExecutionContext, Outcome, run_job
+from progressbench.kit.executor import Committed, ExecutionContext, run_job
+from progressbench.kit.store import parse_job_id
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/sse-naive"
 NAME = "sse-naive"
+CANCEL = "cancel"
+RUN_PATH = f"{PREFIX}/run"
+#: The relay's connect timeout to a worker (unscaled s) and its floor (the CPU does not speed up).
+RELAY_CONNECT_S = 8.0
+MIN_RELAY_CONNECT_S = 1.0
+TIMERS = (Timer("sse-naive relay connect timeout", RELAY_CONNECT_S, floor_s=MIN_RELAY_CONNECT_S),)
+
+OnDisconnect = Literal["run-on", "cancel"]
 
 
-class NaiveCreate(CreateJob):
-    """The usual job body plus the client's own job id (its idempotency key)."""
+class RunStream(BaseModel):
+    """What the API asks a worker for: run this job here and stream it."""
 
-    job_id: uuid.UUID | None = None
+    job_id: str
+    on_disconnect: OnDisconnect = "run-on"
+
+
+def _sse(data: str, event: str, seq: int | None = None) -> bytes:
+    """One server-sent event, written by hand as a naive handler does (no heartbeat comments)."""
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+def _created(job_id: uuid.UUID, token: str) -> bytes:
+    return _sse(event_data({"job_id": str(job_id), "token": token}), "created")
+
+
+def _event_stream(content: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        content,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 class NaiveSseServer:
-    """``heartbeat_s`` / ``fallback_s`` are unscaled seconds."""
+    """No knobs: the naive handler sends events as they come and nothing else (no heartbeats)."""
 
-    def __init__(
-        self, heartbeat_s: float = stream.HEARTBEAT_S, fallback_s: float = stream.FALLBACK_RECHECK_S
-    ) -> None:
-        self.heartbeat_s = heartbeat_s
-        self.fallback_s = fallback_s
+    # ------------------------------------------------------------------ API: the Vercel route
 
     def api_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         timing = ctx.config.timing
-        requests = itertools.count(1)
-
-        async def _start(body: NaiveCreate, job_id: uuid.UUID) -> None:
-            """Create the job, or rewind an existing one to step 0 (the re-POST)."""
-            existing = await ctx.store.get_job(job_id)
-            if existing is not None:
-                if existing.owner != body.owner:
-                    raise HTTPException(409, "job id already used")
-                await ctx.store.restart(job_id)
-                return
-            spec = JobSpec(shape=body.shape, seed=body.seed, time_scale=body.time_scale)
-            await ctx.store.create_job(
-                job_id, body.owner, NAME, spec.model_dump(mode="json"), plan(spec).total_steps
-            )
-
-        async def _abandon(task: asyncio.Task[Outcome], job_id: uuid.UUID, lease: str) -> None:
-            """The request is over: the job stops with it and is left for nobody."""
-            with anyio.CancelScope(shield=True):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-                await ctx.store.abandon(job_id, lease)
+        # One connection per stream, as a route's fetch() opens it: no pool limit shared with the
+        # service's other calls, no kept-alive connection to a worker that may since have died.
+        # It lives as long as the process.
+        upstreams = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
 
         @router.post("/jobs", response_model=None)
-        async def create(body: NaiveCreate, idempotency_key: str | None = Header(default=None)) -> Response:
-            job_id = body.job_id
-            if job_id is None and idempotency_key:
-                try:
-                    job_id = uuid.UUID(idempotency_key)
-                except ValueError:
-                    raise HTTPException(400, "Idempotency-Key must be a UUID") from None
-            job_id = job_id or uuid.uuid4()
-            await _start(body, job_id)
-            token = tokens.issue(ctx.secret, body.owner, job_id)
-            lease = f"{ctx.config.instance}#{next(requests)}"
-            execution = ExecutionContext(
-                kind="request",
-                service=ctx.config.role,
-                instance=lease,
-                extra={"api_instance": ctx.config.instance},
+        async def create(
+            body: CreateJob,
+            on_disconnect: OnDisconnect = Query(default="run-on"),
+            owner: str = Depends(ctx.current_user),
+        ) -> Response:
+            transport = NAME if on_disconnect == "run-on" else f"{NAME}:{CANCEL}"
+            created = await ctx.create_job(body, transport, owner)
+            job_id = created.job.id
+            url = ctx.config.worker_url
+            if not url:
+                raise HTTPException(503, "no worker configured")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timing.scaled(timing.request_timeout_s)
+            upstream = upstreams.build_request(
+                "POST",
+                f"{url}{RUN_PATH}",
+                json=RunStream(job_id=str(job_id), on_disconnect=on_disconnect).model_dump(),
+                headers={"authorization": f"Bearer {ctx.service_token('worker')}"},
+                timeout=httpx.Timeout(None, connect=max(timing.scaled(RELAY_CONNECT_S), MIN_RELAY_CONNECT_S)),
             )
-            hub = stream.hub_for(ctx)
-            deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
+            try:
+                response = await asyncio.wait_for(
+                    upstreams.send(upstream, stream=True), deadline - loop.time()
+                )
+            except TimeoutError:
+                raise HTTPException(504, "the worker did not answer within the request timeout") from None
+            except httpx.HTTPError as exc:
+                log.warning("naive stream of %s: no worker stream: %r", job_id, exc)
+                raise HTTPException(503, "worker unavailable") from None
+            if response.status_code != 200:
+                await response.aclose()
+                raise HTTPException(503, f"worker answered {response.status_code}")
 
-            async def content() -> AsyncIterator[ServerSentEvent]:
-                with hub.subscribe(job_id) as sub:
-                    # Only what this request's job commits from now on reaches the phone.
-                    latest = await ctx.store.events_after(job_id, 0)
-                    after = latest[-1].seq if latest else 0
-                    yield ServerSentEvent(
-                        event="created", data=event_data({"job_id": str(job_id), "token": token})
-                    )
-                    task = asyncio.create_task(
-                        run_job(ctx.store, job_id, execution, timing, ctx.jobs.shutdown),
-                        name=f"naive-{job_id}",
-                    )
-                    task.add_done_callback(lambda _t: sub.wake())
-                    try:
-                        async for event in stream.tail(
-                            ctx,
-                            sub,
-                            after,
-                            deadline,
-                            transport=NAME,
-                            fallback_s=timing.scaled(self.fallback_s),
-                            stop=task.done,
-                        ):
-                            yield event
-                    finally:
-                        await _abandon(task, job_id, lease)
+            async def relay() -> AsyncIterator[bytes]:
+                try:
+                    yield _created(job_id, created.token)
+                    chunks = response.aiter_raw()
+                    while True:
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            return  # the platform's request timeout cuts the stream
+                        try:
+                            chunk = await asyncio.wait_for(anext(chunks), left)
+                        except (StopAsyncIteration, TimeoutError, httpx.HTTPError):
+                            return
+                        yield chunk
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
 
-            return stream.response(content(), timing.scaled(self.heartbeat_s))
+            return _event_stream(relay())
 
         return router
+
+    # ------------------------------------------------------------------ worker: the Cloud Run handler
+
+    def worker_router(self, ctx: ServiceContext) -> APIRouter:
+        router = APIRouter()
+        timing = ctx.config.timing
+        messages = ctx.meters.messages.labels(ctx.meters.service, NAME)
+
+        @router.post(RUN_PATH, response_model=None)
+        async def run(body: RunStream, request: Request) -> Response:
+            ctx.check_service_token(request, "worker")
+            job_id = parse_job_id(body.job_id)
+            if job_id is None or await ctx.store.get_job(job_id) is None:
+                raise HTTPException(404, "job not found")
+            emitted: asyncio.Queue[Committed | None] = asyncio.Queue()
+
+            async def emit(event: Committed) -> None:
+                emitted.put_nowait(event)
+
+            execution = ExecutionContext(
+                kind="request", service=ctx.config.role, instance=ctx.config.instance
+            )
+            # A naive handler has no shutdown logic: SIGTERM never reaches the work, only SIGKILL.
+            deaf = asyncio.Event()
+            task = ctx.spawn(
+                run_job(ctx.store, job_id, execution, timing, deaf, hooks=lambda _t: emit),
+                name=f"naive-{job_id}",
+            )
+            task.add_done_callback(lambda _t: emitted.put_nowait(None))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timing.scaled(timing.request_timeout_s)
+
+            async def content() -> AsyncIterator[bytes]:
+                try:
+                    while True:
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            return
+                        try:
+                            event = await asyncio.wait_for(emitted.get(), left)
+                        except TimeoutError:
+                            return
+                        if event is None:
+                            return  # the execution ended without a terminal event (lease lost)
+                        messages.inc()
+                        yield _sse(
+                            event_data(
+                                {
+                                    "job_id": str(event.job_id),
+                                    "seq": event.seq,
+                                    "kind": event.kind,
+                                    "message": event.message,
+                                    "payload": event.payload,
+                                }
+                            ),
+                            event.kind,
+                            event.seq,
+                        )
+                        if event.kind in TERMINAL:
+                            return
+                finally:
+                    if body.on_disconnect == "cancel" and not task.done():
+                        with anyio.CancelScope(shield=True):
+                            await _abandon(ctx, task, job_id, execution.instance)
+
+            return _event_stream(content())
+
+        return router
+
+
+async def _abandon(ctx: ServiceContext, task: asyncio.Task[object], job_id: uuid.UUID, lease: str) -> None:
+    """``:cancel``: the request is gone, the work stops with it and nobody is told."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    await ctx.store.abandon(job_id, lease, reason="abandoned: the client went away")
+
+
+__all__ = ["CANCEL", "NAME", "TIMERS", "NaiveSseServer", "RunStream"]

@@ -1,6 +1,6 @@
 """Server face of ``sse`` (resumable): the DB owns the job, the stream is a view of it.
 
-``POST /sse/jobs`` creates the job, dispatches it to a worker and answers
+``POST /sse/jobs`` (bearer access token: the owner) creates the job, dispatches it to a worker and answers
 ``202 {job_id, token, events_href}``. ``GET events_href`` (bearer token)
 checks the token *before* any stream starts (401/404, or 400 for a
 malformed ``Last-Event-ID``), then streams every event after
@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from progressbench.transports.sse import stream
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
 from sse_starlette.event import ServerSentEvent
 
+from progressbench.core.events import TERMINAL
 from progressbench.kit.context import CreateJob, ServiceContext
 
 PREFIX = "/sse"
@@ -48,8 +49,10 @@ class ResumableSseServer:
         timing = ctx.config.timing
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob, response: Response) -> dict[str, object]:
-            created = await ctx.create_job(body, NAME)
+        async def create(
+            body: CreateJob, response: Response, owner: str = Depends(ctx.current_user)
+        ) -> dict[str, object]:
+            created = await ctx.create_job(body, NAME, owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id), name=f"dispatch-{job_id}")
             href = f"{PREFIX}/jobs/{job_id}/events"
@@ -76,6 +79,7 @@ class ResumableSseServer:
                         deadline,
                         transport=NAME,
                         fallback_s=timing.scaled(self.fallback_s),
+                        finished=job.status in TERMINAL,
                     ):
                         yield event
 

@@ -5,8 +5,11 @@
 the store row as JSON). It reads the store, then sleeps on the stream's hub
 subscription until a ``job_events`` notification for the job, a slow
 fallback re-check, or the request deadline. It stops after the terminal
-event, at the deadline (the platform's request timeout), or when ``stop``
-says the producer is gone and nothing new is left.
+event, at the deadline (the platform's request timeout), when ``stop``
+says the producer is gone and nothing new is left, or at once when the job
+had already finished when the stream opened and nothing is left after the
+cursor (a ``Last-Event-ID`` at or past the terminal seq: issue #13, probe 10;
+without this such a stream idled with heartbeats until the deadline).
 
 Heartbeats are sse-starlette's ``ping`` comments; the ``retry:`` hint goes
 first on every stream.
@@ -27,6 +30,7 @@ from sse_starlette.sse import EventSourceResponse
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
+from progressbench.kit.meters import request_waits_on_job
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0
@@ -51,6 +55,8 @@ def _ping() -> ServerSentEvent:
 
 
 def response(content: AsyncIterator[ServerSentEvent], heartbeat_s: float) -> EventSourceResponse:
+    """The streaming response; the request is metered as held (it stays open for the job, scaled)."""
+    request_waits_on_job()
     return EventSourceResponse(
         content,
         ping=heartbeat_s,
@@ -73,6 +79,7 @@ async def tail(
     transport: str,
     fallback_s: float,
     stop: Callable[[], bool] = lambda: False,
+    finished: bool = False,
 ) -> AsyncIterator[ServerSentEvent]:
     """Events of ``sub.job_id`` with seq > ``after``, as they are committed (see module doc)."""
     loop = asyncio.get_running_loop()
@@ -89,7 +96,7 @@ async def tail(
                 return
         if rows:
             continue
-        if stopping:
+        if stopping or finished:
             return
         left = deadline - loop.time()
         if left <= 0:

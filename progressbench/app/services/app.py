@@ -24,9 +24,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from progressbench.app.services.auth import auth_router
 from progressbench.core.config import ServiceConfig
 from progressbench.kit.context import RUN_HERE_PATH, ServiceContext
 from progressbench.kit.executor import LEASE_WATCHDOG, ExecutionContext, JobPool, run_job
+from progressbench.kit.limits import BodyLimit, JobCreationLimit
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.store import Store, parse_job_id
 from progressbench.transports import REGISTRY
@@ -53,6 +55,7 @@ def build_context(config: ServiceConfig) -> ServiceContext:
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     jobs = JobPool(store, config.timing, config.role, config.instance)
     jobs.upstream_failure_rate = config.conditions.upstream_failure_rate
+    jobs.meters = meters
     return ServiceContext(config=config, store=store, meters=meters, http=http, jobs=jobs)
 
 
@@ -64,8 +67,8 @@ def _watched() -> list[str]:
 async def _watchdog(ctx: ServiceContext, transports: list[str]) -> None:
     """Take over jobs whose instance died or let go of them (stale lease), for opted-in transports.
 
-    Not every pattern has one: the patterns of ``realtime`` and ``relay`` do not (their stuck
-    jobs wait for a cron, or for nobody), so they are not in ``transports``.
+    Not every pattern has one: the patterns of ``realtime``, ``relay`` and ``sse-naive`` do not
+    (their stuck jobs wait for a cron, or for nobody), so they are not in ``transports``.
     """
     timing = ctx.config.timing
     lease = timing.scaled(timing.job_lease_s)
@@ -175,7 +178,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
         @app.post("/run", status_code=202)
         async def run(body: RunRequest, request: Request) -> dict[str, object]:
             """Cloud-Run-service style: ACK at once, run the job in the background."""
-            ctx.check_service_token(request)
+            ctx.check_service_token(request, "worker")
             job_id = parse_job_id(body.job_id)
             if job_id is None or await ctx.store.get_job(job_id) is None:
                 raise HTTPException(404, "job not found")
@@ -183,6 +186,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 raise HTTPException(503, "instance is shutting down")
             started = ctx.jobs.start(job_id, "worker-background", trigger=body.trigger)
             return {"job_id": str(job_id), "accepted": started, "instance": config.instance}
+
+    if config.role == "api":
+        app.include_router(auth_router(ctx))
 
     hooks = {t.name: t.server.on_commit(ctx) for t in REGISTRY.values() if isinstance(t.server, CommitHooks)}
     ctx.jobs.hooks = lambda transport: hooks.get(transport.partition(":")[0])
@@ -196,6 +202,8 @@ def build_app(config: ServiceConfig) -> FastAPI:
         if config.role == "worker" and isinstance(server, WorkerRoutes):
             app.include_router(server.worker_router(ctx))
 
+    app.add_middleware(JobCreationLimit, limits=config.limits, secret=config.token_secret)
+    app.add_middleware(BodyLimit, max_body_bytes=config.limits.max_body_bytes)
     app.add_middleware(MeteringMiddleware, meters=ctx.meters)
     return app
 

@@ -49,6 +49,9 @@ class QueueConfig(BaseModel):
     #: Lifetime of each push's OIDC token (Google ID tokens live about 1 h; not scaled:
     #: JWT times are whole seconds).
     oidc_ttl_s: int = Field(default=3600, ge=60)
+    #: Base URLs the queue may push to besides the worker service (``peers["worker"]``), e.g. a
+    #: benchmark's sink. Anything else is refused at CreateTask: the allowlist of push targets.
+    push_targets: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _ordered(self) -> QueueConfig:

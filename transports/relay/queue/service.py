@@ -2,9 +2,15 @@
 
 A Cloud-Tasks-style queue behind one internal URL (``peers["queue"]``):
 
-* ``POST /v2/tasks`` — CreateTask (service token): ``{name, job_id, url,
-  audience, body, schedule_time}``; ``409`` when the name exists (ALREADY_EXISTS); counted as
-  one billable operation;
+* ``POST /v2/tasks`` — CreateTask (a service token made for ``queue``, signed
+  with the services' key: no phone token passes): ``{name, job_id, url,
+  audience, body, schedule_time}``; ``409`` when the name exists
+  (ALREADY_EXISTS); counted as one billable operation. ``url`` must lie under
+  one of the queue's configured targets (:func:`allowed_targets`: the worker
+  service, ``peers["worker"]``, plus ``QueueConfig.push_targets``), else ``403``; the push's OIDC audience is
+  that target, and a body ``audience`` naming anything else is refused
+  (``400``) — the queue never signs a token for an audience it was not
+  configured with;
 * ``GET /jwks`` — the public keys the pushes' OIDC tokens are signed with;
 * ``GET /healthz``, ``GET /metrics`` — for the supervisor.
 
@@ -37,9 +43,8 @@ from progressbench.transports.relay.queue.retry import QueueConfig
 from progressbench.transports.relay.queue.tasks import TaskTable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from progressbench.core import tokens
+from progressbench.core import identity, tokens
 from progressbench.core.config import ServiceConfig
-from progressbench.kit.context import SERVICE_SUBJECT
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.runtime import run_asgi
 from progressbench.kit.store import Store
@@ -52,8 +57,9 @@ class CreateTask(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,500}$")
     job_id: uuid.UUID | None = None
-    url: str = Field(min_length=1)
-    audience: str = Field(min_length=1)
+    url: str = Field(min_length=1, max_length=2048)
+    #: Optional: the queue sets it to the allowlisted target ``url`` lies under.
+    audience: str | None = Field(default=None, min_length=1, max_length=2048)
     body: dict[str, Any] = Field(default_factory=dict)
     #: Cloud Tasks' scheduleTime: not dispatched before this instant.
     schedule_time: datetime | None = None
@@ -65,13 +71,30 @@ def queue_config_from(raw: str | None) -> QueueConfig:
     return QueueConfig.model_validate_json(raw)
 
 
-def check_service_token(secret: str, request: Request) -> None:
+AUDIENCE = "queue"
+
+
+def check_service_token(service_secret: str, request: Request) -> None:
+    """Only the testbed's services, with a token made for the queue (401/403)."""
     try:
-        grant = tokens.decode(secret, tokens.bearer(request.headers.get("authorization")))
+        identity.verify_service(service_secret, tokens.bearer(request.headers.get("authorization")), AUDIENCE)
     except tokens.TokenRejected as exc:
-        raise HTTPException(401, exc.reason) from None
-    if grant.owner != SERVICE_SUBJECT:
-        raise HTTPException(403, "not a service token")
+        raise HTTPException(exc.status, exc.reason) from None
+
+
+def allowed_targets(config: ServiceConfig, queue: QueueConfig) -> tuple[str, ...]:
+    """The base URLs the queue may push to: the worker service (through its dispatch proxy),
+    and any configured ``push_targets``."""
+    found = (config.peers.get("worker"), config.worker_url, *queue.push_targets)
+    return tuple(url.rstrip("/") for url in found if url)
+
+
+def target_for(url: str, targets: tuple[str, ...]) -> str | None:
+    """The allowlisted target ``url`` lies under (same origin, path below it), or None."""
+    for target in targets:
+        if url == target or url.startswith(target + "/"):
+            return target
+    return None
 
 
 def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
@@ -83,6 +106,7 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
         limits=httpx.Limits(max_connections=queue.max_concurrent_dispatches, max_keepalive_connections=100)
     )
     issuer = config.peers.get("queue", "progressbench-queue")
+    targets = allowed_targets(config, queue)
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
@@ -121,10 +145,15 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
 
     @app.post("/v2/tasks")
     async def create(body: CreateTask, request: Request) -> dict[str, Any]:
-        check_service_token(config.token_secret, request)
+        check_service_token(config.service_secret, request)
+        target = target_for(body.url, targets)
+        if target is None:
+            raise HTTPException(403, "url is not a configured push target")
+        if body.audience is not None and body.audience != target:
+            raise HTTPException(400, "audience must be the push target")
         qmeters.operations.labels(config.role, "create").inc()
         created = await table.create(
-            body.name, queue.name, body.job_id, body.url, body.audience, body.body, body.schedule_time
+            body.name, queue.name, body.job_id, body.url, target, body.body, body.schedule_time
         )
         if not created:
             raise HTTPException(409, f"task {body.name} already exists")

@@ -10,6 +10,7 @@ room is a doorbell). The admission and publish decisions themselves are
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ class RoomHub:
     secret: str
     config: RoomsConfig
     meters: RoomMeters
+    #: Verifies publishers' service tokens (``ServiceConfig.service_secret``); "" refuses all.
+    service_secret: str = ""
     rooms: dict[uuid.UUID, set[ServerConnection]] = field(default_factory=dict)
     owners: dict[uuid.UUID, str] = field(default_factory=dict)
     total: int = 0
@@ -61,6 +64,8 @@ class RoomHub:
         return None
 
     def _add(self, room: uuid.UUID, connection: ServerConnection) -> None:
+        if room not in self.rooms:
+            self.meters.active.opened(room, time.monotonic())
         self.rooms.setdefault(room, set()).add(connection)
         self.total += 1
         self.peak = max(self.peak, self.total)
@@ -78,6 +83,7 @@ class RoomHub:
         if not members:
             del self.rooms[room]
             self.owners.pop(room, None)
+            self.meters.active.closed(room, time.monotonic())
         svc = self.meters.service
         self.meters.open.labels(svc).set(self.total)
         self.meters.rooms.labels(svc).set(len(self.rooms))
@@ -91,6 +97,7 @@ class RoomHub:
         self.meters.base.requests.labels(svc, "websocket", "101").inc()
         key = id(connection)
         self.meters.base.clock.begin(key, time.monotonic())
+        self.meters.base.clock.mark_held(key)  # a room socket stays open while the job runs
         try:
             async for _ in connection:
                 self.meters.received.labels(svc).inc()
@@ -117,7 +124,7 @@ class RoomHub:
     def publish(self, request: PublishRequest) -> tuple[int, dict[str, Any]]:
         """An HTTP publish into a room: (status, JSON answer)."""
         svc = self.meters.service
-        verdict = publish_verdict(self.secret, request.path, request.headers.get("authorization"))
+        verdict = publish_verdict(self.service_secret, request.path, request.headers.get("authorization"))
         if isinstance(verdict, tuple):
             status, reason = verdict
             return status, {"detail": reason}
@@ -125,11 +132,16 @@ class RoomHub:
         body = request.body
         try:
             event = json.loads(body)
-            seq = int(event["seq"])
-        except (ValueError, KeyError, TypeError):
+            raw_seq = event["seq"]
+            if isinstance(raw_seq, str):
+                raw_seq = int(raw_seq)
+        except (ValueError, KeyError, TypeError, RecursionError):
             return 400, {"detail": "body must be a JSON event with a seq"}
         if not isinstance(event, dict):
             return 400, {"detail": "body must be a JSON object"}
+        seq = event_seq(raw_seq)
+        if seq is None:
+            return 422, {"detail": "seq must be a whole number from 0 to 2^63-1"}
         owner = event.pop("owner", None)
         if isinstance(owner, str) and room in self.rooms:
             self.owners.setdefault(room, owner)
@@ -137,3 +149,20 @@ class RoomHub:
         self.meters.base.bytes_received.labels(svc).inc(len(body))
         event["job_id"], event["seq"] = str(room), seq
         return 200, {"delivered": self.broadcast(room, event)}
+
+
+def event_seq(raw: object) -> int | None:
+    """A publish's ``seq`` as an int, or None when it is not a finite whole number in range.
+
+    ``1e400`` parses to infinity and ``int()`` of it raised OverflowError (a 500); a
+    bool is not a number here; a whole float such as ``3.0`` is accepted as before.
+    """
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, float):
+        if not math.isfinite(raw) or not raw.is_integer():
+            return None
+        raw = int(raw)
+    if not isinstance(raw, int) or not 0 <= raw < 2**63:
+        return None
+    return raw

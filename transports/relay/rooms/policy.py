@@ -8,7 +8,9 @@ client sees, so they name the fault (not the secret, not the token).
   owner check only binds once the room has learnt its owner from a publish,
   and the cap counts seats already reserved, so concurrent joins cannot
   overshoot it.
-* Publishing takes a service token: phones only listen.
+* Publishing takes a service token for ``rooms``, signed with the services'
+  own key (``ServiceConfig.service_secret``): phones only listen, and no
+  phone token — whatever its ``sub`` — verifies against that key.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import re
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from progressbench.core import tokens
-from progressbench.kit.context import SERVICE_SUBJECT
+from progressbench.core import identity, tokens
 
 PARTY = "main"
+#: What a service token must be made for to publish here.
+AUDIENCE = "rooms"
 ROOM_PATH = re.compile(r"^/parties/main/([0-9a-fA-F-]{36})/?$")
 
 Refusal = tuple[int, str]
@@ -54,15 +57,15 @@ def join_verdict(
     return room
 
 
-def publish_verdict(secret: str, path: str, authorization: str | None) -> Refusal | uuid.UUID:
-    """The room a publish goes to, or (status, reason): only service tokens may publish."""
+def publish_verdict(service_secret: str, path: str, authorization: str | None) -> Refusal | uuid.UUID:
+    """The room a publish goes to, or (status, reason): only service tokens for ``rooms`` may publish."""
     room = room_of(path)
     if room is None:
         return 404, "no such party or room"
+    if not service_secret:
+        return 401, "publishing is not configured"
     try:
-        grant = tokens.decode(secret, tokens.bearer(authorization))
+        identity.verify_service(service_secret, tokens.bearer(authorization), AUDIENCE)
     except tokens.TokenRejected as exc:
-        return 401, exc.reason
-    if grant.owner != SERVICE_SUBJECT:
-        return 403, "not a service token"
+        return exc.status, exc.reason
     return room

@@ -74,7 +74,7 @@ async def _refuse(connection: ServerConnection) -> None:  # the admin socket ser
 async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
     listen, admin = inherited_sockets()
     meters = Meters(config.role, config.concurrency, config.timing)
-    hub = RoomHub(config.token_secret, rooms_config, RoomMeters(meters))
+    hub = RoomHub(config.token_secret, rooms_config, RoomMeters(meters), config.service_secret)
     ping = config.timing.scaled(rooms_config.ping_interval_s) if rooms_config.ping_interval_s else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -91,6 +91,8 @@ async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
                 ping_timeout=ping,
                 max_size=MAX_PUBLISH_BYTES,
                 close_timeout=config.timing.scaled(CLOSE_TIMEOUT_S),
+                # The opening handshake, and a publish's whole request, within the header timeout.
+                open_timeout=config.timing.header_timeout(),
             )
         )
         if admin is not None:

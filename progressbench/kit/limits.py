@@ -1,0 +1,134 @@
+"""Request bounds every HTTP service applies before a route runs (issue #13, probe 5).
+
+Two ASGI middlewares:
+
+* :class:`BodyLimit` answers 413 to a body larger than ``max_body_bytes``,
+  from its ``Content-Length`` before anything is read, or, for a chunked
+  body, as soon as the bytes received pass the bound.
+* :class:`JobCreationLimit` answers 429 with ``Retry-After`` when one
+  identity creates jobs faster than its token bucket allows. Job creation is
+  ``POST /<transport>/jobs`` for every transport (``transports/README.md``),
+  so the middleware needs no transport's name.
+
+Who "one identity" is lives in :func:`identity` alone: the verified token's
+subject when the request carries one, else the client's address.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from progressbench.core import tokens
+from progressbench.core.config import Limits
+from progressbench.core.limits import RateLimiter
+
+
+def identity(scope: Scope, secret: str) -> str:
+    """The rate-limit key of a request: ``sub:<subject>`` of a valid bearer token, else ``ip:<addr>``.
+
+    The one place that decides who a caller is for limiting; sign-in tokens
+    replace the per-job ones here once phones sign in.
+    """
+    headers = dict(scope.get("headers") or [])
+    raw = headers.get(b"authorization")
+    if raw:
+        try:
+            return "sub:" + tokens.decode(secret, tokens.bearer(raw.decode("latin-1"))).owner
+        except (tokens.TokenRejected, ValueError):
+            pass
+    client = scope.get("client")
+    return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+async def _answer(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        detail = f"request body larger than {limit} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _answer(send, 413 if length.isdigit() else 400, detail, [(b"connection", b"close")])
+            return
+        if length is not None or b"chunked" not in dict(scope.get("headers") or []).get(
+            b"transfer-encoding", b""
+        ):
+            await self.app(scope, receive, send)
+            return
+        # A chunked body: read it here, within the bound, then hand it on in one piece (a route's
+        # own body parser would turn an error raised mid-read into a 400).
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _answer(send, 413, detail, [(b"connection", b"close")])
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class JobCreationLimit:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Limits,
+        secret: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.secret = secret
+        self.clock = clock
+        self.limiter = RateLimiter(limits.job_creations_per_s, limits.job_creation_burst)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and _creates_job(scope["path"]):
+            wait = self.limiter.take(identity(scope, self.secret), self.clock())
+            if wait > 0:
+                retry = str(max(math.ceil(wait), 1)).encode()
+                await _answer(send, 429, "too many jobs created; retry later", [(b"retry-after", retry)])
+                return
+        await self.app(scope, receive, send)
+
+
+def _creates_job(path: str) -> bool:
+    parts = path.strip("/").split("/")
+    return len(parts) == 2 and parts[1] == "jobs"

@@ -1,0 +1,1 @@
+"""Security probes of issue #13: one test per probe, each failing before its fix."""
