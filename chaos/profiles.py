@@ -19,6 +19,11 @@ Targets:
   cell's first job has committed that many steps — "kill while on image 3 of
   6" is ``at_step: 3``).
 
+Server faults that are a state of the deployment rather than an event
+(``conditions``: a flaky upstream API, a misdeployed job resource) hold for
+the whole cell: the services are restarted with them before the cell and
+without them after it, and the cell records one stack-wide window.
+
 The numbers come from ``shared/reference/platform-facts.md`` (cited per
 profile) and are real-world durations: the run scales them like every other
 duration, so a 90 s tunnel stays longer than a 45 s watchdog at any time
@@ -34,6 +39,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from progressbench.core.config import ServerConditions
 from progressbench.core.errors import ConfigError
 
 Target = Literal["phones", "dispatch", "worker"]
@@ -112,6 +118,8 @@ class Profile(BaseModel):
     #: Seconds (unscaled) after which the phones' network steps run again, cycle after cycle,
     #: so every session of the cell meets the fault (0: once). Server faults run once.
     repeat_every: float = Field(default=0.0, ge=0)
+    #: Server faults that hold for the whole cell (None: the deployment as configured).
+    conditions: ServerConditions | None = None
 
     @model_validator(mode="after")
     def _cycles_do_not_overlap(self) -> Profile:
@@ -274,6 +282,37 @@ BUILTIN: dict[str, Profile] = {
                     attributes={"timeout": 0},
                 ),
             ),
+        ),
+        Profile(
+            name="flaky-upstream",
+            description=(
+                "The model API a step calls is overloaded: each step's call fails with probability "
+                "0.15 after doing its work (503/529, retryable). What retries it is the pattern's: "
+                "a queue's retry on 5xx, a watchdog cron, or nothing."
+            ),
+            sources=(
+                "retryable 5xx/overloaded answers of model APIs are documented by their vendors "
+                "(e.g. HTTP 529 overloaded_error, Anthropic API errors page, 2025); the rate 0.15 per "
+                "call is an ASSUMPTION (an incident, not a normal day), chosen so most 14-step jobs "
+                "meet at least one failure (1 - 0.85^14 = 90 %)",
+            ),
+            conditions=ServerConditions(upstream_failure_rate=0.15),
+        ),
+        Profile(
+            name="misdeployed",
+            description=(
+                "The job resource was never created: the dispatcher's local-development fallback "
+                "fires at the API's own endpoint, so every job runs inside an API request, under its "
+                "request timeout (300 s on Cloud Run, compressed to 45 s): long jobs die silently."
+            ),
+            sources=(
+                "seeds/004 (the Cloud Run Job existed only in code; the fallback ran the work in the "
+                "request context until long jobs hit the service timeout)",
+                f"{_FACTS} §1a request timeout default 300 s (compressed to 45 s so the longer of the "
+                "default ~50 s jobs outlive it: ASSUMPTION)",
+            ),
+            timing={"request_timeout_s": 45.0},
+            conditions=ServerConditions(misdeployed=True),
         ),
     )
 }

@@ -23,6 +23,8 @@ interprets; nothing outside ``transports/`` branches on names.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from progressbench.core.billed import Billed, Mode
@@ -46,6 +48,8 @@ __all__ = [
     "Billed",
     "ClientSettings",
     "CommitHooks",
+    "Cron",
+    "Crons",
     "JobRequest",
     "Mode",
     "ProbeReport",
@@ -71,3 +75,23 @@ class CommitHooks(Protocol):
     """Optional: be told of every event the store commits for this transport's jobs."""
 
     def on_commit(self, ctx: ServiceContext) -> OnCommit: ...
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A scheduled call a pattern's deployment makes (Vercel Cron, Cloud Scheduler).
+
+    ``run`` is awaited every ``period_s`` (real seconds at time scale 1.0; the
+    API scales it) on the API service, the first time one period after start.
+    """
+
+    name: str
+    period_s: float
+    run: Callable[[], Awaitable[None]]
+
+
+@runtime_checkable
+class Crons(Protocol):
+    """Optional: scheduled jobs of the pattern, run on the API service."""
+
+    def crons(self, ctx: ServiceContext) -> list[Cron]: ...

@@ -186,6 +186,9 @@ def profiles() -> None:
             console.print(f"   {step.describe()}")
         for key, value in profile.timing.items():
             console.print(f"   stack timing: {key} = {value:g}s")
+        if profile.conditions is not None:
+            for key, value in profile.conditions.model_dump(exclude_defaults=True).items():
+                console.print(f"   server condition (whole cell): {key} = {value}")
         for source in profile.sources:
             console.print(f"   [dim]source: {source}[/]")
 

@@ -35,9 +35,9 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.app.truth import ProgressProbe, read_truth
 from progressbench.chaos.controller import ChaosController, validate_against
 from progressbench.chaos.profiles import Profile, get_profile
-from progressbench.core.config import Limits, RunConfig
+from progressbench.core.config import Limits, RunConfig, ServerConditions
 from progressbench.core.errors import ConfigError
-from progressbench.core.events import SessionRecord
+from progressbench.core.events import FaultWindow, SessionRecord
 from progressbench.core.job import JobSpec
 from progressbench.core.job import plan as plan_job
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow
@@ -93,8 +93,9 @@ def run_cell(
     if profile.steps and stack.control is None:
         raise ConfigError(f"profile {profile.name!r} needs the chaos proxy, which this stack runs without")
     timing = config.timing.model_copy(update=profile.timing) if profile.timing else config.timing
-    if profile.timing:
-        stack.reconfigure(**profile.timing)
+    redeploy = bool(profile.timing) or profile.conditions is not None
+    if redeploy:
+        stack.reconfigure(conditions=profile.conditions or ServerConditions(), **profile.timing)
     plan = CellPlan(
         run_id=run_id,
         transport=cell.transport,
@@ -167,8 +168,18 @@ def run_cell(
             )
             cell.timers = [cold] if cold is not None else []
             cell.meters = meter_delta(before, stack.meters())
-            if profile.timing and not stopping:  # a stack about to close keeps the timing it has
-                stack.reconfigure(**{k: getattr(config.timing, k) for k in profile.timing})
+            if profile.conditions is not None:  # the whole cell ran on the faulty deployment
+                cell.windows.append(
+                    FaultWindow(
+                        kind=f"server {profile.name}",
+                        start_wall_ns=cell.started_wall_ns,
+                        end_wall_ns=time.time_ns(),
+                    )
+                )
+            if redeploy and not stopping:  # a stack about to close keeps the timing it has
+                stack.reconfigure(
+                    conditions=ServerConditions(), **{k: getattr(config.timing, k) for k in profile.timing}
+                )
 
 
 def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
@@ -254,8 +265,14 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
     all_events: list[EventRow] = []
     summary_cells: list[CellSummary] = []
     for cell in cells:
+        entry, variant = resolve(cell.transport)
         scored = score_cell(
-            cell, records.get((cell.transport, cell.profile), []), truth, config.timing.time_scale, book
+            cell,
+            records.get((cell.transport, cell.profile), []),
+            truth,
+            config.timing.time_scale,
+            book=book,
+            declared_context=entry.context_for(variant),
         )
         summary_cells.append(scored.summary)
         all_sessions.extend(scored.sessions)

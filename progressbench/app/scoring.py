@@ -95,14 +95,18 @@ def score_cell(
     records: Sequence[SessionRecord],
     truth: Mapping[str, JobTruth],
     time_scale: float,
+    declared_context: str | None = None,
     book: PriceBook | None = None,
 ) -> ScoredCell:
-    """One cell: each session against the store (with the faults that hit it), then the aggregates."""
+    """One cell: each session against the store (with the faults that hit it), then the aggregates.
+
+    ``declared_context``: where the cell's transport means its work to run (its registry entry).
+    """
     rows: list[SessionRow] = []
     events: list[EventRow] = []
     for record in records:
         record = record.model_copy(update={"fault_windows": cell.windows_for(record)})
-        row, evs = account(record, truth)
+        row, evs = account(record, truth, declared_context)
         rows.append(row)
         events.extend(evs)
     jobs = len({r.job_id for r in rows if r.job_id})

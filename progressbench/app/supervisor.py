@@ -32,7 +32,7 @@ from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
 from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl
-from progressbench.core.config import Limits, ServiceConfig, Timing
+from progressbench.core.config import Limits, ServerConditions, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.store import check_reachable
@@ -53,6 +53,8 @@ class StackSettings:
     worker_concurrency: int = 80
     api_concurrency: int = 1000
     watchdog: bool = True
+    #: Server faults that hold for the stack's life (a profile's ``conditions`` apply per cell).
+    conditions: ServerConditions = field(default_factory=ServerConditions)
     startup_timeout_s: float = 30.0
     #: Put the chaos proxy in front of every client-facing service and the dispatch path.
     chaos: bool = True
@@ -123,6 +125,7 @@ class Stack:
             concurrency=self.settings.worker_concurrency,
             watchdog=self.settings.watchdog,
             timing=self.settings.timing,
+            conditions=self.settings.conditions,
             limits=self.settings.limits,
         )
         modules = {spec.role: spec.module for spec in extra}
@@ -203,17 +206,24 @@ class Stack:
     def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
         return self.faults.replace(instance, cold_start_s)
 
-    def reconfigure(self, **timing: float) -> None:
-        """Replace every instance with one running the given timing overrides."""
+    def reconfigure(self, conditions: ServerConditions | None = None, **timing: float) -> None:
+        """Replace every instance with one running the given timing overrides (and server
+        conditions, when given; None keeps the current ones)."""
         new_timing = self.settings.timing.model_copy(update=timing)
         for service in self.fleet.services.values():
-            service.config = service.config.model_copy(update={"timing": new_timing})
+            update: dict[str, object] = {"timing": new_timing}
+            if conditions is not None:
+                update["conditions"] = conditions
+            service.config = service.config.model_copy(update=update)
+            # Old instances go first: a service that owns something singular (the realtime
+            # server's replication slot, dropped on shutdown) must not take it from its successor.
+            # Between cells nobody is waiting; the service's socket queues connections meanwhile.
             old = service.live()
+            for instance in old:
+                self.faults.terminate(instance, grace_s=5.0)
             fresh = [self.fleet.start(service.role) for _ in old]
             for instance in fresh:
                 self.fleet.wait_ready(instance)
-            for instance in old:
-                self.faults.terminate(instance, grace_s=5.0)
 
     def start_job_runner(
         self, job_ids: list[str], task_count: int = 1, attempt: int = 0

@@ -19,6 +19,23 @@ def _ns(ts: datetime) -> int:
     return (ts - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
+#: One row per execution of a job (an attempt on an instance): where it ran, ``"<service>/<kind>"``,
+#: and what started it; from the steps it completed, and from the job's last claim (an execution
+#: that completed no step).
+CONTEXTS = """
+SELECT job_id, label, trigger FROM (
+    SELECT job_id, attempt, instance, (context->>'service') || '/' || (context->>'kind') AS label,
+           coalesce(context->>'trigger', 'dispatch') AS trigger
+      FROM step_runs WHERE job_id = ANY(%(ids)s)
+    UNION
+    SELECT id, attempt, execution_context->>'instance',
+           (execution_context->>'service') || '/' || (execution_context->>'kind'),
+           coalesce(execution_context->>'trigger', 'dispatch')
+      FROM jobs WHERE id = ANY(%(ids)s) AND execution_context IS NOT NULL
+) AS executions ORDER BY job_id, attempt
+"""
+
+
 def _ns_or_none(ts: datetime | None) -> int | None:
     return None if ts is None else _ns(ts)
 
@@ -32,6 +49,8 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
     runs: dict[str, dict[int, int]] = defaultdict(dict)
     step_spans: dict[str, list[StepRun]] = defaultdict(list)
     status: dict[str, str] = {}
+    contexts: dict[str, list[str]] = defaultdict(list)
+    triggers: dict[str, list[str]] = defaultdict(list)
     spans: dict[str, tuple[int | None, int | None]] = {}
     with psycopg.connect(database_url) as conn:
         for job_id, st, started, finished in conn.execute(
@@ -53,12 +72,17 @@ def read_truth(database_url: str, job_ids: Iterable[str]) -> dict[str, JobTruth]
             step_spans[str(job_id)].append(
                 StepRun(seq, None if started is None else _ns(started), _ns(finished))
             )
+        for job_id, label, trigger in conn.execute(CONTEXTS, {"ids": uuids}):
+            contexts[str(job_id)].append(label)
+            triggers[str(job_id)].append(trigger)
     return {
         i: JobTruth(
             job_id=i,
             status=status.get(i, "missing"),
             events=tuple(events[i]),
             step_runs=dict(runs[i]),
+            contexts=tuple(contexts[i]),
+            triggers=tuple(triggers[i]),
             runs=tuple(step_spans[i]),
             started_wall_ns=spans.get(i, (None, None))[0],
             finished_wall_ns=spans.get(i, (None, None))[1],

@@ -179,6 +179,9 @@ class Timing(Frozen):
     #: Idle time before an instance scales to zero, used to meter instance-based lifetimes
     #: (ASSUMPTION, the price table's ``cloud_run.idle_tail_s``; ``run`` takes it from there).
     scale_down_idle_s: float = Field(default=900.0, ge=0)
+    #: Period of a pattern's watchdog *cron* (Vercel Cron / Cloud Scheduler run on unix-cron
+    #: schedules, whose finest granularity is one minute): only patterns that add one use it.
+    watchdog_cron_s: PositiveFloat = 60.0
 
     def header_timeout(self) -> float:
         """The scaled header timeout, never below 1 s (a loaded machine still gets its request in)."""
@@ -186,6 +189,21 @@ class Timing(Frozen):
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
+
+
+class ServerConditions(Frozen):
+    """How the deployment misbehaves for a whole cell (server faults that are states, not events).
+
+    * ``upstream_failure_rate`` — each step's external call (a model API) fails with this
+      probability, retryably (a 503/529 "overloaded"): the execution stops after the step's
+      work and the job is released for whatever retry its pattern has.
+    * ``misdeployed`` — the resource the work is dispatched to is missing (no worker / job
+      runner / queue configured): the API falls back to calling its own endpoint, so the work
+      runs inside the API's request, under its request timeout.
+    """
+
+    upstream_failure_rate: float = Field(default=0.0, ge=0.0, lt=1.0)
+    misdeployed: bool = False
 
 
 class Limits(Frozen):
@@ -223,8 +241,10 @@ class ServiceConfig(Frozen):
     #: Every service's internal URL by role ("worker" goes through the dispatch proxy).
     peers: dict[str, str] = Field(default_factory=dict)
     concurrency: int = Field(default=80, ge=1, le=1000)
+    #: Kill switch for the workers' lease watchdog (it only covers transports that opt in).
     watchdog: bool = True
     timing: Timing = Timing()
+    conditions: ServerConditions = ServerConditions()
     limits: Limits = Limits()
 
 

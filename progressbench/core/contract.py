@@ -137,15 +137,26 @@ class Transport:
     #: SQL files in ``package``, applied after the core's migrations in this order. A file's
     #: name is its version in ``schema_migrations``: unique across the project, never renamed.
     migrations: tuple[str, ...] = ()
+    #: Where the pattern means its work to run, ``"<service>/<kind>"`` (kind as recorded in a
+    #: job's execution context: ``request``, ``worker-background``, ``job-runner``). A job that
+    #: ran anywhere else is a ``silent-fallback`` finding.
+    context: str = "worker/worker-background"
+    #: Variants whose work runs elsewhere than ``context``: variant -> ``"<service>/<kind>"``.
+    variant_contexts: Mapping[str, str] = field(default_factory=dict)
+    #: The workers' lease watchdog (takes over a job whose heartbeat went stale, at once) is not
+    #: part of every pattern: a transport opts in, for itself and every variant.
+    lease_watchdog: bool = False
     #: What the platforms bill, per variant (``""`` is the default; an unlisted variant bills as it):
     #: see :mod:`progressbench.core.billed`. The cost model prices these and nothing else.
     billing: Mapping[str, tuple[Billed, ...]] = field(default_factory=dict)
+
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()
-    #: Does the pattern resume a job whose instance died or let go of it (the workers' lease
-    #: watchdog)? False: such a job stays where it was left — stuck, as in production.
-    orphans_resumed: bool = True
+
+    def context_for(self, variant: str | None) -> str:
+        """The declared execution context of ``name`` or ``name:variant``."""
+        return self.variant_contexts.get(variant or "", self.context)
 
     @property
     def names(self) -> list[str]:

@@ -45,6 +45,10 @@ __all__ = [
 ]
 
 DELIVERY_PATHS = ("live", "replay", "refetch", "snapshot", "poll")
+#: What may start an execution of a job (as the executor records it); each is reported, 0 or not.
+TRIGGERS = ("dispatch", "queue-retry", "cron", "lease-watchdog")
+#: The finding of a job that ran outside its transport's declared execution context (seeds/004).
+SILENT_FALLBACK = "silent-fallback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,15 @@ class JobTruth:
     status: str
     events: tuple[CommittedEvent, ...]
     step_runs: Mapping[int, int] = field(default_factory=dict)  # seq -> times run
+    #: Where each execution of the job ran, ``"<service>/<kind>"`` (one entry per attempt).
+    contexts: tuple[str, ...] = ()
+    #: What started each of those executions (``dispatch``, ``queue-retry``, ``cron``, ``lease-watchdog``).
+    triggers: tuple[str, ...] = ()
+
+    def ran_outside(self, declared: str | None) -> bool:
+        """An execution ran somewhere its pattern does not put work: a silent fallback."""
+        return declared is not None and any(c != declared for c in self.contexts)
+
     #: The job row's last start and its finish (wall clock ns); None when it never started or finished.
     started_wall_ns: int | None = None
     finished_wall_ns: int | None = None
@@ -153,6 +166,12 @@ class SessionRow:
     path_refetch: int = 0
     path_snapshot: int = 0
     path_poll: int = 0
+    #: Executions of the session's jobs by where they ran, ``"worker/request=1;api/request=1"``.
+    contexts: str = ""
+    #: The session's jobs that ran outside their transport's declared context.
+    silent_fallbacks: int = 0
+    #: The same executions by what started them, ``"dispatch=1;cron=1"``.
+    triggers: str = ""
     #: schema 2: the durations above are real-time-equivalent (measured / time scale); these are
     #: the values as measured in the compressed run
     duration_ms_raw: float = 0.0
@@ -190,8 +209,14 @@ def _path(reported: str | None, commit: CommittedEvent | None, connection_start_
     return path
 
 
-def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[SessionRow, list[EventRow]]:
+def account(
+    record: SessionRecord, truths: Mapping[str, JobTruth], declared_context: str | None = None
+) -> tuple[SessionRow, list[EventRow]]:
     """Score one session against the store. ``truths`` maps job id -> truth.
+
+    ``declared_context`` is where the session's transport means its work to
+    run (``"<service>/<kind>"``; None: not judged): each of its jobs with an
+    execution elsewhere is a ``silent-fallback`` finding.
 
     Delivery is scored against the *primary* job (the one the user asked for
     first): events of a second job the client made by re-submitting are not
@@ -294,7 +319,13 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
     resume = resume_times(record, obs)
     n_exec = executions(runs)
     dup_exec = bool(primary and primary.ran_twice) or n_exec > 1
-    findings = sorted({f"{o.kind}" for o in obs if o.type == "finding" and o.kind})
+    places = Counter(c for i in own_ids if i in truths for c in truths[i].contexts)
+    starts = Counter(t for i in own_ids if i in truths for t in truths[i].triggers)
+    fallbacks = sum(truths[i].ran_outside(declared_context) for i in own_ids if i in truths)
+    findings = sorted(
+        {f"{o.kind}" for o in obs if o.type == "finding" and o.kind}
+        | ({SILENT_FALLBACK} if fallbacks else set())
+    )
     duration_ms = _ms(record.ended_mono_ns - record.started_mono_ns)
     wasted_raw = wasted_work({i: truths[i].runs for i in own_ids if i in truths}, kept)
     to_result = None if terminal_mono is None else (terminal_mono - record.started_mono_ns) / 1e9 / scale
@@ -349,6 +380,9 @@ def account(record: SessionRecord, truths: Mapping[str, JobTruth]) -> tuple[Sess
         path_refetch=paths["refetch"],
         path_snapshot=paths["snapshot"],
         path_poll=paths["poll"],
+        contexts=";".join(f"{c}={n}" for c, n in sorted(places.items())),
+        silent_fallbacks=fallbacks,
+        triggers=";".join(f"{t}={n}" for t, n in sorted(starts.items())),
         duration_ms_raw=duration_ms,
         first_event_ms_raw=first_event_ms,
         terminal_latency_ms_raw=terminal_latency,
@@ -455,9 +489,22 @@ def summarize(
         duplicates_wire=sum(s.duplicates_wire for s in sessions),
         duplicates_shown=sum(s.duplicates_shown for s in sessions),
         delivery_paths={path: sum(getattr(s, f"path_{path}") for s in sessions) for path in DELIVERY_PATHS},
+        executions_by_context=_tally(s.contexts for s in sessions),
+        executions_by_trigger={t: 0 for t in TRIGGERS} | _tally(s.triggers for s in sessions),
+        silent_fallbacks=sum(s.silent_fallbacks for s in sessions),
         wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
         coalesced=sum(s.coalesced for s in sessions),
     )
+
+
+def _tally(cells: Iterable[str]) -> dict[str, int]:
+    """Sum ``"a=1;b=2"`` columns over sessions."""
+    counts: Counter[str] = Counter()
+    for cell in cells:
+        for part in filter(None, cell.split(";")):
+            place, _, n = part.rpartition("=")
+            counts[place] += int(n)
+    return dict(sorted(counts.items()))
 
 
 def _exposed(

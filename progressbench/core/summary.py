@@ -163,6 +163,14 @@ class CellAggregates(_Model):
     #: States a polling client could not see because a later state replaced them between two
     #: polls (by design; not ``lost``).
     coalesced: int = 0
+    #: Executions of the cell's jobs by where they ran (``"<service>/<kind>"``: ``worker/request``,
+    #: ``api/request``, ``worker/worker-background``, ``job-runner/job-runner``).
+    executions_by_context: dict[str, int] = Field(default_factory=dict)
+    #: Jobs that ran outside their transport's declared context (each a ``silent-fallback`` finding).
+    silent_fallbacks: int = 0
+    #: Executions by what started them: ``dispatch`` (the first), ``queue-retry``, ``cron`` (a
+    #: pattern's watchdog cron), ``lease-watchdog`` (the workers' lease takeover); every key present.
+    executions_by_trigger: dict[str, int] = Field(default_factory=dict)
 
 
 class CostPoint(_Model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from progressbench.core import identity, tokens
 from progressbench.core.config import JobShape, ServiceConfig
 from progressbench.core.job import JobSpec, plan
+from progressbench.core.timers import Timer
 from progressbench.kit.executor import JobPool
 from progressbench.kit.meters import Meters
 from progressbench.kit.store import JobRow, Store, parse_job_id
@@ -22,6 +24,16 @@ from progressbench.kit.store import JobRow, Store, parse_job_id
 log = logging.getLogger(__name__)
 
 SERVICE_SUBJECT = identity.SERVICE_SUBJECT
+#: ``AbortSignal.timeout(8_000)`` of the dispatch from the API route (seeds/000, Pattern A).
+DISPATCH_ABORT_S = 8.0
+#: Floor of that abort: on a loaded 2-core host a loopback connect alone can outlast the scaled
+#: 8 s, and a dispatch lost to the host is not a finding about the pattern.
+DISPATCH_ABORT_FLOOR_S = 1.0
+DISPATCH_ABORT_TIMER = Timer(
+    "API dispatch abort (AbortSignal 8 s)", DISPATCH_ABORT_S, floor_s=DISPATCH_ABORT_FLOOR_S
+)
+#: The API's own job endpoint, the target of the misdeployed fallback (seeds/004).
+RUN_HERE_PATH = "/jobs/run"
 
 
 class CreateJob(BaseModel):
@@ -144,30 +156,71 @@ class ServiceContext:
         except tokens.TokenRejected as exc:
             raise HTTPException(exc.status, exc.reason) from None
 
-    async def dispatch(self, job_id: uuid.UUID, *, attempts: int = 3) -> bool:
+    @property
+    def misdeployed(self) -> bool:
+        """The resource the work should go to is missing (server fault ``misdeployed``)."""
+        return self.config.conditions.misdeployed
+
+    async def run_here(self, job_id: uuid.UUID, trigger: str = "dispatch") -> bool:
+        """The local-development fallback that ships to production (seeds/004): no job resource
+        configured, so fire-and-forget a POST at this service's own ``/jobs/run`` endpoint. The
+        work then runs inside an API request, under the API's request timeout."""
+        own = self.config.peers.get(self.config.role)
+        if not own:
+            log.error("no URL of my own; job %s stays pending", job_id)
+            return False
+        log.info("no job resource configured: running job %s through my own endpoint", job_id)
+        self.spawn(self._fire_at_self(own, job_id, trigger), name=f"self-dispatch-{job_id}")
+        return True
+
+    async def _fire_at_self(self, own: str, job_id: uuid.UUID, trigger: str) -> None:
+        timing = self.config.timing
+        try:
+            await self.http.post(
+                f"{own}{RUN_HERE_PATH}",
+                json={"job_id": str(job_id), "trigger": trigger},
+                headers={"authorization": f"Bearer {self.service_token('api')}"},
+                timeout=timing.scaled(timing.request_timeout_s) + 5.0,
+            )
+        except httpx.HTTPError as exc:  # the caller never looks: fire-and-forget
+            log.info("self-dispatch of %s ended: %r", job_id, exc)
+
+    async def dispatch(
+        self, job_id: uuid.UUID, *, attempts: int = 3, path: str = "/run", trigger: str = "dispatch"
+    ) -> bool:
         """Ask a worker instance to run the job; True once one accepted it (2xx).
 
         Retries a few times on connection errors and 429/5xx, within the
         worker's cold-start window; a job that could not be dispatched stays
-        ``pending`` and shows up as stuck in the report.
+        ``pending`` and shows up as stuck in the report. Every attempt is
+        aborted after 8 s (scaled): a worker that holds the request while it
+        runs the job (``path`` of such a route) keeps running it, unseen.
+        Under ``misdeployed`` the job goes to :meth:`run_here` instead.
         """
+        if self.misdeployed:
+            return await self.run_here(job_id, trigger)
         url = self.config.worker_url
         if not url:
             log.error("no worker_url configured; job %s stays pending", job_id)
             return False
         timing = self.config.timing
         delay = timing.scaled(0.5)
+        abort_s = DISPATCH_ABORT_TIMER.effective_s(timing.time_scale)
         for attempt in range(attempts):
             try:
                 response = await self.http.post(
-                    f"{url}/run",
-                    json={"job_id": str(job_id)},
+                    f"{url}{path}",
+                    # When the caller will have given up (wall clock): a request still queued for
+                    # an instance by then is one the platform's front end drops (see realtime).
+                    json={"job_id": str(job_id), "trigger": trigger, "abort_at": time.time() + abort_s},
                     headers={"authorization": f"Bearer {self.service_token('worker')}"},
-                    timeout=max(timing.scaled(8.0), 1.0),
+                    timeout=abort_s,
                 )
                 if response.is_success:
                     return True
                 log.warning("dispatch of %s: worker answered %s", job_id, response.status_code)
+            except httpx.TimeoutException:
+                log.info("dispatch of %s: aborted after %.2fs", job_id, abort_s)
             except httpx.HTTPError as exc:
                 log.warning("dispatch of %s failed: %r", job_id, exc)
             if attempt + 1 < attempts:

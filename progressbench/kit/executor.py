@@ -11,6 +11,17 @@ lease simply goes stale and a watchdog takes the job over.
 
 Every step is committed with the instance's lease checked in the same
 transaction; an instance that lost its lease stops without writing.
+
+Unfenced executions (``fenced=False``) reproduce a worker with no lease at all,
+as the story's ``await runAudit(id)`` push handler: it takes the job from its
+checkpoint even while another execution runs it, and neither stops for the
+other (events converge by seq; the repeated work shows in ``step_runs``).
+
+Upstream failures (the ``flaky-upstream`` server fault): each step's external
+call fails with ``upstream_failure_rate``, after the step's work was spent
+(the model API answered 503 at the end). The execution releases the job
+(``interrupted``, error recorded) and returns ``"retryable"``: whether anything
+retries it is the pattern's business (a queue's retry, a cron, nothing).
 """
 
 from __future__ import annotations
@@ -18,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,8 +46,13 @@ from progressbench.kit.store import Store
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["done", "failed", "released", "lost", "busy", "missing"]
+Outcome = Literal["done", "failed", "released", "lost", "busy", "missing", "retryable"]
 ContextKind = Literal["request", "worker-background", "job-runner"]
+
+#: What started an execution (recorded as ``trigger`` in its context): the first dispatch, a
+#: queue's retry, a pattern's watchdog cron, the workers' lease watchdog.
+DISPATCH, QUEUE_RETRY, CRON, LEASE_WATCHDOG = "dispatch", "queue-retry", "cron", "lease-watchdog"
+TRIGGERS = (DISPATCH, QUEUE_RETRY, CRON, LEASE_WATCHDOG)
 
 #: Fraction of the grace period a job may spend finishing its current step.
 GRACE_BUDGET = 0.6
@@ -101,6 +119,8 @@ async def run_job(
     *,
     from_pending: bool = True,
     hooks: HookResolver | None = None,
+    upstream_failure_rate: float = 0.0,
+    fenced: bool = True,
 ) -> Outcome:
     """Run (or resume) one job to its end, or until shutdown or a lost lease.
 
@@ -109,7 +129,9 @@ async def run_job(
     the step to a room; it runs for resumed jobs too, whoever resumes them.
     """
     lease_s = timing.scaled(timing.job_lease_s)
-    row = await store.claim(job_id, ctx.instance, ctx.as_json(), lease_s, from_pending=from_pending)
+    row = await store.claim(
+        job_id, ctx.instance, ctx.as_json(), lease_s, from_pending=from_pending, steal=not fenced
+    )
     if row is None:
         existing = await store.get_job(job_id)
         return "missing" if existing is None else "busy"
@@ -137,6 +159,7 @@ async def run_job(
                 message,
                 payload,
                 error=f"injected failure at step {step.seq}",
+                fenced=fenced,
             )
             if ok:
                 await _announce(
@@ -147,12 +170,16 @@ async def run_job(
                 )
             return "failed" if ok else "lost"
         began = time.monotonic()
-        verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown)
+        verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced)
         if verdict == "lost":
             return "lost"
         if verdict == "abandon":
             await store.release(job_id, ctx.instance)
             return "released"
+        if upstream_fails(job_id, step.seq, row.attempt, upstream_failure_rate):
+            log.info("job %s step %d: upstream call failed (retryable)", job_id, step.seq)
+            await store.release(job_id, ctx.instance, error=f"upstream call failed at step {step.seq}")
+            return "retryable"
         if not await store.commit_step(
             job_id,
             row.owner,
@@ -161,6 +188,7 @@ async def run_job(
             row.attempt,
             ctx.instance,
             context,
+            fenced=fenced,
             worked_s=time.monotonic() - began,
         ):
             return "lost"
@@ -186,6 +214,7 @@ async def run_job(
         terminal_message("done"),
         done_payload,
         result={"images": job_plan.total_steps},
+        fenced=fenced,
     )
     if ok:
         await _announce(
@@ -203,6 +232,18 @@ async def run_job(
     return "done" if ok else "lost"
 
 
+def upstream_fails(job_id: uuid.UUID, seq: int, attempt: int, rate: float) -> bool:
+    """Whether this step's external call fails on this attempt (deterministic per job, step, attempt).
+
+    Seeded rather than drawn from the process's RNG, so a replayed run fails the
+    same calls and a retry of the same step is a fresh draw.
+    """
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(f"{job_id}:{seq}:{attempt}".encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big")).random() < rate
+
+
 async def _work(
     store: Store,
     job_id: uuid.UUID,
@@ -211,6 +252,7 @@ async def _work(
     heartbeat_s: float,
     grace_budget_s: float,
     shutdown: asyncio.Event,
+    fenced: bool = True,
 ) -> Literal["finished", "abandon", "lost"]:
     """Spend the step's duration, heartbeating; decide what to do on shutdown."""
     deadline = time.monotonic() + step.duration_s
@@ -231,7 +273,7 @@ async def _work(
                 await asyncio.wait_for(shutdown.wait(), timeout=wait)
             if shutdown.is_set():
                 continue
-        if time.monotonic() < deadline and not await store.heartbeat(job_id, instance):
+        if time.monotonic() < deadline and not await store.heartbeat(job_id, instance) and fenced:
             return "lost"
 
 
@@ -252,6 +294,8 @@ class JobPool:
         self.tasks: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
         #: Set by the service once its transports' hooks exist.
         self.hooks: HookResolver | None = None
+        #: The ``flaky-upstream`` condition of the deployment (0: upstream never fails).
+        self.upstream_failure_rate = 0.0
         self.outcomes: dict[Outcome, int] = {}
         #: Set by the service: told when a job starts and ends here (its work-seconds).
         self.meters: Meters | None = None
@@ -259,10 +303,15 @@ class JobPool:
     def running(self, job_id: uuid.UUID) -> bool:
         return job_id in self.tasks
 
-    def start(self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True) -> bool:
+    def start(
+        self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True, trigger: str = DISPATCH
+    ) -> bool:
+        """Run the job here in the background; ``trigger`` says what started this execution."""
         if job_id in self.tasks or self.shutdown.is_set():
             return False
-        ctx = ExecutionContext(kind=kind, service=self.service, instance=self.instance)
+        ctx = ExecutionContext(
+            kind=kind, service=self.service, instance=self.instance, extra={"trigger": trigger}
+        )
         task = asyncio.create_task(
             run_job(
                 self.store,
@@ -272,6 +321,7 @@ class JobPool:
                 self.shutdown,
                 from_pending=from_pending,
                 hooks=self.hooks,
+                upstream_failure_rate=self.upstream_failure_rate,
             ),
             name=f"job-{job_id}",
         )

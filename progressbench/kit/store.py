@@ -34,6 +34,7 @@ from progressbench.core.job import EventKind, Step
 NOTIFY_CHANNEL = "job_events"
 
 JobStatus = str  # 'pending' | 'running' | 'interrupted' | 'done' | 'failed'
+UNFINISHED = ("pending", "running", "interrupted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,12 +185,14 @@ class Store:
         lease_s: float,
         *,
         from_pending: bool = True,
+        steal: bool = False,
     ) -> JobRow | None:
         """Take the job's lease if nobody live holds it; None when someone does.
 
         A job can be claimed when it is ``pending`` (first run, if
         ``from_pending``), ``interrupted`` (released on SIGTERM), or ``running``
-        with a heartbeat older than ``lease_s`` (its instance died).
+        with a heartbeat older than ``lease_s`` (its instance died). ``steal``:
+        a worker without leases takes any unfinished job, live holder or not.
         """
         statuses = ["interrupted"] + (["pending"] if from_pending else [])
         async with self._pool.connection() as conn:
@@ -202,7 +205,8 @@ class Store:
                        updated_at = clock_timestamp()
                  WHERE id = %(id)s
                    AND (status = ANY(%(statuses)s)
-                        OR (status = 'running' AND (lease_owner = %(instance)s OR heartbeat_at IS NULL
+                        OR (status = 'running' AND (%(steal)s OR lease_owner = %(instance)s
+                            OR heartbeat_at IS NULL
                             OR heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s))))
                 RETURNING {_JOB_COLUMNS}
                 """,
@@ -212,11 +216,72 @@ class Store:
                     "id": job_id,
                     "statuses": statuses,
                     "lease": lease_s,
+                    "steal": steal,
                 },
             )
             row = await cur.fetchone()
         self._on_write(1)
         return _job(row) if row else None
+
+    async def orphaned_jobs(
+        self, lease_s: float, transports: Sequence[str] | None = None, limit: int = 50
+    ) -> list[uuid.UUID]:
+        """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM.
+
+        ``transports`` limits the answer to jobs of those transports (a name
+        covers its variants, ``"relay"`` matches ``"relay:ack-at-end"``; a
+        ``name:variant`` only itself); None: every job.
+        """
+        names = None if transports is None else list(transports)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT id FROM jobs
+                 WHERE (status = 'interrupted'
+                        OR (status = 'running'
+                            AND heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s)))
+                   AND (%(names)s::text[] IS NULL OR transport = ANY(%(names)s)
+                        OR split_part(transport, ':', 1) = ANY(%(names)s))
+                 ORDER BY updated_at LIMIT %(limit)s
+                """,
+                {"lease": lease_s, "names": names, "limit": limit},
+            )
+            rows = await cur.fetchall()
+        self._on_read(max(len(rows), 1))
+        return [cast(Row, r)["id"] for r in rows]
+
+    async def stale_jobs(
+        self, transports: Sequence[str], stale_s: float, limit: int = 100
+    ) -> list[uuid.UUID]:
+        """What a watchdog cron's query finds: jobs of ``transports`` (exact names) going nowhere.
+
+        Stale: ``interrupted``; ``running`` with no heartbeat for ``stale_s``; or
+        still ``pending`` ``stale_s`` after it was last touched (a dispatch that
+        never arrived).
+        """
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                """
+                SELECT id FROM jobs
+                 WHERE transport = ANY(%(names)s)
+                   AND (status = 'interrupted'
+                        OR (status = 'running' AND (heartbeat_at IS NULL OR
+                            heartbeat_at < clock_timestamp() - make_interval(secs => %(stale)s)))
+                        OR (status = 'pending'
+                            AND updated_at < clock_timestamp() - make_interval(secs => %(stale)s)))
+                 ORDER BY updated_at LIMIT %(limit)s
+                """,
+                {"names": list(transports), "stale": stale_s, "limit": limit},
+            )
+            rows = await cur.fetchall()
+        self._on_read(max(len(rows), 1))
+        return [cast(Row, r)["id"] for r in rows]
+
+    async def touch(self, job_id: uuid.UUID) -> None:
+        """Mark a job as just handled (a cron re-dispatched it), so the next pass waits again."""
+        async with self._pool.connection() as conn:
+            await conn.execute("UPDATE jobs SET updated_at = clock_timestamp() WHERE id = %s", (job_id,))
+        self._on_write(1)
 
     async def heartbeat(self, job_id: uuid.UUID, instance: str) -> bool:
         """Refresh the lease; False means another instance has taken the job over."""
@@ -239,9 +304,13 @@ class Store:
         instance: str,
         context: dict[str, Any],
         *,
+        fenced: bool = True,
         worked_s: float | None = None,
     ) -> bool:
         """Record a finished step atomically; False when the lease was lost.
+
+        Unfenced (a worker without leases), any execution of an unfinished job
+        commits; False only once the job is finished.
 
         ``worked_s`` is how long the step's work took (monotonic, measured by the
         executor): ``step_runs.started_at`` is the commit time minus it, so the
@@ -251,8 +320,8 @@ class Store:
             cur = await conn.execute(
                 "UPDATE jobs SET current_step = GREATEST(current_step, %s), "
                 "heartbeat_at = clock_timestamp(), updated_at = clock_timestamp() "
-                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (step.seq, job_id, instance),
+                "WHERE id = %s AND (lease_owner = %s OR NOT %s) AND status = ANY(%s)",
+                (step.seq, job_id, instance, fenced, ["running"] if fenced else list(UNFINISHED)),
             )
             if cur.rowcount != 1:
                 return False
@@ -279,14 +348,24 @@ class Store:
         *,
         result: dict[str, Any] | None = None,
         error: str | None = None,
+        fenced: bool = True,
     ) -> bool:
-        """Write the terminal event and the final status; False when the lease was lost."""
+        """Write the terminal event and the final status; False when the lease was lost
+        (unfenced: when the job had already finished)."""
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "UPDATE jobs SET status = %s, result = %s, error = %s, lease_owner = NULL, "
                 "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
-                "WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (kind, Jsonb(result) if result is not None else None, error, job_id, instance),
+                "WHERE id = %s AND (lease_owner = %s OR NOT %s) AND status = ANY(%s)",
+                (
+                    kind,
+                    Jsonb(result) if result is not None else None,
+                    error,
+                    job_id,
+                    instance,
+                    fenced,
+                    ["running"] if fenced else list(UNFINISHED),
+                ),
             )
             if cur.rowcount != 1:
                 return False
@@ -294,14 +373,14 @@ class Store:
         self._on_write(2)
         return True
 
-    async def release(self, job_id: uuid.UUID, instance: str) -> bool:
-        """Give the job back on shutdown so another instance resumes it at once."""
+    async def release(self, job_id: uuid.UUID, instance: str, *, error: str | None = None) -> bool:
+        """Give the job back (shutdown, a retryable failure) so a retry resumes it from its checkpoint."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "UPDATE jobs SET status = 'interrupted', lease_owner = NULL, heartbeat_at = NULL, "
-                "updated_at = clock_timestamp() "
+                "error = COALESCE(%s, error), updated_at = clock_timestamp() "
                 "WHERE id = %s AND lease_owner = %s AND status = 'running'",
-                (job_id, instance),
+                (error, job_id, instance),
             )
         self._on_write(1)
         return cur.rowcount == 1
@@ -320,30 +399,6 @@ class Store:
                 (reason, job_id, instance),
             )
         self._on_write(1)
-
-    async def orphaned_jobs(
-        self, lease_s: float, limit: int = 50, *, skip_transports: Sequence[str] = ()
-    ) -> list[uuid.UUID]:
-        """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM.
-
-        Jobs of the transports in ``skip_transports`` (names without variant)
-        are left alone: their pattern has nothing that would resume them.
-        """
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                """
-                SELECT id FROM jobs
-                 WHERE (status = 'interrupted'
-                        OR (status = 'running'
-                            AND heartbeat_at < clock_timestamp() - make_interval(secs => %s)))
-                   AND split_part(transport, ':', 1) <> ALL(%s)
-                 ORDER BY updated_at LIMIT %s
-                """,
-                (lease_s, list(skip_transports), limit),
-            )
-            rows = await cur.fetchall()
-        self._on_read(max(len(rows), 1))
-        return [cast(Row, r)["id"] for r in rows]
 
     @staticmethod
     async def _insert_event(

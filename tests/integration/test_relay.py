@@ -54,7 +54,7 @@ def relay_stack(tmp_path_factory: pytest.TempPathFactory, module_database_url: s
 
 @pytest.fixture
 def stack_without_watchdog(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    """No worker watchdog: only the queue's retry can bring a dead instance's job back."""
+    """No worker lease watchdog anywhere (relay has none anyway): only the queue's retry brings it back."""
     with running_stack(tmp_path, database_url, transports=("relay",), watchdog=False) as running:
         yield running
 
@@ -100,7 +100,8 @@ async def until_step(stack: Stack, job_id: str, step: int) -> None:
 def task_row(stack: Stack, job_id: str) -> dict[str, Any]:
     with psycopg.connect(stack.database_url) as conn:
         row = conn.execute(
-            "SELECT state, dispatch_count, response_count, last_status FROM relay_tasks WHERE job_id = %s",
+            "SELECT state, dispatch_count, response_count, last_status FROM relay_tasks WHERE job_id = %s "
+            "ORDER BY created_at LIMIT 1",
             (job_id,),
         ).fetchone()
     assert row is not None
@@ -143,19 +144,20 @@ async def test_ack_at_end_survives_sigkill_through_the_queue_retry(stack_without
     assert victim != fresh
 
 
-async def test_relay_ack_now_survives_sigkill_through_the_watchdog(stack: Stack) -> None:
-    """202 released the task at once; the replacement's watchdog resumes the job; no dup, no loss."""
+async def test_relay_ack_now_waits_for_the_watchdog_cron_after_sigkill(stack: Stack) -> None:
+    """202 released the task at once, so the queue cannot retry: the job's lease goes stale and the
+    API's watchdog cron re-enqueues it (a task of its own); it resumes; no dup, no loss."""
     seen, job_id, _victim, fresh, checkpoint = await kill_mid_job(stack, None)
     assert 4 <= checkpoint < 14
     assert shown(seen) == ALL
     assert event_seqs(stack, job_id) == ALL
     runs = step_runs(stack, job_id)
     assert [seq for seq, _, _ in runs] == list(range(1, 15))
-    task = task_row(stack, job_id)
-    assert task == {"state": "succeeded", "dispatch_count": 1, "response_count": 1, "last_status": 202}
+    first = task_row(stack, job_id)
+    assert first == {"state": "succeeded", "dispatch_count": 1, "response_count": 1, "last_status": 202}
     row = job_row(stack, job_id)
     assert row["attempt"] == 2 and row["context"]["instance"] == fresh
-    assert row["context"]["kind"] == "worker-background"
+    assert row["context"]["kind"] == "worker-background" and row["context"]["trigger"] == "cron"
 
 
 async def test_room_restart_is_recovered_by_snapshot_and_dedupe(stack: Stack) -> None:

@@ -22,6 +22,7 @@ TRANSPORT = Transport(
     package=__name__,
     variants=frozenset({"log"}),
     summary="202 + status URL polled for the job's current state (ETag, Retry-After); :log reads the log",
+    lease_watchdog=True,
     billing={"": BILLING},
     timers=(CONNECT_TIMER, READ_TIMER),
 )

@@ -3,11 +3,15 @@
 from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.realtime.client import RealtimeWatcher
 from progressbench.transports.realtime.config import TIMERS
-from progressbench.transports.realtime.server import RealtimeServer
+from progressbench.transports.realtime.server import VARIANTS, RealtimeServer
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
+from progressbench.kit.context import DISPATCH_ABORT_TIMER
+
 #: Seed 000, pattern A: a Next.js route on Vercel inserts the row and dispatches in after(); the
-#: worker runs the job after its 202 on Cloud Run; Supabase bills messages and peak connections.
+#: worker runs the job inside the dispatch request the route aborted after 8 s, on Cloud Run, where
+#: work after the caller is gone needs CPU always allocated; Supabase bills messages and peak
+#: connections.
 BILLING = (
     Billed(
         "api",
@@ -19,7 +23,7 @@ BILLING = (
         "worker",
         Mode.CLOUD_RUN_INSTANCE,
         "worker",
-        why="the job runs after the 202, so CPU must stay allocated (instance-based)",
+        why="the job runs on after the route's 8 s abort, so CPU must stay allocated (instance-based)",
     ),
     Billed(
         "supabase",
@@ -34,14 +38,18 @@ TRANSPORT = Transport(
     server=RealtimeServer(),
     client=RealtimeWatcher,
     package=__name__,
-    variants=frozenset({"no-auth"}),
-    summary="insert job row, fire-and-forget dispatch (8 s abort), worker rows -> WAL -> Supabase Realtime",
+    variants=VARIANTS,
+    summary=(
+        "insert job row, fire-and-forget dispatch (8 s abort) to a worker that runs the job in that "
+        "request, worker rows -> WAL -> Supabase Realtime; no retry, no watchdog"
+    ),
+    context="worker/request",
     services=(
         ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
     ),
     migrations=("migrations/002_realtime.sql",),
     billing={"": BILLING},
-    timers=(*TIMERS, CONNECT_TIMER, READ_TIMER),
+    timers=(*TIMERS, CONNECT_TIMER, READ_TIMER, DISPATCH_ABORT_TIMER),
 )
 
 __all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]

@@ -24,10 +24,15 @@ refetch): ``client-gave-up`` (its 5 reconnect attempts are spent; it is
 dead and says nothing), ``listener-died`` (the listen task ended while the
 socket looks connected, e.g. after a raising callback — ours never raise),
 ``channel-closed`` (the server closed the channel: token expiry or the
-duplicate-join trap; the client never rejoins). A periodic refetch
-(``refetch_s``, default 8 s scaled) is the app-level safety net when nothing
-arrives; rows it finds that realtime should have delivered are reported as
-``Finding("refetch-recovered")``.
+duplicate-join trap; the client never rejoins).
+
+Variant ``refetch``: a periodic refetch (``refetch_s``, 8 s scaled) as the
+app-level safety net when nothing arrives; rows it finds that realtime should
+have delivered are reported as ``Finding("refetch-recovered")``. The pattern
+itself refetches only on each (re)subscribe.
+
+Variant ``watchdog``: the same phone; the job is created as
+``realtime:watchdog`` so the deployment's watchdog cron covers it.
 
 Variant ``no-auth``: the same client *without* ``set_auth`` — it joins with
 the anon key, RLS hides every row, and nothing arrives with no error. It
@@ -162,7 +167,9 @@ class RealtimeWatcher:
         self.settings = settings
         self.timing = timing = settings.timing
         self.no_auth = settings.variant == "no-auth"
-        self.opts = WatcherOptions.parse(settings.options, settings.timing)
+        self.opts = WatcherOptions.parse(
+            settings.options, settings.timing, periodic=settings.variant == "refetch"
+        )
         self.submit_backoff = Backoff(initial=timing.scaled(1.0), ceiling=timing.scaled(30.0))
         self.restart_backoff = Backoff(
             initial=timing.scaled(2.0), ceiling=timing.scaled(30.0), floor=0.05, jitter=0.5
@@ -228,8 +235,14 @@ class RealtimeWatcher:
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with phone_client(self.settings.endpoints["api"], self.timing) as http:
+            params = {"variant": self.settings.variant} if self.settings.variant else None
             created = await submit_job(
-                http, "/realtime/jobs", request.body(), self.submit_backoff.delay, phone=request.owner
+                http,
+                "/realtime/jobs",
+                request.body(),
+                self.submit_backoff.delay,
+                params=params,
+                phone=request.owner,
             )
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)

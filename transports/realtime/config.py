@@ -2,11 +2,13 @@
 
 Options (``ClientSettings.options``; durations are unscaled seconds):
 
-* ``refetch_s`` (8) — app-level safety net: with no terminal event and no
-  realtime news for this long, refetch rows through the API. ``0`` turns it
-  off. Under the default job shape (steps of 2-5 s) 8 s is below the
-  ledger's stall threshold (10 s), so a realtime feed that silently died is
-  noticed before the user would call it stuck.
+* ``refetch_s`` (0 in the pattern, 8 in ``realtime:refetch``) — app-level
+  safety net: with no terminal event and no realtime news for this long,
+  refetch rows through the API. ``0`` turns it off. The pattern refetches only
+  on each (re)subscribe; the variant adds the periodic one. Under the default
+  job shape (steps of 2-5 s) 8 s is below the ledger's stall threshold
+  (10 s), so a realtime feed that silently died is noticed before the user
+  would call it stuck.
 * ``watchdog_s`` (1) — how often the watcher checks the client library for
   its silent failure modes (gave up reconnecting, dead listener, closed
   channel).
@@ -67,6 +69,10 @@ def server_idle_timeout(timing: Timing) -> float:
     return max(timing.scaled(SERVER_IDLE_S), SERVER_IDLE_FLOOR_S)
 
 
+#: The periodic refetch of ``realtime:refetch`` (unscaled seconds).
+PERIODIC_REFETCH_S = 8.0
+
+
 @dataclass(frozen=True)
 class WatcherOptions:
     refetch_s: float | None
@@ -79,8 +85,9 @@ class WatcherOptions:
     supabase_anon_key: str | None
 
     @classmethod
-    def parse(cls, options: Mapping[str, str], timing: Timing) -> WatcherOptions:
-        refetch = float(options.get("refetch_s", 8.0))
+    def parse(cls, options: Mapping[str, str], timing: Timing, *, periodic: bool = False) -> WatcherOptions:
+        """``periodic``: the ``refetch`` variant, whose safety net is on by default."""
+        refetch = float(options.get("refetch_s", PERIODIC_REFETCH_S if periodic else 0.0))
         return cls(
             refetch_s=timing.scaled(refetch) if refetch > 0 else None,
             backoff_s=max(timing.scaled(float(options.get("backoff_s", 1.0))), 0.01),

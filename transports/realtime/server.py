@@ -1,27 +1,58 @@
-"""API face of ``realtime``: insert the job, answer at once, dispatch fire-and-forget.
+"""Server face of ``realtime``: insert the job, answer at once, dispatch fire-and-forget.
 
-``POST /realtime/jobs`` (bearer access token: the owner) inserts the job row (``pending``) and answers
-``202 {job_id, token, anon_key}`` immediately; the worker is then called in
-the background with an 8 s (scaled) abort and **no retry** — Next.js
-``after()`` style. A dispatch that fails or times out leaves the job
-``pending`` with nobody running it; the report counts it as stuck (the
-``dispatch-loss`` profile shows it). ``token`` is the per-job user JWT the
-phone hands to ``set_auth``; ``anon_key`` is the project's public key.
+Pattern A of seeds/000: ``POST /realtime/jobs[?variant=V]`` inserts the job
+row (``pending``, transport ``realtime`` or ``realtime:V``; bearer access token: the owner) and answers
+``202 {job_id, token, anon_key}`` at once; then, ``after()``-style, it POSTs
+the worker's ``/realtime/run`` with an 8 s (scaled) abort and **no retry**.
 
-``GET /realtime/jobs/{id}/events?after=N`` (bearer token; 401/404 like every
-transport) stands in for the PostgREST select a supabase-js app would run to
+The worker runs the job **inside that request** ("Cloud Run keeps running long
+after Vercel disconnects"): the abort ends only the caller's wait. A dispatch
+that never reaches a live handler within the 8 s (a cold start, a slow accept,
+a partition) is lost silently: the job stays ``pending``, stuck. SIGTERM
+mid-job releases the job and nothing retries it: stuck, visibly. There is no
+lease watchdog in this pattern.
+
+``realtime:watchdog`` adds what a team adds next: a watchdog *cron* on the API
+(every ``Timing.watchdog_cron_s``, 60 s real) that re-dispatches the stale
+jobs of that variant (interrupted, heartbeat older than the lease, or pending
+for longer than the lease) the same fire-and-forget way.
+
+``token`` is the per-job user JWT the phone hands to ``set_auth``;
+``anon_key`` is the project's public key. ``GET
+/realtime/jobs/{id}/events?after=N`` (bearer token; 401/404 like every
+transport) stands in for the PostgREST select a supabase-js app runs to
 refetch rows after (re)subscribing.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+import asyncio
+import logging
+import time
+import uuid
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from progressbench.transports.realtime.auth import issue_anon_key
+from progressbench.transports.types import Cron
 
 from progressbench.kit.context import CreateJob, ServiceContext
+from progressbench.kit.executor import CRON, DISPATCH, JobPool
+from progressbench.kit.meters import request_waits_on_job
+from progressbench.kit.store import parse_job_id
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/realtime"
 NAME = "realtime"
+RUN_PATH = "/realtime/run"
+#: Client-side variants (how the phone behaves) and the one the deployment adds (the cron).
+VARIANTS = frozenset({"no-auth", "refetch", "watchdog"})
+WATCHDOG = "watchdog"
+
+
+def transport_name(variant: str | None) -> str:
+    return NAME if not variant else f"{NAME}:{variant}"
 
 
 class RealtimeServer:
@@ -30,10 +61,16 @@ class RealtimeServer:
         anon_key = issue_anon_key(ctx.secret)
 
         @router.post("/jobs", status_code=202)
-        async def create(body: CreateJob, owner: str = Depends(ctx.current_user)) -> dict[str, object]:
-            created = await ctx.create_job(body, NAME, owner)
+        async def create(
+            body: CreateJob,
+            variant: str | None = Query(default=None),
+            owner: str = Depends(ctx.current_user),
+        ) -> dict[str, object]:
+            if variant is not None and variant not in VARIANTS:
+                raise HTTPException(422, f"unknown variant {variant!r}")
+            created = await ctx.create_job(body, transport_name(variant), owner)
             job_id = created.job.id
-            ctx.spawn(ctx.dispatch(job_id, attempts=1), name=f"dispatch-{job_id}")
+            ctx.spawn(ctx.dispatch(job_id, attempts=1, path=RUN_PATH), name=f"dispatch-{job_id}")
             return {"job_id": str(job_id), "token": created.token, "anon_key": anon_key}
 
         @router.get("/jobs/{job_id}/events")
@@ -50,3 +87,60 @@ class RealtimeServer:
             }
 
         return router
+
+    def worker_router(self, ctx: ServiceContext) -> APIRouter:
+        router = APIRouter()
+
+        @router.post(RUN_PATH, response_model=None)
+        async def run(request: Request) -> JSONResponse:
+            """Run the job inside this request; answer when it ends (nobody is listening by then)."""
+            ctx.check_service_token(request)
+            try:
+                body = await request.json()
+                job_id = parse_job_id(str(body["job_id"]))
+                trigger = str(body.get("trigger", DISPATCH))
+                abort_at = float(body.get("abort_at", "inf"))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise HTTPException(400, "body must be {job_id}") from None
+            if job_id is None:
+                raise HTTPException(404, "job not found")
+            if time.time() > abort_at or await request.is_disconnected():
+                # Cloud Run's front end drops a request whose caller already aborted (the cold
+                # start outlasted the 8 s): the dispatch is lost and nobody is told.
+                log.info("dispatch of %s arrived after its caller aborted: dropped", job_id)
+                return JSONResponse({"detail": "caller gone"}, status_code=499)
+            if ctx.jobs.shutdown.is_set():
+                raise HTTPException(503, "instance is shutting down")
+            request_waits_on_job()  # held open for the job: its time follows the time scale
+            outcome = await _hold(ctx.jobs, job_id, trigger)
+            return JSONResponse({"job_id": str(job_id), "outcome": outcome, "instance": ctx.config.instance})
+
+        return router
+
+    def crons(self, ctx: ServiceContext) -> list[Cron]:
+        timing = ctx.config.timing
+        names = [transport_name(WATCHDOG)]
+
+        async def watchdog() -> None:
+            """Re-dispatch the stale jobs of ``realtime:watchdog`` (the cron route of the app)."""
+            for job_id in await ctx.store.stale_jobs(names, timing.scaled(timing.job_lease_s)):
+                log.info("watchdog cron: re-dispatching job %s", job_id)
+                await ctx.store.touch(job_id)
+                ctx.spawn(
+                    ctx.dispatch(job_id, attempts=1, path=RUN_PATH, trigger=CRON), name=f"redispatch-{job_id}"
+                )
+
+        return [Cron(name="realtime-watchdog", period_s=timing.watchdog_cron_s, run=watchdog)]
+
+
+async def _hold(jobs: JobPool, job_id: uuid.UUID, trigger: str) -> str:
+    """Start (or join) the job in this instance's pool and wait for its outcome.
+
+    The pool owns the task, so the caller's abort does not cancel the work.
+    """
+    task = jobs.tasks.get(job_id)
+    if task is None:
+        if not jobs.start(job_id, "request", trigger=trigger):
+            return "released"
+        task = jobs.tasks[job_id]
+    return str(await asyncio.shield(task))

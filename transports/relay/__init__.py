@@ -64,6 +64,8 @@ TRANSPORT = Transport(
         ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
     migrations=("migrations/003_relay.sql",),
+    context="worker/worker-background",
+    variant_contexts={ACK_AT_END: "worker/request"},
     billing=BILLING,
     timers=TIMERS,
 )

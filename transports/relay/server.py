@@ -15,13 +15,16 @@
   the bytes cross), then, by the task's ``ack``:
 
   - ``now`` (``relay``): ``202`` at once, the job runs in the background.
-    If the instance dies the task is already gone from the queue; the
-    worker's generic watchdog resumes the job from its lease (the "resume"
-    form, not re-enqueue).
+    The queue's retry-on-5xx is given up: if the instance dies or an upstream
+    call fails, the task is already gone from the queue and the job sits
+    ``interrupted`` (or with a stale lease) until the **watchdog cron** on the
+    API (every ``Timing.watchdog_cron_s``, 60 s real) re-enqueues it; the
+    push then resumes it from its last committed step.
   - ``end`` (``relay:ack-at-end``): the request is held until the job ends
     (``200``), so instance death fails the push and the queue's retry runs
     it again (resuming from the last committed step). A job released on
-    SIGTERM answers ``503``; a job another instance is running is waited
+    SIGTERM answers ``503``, a retryable upstream failure ``500``: the queue
+    retries with its backoff. A job another instance is running is waited
     for.
 
   Duplicate pushes (at-least-once) are idempotent: a finished job answers
@@ -34,7 +37,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
 import logging
 import uuid
 from typing import Any, Literal
@@ -43,11 +46,21 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from progressbench.transports.relay.queue.oidc import JwksCache, verify
+from progressbench.transports.types import Cron
 from prometheus_client import Counter
 
 from progressbench.core.tokens import TokenRejected, bearer
 from progressbench.kit.context import CreateJob, ServiceContext
-from progressbench.kit.executor import Committed, OnCommit, Outcome
+from progressbench.kit.executor import (
+    CRON,
+    DISPATCH,
+    QUEUE_RETRY,
+    Committed,
+    ExecutionContext,
+    OnCommit,
+    Outcome,
+    run_job,
+)
 from progressbench.kit.meters import REJECT_RETRY_AFTER_S, request_waits_on_job, retry_after_header
 from progressbench.kit.store import parse_job_id
 
@@ -145,7 +158,6 @@ class RelayServer:
             return document
 
         cache = JwksCache(fetch_jwks, refetch_interval_s=max(timing.scaled(self.jwks_refetch_s), 0.1))
-        heartbeat_s = timing.scaled(timing.job_heartbeat_s)
 
         def answer(status: int, result: str, **extra: Any) -> JSONResponse:
             pushes.labels(ctx.meters.service, result).inc()
@@ -171,6 +183,7 @@ class RelayServer:
                 body = await request.json()
                 job_id = parse_job_id(str(body["job_id"]))
                 ack: str = body.get("ack", "now")
+                trigger = str(body.get("trigger", DISPATCH))
             except (ValueError, KeyError, TypeError):
                 return answer(400, "bad-task")
             if job_id is None:
@@ -182,17 +195,46 @@ class RelayServer:
                 return answer(200, "duplicate", job_status=job.status)
             if ctx.jobs.shutdown.is_set():
                 return answer(503, "shutting-down")
+            if trigger == DISPATCH and request.headers.get("x-cloudtasks-taskretrycount", "0") not in (
+                "",
+                "0",
+            ):
+                trigger = QUEUE_RETRY  # a cron's task stays the cron's, however often it is re-pushed
             if ack != "end":
-                started = ctx.jobs.start(job_id, "worker-background")
+                started = ctx.jobs.start(job_id, "worker-background", trigger=trigger)
                 return answer(202, "accepted" if started else "joined")
-            outcome = await _run_to_end(ctx, job_id, heartbeat_s)
+            outcome = await _run_to_end(ctx, job_id, trigger)
+            if outcome in ("lost", "busy"):  # another execution finished it meanwhile
+                finished = await ctx.store.get_job(job_id)
+                if finished is not None and finished.terminal:
+                    return answer(200, "duplicate", job_status=finished.status)
             if outcome in ("done", "failed"):
                 return answer(200, outcome)
             if outcome == "missing":
                 return answer(200, "missing")
+            if outcome == "retryable":
+                return answer(500, outcome)  # the upstream failed: 5xx so the queue retries
             return answer(503, outcome)  # released on SIGTERM, or lease lost: let the queue retry
 
         return router
+
+    # ------------------------------------------------------------------ cron
+
+    def crons(self, ctx: ServiceContext) -> list[Cron]:
+        """The watchdog cron of the 202-first pattern ("a watchdog cron picks up stuck audits")."""
+        timing = ctx.config.timing
+        passes = itertools.count(1)
+
+        async def watchdog() -> None:
+            if not ctx.config.peers.get("queue"):
+                return  # no relay in this stack
+            n = next(passes)
+            for job_id in await ctx.store.stale_jobs([NAME], timing.scaled(timing.job_lease_s)):
+                log.info("watchdog cron: re-enqueueing job %s", job_id)
+                await ctx.store.touch(job_id)
+                await _enqueue(ctx, job_id, "now", name=f"{task_name(job_id)}-cron{n}", trigger=CRON)
+
+        return [Cron(name="relay-watchdog", period_s=timing.watchdog_cron_s, run=watchdog)]
 
     # ------------------------------------------------------------------ commit hook
 
@@ -223,19 +265,33 @@ class RelayServer:
         return publish
 
 
-async def _enqueue(ctx: ServiceContext, job_id: uuid.UUID, ack: Ack, attempts: int = 3) -> bool:
-    """CreateTask on the queue service; True once it holds the task (409: it already did)."""
+async def _enqueue(
+    ctx: ServiceContext,
+    job_id: uuid.UUID,
+    ack: Ack,
+    attempts: int = 3,
+    name: str | None = None,
+    trigger: str = DISPATCH,
+) -> bool:
+    """CreateTask on the queue service; True once it holds the task (409: it already did).
+
+    Misdeployed (no queue configured), the API takes the local-development path
+    (the story's ``LOCAL_WORKER_DIRECT_FIRE``): it bypasses the queue and fires at
+    its own job endpoint, so the work runs inside an API request.
+    """
+    if ctx.misdeployed:
+        return await ctx.run_here(job_id, trigger)
     peers = ctx.config.peers
     queue, worker = peers.get("queue"), peers.get("worker", ctx.config.worker_url or "")
     if not queue or not worker:
         log.error("relay needs peers queue and worker; job %s stays pending", job_id)
         return False
     task = {
-        "name": task_name(job_id),
+        "name": name or task_name(job_id),
         "job_id": str(job_id),
         "url": f"{worker}{RUN_PATH}",
         "audience": worker,
-        "body": {"job_id": str(job_id), "ack": ack},
+        "body": {"job_id": str(job_id), "ack": ack, "trigger": trigger},
     }
     delay = ctx.config.timing.scaled(0.5)
     for attempt in range(attempts):
@@ -256,29 +312,34 @@ async def _enqueue(ctx: ServiceContext, job_id: uuid.UUID, ack: Ack, attempts: i
     return False
 
 
-async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, poll_s: float) -> Outcome:
-    """Run (or join) the job here and wait for its end, for an ``ack-at-end`` push.
+async def _run_to_end(ctx: ServiceContext, job_id: uuid.UUID, trigger: str) -> Outcome:
+    """Run the job inside this ``ack-at-end`` push and answer with its outcome.
 
-    ``busy`` (another instance holds a live lease) is waited out: the holder
-    either finishes (then the job is terminal) or dies (then its lease goes
-    stale and this request claims the job).
+    The story's handler is ``await runAudit(id)``: it resumes the job from its
+    checkpoint and holds no lease. So a push that arrives while an earlier
+    execution still runs — the queue's retry after its dispatch deadline — runs
+    the job again beside it (unfenced): the events converge by seq, the work is
+    done twice and ``step_runs`` shows it (a duplicate execution). The execution
+    is this request's, not the instance's pool's: SIGTERM still reaches it
+    through the pool's shutdown event.
     """
     request_waits_on_job()  # the push is held open for the job: its time follows the time scale
-    while True:
-        task = ctx.jobs.tasks.get(job_id)
-        if task is None:
-            if not ctx.jobs.start(job_id, "request"):
-                return "released"
-            task = ctx.jobs.tasks[job_id]
-        outcome = await asyncio.shield(task)
-        if outcome != "busy":
-            return outcome
-        job = await ctx.store.get_job(job_id)
-        if job is None:
-            return "missing"
-        if job.terminal:
-            return "done" if job.status == "done" else "failed"
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ctx.jobs.shutdown.wait(), poll_s)
-        if ctx.jobs.shutdown.is_set():
-            return "released"
+    execution = ExecutionContext(
+        kind="request",
+        service=ctx.config.role,
+        instance=ctx.config.instance,
+        extra={"execution": next(_EXECUTIONS), "trigger": trigger},
+    )
+    return await run_job(
+        ctx.store,
+        job_id,
+        execution,
+        ctx.config.timing,
+        ctx.jobs.shutdown,
+        hooks=ctx.jobs.hooks,
+        upstream_failure_rate=ctx.jobs.upstream_failure_rate,
+        fenced=False,
+    )
+
+
+_EXECUTIONS = itertools.count(1)

@@ -31,7 +31,7 @@ NAIVE = Transport(
     package=__name__,
     variants=frozenset({"cancel"}),
     summary="a worker runs the job inside the streaming request; a drop means a new job from step 1",
-    orphans_resumed=False,
+    context="worker/request",
     billing={"": NAIVE_BILLING},
     timers=(*TIMERS, *NAIVE_TIMERS),
 )
@@ -43,6 +43,7 @@ RESUMABLE = Transport(
     package=__name__,
     variants=frozenset({"browser"}),
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
+    lease_watchdog=True,
     billing={"": RESUMABLE_BILLING},
     timers=TIMERS,
 )

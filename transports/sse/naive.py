@@ -37,7 +37,7 @@ stream) is the variant:
 The execution ignores the instance's SIGTERM (a naive handler installs no
 shutdown logic): it runs until the stream is drained or the platform's
 SIGKILL ends the process. Nothing adopts the job afterwards
-(``orphans_resumed=False`` on the registry entry keeps the workers'
+(no ``lease_watchdog`` on the registry entry keeps the workers'
 watchdog away), so a job killed mid-way stays ``running`` — stuck.
 """
 

@@ -26,19 +26,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progressbench.app.services.auth import auth_router
 from progressbench.core.config import ServiceConfig
-from progressbench.kit.context import ServiceContext
-from progressbench.kit.executor import JobPool
+from progressbench.kit.context import RUN_HERE_PATH, ServiceContext
+from progressbench.kit.executor import LEASE_WATCHDOG, ExecutionContext, JobPool, run_job
 from progressbench.kit.limits import BodyLimit, JobCreationLimit
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.store import Store, parse_job_id
 from progressbench.transports import REGISTRY
-from progressbench.transports.types import ApiRoutes, CommitHooks, WorkerRoutes
+from progressbench.transports.types import ApiRoutes, CommitHooks, Cron, Crons, WorkerRoutes
 
 log = logging.getLogger(__name__)
 
 
 class RunRequest(BaseModel):
     job_id: str
+    #: What started this execution (``dispatch``, ``cron``...), recorded with it.
+    trigger: str = "dispatch"
 
 
 def build_context(config: ServiceConfig) -> ServiceContext:
@@ -52,19 +54,28 @@ def build_context(config: ServiceConfig) -> ServiceContext:
     )
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
     jobs = JobPool(store, config.timing, config.role, config.instance)
+    jobs.upstream_failure_rate = config.conditions.upstream_failure_rate
     jobs.meters = meters
     return ServiceContext(config=config, store=store, meters=meters, http=http, jobs=jobs)
 
 
-async def _watchdog(ctx: ServiceContext) -> None:
-    """Take over jobs whose instance died or let go of them (stale lease), if their pattern would."""
+def _watched() -> list[str]:
+    """The transports (and variants) whose pattern includes the workers' lease watchdog."""
+    return [t.name for t in REGISTRY.values() if t.lease_watchdog]
+
+
+async def _watchdog(ctx: ServiceContext, transports: list[str]) -> None:
+    """Take over jobs whose instance died or let go of them (stale lease), for opted-in transports.
+
+    Not every pattern has one: the patterns of ``realtime``, ``relay`` and ``sse-naive`` do not
+    (their stuck jobs wait for a cron, or for nobody), so they are not in ``transports``.
+    """
     timing = ctx.config.timing
     lease = timing.scaled(timing.job_lease_s)
-    skip = [t.name for t in REGISTRY.values() if not t.orphans_resumed]
     while not ctx.jobs.shutdown.is_set():
         try:
-            for job_id in await ctx.store.orphaned_jobs(lease, skip_transports=skip):
-                if ctx.jobs.start(job_id, "worker-background", from_pending=False):
+            for job_id in await ctx.store.orphaned_jobs(lease, transports):
+                if ctx.jobs.start(job_id, "worker-background", from_pending=False, trigger=LEASE_WATCHDOG):
                     log.info("watchdog: took over job %s", job_id)
         except Exception:  # keep the watchdog alive through a DB hiccup; it is logged
             log.exception("watchdog pass failed")
@@ -72,24 +83,81 @@ async def _watchdog(ctx: ServiceContext) -> None:
             await asyncio.wait_for(ctx.jobs.shutdown.wait(), timeout=max(lease / 2, 0.05))
 
 
+async def _cron(ctx: ServiceContext, cron: Cron) -> None:
+    """Call ``cron.run`` every scaled period until shutdown; a failed pass is logged, not fatal."""
+    period = max(ctx.config.timing.scaled(cron.period_s), 0.05)
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.jobs.shutdown.wait(), timeout=period)
+        if ctx.jobs.shutdown.is_set():
+            return
+        try:
+            await cron.run()
+        except Exception:
+            log.exception("cron %s failed", cron.name)
+
+
+def _run_here_route(app: FastAPI, ctx: ServiceContext) -> None:
+    """``POST /jobs/run`` on the API: the target of the misdeployed fallback (seeds/004).
+
+    The job runs inside this request (context ``request`` on the ``api``), and
+    the platform cuts the request at its timeout: the work is cancelled where it
+    stands, the job keeps its ``running`` row and a lease nobody renews, and no
+    failure is written (the catch block ran inside a terminated request).
+    """
+    timing = ctx.config.timing
+
+    @app.post(RUN_HERE_PATH)
+    async def run_here(body: RunRequest, request: Request) -> JSONResponse:
+        ctx.check_service_token(request)
+        job_id = parse_job_id(body.job_id)
+        if job_id is None:
+            raise HTTPException(404, "job not found")
+        execution = ExecutionContext(
+            kind="request",
+            service=ctx.config.role,
+            instance=ctx.config.instance,
+            extra={"trigger": body.trigger},
+        )
+        try:
+            async with asyncio.timeout(timing.scaled(timing.request_timeout_s)):
+                outcome = await run_job(
+                    ctx.store,
+                    job_id,
+                    execution,
+                    timing,
+                    ctx.jobs.shutdown,
+                    hooks=ctx.jobs.hooks,
+                    upstream_failure_rate=ctx.jobs.upstream_failure_rate,
+                )
+        except TimeoutError:
+            log.warning("job %s: request timeout while running in the API's request", job_id)
+            return JSONResponse({"detail": "request timeout"}, status_code=504)
+        return JSONResponse({"job_id": str(job_id), "outcome": outcome})
+
+
 def build_app(config: ServiceConfig) -> FastAPI:
     ctx = build_context(config)
+    crons = [c for t in REGISTRY.values() if isinstance(t.server, Crons) for c in t.server.crons(ctx)]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loop = asyncio.get_running_loop()
         await ctx.store.open()
-        watchdog = None
-        if config.role == "worker" and config.watchdog:
-            watchdog = asyncio.create_task(_watchdog(ctx), name="watchdog")
+        loops: list[asyncio.Task[None]] = []
+        watched = _watched()
+        if config.role == "worker" and config.watchdog and watched:
+            loops.append(asyncio.create_task(_watchdog(ctx, watched), name="watchdog"))
+        if config.role == "api":
+            loops += [asyncio.create_task(_cron(ctx, c), name=f"cron-{c.name}") for c in crons]
         try:
             yield
         finally:
             await ctx.jobs.close()
-            if watchdog is not None:
-                watchdog.cancel()
+            for loop in loops:
+                loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await watchdog
+                    await loop
             await ctx.http.aclose()
             await ctx.store.close()
 
@@ -116,7 +184,7 @@ def build_app(config: ServiceConfig) -> FastAPI:
                 raise HTTPException(404, "job not found")
             if ctx.jobs.shutdown.is_set():
                 raise HTTPException(503, "instance is shutting down")
-            started = ctx.jobs.start(job_id, "worker-background")
+            started = ctx.jobs.start(job_id, "worker-background", trigger=body.trigger)
             return {"job_id": str(job_id), "accepted": started, "instance": config.instance}
 
     if config.role == "api":
@@ -124,6 +192,8 @@ def build_app(config: ServiceConfig) -> FastAPI:
 
     hooks = {t.name: t.server.on_commit(ctx) for t in REGISTRY.values() if isinstance(t.server, CommitHooks)}
     ctx.jobs.hooks = lambda transport: hooks.get(transport.partition(":")[0])
+    if config.role == "api":
+        _run_here_route(app, ctx)
 
     for transport in REGISTRY.values():
         server = transport.server
