@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from progressbench.core import identity as identity_tokens
 from progressbench.core import tokens
 from progressbench.core.config import Limits
 from progressbench.core.limits import RateLimiter
@@ -31,18 +32,33 @@ from progressbench.core.limits import RateLimiter
 def identity(scope: Scope, secret: str) -> str:
     """The rate-limit key of a request: ``sub:<subject>`` of a valid bearer token, else ``ip:<addr>``.
 
-    The one place that decides who a caller is for limiting; sign-in tokens
-    replace the per-job ones here once phones sign in.
+    The one place that decides who a caller is for limiting: a signed-in user's access token (what
+    job creation takes) or a job's read token; anything unverifiable counts against its address.
     """
     headers = dict(scope.get("headers") or [])
     raw = headers.get(b"authorization")
     if raw:
-        try:
-            return "sub:" + tokens.decode(secret, tokens.bearer(raw.decode("latin-1"))).owner
-        except (tokens.TokenRejected, ValueError):
-            pass
+        subject = _subject(raw.decode("latin-1"), secret)
+        if subject is not None:
+            return "sub:" + subject
     client = scope.get("client")
     return f"ip:{client[0]}" if client else "ip:unknown"
+
+
+def _subject(header: str, secret: str) -> str | None:
+    """Whom a bearer token speaks for, if it verifies: a user's access token, else a job's read token."""
+    try:
+        bearer = tokens.bearer(header)
+    except tokens.TokenRejected:
+        return None
+    try:
+        return str(identity_tokens.verify_access(secret, bearer).id)
+    except (tokens.TokenRejected, ValueError):
+        pass
+    try:
+        return tokens.decode(secret, bearer).owner
+    except (tokens.TokenRejected, ValueError):
+        return None
 
 
 async def _answer(send: Send, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:

@@ -23,12 +23,16 @@ def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Path:
-    """One real run, on the module's database, that several tests read."""
+    """One real run, on the module's database, that several tests read.
+
+    ``polling:log`` (the cursor poller) receives every committed event, so the files can be checked
+    event for event; the state poller coalesces steps by design.
+    """
     out = tmp_path_factory.mktemp("run")
     done = cli(
         "run",
         "--transports",
-        "polling",
+        "polling:log",
         "--profiles",
         "clean",
         "--users",
@@ -54,7 +58,7 @@ def test_run_writes_the_results_contract(run_dir: Path) -> None:
     assert summary["schema_version"] == 2 and summary["complete"] is True
     [cell] = summary["cells"]
     assert (cell["transport"], cell["profile"], cell["sessions"], cell["jobs"]) == (
-        "polling",
+        "polling:log",
         "clean",
         40,
         40,
@@ -107,7 +111,7 @@ def test_report_rerenders_a_results_folder(run_dir: Path) -> None:
     (run_dir / "report.md").unlink()
     done = cli("report", str(run_dir), timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "| polling | clean |" in (run_dir / "report.md").read_text()
+    assert "| polling:log | clean |" in (run_dir / "report.md").read_text()
 
 
 def test_check_refuses_a_malformed_summary_in_one_line(run_dir: Path, tmp_path: Path) -> None:
@@ -162,7 +166,7 @@ def test_distributed_locust_with_two_workers(tmp_path: Path, database_url: str) 
     done = cli(
         "run",
         "--transports",
-        "polling",
+        "polling:log",
         "--profiles",
         "clean",
         "--users",

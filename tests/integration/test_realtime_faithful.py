@@ -20,7 +20,7 @@ import pytest
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape, Timing
 from tests.helpers import UNIT, wait_until
-from tests.integration.api_client import event_seqs, job_row, step_runs
+from tests.integration.api_client import auth, event_seqs, job_row, step_runs
 from tests.integration.conftest import SCALE, running_stack
 
 # 14 steps of 0.2-0.25 s at scale 0.05: a ~3 s job, longer than the dispatch's 1 s abort.
@@ -38,10 +38,13 @@ def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
 
 
 async def create(stack: Stack, owner: str, variant: str | None = None) -> str:
-    body = {"owner": owner, "seed": 2, "time_scale": SCALE, "shape": SLOW.model_dump(mode="json")}
+    """A job of the signed-in test user ``owner``."""
+    body = {"seed": 2, "time_scale": SCALE, "shape": SLOW.model_dump(mode="json")}
     params = {"variant": variant} if variant else None
-    async with httpx.AsyncClient(base_url=stack.endpoints()["api"], timeout=10 * UNIT) as http:
-        response = await http.post("/realtime/jobs", json=body, params=params)
+    api = stack.endpoints()["api"]
+    headers = await asyncio.to_thread(auth, api, owner)
+    async with httpx.AsyncClient(base_url=api, timeout=10 * UNIT) as http:
+        response = await http.post("/realtime/jobs", json=body, params=params, headers=headers)
     assert response.status_code == 202, response.text
     job_id: str = response.json()["job_id"]
     return job_id

@@ -22,7 +22,7 @@ from progressbench.app.supervisor import Stack
 from progressbench.app.truth import read_truth
 from progressbench.core.config import JobShape, ServerConditions, Timing
 from tests.helpers import UNIT, wait_for
-from tests.integration.api_client import event_seqs, job_row, step_runs
+from tests.integration.api_client import auth, event_seqs, job_row, step_runs
 from tests.integration.conftest import SCALE, running_stack
 
 SLOW = JobShape(step_seconds_min=4, step_seconds_max=5)  # ~3 s at SCALE
@@ -32,9 +32,11 @@ TIMING = Timing(time_scale=SCALE, watchdog_cron_s=20.0)
 
 
 def create(stack: Stack, owner: str, ack: str, shape: JobShape = SLOW) -> str:
-    body = {"owner": owner, "seed": 4, "time_scale": SCALE, "shape": shape.model_dump(mode="json")}
+    """A job of the signed-in test user ``owner``."""
+    body = {"seed": 4, "time_scale": SCALE, "shape": shape.model_dump(mode="json")}
+    api = stack.endpoints()["api"]
     response = httpx.post(
-        f"{stack.endpoints()['api']}/relay/jobs", params={"ack": ack}, json=body, timeout=10 * UNIT
+        f"{api}/relay/jobs", params={"ack": ack}, json=body, headers=auth(api, owner), timeout=10 * UNIT
     )
     assert response.status_code == 202, response.text
     job_id: str = response.json()["job_id"]

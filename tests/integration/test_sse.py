@@ -142,7 +142,8 @@ async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) 
     nrow = score(stack.database_url, naive)
     assert naive.outcome == "deadline" and not nrow.terminal_received
     assert naive.extra_job_ids and nrow.resume_restarted >= 1
-    assert nrow.executions == 1 + len(naive.extra_job_ids)
+    # Every POST is an execution of its own; the last may be cut by the deadline before its first step.
+    assert 2 <= len(naive.extra_job_ids) <= nrow.executions <= 1 + len(naive.extra_job_ids)
     assert max(progress_seqs(naive)) < SHAPE.total_steps, "no stream outlived the timeout"
 
 

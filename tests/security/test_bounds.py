@@ -24,15 +24,16 @@ from pydantic import ValidationError
 from websockets.asyncio.server import serve
 
 from progressbench.app.supervisor import Stack
-from progressbench.core import tokens
+from progressbench.core import identity
 from progressbench.core.config import MAX_TOTAL_STEPS, JobShape, Limits
 from progressbench.core.limits import RateLimiter
-from progressbench.kit.context import SERVICE_SUBJECT
 from progressbench.kit.meters import Meters
 from tests.helpers import UNIT
+from tests.integration.api_client import auth
 from tests.integration.conftest import running_stack
 
 SECRET = "s" * 32
+SERVICE_SECRET = "v" * 32
 
 
 @pytest.mark.parametrize(
@@ -83,28 +84,29 @@ def api(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> I
 
 
 def post_raw(
-    stack: Stack, body: bytes, path: str = "/polling/jobs", source: str = "127.0.0.9"
+    stack: Stack, body: bytes, path: str = "/polling/jobs", source: str = "127.0.0.9", user: str = "alice"
 ) -> httpx.Response:
-    """POST from the loopback address ``source``: each address is its own identity for the limiter."""
-    url = stack.endpoints()["api"] + path
+    """POST as the signed-in test ``user`` (the limiter's identity) from the loopback address ``source``."""
+    api = stack.endpoints()["api"]
+    headers = {"content-type": "application/json", **auth(api, user)}
     with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10 * UNIT) as client:
-        return client.post(url, content=body, headers={"content-type": "application/json"})
+        return client.post(api + path, content=body, headers=headers)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "body",
     [
-        b'{"owner":"alice","shape":{"waves":[]}}',
-        b'{"owner":"alice","shape":{"step_seconds_max":1e309}}',
-        b'{"owner":"alice","shape":{"waves":[' + b",".join([b'{"label":"w","items":1000}'] * 20) + b"]}}",
-        b'{"owner":"alice","seed":1' + b"0" * 40 + b"}",
+        b'{"shape":{"waves":[]}}',
+        b'{"shape":{"step_seconds_max":1e309}}',
+        b'{"shape":{"waves":[' + b",".join([b'{"label":"w","items":1000}'] * 20) + b"]}}",
+        b'{"seed":1' + b"0" * 40 + b"}",
     ],
     ids=["no-waves", "infinity", "million-steps", "huge-seed"],
 )
 def test_bad_shapes_get_422_not_500(api: Stack, body: bytes, request: pytest.FixtureRequest) -> None:
     source = f"127.0.1.{len(request.node.callspec.id)}"
-    response = post_raw(api, body, source=source)
+    response = post_raw(api, body, source=source, user=f"shaper-{request.node.callspec.id}")
     assert response.status_code == 422, response.text
 
 
@@ -126,15 +128,18 @@ def test_a_large_body_gets_413(api: Stack) -> None:
 
 @pytest.mark.integration
 def test_job_creation_is_rate_limited_per_identity(api: Stack) -> None:
-    """After the burst, 429 with a Retry-After; the bucket here refills one job per 100 s."""
+    """After the burst, 429 with a Retry-After; the bucket here refills one job per 100 s.
+
+    The identity is the verified user: another user from the same address has a bucket of its own.
+    """
     statuses = []
     for _ in range(5):
-        response = post_raw(api, b'{"owner":"mallory","time_scale":0.05}', "/sse/jobs", "127.0.0.2")
+        response = post_raw(api, b'{"time_scale":0.05}', "/sse/jobs", "127.0.0.2", user="mallory")
         statuses.append(response.status_code)
     assert statuses[:3] == [202, 202, 202]
     assert statuses[3:] == [429, 429]
     assert int(response.headers["retry-after"]) >= 1
-    other = post_raw(api, b'{"owner":"alice","time_scale":0.05}', "/sse/jobs", "127.0.0.3")
+    other = post_raw(api, b'{"time_scale":0.05}', "/sse/jobs", "127.0.0.2", user="carol")
     assert other.status_code == 202
 
 
@@ -143,7 +148,7 @@ def test_job_creation_is_rate_limited_per_identity(api: Stack) -> None:
 
 @pytest.fixture
 async def rooms() -> AsyncIterator[tuple[str, int]]:
-    hub = RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)))
+    hub = RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)), service_secret=SERVICE_SECRET)
     async with serve(
         hub.handler,
         "127.0.0.1",
@@ -159,7 +164,7 @@ async def rooms() -> AsyncIterator[tuple[str, int]]:
 @pytest.mark.parametrize("seq", [b"1e400", b"-1e400", b"1.5", b"true", b"-3"])
 async def test_rooms_publish_with_a_bad_seq_gets_422(rooms: tuple[str, int], seq: bytes) -> None:
     job = uuid.uuid4()
-    token = tokens.issue(SECRET, SERVICE_SUBJECT, uuid.UUID(int=0), ttl_s=600)
+    token = identity.issue_service(SERVICE_SECRET, "rooms")
     body = b'{"seq": ' + seq + b', "kind": "step"}'
     request = (
         f"POST /parties/main/{job} HTTP/1.1\r\nHost: rooms\r\nAuthorization: Bearer {token}\r\n"

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from progressbench.app.supervisor import Stack
 from tests.helpers import UNIT
+from tests.integration.api_client import auth
 from tests.integration.conftest import SCALE, running_stack
 
 pytestmark = [
@@ -38,9 +39,10 @@ def rt(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> It
 @pytest.fixture
 async def socket(rt: Stack) -> AsyncIterator[ClientConnection]:
     api, url = rt.endpoints()["api"], rt.endpoints()["realtime"]
-    body = {"owner": "probe", "time_scale": SCALE}
+    body = {"time_scale": SCALE}
+    headers = await asyncio.to_thread(auth, api, "probe")
     async with httpx.AsyncClient(timeout=10 * UNIT) as http:
-        anon = (await http.post(f"{api}/realtime/jobs", json=body)).json()["anon_key"]
+        anon = (await http.post(f"{api}/realtime/jobs", json=body, headers=headers)).json()["anon_key"]
     async with connect(f"{url.replace('http', 'ws', 1)}/socket/websocket?apikey={anon}&vsn=1.0.0") as ws:
         yield ws
 

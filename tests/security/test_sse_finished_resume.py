@@ -17,6 +17,7 @@ import pytest
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import Timing
 from tests.helpers import UNIT
+from tests.integration.api_client import auth
 from tests.integration.conftest import SCALE, running_stack
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,9 @@ def read_stream(http: httpx.Client, url: str, token: str, last_event_id: int | N
 def test_resuming_a_finished_job_at_its_end_closes_the_stream(sse: Stack, past: int) -> None:
     api = sse.endpoints()["api"]
     with httpx.Client(base_url=api, timeout=10 * UNIT) as http:
-        created = http.post("/sse/jobs", json={"owner": "alice", "time_scale": SCALE, "shape": SHAPE}).json()
+        created = http.post(
+            "/sse/jobs", json={"time_scale": SCALE, "shape": SHAPE}, headers=auth(api, "alice")
+        ).json()
         events = read_stream(http, created["events_href"], created["token"], None)
         assert events == ["step", "step", "done"]
         terminal = len(events)
