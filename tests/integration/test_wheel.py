@@ -52,6 +52,7 @@ def test_wheel_has_exactly_one_top_level_package(wheel: Path) -> None:
     assert "progressbench/transports/sse/client.py" in names
     assert "progressbench/kit/migrations/001_init.sql" in names
     assert "progressbench/reports/rules.toml" in names
+    assert "progressbench/reports/prices.toml" in names
 
 
 def test_wheel_carries_every_transports_rules_and_migrations(wheel: Path) -> None:
