@@ -50,12 +50,6 @@ SCALE = 0.05
 #: Four steps of 6 s (0.3 s at SCALE) and the terminal event: n = 5.
 SHAPE = JobShape(waves=({"label": "calibration", "items": 4},), step_seconds_min=6.0, step_seconds_max=6.0)
 K = 2
-FAITHFUL_NAIVE = (
-    "sse-naive re-POSTs rewind the same job (store.restart) instead of starting a new one, so the "
-    "rerun commits nothing new and never streams the terminal; the faithful sse-naive (a new job per "
-    "re-POST) gives exactly two executions, one regression (step 1 of the new job after step k) and "
-    "the result"
-)
 
 
 async def _watch_with_cut(stack: Stack, k: int) -> tuple[SessionRecord, str, float]:
@@ -187,10 +181,11 @@ def test_the_cut_first_execution_is_wasted_work(cut_session: tuple[SessionRow, A
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=FAITHFUL_NAIVE)
 def test_the_cut_gives_two_executions_one_regression_and_the_result(
     cut_session: tuple[SessionRow, Any],
 ) -> None:
+    """The faithful sse-naive re-POSTs a new job: two executions, one regression (step 1 of the new
+    job after step k), and the result of the second."""
     row, _ = cut_session
     assert (row.executions, row.progress_regressions, row.terminal_received) == (2, 1, True)
 
