@@ -34,6 +34,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("duplicates", "dup"),
     ("out_of_order", "ooo"),
     ("terminal_ratio", "terminal"),
+    ("gave_up_at_submit", "gave up"),
     ("latency_ms.p50", "lat p50 real ms"),
     ("latency_ms.p95", "lat p95 real ms"),
     ("latency_ms.p99", "lat p99 real ms"),

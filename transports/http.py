@@ -19,6 +19,7 @@ lifetime the run's time scale does not touch.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 import ssl
@@ -31,6 +32,7 @@ import httpx
 
 from progressbench.core.config import Timing
 from progressbench.core.errors import TransportError
+from progressbench.core.events import Finding
 from progressbench.core.timers import Timer
 
 #: Floors (seconds) that time scaling never goes below.
@@ -200,6 +202,29 @@ async def access_token(http: httpx.AsyncClient, phone: str, backoff: Callable[[i
     return (await sign_in(http, phone, backoff)).access_token
 
 
+#: A person who saw "could not start" taps the button again after this long (unscaled s; ASSUMPTION:
+#: reading the error and tapping again, the same delay as the naive SSE user's retry).
+USER_RETRY_MIN_S = 5.0
+USER_RETRY_MAX_S = 30.0
+#: Taps in all before the person gives up on the job (ASSUMPTION: two retries, then they leave).
+SUBMIT_TAPS = 3
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The created job's links, and the failed taps it took to get them (each an error the user saw)."""
+
+    data: dict[str, str]
+    failed: tuple[str, ...] = ()
+
+    def __getitem__(self, key: str) -> str:
+        return self.data[key]
+
+    def findings(self) -> list[Finding]:
+        """One ``submit-failed`` finding per failed tap: the errors the person saw before the job."""
+        return [Finding(name="submit-failed", detail=failure) for failure in self.failed]
+
+
 async def submit_job(
     http: httpx.AsyncClient,
     path: str,
@@ -208,15 +233,23 @@ async def submit_job(
     params: dict[str, str] | None = None,
     *,
     phone: str,
-) -> dict[str, str]:
-    """POST a job as the signed-in ``phone`` (expecting ``202``); retry only when it surely never arrived.
+    timing: Timing,
+    draw: Callable[[float, float], float] = random.uniform,
+) -> Submission:
+    """POST a job as the signed-in ``phone`` (expecting ``202``) the way the app's user does.
 
-    A connection that could not be made is safe to retry; anything later (a
-    read timeout, a reset after sending) might have created the job, so it
-    is not retried here: a blind re-POST is how duplicate jobs are made.
-    Any answer other than 202 raises :class:`TransportError`.
+    A connection that could not be made never reached the server: the app
+    retries it on ``backoff`` without the user noticing. Anything later (a
+    read timeout, a reset after sending, a 5xx or 429) is an error on the
+    screen: the person taps again after a user delay (uniform 5-30 s real,
+    scaled) and the app POSTs again *without* an idempotency key, as the
+    production apps do, so a first POST that did arrive runs a second,
+    unwatched job (faithfully bad; it shows as duplicate executions and
+    wasted work). After :data:`SUBMIT_TAPS` failed taps the person gives
+    up: :class:`TransportError`. A refusal (4xx) is final at once.
     """
     attempt = 0
+    failed: list[str] = []
     while True:
         headers = {"authorization": f"Bearer {await access_token(http, phone, backoff)}"}
         try:
@@ -225,7 +258,16 @@ async def submit_job(
             attempt += 1
             await asyncio.sleep(backoff(attempt))
             continue
-        if response.status_code != 202:
-            raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
-        data: dict[str, str] = response.json()
-        return data
+        except httpx.HTTPError as exc:
+            failure = f"create job: {type(exc).__name__}"
+        else:
+            if response.status_code == 202:
+                data: dict[str, str] = response.json()
+                return Submission(data, tuple(failed))
+            if response.status_code < 500 and response.status_code != 429:
+                raise TransportError(f"create job answered {response.status_code}: {response.text[:200]}")
+            failure = f"create job answered {response.status_code}"
+        failed.append(failure)
+        if len(failed) >= SUBMIT_TAPS:
+            raise TransportError(f"gave up after {len(failed)} failed taps: {'; '.join(failed)}")
+        await asyncio.sleep(draw(timing.scaled(USER_RETRY_MIN_S), timing.scaled(USER_RETRY_MAX_S)))

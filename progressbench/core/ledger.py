@@ -443,6 +443,7 @@ def summarize(
     resumes = [v for s in sessions for v in s.resume_ms]
     to_result = [s.time_to_result_s for s in sessions if s.time_to_result_s is not None]
     to_result_ratio = [s.time_to_result_ratio for s in sessions if s.time_to_result_ratio is not None]
+    with_job = [s for s in sessions if s.job_id]
     return CellAggregates(
         transport=transport,
         profile=profile,
@@ -494,6 +495,10 @@ def summarize(
         silent_fallbacks=sum(s.silent_fallbacks for s in sessions),
         wasted_work_s=_round(sum(s.wasted_work_s for s in sessions)),
         coalesced=sum(s.coalesced for s in sessions),
+        gave_up_at_submit=sum(not s.job_id for s in sessions if s.outcome == "error"),
+        job_terminal_ratio=_round(sum(s.terminal_received for s in with_job) / len(with_job), 6)
+        if with_job
+        else None,
     )
 
 

@@ -163,6 +163,11 @@ class CellAggregates(_Model):
     #: States a polling client could not see because a later state replaced them between two
     #: polls (by design; not ``lost``).
     coalesced: int = 0
+    #: Sessions whose person gave up before any job existed (every tap to create it failed).
+    gave_up_at_submit: int = 0
+    #: ``terminal_ratio`` over the sessions that got a job: the transport's own share of the
+    #: outcome (resume semantics), apart from submissions that never made a job.
+    job_terminal_ratio: float | None = None
     #: Executions of the cell's jobs by where they ran (``"<service>/<kind>"``: ``worker/request``,
     #: ``api/request``, ``worker/worker-background``, ``job-runner/job-runner``).
     executions_by_context: dict[str, int] = Field(default_factory=dict)

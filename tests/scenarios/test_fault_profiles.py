@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from tests.scenarios.conftest import cell, check, run_cli
@@ -36,10 +37,20 @@ def test_polling_under_tunnel_handoff_sigterm_reports_windows_disconnects_and_re
     assert kill["kind"] == "worker sigterm" and kill["cell"] is None
     assert tunnel["coalesced"] > 0  # steps that passed while the tunnel held the polls
     for c in summary["cells"]:
-        assert c["lost"] == 0 and c["terminal_ratio"] == 1.0, c["profile"]
-        assert c["events_received"] + c["coalesced"] == c["events_expected"], c["profile"]
+        assert c["lost"] == 0, c["profile"]
         assert c["duplicates"] == 0 and c["foreign_events"] == 0 and c["stuck_jobs"] == 0
         assert c["chaos_errors"] == []
+    # A tunnel or handoff that cuts the job-creating POST is an error the person sees: they tap
+    # again, and may give up (three failed taps). Every other session learns the final state,
+    # each step either received or coalesced into a later poll.
+    with (tmp_path / "sessions.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["outcome"] != "terminal":
+                assert row["error"].startswith("gave up after 3 failed taps"), row
+                assert row["findings"] == "submit-failed", row
+            else:
+                received, coalesced = int(row["events_received"]), int(row["coalesced"] or 0)
+                assert received + coalesced == int(row["events_expected"]), row
     assert "Fault windows per cell" in (tmp_path / "report.md").read_text()
     gate = check(tmp_path)
     assert gate.returncode == 0, gate.stdout

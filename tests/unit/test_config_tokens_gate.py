@@ -71,6 +71,7 @@ GOOD = {
     "sessions": 10,
     "delivery_ratio": 1.0,
     "terminal_ratio": 1.0,
+    "job_terminal_ratio": 1.0,
     "lost": 0,
     "duplicates": 0,
     "foreign_events": 0,
@@ -84,9 +85,9 @@ def test_built_in_rules_pass_a_good_cell_and_fail_a_foreign_event() -> None:
     """foreign_events must be 0 in every cell; polling must deliver the terminal event."""
     rules = builtin_rules()
     assert all(v.ok for v in apply_rules([CELL], rules))
-    bad = make_cell("polling", "clean", **{**GOOD, "foreign_events": 1, "terminal_ratio": 0.9})
+    bad = make_cell("polling", "clean", **{**GOOD, "foreign_events": 1, "job_terminal_ratio": 0.9})
     failed = [v.rule for v in apply_rules([bad], rules) if not v.ok]
-    assert any("foreign_events" in r for r in failed) and any("terminal_ratio" in r for r in failed)
+    assert any("foreign_events" in r for r in failed) and any("job_terminal_ratio" in r for r in failed)
 
 
 def test_required_rule_fails_when_its_cell_was_not_run() -> None:

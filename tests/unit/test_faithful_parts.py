@@ -125,10 +125,18 @@ def test_a_faithful_flaw_that_stops_showing_fails_the_gate() -> None:
 
 
 def test_the_gate_wants_the_queue_retry_for_ack_at_end_and_the_cron_for_202() -> None:
-    retried = {"terminal_ratio": 1.0, "executions_by_trigger": {"queue-retry": 3, "cron": 0}}
+    retried = {
+        "terminal_ratio": 1.0,
+        "job_terminal_ratio": 1.0,
+        "executions_by_trigger": {"queue-retry": 3, "cron": 0},
+    }
     assert failing("relay:ack-at-end", "flaky-upstream", **retried) == []
     assert failing("relay", "flaky-upstream", **retried), "202 has no retry-on-5xx"
-    by_cron = {"terminal_ratio": 1.0, "executions_by_trigger": {"queue-retry": 0, "cron": 2}}
+    by_cron = {
+        "terminal_ratio": 1.0,
+        "job_terminal_ratio": 1.0,
+        "executions_by_trigger": {"queue-retry": 0, "cron": 2},
+    }
     assert failing("relay", "flaky-upstream", **by_cron) == []
 
 

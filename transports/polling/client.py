@@ -72,8 +72,15 @@ class PollingWatcher:
         base = self.settings.endpoints["api"]
         async with phone_client(base, self.settings.timing) as http:
             created = await submit_job(
-                http, "/polling/jobs", request.body(), self.backoff.delay, phone=request.owner
+                http,
+                "/polling/jobs",
+                request.body(),
+                self.backoff.delay,
+                phone=request.owner,
+                timing=self.settings.timing,
             )
+            for finding in created.findings():
+                yield finding
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}"}
             state = Reconnector(POLL_CURSOR)

@@ -243,7 +243,10 @@ class RealtimeWatcher:
                 self.submit_backoff.delay,
                 params=params,
                 phone=request.owner,
+                timing=self.timing,
             )
+            for finding in created.findings():
+                yield finding
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
             if self.no_auth:

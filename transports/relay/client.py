@@ -134,7 +134,10 @@ class RelayWatcher:
                 self.backoff.delay,
                 params={"ack": self.ack},
                 phone=request.owner,
+                timing=self.settings.timing,
             )
+            for finding in created.findings():
+                yield finding
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
             room = _Room(

@@ -159,7 +159,16 @@ class ResumableSseWatcher(_SseWatcherBase):
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
         async with self._client() as http:
-            created = await submit_job(http, "/sse/jobs", request.body(), self._delay, phone=request.owner)
+            created = await submit_job(
+                http,
+                "/sse/jobs",
+                request.body(),
+                self._delay,
+                phone=request.owner,
+                timing=self.settings.timing,
+            )
+            for finding in created.findings():
+                yield finding
             yield Submitted(job_id=created["job_id"], token=created["token"])
             headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
             state = Reconnector(LAST_EVENT_ID)
