@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
-from psycopg.types.json import Jsonb
 import pytest
 from progressbench.transports.relay.client import RelayWatcher
 from progressbench.transports.relay.queue.oidc import SigningKey, id_token_claims
 from progressbench.transports.relay.server import RUN_PATH
 from progressbench.transports.types import ClientSettings, JobRequest
+from psycopg.types.json import Jsonb
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -145,7 +145,8 @@ class TaskTable:
         """
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO relay_signing_keys (kid, public_jwk) VALUES (%s, %s) ON CONFLICT (kid) DO NOTHING",
+                "INSERT INTO relay_signing_keys (kid, public_jwk) VALUES (%s, %s) "
+                "ON CONFLICT (kid) DO NOTHING",
                 (key.kid, Jsonb(key.public_jwk)),
             )
 
