@@ -8,12 +8,15 @@ finished run and an interrupted one are scored by the same lines.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from progressbench.app.cell_result import CellResult
+from progressbench.chaos.profiles import get_profile
 from progressbench.core.billed import billing_for
+from progressbench.core.errors import ProgressbenchError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
 from progressbench.core.saturation import JobTiming, judge
@@ -155,6 +158,8 @@ def verdict_timers(
 ) -> list[str]:
     """The distortions whose timer lands on the other side of the cell's fault windows or job length."""
     spans: dict[str, float] = {}
+    with contextlib.suppress(ProgressbenchError):
+        spans.update(get_profile(cell.profile).spans())
     for window in cell.describe_windows():
         what = f"the {window.kind} window"
         spans[what] = max(spans.get(what, 0.0), round(window.duration_s / time_scale, 1))

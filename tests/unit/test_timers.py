@@ -97,3 +97,13 @@ def test_a_distortion_that_crosses_a_fault_window_flips_the_verdict_and_one_that
     assert "the cgnat window (60 s)" in notes[0] and "planned length (45 s)" in notes[1]
     assert order_flips([connect], spans) == []
     assert order_flips([Distortion("floor", 60.0, 60.0)], spans) == []
+
+
+def test_profiles_name_the_durations_a_verdict_turns_on() -> None:
+    """CGNAT's 60 s idle cut and sleep's 5 s reclaim are spans as much as a tunnel's 90 s."""
+    from progressbench.chaos.profiles import get_profile
+
+    assert get_profile("cgnat").spans() == [("the idle cut", 60.0)]
+    assert ("the pause_reader socket reclaim", 5.0) in get_profile("sleep").spans()
+    assert get_profile("tunnel").spans() == [("the blackhole window", 90.0)]
+    assert get_profile("clean").spans() == []
