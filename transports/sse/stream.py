@@ -18,36 +18,23 @@ first on every stream.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
-from progressbench.transports.sse.hub import NotifyHub, Subscription
 from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import ServiceContext
-from progressbench.kit.executor import JobPool
 from progressbench.kit.meters import request_waits_on_job
+from progressbench.kit.notify import Subscription
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0
 RETRY_HINT_S = 2.0
 #: Slow safety net in case a notification is lost; LISTEN/NOTIFY does the real work.
 FALLBACK_RECHECK_S = 5.0
-
-_HUBS: weakref.WeakKeyDictionary[JobPool, NotifyHub] = weakref.WeakKeyDictionary()
-
-
-def hub_for(ctx: ServiceContext) -> NotifyHub:
-    """The one listener of this service process (keyed by its job pool, which lives as long)."""
-    hub = _HUBS.get(ctx.jobs)
-    if hub is None:
-        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown)
-        _HUBS[ctx.jobs] = hub
-    return hub
 
 
 def _ping() -> ServerSentEvent:

@@ -1,4 +1,4 @@
-"""One ``LISTEN job_events`` connection per API process, fanned out to every open stream.
+"""One ``LISTEN job_events`` connection per API process, fanned out to every open stream and cache.
 
 The store announces each committed event with ``pg_notify('job_events',
 '["<job id>", <seq>]')``. A stream :meth:`NotifyHub.subscribe` s to its job
@@ -10,6 +10,11 @@ Lifecycle: the listener starts lazily with the first subscriber and runs
 until the service's shutdown event is set (then it closes its connection).
 If the connection drops it reconnects with backoff and wakes every
 subscriber once, since notifications sent meanwhile are gone.
+
+Besides per-job subscriptions (SSE streams), :meth:`NotifyHub.watch_all`
+registers a :class:`ChangeWatcher` told of every job's change and of every
+gap in the feed (``ready`` cleared), e.g. the polling server's ETag cache,
+which may answer from memory only while nothing can have been missed.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ import contextlib
 import json
 import logging
 import uuid
+import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 import psycopg
 
+from progressbench.kit.context import ServiceContext
+from progressbench.kit.executor import JobPool
 from progressbench.kit.store import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,14 @@ class Subscription:
         return woken
 
 
+class ChangeWatcher(Protocol):
+    """Told of every job's change, and of every stretch in which changes may have been missed."""
+
+    def changed(self, job_id: uuid.UUID) -> None: ...
+
+    def missed(self) -> None: ...
+
+
 class NotifyHub:
     def __init__(self, database_url: str, shutdown: asyncio.Event, retry_s: float = 0.5) -> None:
         self._url = database_url
@@ -55,6 +72,7 @@ class NotifyHub:
         self._retry_s = retry_s
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._watchers: list[ChangeWatcher] = []
         self.ready = asyncio.Event()
         self.notifications = 0
 
@@ -76,9 +94,18 @@ class NotifyHub:
                 if not subs:
                     del self._subs[job_id]
 
+    def watch_all(self, watcher: ChangeWatcher) -> None:
+        """Tell ``watcher`` of every change from now on (and start listening)."""
+        self._watchers.append(watcher)
+        self._ensure_running()
+
+    def start(self) -> None:
+        """Listen now rather than at the first subscriber (a cache needs the feed before it trusts)."""
+        self._ensure_running()
+
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="sse-notify-hub")
+            self._task = asyncio.create_task(self._run(), name="job-notify-hub")
 
     def _dispatch(self, payload: str) -> None:
         try:
@@ -88,10 +115,14 @@ class NotifyHub:
             log.warning("ignoring malformed %s payload %r", NOTIFY_CHANNEL, payload[:80])
             return
         self.notifications += 1
+        for watcher in self._watchers:
+            watcher.changed(job_id)
         for sub in self._subs.get(job_id, ()):
             sub.wake()
 
     def _wake_all(self) -> None:
+        for watcher in self._watchers:
+            watcher.missed()
         for subs in self._subs.values():
             for sub in subs:
                 sub.wake()
@@ -130,3 +161,15 @@ class NotifyHub:
                 self._dispatch(nxt.result().payload)
         finally:
             await conn.close()
+
+
+_HUBS: weakref.WeakKeyDictionary[JobPool, NotifyHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(ctx: ServiceContext) -> NotifyHub:
+    """The one listener of this service process (keyed by its job pool, which lives as long)."""
+    hub = _HUBS.get(ctx.jobs)
+    if hub is None:
+        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown)
+        _HUBS[ctx.jobs] = hub
+    return hub
