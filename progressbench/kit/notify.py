@@ -20,28 +20,78 @@ which may answer from memory only while nothing can have been missed.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import logging
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 import psycopg
 
 from progressbench.kit.context import ServiceContext
 from progressbench.kit.executor import JobPool
-from progressbench.kit.store import NOTIFY_CHANNEL
+from progressbench.kit.store import NOTIFY_CHANNEL, EventRow
 
 log = logging.getLogger(__name__)
 
 
-class Subscription:
-    """A stream's wake-up flag for one job."""
+Reader = Callable[[uuid.UUID, int], Awaitable[list[EventRow]]]
 
-    def __init__(self, job_id: uuid.UUID) -> None:
+
+class JobFeed:
+    """One job's events as read for every stream of it in this process: one store read per change.
+
+    A thousand streams on a hundred jobs each woken by a notification used
+    to read the store a thousand times; now the first stream to ask reads
+    the events after the last one the feed holds, and the others take theirs
+    from memory. Freshness is by ticket: a stream takes a :meth:`ticket`
+    when it learns it must look (woken, or its fallback timer) and needs a
+    read that *began* after it; any stream's read satisfies every ticket
+    older than it. Reads run one at a time (a lock), so a read that began is
+    finished when the next caller looks. A stream behind the feed's window
+    (a replay from an old ``Last-Event-ID``) reads from its cursor, which
+    widens the window for everyone.
+    """
+
+    def __init__(self, job_id: uuid.UUID, read: Reader) -> None:
         self.job_id = job_id
+        self._read = read
+        self._lock = asyncio.Lock()
+        self._base: int | None = None  # the window holds every event after this seq, as of the last read
+        self._rows: list[EventRow] = []
+        self._started = 0  # reads begun
+        self.reads = 0
+
+    def ticket(self) -> int:
+        return self._started
+
+    async def after(self, cursor: int, ticket: int) -> list[EventRow]:
+        """The job's events after ``cursor``, from a read that began after ``ticket`` was taken."""
+        async with self._lock:
+            behind = self._base is None or cursor < self._base
+            if behind or self._started <= ticket:
+                self._started += 1
+                start = cursor if behind else (self._rows[-1].seq if self._rows else self._base)
+                assert start is not None
+                rows = await self._read(self.job_id, start)
+                self.reads += 1
+                if behind:
+                    self._base, self._rows = start, rows
+                else:
+                    self._rows.extend(rows)
+            at = bisect.bisect_right([r.seq for r in self._rows], cursor)
+            return self._rows[at:]
+
+
+class Subscription:
+    """A stream's wake-up flag for one job, and the job's shared feed."""
+
+    def __init__(self, job_id: uuid.UUID, feed: JobFeed | None = None) -> None:
+        self.job_id = job_id
+        self.feed = feed
         self._event = asyncio.Event()
 
     def wake(self) -> None:
@@ -66,8 +116,12 @@ class ChangeWatcher(Protocol):
 
 
 class NotifyHub:
-    def __init__(self, database_url: str, shutdown: asyncio.Event, retry_s: float = 0.5) -> None:
+    def __init__(
+        self, database_url: str, shutdown: asyncio.Event, retry_s: float = 0.5, read: Reader | None = None
+    ) -> None:
         self._url = database_url
+        self._read = read
+        self._feeds: dict[uuid.UUID, JobFeed] = {}
         self._shutdown = shutdown
         self._retry_s = retry_s
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
@@ -83,7 +137,10 @@ class NotifyHub:
     @contextlib.contextmanager
     def subscribe(self, job_id: uuid.UUID) -> Iterator[Subscription]:
         self._ensure_running()
-        sub = Subscription(job_id)
+        feed = None
+        if self._read is not None:
+            feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, JobFeed(job_id, self._read))
+        sub = Subscription(job_id, feed)
         self._subs.setdefault(job_id, set()).add(sub)
         try:
             yield sub
@@ -93,6 +150,7 @@ class NotifyHub:
                 subs.discard(sub)
                 if not subs:
                     del self._subs[job_id]
+                    self._feeds.pop(job_id, None)
 
     def watch_all(self, watcher: ChangeWatcher) -> None:
         """Tell ``watcher`` of every change from now on (and start listening)."""
@@ -170,6 +228,6 @@ def hub_for(ctx: ServiceContext) -> NotifyHub:
     """The one listener of this service process (keyed by its job pool, which lives as long)."""
     hub = _HUBS.get(ctx.jobs)
     if hub is None:
-        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown)
+        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown, read=ctx.store.events_after)
         _HUBS[ctx.jobs] = hub
     return hub

@@ -72,9 +72,16 @@ async def tail(
     loop = asyncio.get_running_loop()
     cursor = after
     counter = ctx.meters.messages.labels(ctx.meters.service, transport)
+    feed = sub.feed
+    ticket = feed.ticket() if feed is not None else 0
     while True:
         stopping = stop()
-        rows = await ctx.store.events_after(sub.job_id, cursor)
+        if feed is not None:
+            if stopping:  # the last look must be a read that began after the producer was gone
+                ticket = feed.ticket()
+            rows = await feed.after(cursor, ticket)
+        else:
+            rows = await ctx.store.events_after(sub.job_id, cursor)
         for row in rows:
             cursor = row.seq
             counter.inc()
@@ -89,3 +96,4 @@ async def tail(
         if left <= 0:
             return
         await sub.wait(min(left, fallback_s))
+        ticket = feed.ticket() if feed is not None else 0  # woken or timed out: look again at the store
