@@ -48,6 +48,8 @@ TEXT = "text/plain; charset=utf-8"
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Toxiproxy registers ``/metrics`` with no method restriction.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 def _json(body: str | bytes, status: int = 200) -> Response:
@@ -133,7 +135,7 @@ class ToxiproxyApi:
         for route in routes:
             route.methods.discard("HEAD")  # type: ignore[union-attr]  # gorilla/mux adds no HEAD
         if self.metrics is not None:
-            routes.append(Route("/metrics", e(self.metrics_text)))  # any method, as in Toxiproxy
+            routes.append(Route("/metrics", e(self.metrics_text), methods=ANY_METHOD))
         app = Starlette(
             routes=routes,
             middleware=[Middleware(CleanPaths)],
