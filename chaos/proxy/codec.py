@@ -7,8 +7,10 @@ the first JSON value of a body is read, object keys match
 case-insensitively, ``null`` leaves a field at its default, unknown keys
 are ignored, and a wrong type is a 400 whose text names the Go field
 (``json: cannot unmarshal string into Go struct field
-LatencyToxic.attributes.latency of type int64``). Syntax-error texts are
-close to Go's but not identical.
+LatencyToxic.attributes.latency of type int64``), the first one in
+document order. Syntax errors are found by a scanner that follows Go's, so
+their texts are Go's (checked against a real Toxiproxy 2.12.0 built with
+Go 1.19).
 
 Encoding writes the exact key order and number format of Toxiproxy's
 output (compact JSON, ``toxicity`` as a float32 printed like Go:
