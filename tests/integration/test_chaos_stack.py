@@ -14,7 +14,7 @@ from progressbench.core.errors import UnsupportedToxic
 from tests.helpers import wait_for
 from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
 from tests.integration.chaos.toxiproxy_process import (
-    MISSING,
+    missing_reason,
     start_toxiproxy,
     stop_toxiproxy,
     toxiproxy_binary,
@@ -91,7 +91,7 @@ def test_runs_can_drive_a_real_toxiproxy(tmp_path: Path, database_url: str) -> N
     """The same against a real Toxiproxy 2.12, which refuses the mobile toxics up front."""
     binary = toxiproxy_binary()
     if binary is None:
-        pytest.skip(MISSING)
+        pytest.skip(missing_reason())
     proc, url = start_toxiproxy(binary, log_path=tmp_path / "toxiproxy.log")
     try:
         control = ProxyControl(url)

@@ -20,7 +20,7 @@ from tests.helpers import UNIT
 from tests.integration.chaos.proxy_harness import Clients, Servers
 from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
 from tests.integration.chaos.toxiproxy_process import (
-    MISSING,
+    missing_reason,
     start_toxiproxy,
     stop_toxiproxy,
     toxiproxy_binary,
@@ -46,7 +46,7 @@ def toxiproxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real ``toxiproxy-server`` shared by the session; skips when there is none."""
     binary = toxiproxy_binary()
     if binary is None:
-        pytest.skip(MISSING)
+        pytest.skip(missing_reason())
     log_path = tmp_path_factory.mktemp("toxiproxy") / "toxiproxy.log"
     process, url = start_toxiproxy(binary, "-proxy-metrics", log_path=log_path)
     try:

@@ -38,7 +38,7 @@ from tests.integration.chaos.proxy_harness import (
 )
 from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
 from tests.integration.chaos.toxiproxy_process import (
-    MISSING,
+    missing_reason,
     start_toxiproxy,
     stop_toxiproxy,
     toxiproxy_binary,
@@ -281,7 +281,7 @@ def test_metrics_exist_only_when_switched_on(
     else:
         binary = toxiproxy_binary()
         if binary is None:
-            pytest.skip(MISSING)
+            pytest.skip(missing_reason())
         process, url = start_toxiproxy(
             binary, *(f"-{flag}-metrics" for flag in flags), log_path=tmp_path / "log"
         )

@@ -28,6 +28,14 @@ MISSING = (
 )
 
 
+def missing_reason() -> str:
+    """Why there is no binary to run, for a skip message."""
+    configured = os.environ.get(TOXIPROXY_BIN_ENV)
+    if configured:
+        return f"{TOXIPROXY_BIN_ENV}={configured} is not an executable file; {MISSING}"
+    return MISSING
+
+
 def toxiproxy_binary() -> str | None:
     """The configured or installed ``toxiproxy-server``; None if there is none (or it is not runnable)."""
     configured = os.environ.get(TOXIPROXY_BIN_ENV)
