@@ -74,7 +74,7 @@ def phone_requests(row: SessionRow, events: Sequence[EventRow]) -> list[PhoneReq
             PhoneRequest(
                 "STALL",
                 f"{t} silent stall",
-                row.longest_silence_ms,
+                row.longest_silence_ms_raw,
                 "no event and no error while the job ran",
             )
         )
