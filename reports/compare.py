@@ -26,6 +26,7 @@ from typing import Literal
 
 import pandas as pd
 from progressbench.reports.significance import (
+    MIN_SESSIONS,
     Interval,
     bootstrap_mean,
     bootstrap_percentile,
@@ -316,7 +317,12 @@ def _move(metric: Metric, base: CellData, new: CellData) -> Move | None:
     if math.isclose(n_val, b_val, rel_tol=1e-9, abs_tol=1e-12):
         return Move(metric, b_val, n_val, b_int, n_int, "no change")
     if b_int is None or n_int is None:
-        note = "no interval: " + ("a single measurement" if metric.unit == "usd" else "raw rows missing")
+        if metric.unit == "usd":
+            note = "no interval: a single measurement"
+        elif base.sessions.empty or new.sessions.empty:
+            note = "no interval: raw rows missing"
+        else:
+            note = f"no interval: fewer than {MIN_SESSIONS} sessions"
         return Move(metric, b_val, n_val, b_int, n_int, "not tested", note)
     if significant(b_int, n_int):
         return Move(metric, b_val, n_val, b_int, n_int, "better" if good else "worse")
@@ -426,8 +432,9 @@ RULE_TEXT = (
     "A change is called better or worse only when it is outside the noise: ratios over sessions "
     "(terminal, silent stalls, progress going back) get a Wilson 95 % interval; the delivery ratio, "
     "per-session counts and percentiles get a 95 % bootstrap interval that resamples sessions "
-    f"(a session's events are not independent); a change is significant when the two runs' intervals "
-    f"do not overlap. Foreign events must be 0: any is a regression. Cost has no interval (one "
+    f"(a session's events are not independent), given at least {MIN_SESSIONS} sessions; a change is "
+    "significant when the two runs' intervals do not overlap. Foreign events must be 0: any is a "
+    "regression. Cost has no interval (one "
     f"measurement of the meters); cells with fewer than {SMALL_SAMPLE} sessions in either run are "
     "marked as small samples. Durations are real-time equivalents."
 )

@@ -16,6 +16,8 @@ one question per metric, and the rule is deliberately simple:
   cluster bootstrap): the events of one session are not independent draws —
   a dropped stream loses a run of them — so resampling events one by one
   would make the interval far too narrow;
+- with fewer than :data:`MIN_SESSIONS` sessions there is no bootstrap interval
+  (nothing is called significant from a handful of sessions);
 - a change is **significant when the two intervals do not overlap**. This is
   conservative (two 95 % intervals can overlap while the difference is
   significant at 5 %), which is the right side to err on for a CI gate.
@@ -69,6 +71,9 @@ def wilson(successes: int, trials: int, z: float = Z95) -> Interval | None:
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), "wilson", trials)
 
 
+#: Fewer sessions than this: no bootstrap interval (with a handful of sessions the resamples
+#: cannot show how much another handful would differ, and the interval comes out far too narrow).
+MIN_SESSIONS = 10
 #: Values per batch of resamples held at once (resamples × values), to bound memory on big cells.
 _BATCH_CELLS = 4_000_000
 
@@ -93,10 +98,12 @@ def bootstrap_percentile(
 ) -> Interval | None:
     """The ``q``-th percentile of the pooled values, resampling clusters (sessions) with replacement.
 
-    The estimate is the linear-interpolated percentile (as the summary computes it); each resample
-    takes the pooled values' inverse CDF weighted by how often their session was drawn, which is the
-    same resample without copying values.
+    Linear interpolation, as the summary computes percentiles. A resample is represented by how
+    often each session was drawn: its pooled values are the sorted values each repeated by that
+    count, and the percentile is read off the cumulative counts without copying any value.
     """
+    if len(clusters) < MIN_SESSIONS:
+        return None
     sizes = np.array([len(c) for c in clusters], dtype=np.int64)
     total = int(sizes.sum())
     if total == 0:
@@ -109,17 +116,21 @@ def bootstrap_percentile(
     stats = np.empty(resamples)
     step = max(1, _BATCH_CELLS // total)
     for start in range(0, resamples, step):
-        weights = np.cumsum(counts[start : start + step][:, owner], axis=1)
-        target = weights[:, -1:] * (q / 100.0)
-        pos = np.minimum((weights < target).sum(axis=1), total - 1)
-        stats[start : start + step] = np.where(weights[:, -1] > 0, ordered[pos], np.nan)
+        cumulative = np.cumsum(counts[start : start + step][:, owner], axis=1)
+        n = cumulative[:, -1]
+        pos = (n - 1) * q / 100.0
+        low, high = np.floor(pos), np.ceil(pos)
+        # the value at index k of the repeated array: the first sorted value whose cumulative count > k
+        at_low = ordered[np.minimum((cumulative <= low[:, None]).sum(axis=1), total - 1)]
+        at_high = ordered[np.minimum((cumulative <= high[:, None]).sum(axis=1), total - 1)]
+        stats[start : start + step] = np.where(n > 0, at_low + (at_high - at_low) * (pos - low), np.nan)
     return _interval(float(np.percentile(flat, q)), stats, len(clusters))
 
 
 def bootstrap_mean(values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED) -> Interval | None:
     """The mean of one value per session (e.g. lost events per session), resampling sessions."""
     data = np.asarray(values, dtype=float)
-    if not len(data):
+    if len(data) < MIN_SESSIONS:
         return None
     counts = _counts(len(data), resamples, seed)
     return _interval(float(data.mean()), counts @ data / len(data), len(data))
@@ -130,7 +141,7 @@ def bootstrap_ratio(
 ) -> Interval | None:
     """Sum of numerators over sum of denominators, one pair per session (events received / expected)."""
     num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
-    if not len(num) or not den.sum():
+    if len(num) < MIN_SESSIONS or not den.sum():
         return None
     counts = _counts(len(num), resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):

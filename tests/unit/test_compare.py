@@ -101,6 +101,8 @@ def test_the_bootstrap_resamples_sessions_so_one_bad_session_is_not_many_events(
     assert by_session is not None and by_event is not None
     assert by_session.high - by_session.low > by_event.high - by_event.low
     assert bootstrap_percentile(clustered, 95) == by_session  # seeded: the same report twice
+    assert by_session.low <= by_session.value <= by_session.high
+    assert bootstrap_percentile(clustered[:9], 95) is None  # nine sessions: too few to say anything
 
 
 def test_non_overlapping_intervals_are_significant_and_overlapping_ones_are_not() -> None:
