@@ -58,7 +58,7 @@ async def _requests(record: SessionRecord) -> list[dict[str, Any]]:
         log.warning("session %s not scored for Locust's statistics: %s", record.session_id, exc)
         return []
     row, events = account(record, truths)
-    return [r.as_dict() for r in phone_requests(row, events)]
+    return [r.as_dict() for r in phone_requests(row, events, record.observations)]
 
 
 async def _serve() -> None:

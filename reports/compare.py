@@ -444,7 +444,11 @@ def headline(comparison: Comparison) -> str:
     n = len(comparison.cells)
     parts = [f"{comparison.count(s)} {s}" for s in ("regressed", "mixed", "improved", "unchanged")]
     parts += [f"{comparison.count(s)} {s}" for s in ("only in base", "only in new") if comparison.count(s)]
-    return f"{n} cells compared: " + ", ".join(parts) + " (unchanged: every difference within the noise)."
+    return (
+        f"{n} cell{'' if n == 1 else 's'} compared: "
+        + ", ".join(parts)
+        + " (unchanged: every difference within the noise)."
+    )
 
 
 def _run_line(run: RunData) -> str:

@@ -13,12 +13,15 @@ request type    name                             response time                  
 ``EVENT``       ``<transport> foreign``          commit → phone latency (0: unknown)  yes
 ``LOST``        ``<transport> lost event``       0                                   yes
 ``STALL``       ``<transport> silent stall``     the longest silence                 yes
-``RESUME``      ``<transport> resume``           network back → first news           no
+``RESUME``      ``<transport> resume``           disconnect → next event received     no
 ``RESUME``      ``<transport> silent gap``       0                                   yes
 ``DISCONNECT``  ``<transport> disconnect``       0                                   no
 ==============  ===============================  ==================================  ========
 
-Every event is received once per entry (repeats on the wire are not new
+A resume's time here is what the phone itself can tell: from noticing the
+drop to the next event it received (our report's ``resume_ms`` starts at the
+end of the fault window, which only the harness knows). Every event is
+received once per entry (repeats on the wire are not new
 events); a lost event is one the store committed for the phone's job and
 the phone never received (``lost`` of RESULTS.md). The scoring is the
 ledger's, against the store's ground truth, so an entry exists only once
@@ -36,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from progressbench.core.events import Observation
 from progressbench.core.ledger import EventRow, SessionRow
 
 
@@ -51,8 +55,23 @@ class PhoneRequest:
         return asdict(self)
 
 
-def phone_requests(row: SessionRow, events: Sequence[EventRow]) -> list[PhoneRequest]:
-    """The entries of one scored session (see the module's table)."""
+def outage_ms(observations: Sequence[Observation]) -> list[float]:
+    """For each drop the phone noticed, milliseconds until the next event it received (if any)."""
+    ordered = sorted(observations, key=lambda o: o.mono_ns)
+    times: list[float] = []
+    for i, o in enumerate(ordered):
+        if o.type != "disconnected":
+            continue
+        following = (n for n in ordered[i + 1 :] if n.type == "progress")
+        if (news := next(following, None)) is not None:
+            times.append((news.mono_ns - o.mono_ns) / 1e6)
+    return times
+
+
+def phone_requests(
+    row: SessionRow, events: Sequence[EventRow], observations: Sequence[Observation] = ()
+) -> list[PhoneRequest]:
+    """The entries of one scored session (see the module's table); ``observations`` time the resumes."""
     t = row.transport
     out: list[PhoneRequest] = []
     for e in events:
@@ -78,7 +97,7 @@ def phone_requests(row: SessionRow, events: Sequence[EventRow]) -> list[PhoneReq
                 "no event and no error while the job ran",
             )
         )
-    out += [PhoneRequest("RESUME", f"{t} resume", ms) for ms in row.resume_ms_raw]
+    out += [PhoneRequest("RESUME", f"{t} resume", ms) for ms in outage_ms(observations)]
     out += [
         PhoneRequest("RESUME", f"{t} silent gap", 0.0, "a reconnect lost events without a signal")
         for _ in range(row.resume_silent_gap)

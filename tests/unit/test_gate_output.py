@@ -10,6 +10,7 @@ from progressbench.reports.gate_output import junit_xml, summary_markdown
 from progressbench.reports.related import related_files, with_related
 
 from progressbench.app.phone_stats import phone_requests
+from progressbench.core.events import Observation
 from progressbench.core.ledger import EventRow, SessionRow
 
 VERDICTS = [
@@ -98,7 +99,6 @@ def test_a_session_becomes_locust_requests_and_failures() -> None:
         lost=2,
         silent_stall=True,
         longest_silence_ms_raw=9000.0,
-        resume_ms_raw=(800.0,),
         resume_silent_gap=1,
         disconnects=3,
     )
@@ -108,7 +108,14 @@ def test_a_session_becomes_locust_requests_and_failures() -> None:
         _event(16, "done", 40.0),
         _event(3, "step", None, foreign=True, job_id="other"),
     ]
-    entries = phone_requests(row, events)
+    seen = [
+        Observation(type="progress", wall_ns=0, mono_ns=0, seq=1),
+        Observation(type="disconnected", wall_ns=0, mono_ns=1_000_000_000),
+        Observation(type="reconnected", wall_ns=0, mono_ns=1_500_000_000),
+        Observation(type="progress", wall_ns=0, mono_ns=1_800_000_000, seq=2),
+        Observation(type="disconnected", wall_ns=0, mono_ns=2_000_000_000),  # nothing after it: no sample
+    ]
+    entries = phone_requests(row, events, seen)
     by_name: dict[str, list[tuple[float, bool]]] = {}
     for e in entries:
         by_name.setdefault(f"{e.request_type} {e.name}", []).append((e.response_time, e.error is not None))
