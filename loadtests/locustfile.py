@@ -98,6 +98,7 @@ BRIDGE_READY = Event()
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
+    _state["environment"] = environment
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
@@ -148,9 +149,11 @@ def save_stats(environment: Environment, *, with_csv: bool) -> list[Path]:
 
 
 @events.quit.add_listener
-def _on_web_ui_quit(environment: Environment, **_kw: Any) -> None:
+def _on_web_ui_quit(**_kw: Any) -> None:
     """Locust's own main (the web UI) fires ``quit`` as it shuts down; the headless driver does not."""
-    save_stats(environment, with_csv=False)
+    environment = _state.get("environment")
+    if environment is not None:
+        save_stats(environment, with_csv=False)
 
 
 @events.quitting.add_listener

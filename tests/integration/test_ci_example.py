@@ -24,6 +24,9 @@ import yaml
 
 from tests.helpers import run_process
 
+#: One small run on a shared 2-core machine takes minutes; the module's tests share it.
+pytestmark = pytest.mark.timeout(900)
+
 WORKFLOW = Path(__file__).resolve().parents[2] / "examples" / "ci" / "progressbench.yml"
 INSTALL = "Install progressbench"
 EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
