@@ -11,7 +11,10 @@ a change is significant when the intervals do not overlap). A metric whose
 raw rows are missing (a bare ``summary.json`` as the base) is shown with its
 change but *not tested*; nothing is called a regression without evidence.
 Foreign events are the one exception: the contract says they must be 0, so
-any rise from 0 is a regression whatever the sample.
+any rise from 0 is a regression whatever the sample. Durations of a cell that
+was saturated in either run (``saturated``: it measured the machine's
+capacity) are not tested: an interval holds the spread between sessions, not
+how loaded the machine was in each run.
 
 Pure: frames and summaries in, text out. Reading folders is the app's.
 """
@@ -316,6 +319,10 @@ def _move(metric: Metric, base: CellData, new: CellData) -> Move | None:
         return Move(metric, b_val, n_val, None, None, "no change" if n_val == b_val else "not tested")
     if math.isclose(n_val, b_val, rel_tol=1e-9, abs_tol=1e-12):
         return Move(metric, b_val, n_val, b_int, n_int, "no change")
+    if metric.unit in ("ms", "s") and (base.summary.saturated or new.summary.saturated):
+        # the intervals hold the sessions' spread, not how loaded the machine was in each run
+        note = "a run of this cell was saturated: its durations measured the machine"
+        return Move(metric, b_val, n_val, b_int, n_int, "not tested", note)
     if b_int is None or n_int is None:
         if metric.unit == "usd":
             note = "no interval: a single measurement"
@@ -434,7 +441,8 @@ RULE_TEXT = (
     "per-session counts and percentiles get a 95 % bootstrap interval that resamples sessions "
     f"(a session's events are not independent), given at least {MIN_SESSIONS} sessions; a change is "
     "significant when the two runs' intervals do not overlap. Foreign events must be 0: any is a "
-    "regression. Cost has no interval (one "
+    "regression. Durations of a cell saturated in either run (it measured the machine) are not "
+    "tested. Cost has no interval (one "
     f"measurement of the meters); cells with fewer than {SMALL_SAMPLE} sessions in either run are "
     "marked as small samples. Durations are real-time equivalents."
 )

@@ -12,8 +12,11 @@ the artifact's files, and Locust's own statistics of the phones.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -191,3 +194,39 @@ def test_a_saved_baseline_is_compared_and_gated_by_the_same_step(
     xml = junitparser.JUnitXml.fromfile(str(cwd / "results" / "junit.xml"))
     [suite] = list(xml)
     assert any("baseline" in case.name for case in suite) and suite.failures == 0
+
+
+def test_a_regression_fails_the_gate_in_junit_and_shows_in_the_comparison(
+    exit_codes: dict[str, int], workspace: tuple[Path, dict[str, str]]
+) -> None:
+    """A copy of the run with one foreign event: check exits 1 with a JUnit failure that says what and
+    why; `compare` and `report --baseline` call the cell regressed and link the comparison."""
+    assert exit_codes.get("Run the cell") == 0
+    cwd, env = workspace
+    bad = cwd / "bad"
+    shutil.copytree(cwd / "results", bad)
+    summary = json.loads((bad / "summary.json").read_text())
+    summary["cells"][0]["foreign_events"] = 1
+    (bad / "summary.json").write_text(json.dumps(summary))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run_process([sys.executable, "-m", "progressbench", *args], 120, cwd=cwd, env=env)
+
+    gate = cli("check", "bad", "--junit", "bad/junit.xml", "--summary-md", "bad/summary.md")
+    assert gate.returncode == 1 and "Traceback" not in gate.stderr
+    [suite] = list(junitparser.JUnitXml.fromfile(str(bad / "junit.xml")))
+    [failed] = [c for c in suite if not c.is_passed and not c.is_skipped]
+    assert (failed.classname, failed.name) == ("sse × handoff", "foreign_events == 0")
+    [failure] = failed.result
+    assert "measured 1" in (failure.message or "") and "nobody may see another user's job" in (
+        failure.text or ""
+    )
+    assert (bad / "summary.md").read_text().startswith("### ❌ progressbench gate: 1 of")
+
+    compared = cli("compare", "results", "bad")
+    assert compared.returncode == 0 and "1 regressed" in compared.stdout
+    assert "foreign events 0 → 1" in compared.stdout
+    rendered = cli("report", "bad", "--baseline", "results")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "worse" in (bad / "compare.html").read_text()
+    assert '<a href="compare.html">' in (bad / "report.html").read_text()

@@ -149,6 +149,19 @@ def test_latency_that_tripled_is_worse_and_a_small_shift_is_within_noise() -> No
     assert {m.metric.name: m.direction for m in nudged.cells[0].moves}["latency p50"] == "within noise"
 
 
+def test_durations_of_a_saturated_cell_are_not_tested() -> None:
+    """A run that measured the machine's capacity cannot show a latency regression; its ratios still count."""
+    frames = _sessions("sse", "clean", 30)
+    base = _run(
+        [make_cell("sse", "clean", sessions=30, terminal_ratio=1.0)], frames, _events(frames, 100), "b"
+    )
+    busy = make_cell("sse", "clean", sessions=30, terminal_ratio=0.5, saturated=True)
+    comparison = compare_runs(base, _run([busy], frames, _events(frames, 300), "n"))
+    by_name = {m.metric.name: m for m in comparison.cells[0].moves}
+    assert by_name["latency p50"].direction == "not tested" and "saturated" in by_name["latency p50"].note
+    assert by_name["terminal ratio"].direction == "worse"
+
+
 def test_without_raw_rows_a_change_is_shown_but_not_tested() -> None:
     """A bare summary.json as the base: the values and the change appear, no verdict is invented."""
     empty = pd.DataFrame()
