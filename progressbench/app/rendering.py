@@ -20,6 +20,7 @@ def render_run(
     from progressbench.reports.render import render_reports
 
     render_reports(out, summary, sessions, events)
+    link_related(out)
 
 
 def render_folder(folder: Path) -> None:
@@ -30,3 +31,19 @@ def render_folder(folder: Path) -> None:
     events = load_events(folder)
     (folder / "report.md").write_text(markdown(summary))
     (folder / "report.html").write_text(html_report(summary, events))
+    link_related(folder)
+
+
+def link_related(folder: Path) -> None:
+    """Link the folder's other reports (a comparison, Locust's own statistics) from report.md/html.
+
+    The section is added at the end of the rendered files (before ``</body>``),
+    so the report's own layout stays where it is drawn.
+    """
+    from progressbench.reports.related import related_files, with_related
+
+    files = related_files(folder)
+    for name in ("report.md", "report.html"):
+        path = folder / name
+        if files and path.is_file():
+            path.write_text(with_related(path.read_text(), files, html=name.endswith(".html")))
