@@ -133,7 +133,26 @@ class ServiceContext:
             raw = tokens.bearer(request.headers.get("authorization"))
         except tokens.TokenRejected as exc:
             raise HTTPException(exc.status, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
-        owner, only = self._reader(raw)
+        return await self.job_readable_with(raw, raw_id)
+
+    async def job_readable_with(self, raw: str, raw_id: str, *, job_token_only: bool = False) -> JobRow:
+        """The job at ``raw_id`` if the token ``raw`` (from wherever the route took it) may read it.
+
+        Same rules as :meth:`readable_job`; ``job_token_only`` refuses a user's
+        access token (401), for credentials that travel in a URL, where an
+        access token would leak the whole account into logs and history.
+        """
+        only: uuid.UUID | None
+        if job_token_only:
+            try:
+                grant = tokens.decode(self.secret, raw)
+            except tokens.TokenRejected as exc:
+                raise HTTPException(
+                    401, f"query token: {exc.reason} (it must be the job's read token)"
+                ) from None
+            owner, only = grant.owner, grant.job_id
+        else:
+            owner, only = self._reader(raw)
         job_id = parse_job_id(raw_id)
         if job_id is None or (only is not None and only != job_id):
             raise HTTPException(404, "job not found")
