@@ -1,10 +1,14 @@
 """``sse-naive`` and ``sse``: the same event stream, owned by the request or by the DB."""
 
+from collections.abc import Mapping
+
+from progressbench.transports.sse import browser
+from progressbench.transports.sse.browser import BrowserSseWatcher
 from progressbench.transports.sse.client import TIMERS, NaiveSseWatcher, ResumableSseWatcher
 from progressbench.transports.sse.naive import TIMERS as NAIVE_TIMERS
 from progressbench.transports.sse.naive import NaiveSseServer
 from progressbench.transports.sse.server import ResumableSseServer
-from progressbench.transports.types import Billed, Mode, Transport
+from progressbench.transports.types import Billed, ClientSettings, Mode, Transport, Watcher
 
 #: Seed 000: a Next.js route on Vercel relays the stream of a Cloud Run worker that runs the job
 #: inside the request: the route is a Vercel function held for the whole stream, the worker a
@@ -24,6 +28,21 @@ RESUMABLE_BILLING = (
     ),
 )
 
+
+def resumable_client(settings: ClientSettings) -> Watcher:
+    """``sse`` phones run the Python watcher; of ``sse:browser`` the first ``browser_phones`` are pages."""
+    if settings.variant == "browser" and browser.is_browser_phone(settings):
+        return BrowserSseWatcher(settings)
+    return ResumableSseWatcher(settings)
+
+
+def resumable_needs(variant: str | None, options: Mapping[str, str]) -> str | None:
+    """``sse:browser`` with any browser phone needs Chromium and playwright on this machine."""
+    if variant != "browser" or options.get("browser_phones", "") == "0":
+        return None
+    return browser.missing()
+
+
 NAIVE = Transport(
     name="sse-naive",
     server=NaiveSseServer(),
@@ -39,9 +58,10 @@ NAIVE = Transport(
 RESUMABLE = Transport(
     name="sse",
     server=ResumableSseServer(),
-    client=ResumableSseWatcher,
+    client=resumable_client,
     package=__name__,
     variants=frozenset({"browser"}),
+    needs=resumable_needs,
     summary="worker runs the job; the stream tails job_events with Last-Event-ID replay",
     lease_watchdog=True,
     billing={"": RESUMABLE_BILLING},
@@ -51,6 +71,7 @@ RESUMABLE = Transport(
 __all__ = [
     "NAIVE",
     "RESUMABLE",
+    "BrowserSseWatcher",
     "NaiveSseServer",
     "NaiveSseWatcher",
     "ResumableSseServer",
