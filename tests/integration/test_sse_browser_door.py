@@ -9,6 +9,8 @@ answers a page of an allowed origin — and only such a page — receives.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
+from progressbench.transports.sse.wire import Message, SSEParser
 
 from progressbench.app.supervisor import Stack
 from progressbench.core import identity
-from progressbench.transports.sse.wire import Message, SSEParser
-from tests.helpers import UNIT
+from tests.helpers import UNIT, run_process
 from tests.integration.api_client import auth, sign_in
 from tests.integration.conftest import running_stack
 
@@ -197,3 +199,18 @@ def test_without_configured_origins_there_is_no_cors(tmp_path: Path, database_ur
         )
     assert answer.status_code == 405
     assert "access-control-allow-origin" not in answer.headers
+
+
+def test_the_cli_says_what_is_missing_for_browser_phones(tmp_path: Path) -> None:
+    """With no Chromium on PATH, ``run --transports sse:browser`` stops before anything starts with
+    one line naming Chromium and how to install it (exit 2, no traceback, no results)."""
+    out = tmp_path / "results"
+    env = {**os.environ, "PATH": str(tmp_path)}
+    done = run_process(
+        [sys.executable, "-m", "progressbench", "run", "--transports", "sse:browser", "--out", str(out)],
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "sse:browser" in done.stderr and "apt-get install chromium" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -117,7 +117,7 @@ def missing() -> str | None:
     return (
         "browser phones (sse:browser) need "
         + " and ".join(lacks)
-        + "; the Playwright browser download is not used"
+        + "; the Playwright browser download is not used (--browser-phones 0 runs none)"
     )
 
 
