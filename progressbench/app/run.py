@@ -206,8 +206,8 @@ def client_options(config: RunConfig) -> dict[str, str]:
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
     options = client_options(config)
     for name in config.transports:
-        transport, variant = resolve(name)  # ConfigError before anything starts
-        if problem := transport.missing(variant, options):
+        entry, variant = resolve(name)  # ConfigError before anything starts
+        if problem := entry.missing(variant, options):
             raise ConfigError(f"--transports {name}: {problem}")
     book = load_prices(config.prices)  # a bad price file is a ConfigError before anything starts, too
     config = with_billing_timing(config, book)

@@ -14,16 +14,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from progressbench.transports import resolve
 from progressbench.transports.sse import browser
-from progressbench.transports.sse.browser import BrowserSseWatcher, phone_page
-from progressbench.transports.sse.client import ResumableSseWatcher
-from progressbench.transports.types import ClientSettings
+from progressbench.transports.sse.browser import phone_page
 
 from progressbench.app.session import run_session
 from progressbench.app.supervisor import Stack
 from progressbench.core import identity
-from progressbench.core.config import PHONE_PAGE_ORIGIN, JobShape, Timing
+from progressbench.core.config import PHONE_PAGE_ORIGIN, JobShape
 from tests.helpers import UNIT
 from tests.integration.api_client import auth, sign_in
 from tests.integration.conftest import running_stack
@@ -46,22 +43,6 @@ def page_stack(tmp_path_factory: pytest.TempPathFactory, module_database_url: st
         cors_origins=(PHONE_PAGE_ORIGIN,),
     ) as running:
         yield running
-
-
-def test_only_the_first_browser_phones_of_a_cell_are_pages() -> None:
-    """``browser_phones`` picks the pages by phone index; the rest (and the canary, which has no
-    index) run the Python watcher; plain ``sse`` never runs a page."""
-    transport, _ = resolve("sse:browser")
-
-    def client(variant: str | None, **options: str) -> object:
-        return transport.client(
-            ClientSettings(endpoints={}, timing=Timing(), variant=variant, options=options)
-        )
-
-    assert isinstance(client("browser", phone_index="1", browser_phones="2"), BrowserSseWatcher)
-    assert isinstance(client("browser", phone_index="2", browser_phones="2"), ResumableSseWatcher)
-    assert isinstance(client("browser", browser_phones="2"), ResumableSseWatcher)
-    assert isinstance(client(None, phone_index="0", browser_phones="2"), ResumableSseWatcher)
 
 
 async def test_a_browser_phone_resumes_across_a_cut_with_last_event_id(page_stack: Stack) -> None:

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 from progressbench.transports import resolve
-from progressbench.transports.sse import browser
+from progressbench.transports.sse import ResumableClient, browser
 from progressbench.transports.sse.browser import PAGE_HTML, BrowserSseWatcher
+from progressbench.transports.sse.client import ResumableSseWatcher
+from progressbench.transports.types import ClientSettings
 
+from progressbench.core.config import Timing
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Connected, Disconnected, Progress, Reconnected, Resumed
 from progressbench.core.reconnect import LAST_EVENT_ID, Reconnector
@@ -78,3 +81,19 @@ def test_the_page_listens_to_every_event_kind_the_server_names() -> None:
     """Named SSE events reach only listeners of their name: the page must list each kind."""
     for kind in ("step", "done", "failed"):
         assert f'"{kind}"' in PAGE_HTML
+
+
+def test_only_the_first_browser_phones_of_a_cell_are_pages() -> None:
+    """``browser_phones`` picks the pages by phone index; the rest (and the canary, which has no
+    index) run the Python watcher; plain ``sse`` never runs a page."""
+    transport, _ = resolve("sse:browser")
+    assert transport.client is ResumableClient
+
+    def client(variant: str | None, **options: str) -> object:
+        settings = ClientSettings(endpoints={}, timing=Timing(), variant=variant, options=options)
+        return ResumableClient(settings).watcher
+
+    assert isinstance(client("browser", phone_index="1", browser_phones="2"), BrowserSseWatcher)
+    assert isinstance(client("browser", phone_index="2", browser_phones="2"), ResumableSseWatcher)
+    assert isinstance(client("browser", browser_phones="2"), ResumableSseWatcher)
+    assert isinstance(client(None, phone_index="0", browser_phones="2"), ResumableSseWatcher)
