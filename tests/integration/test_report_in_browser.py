@@ -37,9 +37,9 @@ IMAGES_JS = """async () => {
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> Path:
-    """A small real run (two cells, so the report has its comparisons and plots)."""
+    """A small real run of two cells (plots, tables and the cost section all have data)."""
     out = tmp_path_factory.mktemp("report-run")
-    args = ["run", "--transports", "polling,sse", "--profiles", "clean", "--users", "4"]
+    args = ["run", "--transports", "polling,sse", "--profiles", "clean", "--users", "2"]
     args += ["--jobs-per-user", "1", "--time-scale", "0.05", "--model-call", "0"]
     done = run_process(
         [
