@@ -31,6 +31,7 @@ from progressbench.core.billed import Billed, Mode
 from progressbench.core.contract import (
     ClientSettings,
     JobRequest,
+    Prepared,
     ProbeReport,
     ServiceSpec,
     Transport,
@@ -52,6 +53,7 @@ __all__ = [
     "Crons",
     "JobRequest",
     "Mode",
+    "Prepared",
     "ProbeReport",
     "ServiceSpec",
     "Transport",

@@ -62,5 +62,6 @@ class CellPlan(BaseModel):
             shape=self.shape,
             timing=self.timing,
             endpoints=self.cell_endpoints[cell],
-            options=self.options,
+            # which phone of the cell this is: a transport may run some phones differently
+            options={**self.options, "phone_index": str(user_index)},
         )

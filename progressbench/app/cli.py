@@ -92,6 +92,13 @@ def run(
             "until it returns (0: none)."
         ),
     ] = "30,90",
+    browser_phones: Annotated[
+        int,
+        typer.Option(
+            help="Phones of each sse:browser cell that are headless-Chromium pages (the rest run the "
+            "Python client)."
+        ),
+    ] = 4,
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
@@ -112,6 +119,7 @@ def run(
         job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
         timing={"time_scale": time_scale},
         prices=prices,
+        browser_phones=browser_phones,
     )
     from progressbench.app.progress_ui import RichRunView
     from progressbench.app.run import execute

@@ -109,7 +109,7 @@ def run_cell(
         timing=timing,
         cell_endpoints=stack.cell_endpoints(profile.cells),
         sessions_path=cell.sessions_path.resolve(),
-        options=config.client_options,
+        options=client_options(config),
         database_url=stack.database_url,
         locust_stats=(config.out / LOCUST_DIR / cell_name(cell.transport, profile.name)).resolve(),
     )
@@ -133,7 +133,7 @@ def run_cell(
         cell.transport,
         {role: url for role, url in stack.endpoints().items() if role in stack.client_roles},
         timing,
-        config.client_options,
+        client_options(config),
         stack.database_url,
         cell.started_wall_ns / 1e9,
         plan_job(JobSpec(shape=config.job, seed=config.seed, time_scale=timing.time_scale)).duration_s,
@@ -201,9 +201,17 @@ def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
     return targets
 
 
+def client_options(config: RunConfig) -> dict[str, str]:
+    """What every watcher of the run is told (``ClientSettings.options``)."""
+    return {**config.client_options, "browser_phones": str(config.browser_phones)}
+
+
 def execute(config: RunConfig, view: RunView) -> RunOutcome:
+    options = client_options(config)
     for name in config.transports:
-        resolve(name)  # ConfigError before anything starts
+        entry, variant = resolve(name)  # ConfigError before anything starts
+        if problem := entry.missing(variant, options):
+            raise ConfigError(f"--transports {name}: {problem}")
     book = load_prices(config.prices)  # a bad price file is a ConfigError before anything starts, too
     config = with_billing_timing(config, book)
     profiles: list[Profile] = [get_profile(p) for p in config.profiles]
@@ -231,6 +239,7 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         transports=config.transports,
         token_secret=config.token_secret,
         limits=Limits.for_load(config.users, config.jobs_per_user, config.spawn_rate),
+        cors_origins=config.cors_origins,
     )
     view.run_started(run_id, config)
     with Stack(settings) as stack:

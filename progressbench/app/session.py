@@ -23,7 +23,7 @@ from progressbench.core.events import TERMINAL, Observation, Progress, Resubmitt
 from progressbench.core.job import JobSpec, plan
 from progressbench.transports import resolve
 from progressbench.transports.http import sign_in_phone
-from progressbench.transports.types import ClientSettings, JobRequest
+from progressbench.transports.types import ClientSettings, JobRequest, Prepared
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,12 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
     started_wall, started_mono = time.time_ns(), time.monotonic_ns()
     deadline = spec.timing.scaled(spec.timing.session_deadline_s)
     stream = watcher.session(request)
+    app = contextlib.AsyncExitStack()
     try:
+        if isinstance(watcher, Prepared):  # the app's own start-up, before the user taps
+            async with asyncio.timeout(deadline):
+                await app.enter_async_context(watcher.prepared())
+            started_wall, started_mono = time.time_ns(), time.monotonic_ns()
         api = spec.endpoints.get("api")
         if api:  # the app signs in once, before its first job: not part of any job's time
             await sign_in_phone(api, spec.owner, spec.timing)
@@ -104,6 +109,8 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
     finally:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await stream.aclose()  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await app.aclose()
     return SessionRecord(
         session_id=uuid.uuid4().hex,
         transport=spec.transport,

@@ -66,6 +66,8 @@ class StackSettings:
     token_secret: str | None = field(default=None, repr=False)
     #: Body size and job-creation bounds of every service (``Limits.for_load`` for a run's own load).
     limits: Limits = field(default_factory=Limits)
+    #: Browser origins the API answers CORS for (``ServiceConfig.cors_origins``).
+    cors_origins: tuple[str, ...] = ()
 
 
 class Stack:
@@ -127,6 +129,7 @@ class Stack:
             timing=self.settings.timing,
             conditions=self.settings.conditions,
             limits=self.settings.limits,
+            cors_origins=self.settings.cors_origins,
         )
         modules = {spec.role: spec.module for spec in extra}
         for role, sock in sockets.items():

@@ -226,6 +226,15 @@ class Limits(Frozen):
         )
 
 
+#: A browser origin as the ``Origin`` header spells it: scheme, host, optional port, nothing else.
+Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+$", max_length=200)]
+#: Where the browser phones' page comes from. Chromium serves it from inside (a route the driver
+#: fulfils), so nothing listens there; the API must allow it as a CORS origin. Same site as the
+#: API on 127.0.0.1 (ports do not count for a site), another origin: like an app on
+#: ``app.example.com`` reading ``api.example.com``.
+PHONE_PAGE_ORIGIN = "http://127.0.0.1:4173"
+
+
 class ServiceConfig(Frozen):
     """What one service process needs; passed by the supervisor as JSON."""
 
@@ -246,6 +255,9 @@ class ServiceConfig(Frozen):
     timing: Timing = Timing()
     conditions: ServerConditions = ServerConditions()
     limits: Limits = Limits()
+    #: Origins whose pages may call the API from a browser (CORS, credentials allowed): an exact
+    #: ``scheme://host[:port]`` each. Empty: no CORS headers at all, and preflights are refused.
+    cors_origins: tuple[Origin, ...] = ()
 
 
 TransportName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(:[a-z0-9-]+)?$")]
@@ -282,6 +294,13 @@ class RunConfig(Frozen):
     timing: Timing = Timing()
     #: A price table (TOML, the format of ``reports/prices.toml``) instead of the packaged one.
     prices: Path | None = None
+    #: Browser origins the API answers CORS for (``ServiceConfig.cors_origins``); the default
+    #: lets the browser phones' page in.
+    cors_origins: tuple[Origin, ...] = (PHONE_PAGE_ORIGIN,)
+    #: Phones of each cell that a transport may run as real browser pages (``sse:browser``: headless
+    #: Chromium); the cell's other phones run its Python client. Passed to watchers as option
+    #: ``browser_phones``.
+    browser_phones: int = Field(default=4, ge=0, le=200)
 
     @field_validator("transports", "profiles")
     @classmethod

@@ -11,8 +11,9 @@ services) needs the service kit and lives in ``transports/types.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from progressbench.core.billed import Billed
 from progressbench.core.config import JobShape, Timing
@@ -96,6 +97,18 @@ class Watcher(Protocol):
         ...
 
 
+@runtime_checkable
+class Prepared(Protocol):
+    """Optional for a watcher: the app's own start-up, before its user taps (a page loading).
+
+    The session driver enters :meth:`prepared` before it starts the
+    session's clock (as it signs the phone in) and leaves it after the
+    session: what happens in there is not the job's time.
+    """
+
+    def prepared(self) -> AbstractAsyncContextManager[None]: ...
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     """A process a transport needs beside the API and workers (a realtime server, a queue).
@@ -153,6 +166,14 @@ class Transport:
     #: Timers of its client, services and libraries that cannot follow the time scale (a floor, a
     #: library constant): listed per cell as ``distortions`` (:mod:`progressbench.core.timers`).
     timers: tuple[Timer, ...] = ()
+    #: What this machine lacks for a variant's client (``None`` → nothing), as a sentence for the
+    #: user: checked before a run starts (``sse:browser`` needs Chromium). Absent: needs nothing.
+    #: Told the variant and the watchers' options (``ClientSettings.options``).
+    needs: Callable[[str | None, Mapping[str, str]], str | None] | None = None
+
+    def missing(self, variant: str | None, options: Mapping[str, str]) -> str | None:
+        """What this machine lacks to run ``name:variant``'s phones; None when nothing."""
+        return None if self.needs is None else self.needs(variant, options)
 
     def context_for(self, variant: str | None) -> str:
         """The declared execution context of ``name`` or ``name:variant``."""

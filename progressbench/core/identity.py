@@ -50,6 +50,10 @@ USER_AUDIENCE = "authenticated"
 USER_ROLE = "authenticated"
 #: Access tokens live an hour, GoTrue's default (wall clock, never scaled).
 ACCESS_TTL_S = 3600
+#: The session cookie sign-in sets beside the JSON session: the access token, ``HttpOnly``,
+#: ``SameSite=Lax``, for an ``EventSource`` (which cannot send headers) on the same site. Named like
+#: the cookie of Supabase's auth helpers for browsers.
+SESSION_COOKIE = "sb-access-token"
 #: A refresh token unused for this long is dead (wall clock, never scaled).
 REFRESH_TTL_S = 7 * 24 * 3600
 

@@ -133,11 +133,38 @@ class ServiceContext:
             raw = tokens.bearer(request.headers.get("authorization"))
         except tokens.TokenRejected as exc:
             raise HTTPException(exc.status, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
-        owner, only = self._reader(raw)
+        return self.reader_of(raw, raw_id)
+
+    def reader_of(self, raw: str, raw_id: str, *, job_token_only: bool = False) -> tuple[str, uuid.UUID]:
+        """:meth:`reader` for a token ``raw`` the route took from elsewhere (a query, a cookie).
+
+        ``job_token_only`` refuses a user's access token (401), for credentials
+        that travel in a URL, where an access token would leak the whole
+        account into logs and history.
+        """
+        only: uuid.UUID | None
+        if job_token_only:
+            try:
+                grant = tokens.decode(self.secret, raw)
+            except tokens.TokenRejected as exc:
+                raise HTTPException(
+                    401, f"query token: {exc.reason} (it must be the job's read token)"
+                ) from None
+            owner, only = grant.owner, grant.job_id
+        else:
+            owner, only = self._reader(raw)
         job_id = parse_job_id(raw_id)
         if job_id is None or (only is not None and only != job_id):
             raise HTTPException(404, "job not found")
         return owner, job_id
+
+    async def job_readable_with(self, raw: str, raw_id: str, *, job_token_only: bool = False) -> JobRow:
+        """:meth:`readable_job` for a token ``raw`` the route took from elsewhere (see :meth:`reader_of`)."""
+        owner, job_id = self.reader_of(raw, raw_id, job_token_only=job_token_only)
+        job = await self.store.get_job(job_id)
+        if job is None or job.owner != owner:
+            raise HTTPException(404, "job not found")
+        return job
 
     def _reader(self, raw: str) -> tuple[str, uuid.UUID | None]:
         """Who a read token speaks for, and the one job it is limited to (None: any of theirs)."""

@@ -9,9 +9,8 @@ byte. Options (``ClientSettings.options``, unscaled seconds):
   the watchdog off;
 * ``reconnect_s`` — first reconnect delay when the server sent no ``retry:``.
 
-Variant ``browser`` (``sse:browser``) behaves like ``EventSource``: a fixed
-reconnect delay (the server's ``retry:``, else 3 s), no backoff growth and no
-idle watchdog (a blackholed stream hangs until the OS gives up).
+Variant ``browser`` (``sse:browser``) is not here: its phones are real
+browser pages (:mod:`progressbench.transports.sse.browser`).
 
 Both are I/O drivers over :mod:`progressbench.core.reconnect`, run by
 :func:`~progressbench.transports.redial.redial`. The resumable watcher
@@ -71,20 +70,16 @@ class _SseWatcherBase:
         self.settings = settings
         timing = settings.timing
         opts = settings.options
-        self.browser = settings.variant == "browser"
         heartbeat = timing.scaled(float(opts.get("heartbeat_s", 15.0)))
-        beats = 0 if self.browser else int(opts.get("idle_heartbeats", self.default_idle_heartbeats))
+        beats = int(opts.get("idle_heartbeats", self.default_idle_heartbeats))
         self.idle_s: float | None = heartbeat * beats if beats > 0 else None
-        default_reconnect = 3.0 if self.browser else 1.0
-        self.reconnect_s = timing.scaled(float(opts.get("reconnect_s", default_reconnect)))
+        self.reconnect_s = timing.scaled(float(opts.get("reconnect_s", 1.0)))
         self.max_backoff = timing.scaled(30.0)
         self.connect_timeout = max(timing.scaled(CONNECT_S), MIN_STREAM_CONNECT_S)
         self.backoff = self._backoff(self.reconnect_s)
 
     def _backoff(self, base: float) -> Backoff:
-        """``base`` (the server's ``retry:``, else ``reconnect_s``): fixed for a browser, else doubling."""
-        if self.browser:
-            return Backoff(initial=base, ceiling=base, factor=1.0)
+        """``base`` (the server's ``retry:``, else ``reconnect_s``), doubling with jitter."""
         return Backoff(initial=base, ceiling=max(self.max_backoff, base), jitter=0.5)
 
     def _delay(self, retry: int) -> float:

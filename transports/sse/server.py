@@ -1,11 +1,17 @@
 """Server face of ``sse`` (resumable): the DB owns the job, the stream is a view of it.
 
 ``POST /sse/jobs`` (bearer access token: the owner) creates the job, dispatches it to a worker and answers
-``202 {job_id, token, events_href}``. ``GET events_href`` (bearer token)
-checks the token *before* any stream starts (401/404, or 400 for a
-malformed ``Last-Event-ID``), then streams every event after
-``Last-Event-ID`` (``id:`` = seq), tails new ones with LISTEN/NOTIFY
-wake-ups, sends the terminal event and closes.
+``202 {job_id, token, events_href}``. ``GET events_href`` checks the
+credential *before* any stream starts (401/404, or 400 for a malformed
+``Last-Event-ID``), then streams every event after ``Last-Event-ID``
+(``id:`` = seq), tails new ones with LISTEN/NOTIFY wake-ups, sends the
+terminal event and closes.
+
+Browsers: ``EventSource`` cannot send headers, so the stream also takes the
+job's read token as ``?token=`` (as the relay rooms do), or the session
+cookie sign-in sets, and the resume cursor as ``?last_event_id=`` for a page
+that was reloaded (see :func:`_stream_reader`, :func:`resume_point`). CORS
+for the pages' origins is the API's (``ServiceConfig.cors_origins``).
 
 Cancellation story: a client that goes away cancels the generator (sse-
 starlette watches for ``http.disconnect``); nothing but the stream's hub
@@ -24,12 +30,59 @@ from progressbench.transports.sse import stream
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
 from sse_starlette.event import ServerSentEvent
 
+from progressbench.core import identity, tokens
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.notify import hub_for
+from progressbench.kit.store import JobRow
 
 PREFIX = "/sse"
 NAME = "sse"
+#: Query parameters a browser page can set where an ``EventSource`` cannot send headers.
+TOKEN_PARAM = "token"
+LAST_EVENT_ID_PARAM = "last_event_id"
+
+
+def resume_point(request: Request) -> str | None:
+    """The raw resume cursor: the ``Last-Event-ID`` header, else ``?last_event_id=``.
+
+    The header wins: a page opens ``...?last_event_id=7`` after a reload, and
+    on its own reconnects the browser keeps that URL but sends the header with
+    the newer id it has seen since.
+    """
+    header = request.headers.get("last-event-id")
+    return header if header is not None else request.query_params.get(LAST_EVENT_ID_PARAM)
+
+
+async def _stream_reader(ctx: ServiceContext, request: Request, job_id: str) -> JobRow:
+    """The job, read with the first credential the request presents (the one it is judged by).
+
+    1. ``Authorization: Bearer`` (job read token or the owner's access token);
+    2. ``?token=`` — only the job's read token (one job, read-only): never an
+       access token in a URL;
+    3. the session cookie sign-in set (``identity.SESSION_COOKIE``, an access
+       token): the owner's, for any of their jobs.
+
+    A bad credential is 401 with its reason even when another would have
+    passed: nothing falls through to a weaker check.
+    """
+    if request.headers.get("authorization") is not None:
+        return await ctx.readable_job(request, job_id)
+    query = request.query_params.get(TOKEN_PARAM)
+    if query is not None:
+        return await ctx.job_readable_with(query, job_id, job_token_only=True)
+    cookie = request.cookies.get(identity.SESSION_COOKIE)
+    if cookie is not None:
+        try:
+            identity.verify_access(ctx.secret, cookie)  # an access token, nothing else
+        except tokens.TokenRejected as exc:
+            raise HTTPException(401, f"session cookie: {exc.reason}") from None
+        return await ctx.job_readable_with(cookie, job_id)
+    raise HTTPException(
+        401,
+        "no credentials: send Authorization: Bearer <token>, ?token=<job token> or the session cookie",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 class ResumableSseServer:
@@ -62,9 +115,9 @@ class ResumableSseServer:
 
         @router.get("/jobs/{job_id}/events", response_model=None)
         async def events(job_id: str, request: Request) -> Response:
-            job = await ctx.readable_job(request, job_id)
+            job = await _stream_reader(ctx, request, job_id)
             try:
-                after = parse_last_event_id(request.headers.get("last-event-id"))
+                after = parse_last_event_id(resume_point(request))
             except BadLastEventId as exc:
                 raise HTTPException(400, str(exc)) from None
             hub = hub_for(ctx)

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from progressbench.app.services.auth import auth_router
 from progressbench.core.config import ServiceConfig
@@ -136,6 +137,17 @@ def _run_here_route(app: FastAPI, ctx: ServiceContext) -> None:
         return JSONResponse({"job_id": str(job_id), "outcome": outcome})
 
 
+#: Headers a page may send cross-origin: auth, JSON bodies, SSE resume, retries, supabase-js's own.
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "last-event-id",
+    "idempotency-key",
+    "apikey",
+    "x-client-info",
+]
+
+
 def build_app(config: ServiceConfig) -> FastAPI:
     ctx = build_context(config)
     crons = [c for t in REGISTRY.values() if isinstance(t.server, Crons) for c in t.server.crons(ctx)]
@@ -205,6 +217,17 @@ def build_app(config: ServiceConfig) -> FastAPI:
     app.add_middleware(JobCreationLimit, limits=config.limits, secret=config.token_secret)
     app.add_middleware(BodyLimit, max_body_bytes=config.limits.max_body_bytes)
     app.add_middleware(MeteringMiddleware, meters=ctx.meters)
+    if config.cors_origins:
+        # Outermost, so a preflight is answered before limits and meters see a request.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_credentials=True,  # the session cookie rides along (EventSource withCredentials)
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=["Location", "Retry-After"],
+            max_age=600,
+        )
     return app
 
 

@@ -10,10 +10,12 @@ with its JSON shapes, so the official client can point at it:
   ``?grant_type=refresh_token`` ``{refresh_token}`` — a session: ``{access_token,
   token_type: "bearer", expires_in, expires_at, refresh_token, user}``. A
   refresh token is single-use: it is rotated, and a reused one revokes its
-  session;
+  session. Every session answer also sets the access token as an ``HttpOnly``,
+  ``SameSite=Lax`` cookie (``identity.SESSION_COOKIE``) that the event stream
+  accepts from browsers;
 * ``GET /auth/v1/user`` (bearer access token) — the user object;
 * ``POST /auth/v1/logout`` (bearer) — revokes the session's refresh tokens
-  (``204``). Access tokens already issued stay valid until their ``exp``, as
+  (``204``) and clears the session cookie. Access tokens already issued stay valid until their ``exp``, as
   GoTrue's stateless JWTs do; ``/user`` checks the session and refuses them.
 
 Errors use GoTrue's shape ``{"code": <status>, "error_code": "...", "msg":
@@ -119,7 +121,7 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
 
     async def session(user: UserRow, session_id: uuid.UUID, refresh: str) -> JSONResponse:
         access, expires_at = identity.issue_access(secret, user.id, user.email, session_id)
-        return JSONResponse(
+        response = JSONResponse(
             {
                 "access_token": access,
                 "token_type": "bearer",
@@ -129,6 +131,18 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
                 "user": user_json(user),
             }
         )
+        # For browsers: an EventSource cannot send the bearer header, but it sends this cookie
+        # (same site). HttpOnly keeps it from page scripts; Lax keeps it off other sites' requests;
+        # it lives as long as the access token it carries. Job creation still needs the header.
+        response.set_cookie(
+            identity.SESSION_COOKIE,
+            access,
+            max_age=identity.ACCESS_TTL_S,
+            path="/",
+            httponly=True,
+            samesite="lax",
+        )
+        return response
 
     async def open_session(user: UserRow) -> JSONResponse:
         refresh = identity.new_refresh_token()
@@ -214,7 +228,9 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
         if isinstance(who, JSONResponse):
             return who
         await users.end_session(who.session_id)
-        return Response(status_code=204)
+        response = Response(status_code=204)
+        response.delete_cookie(identity.SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+        return response
 
     return router
 
