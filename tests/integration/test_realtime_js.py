@@ -7,8 +7,8 @@ Needs ``node`` and the package installed beside the phone script::
 
     npm install --prefix tests/integration/realtime_js --no-package-lock
 
-Otherwise the test skips and says which part is missing. CI does not install
-it (the npm registry is not a dependency of the test suite).
+Otherwise the test skips and says which part is missing. ``.ci/run`` installs
+it where npm is (best effort: the suite does not depend on the npm registry).
 """
 
 from __future__ import annotations
