@@ -77,7 +77,7 @@ def wilson(successes: int, n: int, z: float = Z95) -> Interval:
 
 
 def _array(values: Sequence[float] | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    data = np.asarray(values, dtype=float)
+    data: npt.NDArray[np.float64] = np.asarray(values, dtype=float)
     data = data[np.isfinite(data)]
     if data.size > MAX_VALUES:
         data = np.sort(data)[np.linspace(0, data.size - 1, MAX_VALUES).round().astype(int)]
@@ -86,7 +86,8 @@ def _array(values: Sequence[float] | npt.NDArray[np.float64]) -> npt.NDArray[np.
 
 def _resample_index(n: int, resamples: int, seed: int) -> npt.NDArray[np.intp]:
     rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(max(1, resamples), n))
+    index: npt.NDArray[np.intp] = rng.integers(0, n, size=(max(1, resamples), n))
+    return index
 
 
 def bootstrap_ci(
