@@ -18,18 +18,19 @@ How a pattern "kept the user informed" is judged (per cell, over all its session
 Ranking within a profile is lexicographic, worst trouble first: the share of
 sessions that learned the outcome (higher first), then the share whose progress
 went backwards, then the share with a silent stall (lower first), then median
-time to result over the job's own duration (lower first). Cells that tie on all
-four share a rank. Ratios carry their Wilson interval; a cell below
+time to result over the job's own duration (lower first). Cells equal on the
+first three that differ in time to result only within the noise share a rank.
+Ratios carry their Wilson interval; a cell below
 :data:`~progressbench.reports.uncertainty.SMALL_N` sessions is marked small.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from progressbench.reports.uncertainty import small_sample, wilson
+from progressbench.reports.uncertainty import percentile_change, small_sample, wilson
 
 from progressbench.core.summary import CellSummary
 
@@ -39,6 +40,8 @@ UNINFORMED_BELOW: Final = 0.8
 SLOW_RATIO: Final = 1.5
 #: ... and this much longer than the same pattern without faults.
 SLOWER_THAN_CLEAN: Final = 1.2
+#: Without per-session samples, medians of time to result this close (relative) share a rank.
+TIE_RATIO: Final = 0.1
 #: The profile taken as the no-fault reference for "×N slower than clean".
 CLEAN: Final = "clean"
 
@@ -175,8 +178,30 @@ def sentences(cell: CellSummary, clean: CellSummary | None = None) -> list[str]:
     return out
 
 
-def standings(cells: Sequence[CellSummary]) -> dict[str, list[Standing]]:
-    """Per profile (in the run's order), its cells ranked best first, each with its sentences."""
+def _tied(a: CellSummary, b: CellSummary, samples: Mapping[tuple[str, str], Sequence[float]] | None) -> bool:
+    """Equal on the first three keys, and their times to result within the noise of each other."""
+    if _key(a)[:3] != _key(b)[:3]:
+        return False
+    ta, tb = a.time_to_result_ratio.p50, b.time_to_result_ratio.p50
+    if ta is None or tb is None:
+        return ta is tb
+    sa = (samples or {}).get((a.transport, a.profile))
+    sb = (samples or {}).get((b.transport, b.profile))
+    if sa is not None and sb is not None and len(sa) and len(sb):
+        return not percentile_change(sa, sb, 50).significant
+    return abs(tb - ta) <= TIE_RATIO * max(ta, tb)
+
+
+def standings(
+    cells: Sequence[CellSummary], ttr_samples: Mapping[tuple[str, str], Sequence[float]] | None = None
+) -> dict[str, list[Standing]]:
+    """Per profile (in the run's order), its cells ranked best first, each with its sentences.
+
+    ``ttr_samples`` (per (transport, profile), each session's time to result over job time)
+    lets two cells whose medians differ only within the noise share a rank (bootstrap, see
+    :func:`~progressbench.reports.uncertainty.percentile_change`); without them, medians
+    within :data:`TIE_RATIO` of each other tie.
+    """
     clean = {c.transport: c for c in cells if c.profile == CLEAN}
     by_profile: dict[str, list[CellSummary]] = {}
     for cell in cells:
@@ -186,7 +211,7 @@ def standings(cells: Sequence[CellSummary]) -> dict[str, list[Standing]]:
         ordered = sorted(group, key=_key)
         ranked: list[Standing] = []
         for index, cell in enumerate(ordered):
-            rank = ranked[-1].rank if ranked and _key(ordered[index - 1]) == _key(cell) else index + 1
+            rank = ranked[-1].rank if ranked and _tied(ordered[index - 1], cell, ttr_samples) else index + 1
             terminal = _count(cell.terminal_ratio, cell.sessions)
             ranked.append(
                 Standing(

@@ -84,3 +84,17 @@ def test_small_and_saturated_cells_are_caveated() -> None:
     assert said[-1] == "only 5 sessions: read these as hints, not rates"
     assert any("saturated" in s for s in said)
     assert standings([small])["tunnel"][0].small
+
+
+def test_times_to_result_within_the_noise_share_a_rank() -> None:
+    """Medians 1.10 and 1.15 from overlapping samples tie; 1.1 against 2.0 does not."""
+    a = cell("sse", "clean", time_to_result_ratio={"p50": 1.10, "p95": 1.3})
+    b = cell("polling", "clean", time_to_result_ratio={"p50": 1.15, "p95": 1.3})
+    c = cell("relay", "clean", time_to_result_ratio={"p50": 2.0, "p95": 2.2})
+    samples = {
+        ("sse", "clean"): [1.0, 1.1, 1.2, 1.05, 1.15, 1.1, 1.3, 0.95],
+        ("polling", "clean"): [1.05, 1.15, 1.25, 1.1, 1.2, 1.15, 1.0, 1.3],
+        ("relay", "clean"): [1.9, 2.0, 2.1, 2.05, 1.95, 2.2, 1.85, 2.0],
+    }
+    assert [s.rank for s in standings([a, b, c], samples)["clean"]] == [1, 1, 3]
+    assert [s.rank for s in standings([a, c])["clean"]] == [1, 2]
