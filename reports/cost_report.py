@@ -199,7 +199,8 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     ax.set_ylabel("$ / 1k jobs at the cell's own load")
     ax.set_title("Cost by billed component (without free tiers)", fontsize=10)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     bar = png(fig)
 
@@ -223,6 +224,7 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     ax.set_ylabel("$ / 1k jobs")
     ax.set_title("Cost over load (solid: without free tiers, dotted: with)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return [bar, png(fig)]

@@ -26,6 +26,12 @@ from PIL import Image
 from progressbench.core.events import SessionRecord
 from progressbench.core.summary import CellSummary
 
+#: Matplotlib 3.10 replaced ``vert=False`` with ``orientation="horizontal"`` (3.11 warns on the old).
+_HORIZONTAL: dict[str, Any] = (
+    {"orientation": "horizontal"}
+    if tuple(int(p) for p in matplotlib.__version__.split(".")[:2] if p.isdigit()) >= (3, 10)
+    else {"vert": False}
+)
 PATHS = ("live", "replay", "refetch", "snapshot", "poll")
 #: Sessions drawn per cell in the timelines, and cells drawn at most.
 LANES_PER_CELL = 3
@@ -273,7 +279,7 @@ def _box_panels(data: pd.DataFrame, title: str, xlabel: str) -> str | None:
             ax.boxplot(
                 [groups[i] for i in present],
                 positions=present,
-                vert=False,
+                **_HORIZONTAL,
                 widths=0.6,
                 showfliers=False,
                 medianprops={"color": "#d62728"},
@@ -325,13 +331,14 @@ def resume_time_plot(sessions: pd.DataFrame) -> str | None:
 
 
 def paths_plot(cells: Sequence[CellSummary]) -> str | None:
-    """How the unique events first arrived, per transport (shares, all its profiles together)."""
+    """How the unique events first arrived, per transport: without faults, and under faults."""
     totals: dict[str, dict[str, int]] = {}
     for c in cells:
-        into = totals.setdefault(c.transport, dict.fromkeys(PATHS, 0))
+        row = f"{c.transport} ({'under faults' if c.fault_windows else 'no fault'})"
+        into = totals.setdefault(row, dict.fromkeys(PATHS, 0))
         for path, n in c.delivery_paths.items():
             into[path] = into.get(path, 0) + n
-    totals = {t: v for t, v in totals.items() if sum(v.values())}
+    totals = {t: v for t, v in sorted(totals.items()) if sum(v.values())}
     if not totals:
         return None
     transports = list(totals)

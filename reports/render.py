@@ -323,8 +323,9 @@ def delivery_plot(cells: Sequence[CellSummary]) -> str | None:
             value = c.lookup(key)
             if isinstance(value, int | float):
                 grid[transports.index(c.transport)][profiles.index(c.profile)] = float(value)
-        image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-        image.cmap.set_bad("#dddddd")
+        ax.imshow(
+            grid, cmap=plt.get_cmap("RdYlGn").with_extremes(bad="#dddddd"), vmin=0.0, vmax=1.0, aspect="auto"
+        )
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 ax.text(j, i, "–" if value != value else f"{value:.2f}", ha="center", va="center", fontsize=7)
@@ -384,7 +385,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], klass: str = "") 
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
     cls = f' class="{klass}"' if klass else ""
-    return f"<table{cls}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="wide"><table{cls}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _img(data: str | None, alt: str) -> str:
@@ -444,7 +445,7 @@ body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}}
 table{{border-collapse:collapse;font-size:13px;margin:.5em 0}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
 th{{background:#f3f3f3}} td:nth-child(-n+2){{text-align:left}} img{{display:block;margin:1em 0;max-width:100%}}
 table.verdict td:nth-child(3){{text-align:left}} p.line{{font-size:15px;margin:.3em 0}}
-.meta{{color:#666;font-size:13px}} h3{{margin-bottom:.2em}}
+.meta{{color:#666;font-size:13px}} h3{{margin-bottom:.2em}} .wide{{overflow-x:auto}}
 </style></head><body>
 <h1>progressbench report</h1>
 <p class="meta">run {html.escape(summary.run_id)} · {html.escape(summary.created_at)} ·

@@ -21,7 +21,8 @@ from progressbench.core.summary import CellSummary
 SMALL_MARK = "†"
 SMALL_NOTE = (
     f"{SMALL_MARK} fewer than 10 sessions: intervals are wide; read the numbers as hints. "
-    "Brackets are 95 % intervals: Wilson for shares, a seeded bootstrap (1000 resamples) for percentiles."
+    "Parentheses hold 95 % intervals: Wilson for shares, a seeded bootstrap (1000 resamples) for "
+    "percentiles."
 )
 
 VERDICT_HEAD = (
@@ -120,7 +121,7 @@ def _share(k: int, n: int) -> str:
     if n <= 0:
         return "–"
     low, high = wilson(k, n)
-    return f"{k / n:.2f} [{low:.2f}–{high:.2f}]"
+    return f"{k / n:.2f} ({low:.2f}–{high:.2f})"
 
 
 def _num(value: float) -> str:
@@ -136,7 +137,7 @@ def _pctl(values: pd.Series, q: float) -> str:
     shown = _num(point)
     if ci is None:
         return shown
-    return f"{shown} [{_num(ci[0])}–{_num(ci[1])}]" + (SMALL_MARK if small_sample(data.size) else "")
+    return f"{shown} ({_num(ci[0])}–{_num(ci[1])})" + (SMALL_MARK if small_sample(data.size) else "")
 
 
 def _of(frame: pd.DataFrame, cell: CellSummary) -> pd.DataFrame:
