@@ -26,6 +26,7 @@ Ratios carry their Wilson interval; a cell below
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -247,3 +248,25 @@ def summary_line(profile: str, ranked: Sequence[Standing]) -> str:
     if lost:
         parts.append(f"{', '.join(lost)} left users without the result")
     return f"Under {profile}: " + ("; ".join(parts) if parts else "no data") + "."
+
+
+def cost_line(cells: Sequence[CellSummary]) -> str | None:
+    """One sentence comparing the patterns' cost per 1,000 jobs at the run's load, cheapest first.
+
+    Each transport's figure is the median over its cells (faults change the bill little
+    next to the pattern); None when no cell was priced.
+    """
+    priced: dict[str, list[float]] = {}
+    for c in cells:
+        if c.cost_usd_per_1k_jobs is not None:
+            priced.setdefault(c.transport, []).append(c.cost_usd_per_1k_jobs)
+    if not priced:
+        return None
+    median = {t: statistics.median(v) for t, v in priced.items()}
+    order = sorted(median, key=lambda t: (median[t], t))
+    listed = " < ".join(f"{t} ${median[t]:.3g}" for t in order)
+    line = f"Cost per 1,000 jobs at this run's load, without free tiers (median over profiles): {listed}."
+    cheap, dear = order[0], order[-1]
+    if len(order) > 1 and median[cheap] > 0:
+        line += f" {dear} costs {_times(median[dear] / median[cheap])} {cheap}."
+    return line

@@ -25,6 +25,7 @@ from progressbench.reports.figures import (
     resume_time_plot,
     timelines_plot,
 )
+from progressbench.reports.narrative import cost_line
 from progressbench.reports.sections import (
     INTERVALS_HEAD,
     SMALL_NOTE,
@@ -140,7 +141,7 @@ def markdown(
         "",
     ]
     lines += verdict_markdown(cells, md, sessions)
-    lines += cost_markdown(summary)
+    lines += cost_markdown(summary, md(line) if (line := cost_line(cells)) else None)
     lines += [
         "",
         "## Details",
@@ -454,7 +455,7 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {html.escape(TIME_NOTE.format(scale=scale).split(":")[0])}</p>
 {verdict_html(cells, sessions)}
 {timelines}
-{cost_html(summary, _png)}
+{cost_html(summary, _png, cost_line(cells))}
 <h2>Details</h2>
 <h3>Every share and percentile with its 95 % interval</h3>
 {_table(INTERVALS_HEAD, intervals_rows(cells, sessions, events))}

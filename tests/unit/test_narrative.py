@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from progressbench.reports.narrative import grade, sentences, standings, summary_line
+from progressbench.reports.narrative import cost_line, grade, sentences, standings, summary_line
 
 from progressbench.core.summary import CellSummary
 from tests.unit.summaries import make_cell
@@ -98,3 +98,18 @@ def test_times_to_result_within_the_noise_share_a_rank() -> None:
     }
     assert [s.rank for s in standings([a, b, c], samples)["clean"]] == [1, 1, 3]
     assert [s.rank for s in standings([a, c])["clean"]] == [1, 2]
+
+
+def test_cost_line_orders_patterns_cheapest_first() -> None:
+    """Median over each transport's cells, cheapest first, with the spread as a factor."""
+    cells = [
+        cell("sse", "clean", cost_usd_per_1k_jobs=0.9),
+        cell("sse", "handoff", cost_usd_per_1k_jobs=1.0),
+        cell("polling", "clean", cost_usd_per_1k_jobs=0.3),
+        cell("relay", "clean"),
+    ]
+    assert cost_line(cells) == (
+        "Cost per 1,000 jobs at this run's load, without free tiers (median over profiles): "
+        "polling $0.3 < sse $0.95. sse costs ×3.2 polling."
+    )
+    assert cost_line([cell("relay", "clean")]) is None
