@@ -439,6 +439,13 @@ def html_report(
             (latency_plot(events), "delivery latency ECDFs"),
         )
     )
+    config = summary.config
+    saturated = (
+        f"<p><b>Saturated cells: {html.escape(', '.join(c.label for c in cells if c.saturated))}</b> — they "
+        "measured this machine's capacity, not the pattern (figures under Capacity below).</p>"
+        if any(c.saturated for c in cells)
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>progressbench report</title>
 <style>
@@ -463,7 +470,10 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {distributions}
 <h3>All figures per cell</h3>
 {_table([label for _, label in COLUMNS], cell_table(cells))}
-<p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
+{saturated}
+<p class="meta">Phones: {html.escape(_fmt(config.get("users")))} × {html.escape(_fmt(config.get("jobs_per_user")))} jobs;
+time scale {html.escape(_fmt(_timing(config).get("time_scale")))}; seed {html.escape(_fmt(config.get("seed")))}.
+Latency: store commit → phone receive (same host clock). delivery = unique events received /
 events committed; terminal = sessions that learned the job's final state.</p>
 <p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
 <h3>Resume outcomes per cell</h3>
