@@ -153,6 +153,17 @@ class Change:
     #: One sentence: how it was decided (for a report or a CI log).
     method: str
 
+    def describe(self, name: str, unit: str = "") -> str:
+        """One line for a diff report: ``terminal_ratio 1 → 0.5 (Δ -0.5, 95% CI -0.78…-0.19): worse``."""
+        if self.delta is None or self.low is None or self.high is None:
+            return f"{name}: no data on one side"
+        verdict = self.direction if self.significant else "within noise"
+        small = "; small sample" if self.small else ""
+        return (
+            f"{name} {self.base:.3g}{unit} → {self.new:.3g}{unit} (Δ {self.delta:+.3g}{unit}, "
+            f"95% CI {self.low:+.3g}…{self.high:+.3g}): {verdict}{small}"
+        )
+
 
 def _decide(
     base: float | None,

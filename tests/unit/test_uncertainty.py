@@ -83,3 +83,12 @@ def test_small_samples_are_flagged_and_mixed_kinds_refused() -> None:
     assert ratio_change(Proportion(5, 5), Proportion(0, 5)).small
     with pytest.raises(TypeError):
         significant_change(Proportion(1, 2), [1.0, 2.0])
+
+
+def test_a_change_describes_itself_in_one_line() -> None:
+    """The diff line names the move, its interval and the decision; noise is called noise."""
+    worse = ratio_change(Proportion(40, 40), Proportion(20, 40))
+    line = worse.describe("terminal_ratio")
+    assert line.startswith("terminal_ratio 1 → 0.5 (Δ -0.5, 95% CI ") and line.endswith("): worse")
+    assert ratio_change(Proportion(19, 20), Proportion(17, 20)).describe("t").endswith("within noise")
+    assert percentile_change([], [1.0]).describe("p50") == "p50: no data on one side"
