@@ -231,7 +231,10 @@ def commit_times(events: pd.DataFrame) -> dict[str, list[int]]:
     """Per session id, the commit times (wall ns) of the events it received, from ``events.csv``."""
     if events.empty or not {"session_id", "committed_wall_ns"} <= set(events.columns):
         return {}
-    frame = events[["session_id", "committed_wall_ns"]].dropna()
+    frame = events[["session_id", "committed_wall_ns"]].assign(
+        committed_wall_ns=lambda f: pd.to_numeric(f["committed_wall_ns"], errors="coerce")
+    )
+    frame = frame.dropna()
     return {
         str(sid): [int(v) for v in group["committed_wall_ns"]] for sid, group in frame.groupby("session_id")
     }
@@ -240,16 +243,23 @@ def commit_times(events: pd.DataFrame) -> dict[str, list[int]]:
 # --------------------------------------------------------------------------- distributions
 
 
+def _number(text: object) -> float:
+    """A float from a table cell; NaN when it is not a number (a results file is not trusted)."""
+    try:
+        return float(str(text).strip())
+    except ValueError:
+        return float("nan")
+
+
 def resume_values(sessions: pd.DataFrame) -> pd.DataFrame:
     """One row per resume: transport, profile and its time in real-time-equivalent seconds."""
     if sessions.empty or "resume_ms" not in sessions:
         return pd.DataFrame(columns=["transport", "profile", "value"])
     rows = [
-        (t, p, float(v) / 1000)
+        (t, p, _number(v) / 1000)
         for t, p, text in sessions[["transport", "profile", "resume_ms"]].itertuples(index=False)
-        if isinstance(text, str | float | int) and str(text) not in ("", "nan")
         for v in str(text).split(";")
-        if v.strip()
+        if _number(v) == _number(v)  # not NaN: unreadable or missing values are skipped
     ]
     return pd.DataFrame(rows, columns=["transport", "profile", "value"])
 

@@ -167,3 +167,17 @@ def test_a_stall_is_committed_work_behind_a_frozen_screen() -> None:
     spans = stalls(record, [T0 + int(t * S) for t in (0.4, 0.9, 2.4, 2.6)])
     assert spans == [(T0 + int(2.4 * S), T0 + 5 * S)]
     assert stalls(record, [T0 + int(0.4 * S)]) == []  # shown 0.1 s later: no stall
+
+
+def test_text_where_numbers_belong_is_skipped_not_fatal() -> None:
+    """A hand-edited sessions.csv/events.csv (formula-neutralised or garbage cells) still renders."""
+    sessions = SESSIONS.astype(object)
+    sessions.loc[0, "resume_ms"] = "'=1+2;abc"
+    sessions.loc[1, "time_to_result_s"] = "soon"
+    events = EVENTS.astype(object)
+    events.loc[0, "committed_wall_ns"] = "@SUM(A1)"
+    result = summary(cells=CELLS)
+    assert "Verdict" in markdown(result, sessions, events)
+    assert "Verdict" in html_report(
+        result, events, sessions, {("sse-naive", "handoff"): [naive_record("s1")]}
+    )
