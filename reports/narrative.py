@@ -264,8 +264,11 @@ def cost_line(cells: Sequence[CellSummary]) -> str | None:
         return None
     median = {t: statistics.median(v) for t, v in priced.items()}
     order = sorted(median, key=lambda t: (median[t], t))
-    listed = " < ".join(f"{t} ${median[t]:.3g}" for t in order)
-    line = f"Cost per 1,000 jobs at this run's load, without free tiers (median over profiles): {listed}."
+    listed = ", ".join(f"{t} ${median[t]:.3g}" for t in order)
+    line = (
+        "Cost per 1,000 jobs at this run's load, without free tiers (median over profiles), "
+        f"cheapest first: {listed}."
+    )
     cheap, dear = order[0], order[-1]
     if len(order) > 1 and median[cheap] > 0:
         line += f" {dear} costs {_times(median[dear] / median[cheap])} {cheap}."

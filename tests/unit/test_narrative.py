@@ -109,7 +109,7 @@ def test_cost_line_orders_patterns_cheapest_first() -> None:
         cell("relay", "clean"),
     ]
     assert cost_line(cells) == (
-        "Cost per 1,000 jobs at this run's load, without free tiers (median over profiles): "
-        "polling $0.3 < sse $0.95. sse costs ×3.2 polling."
+        "Cost per 1,000 jobs at this run's load, without free tiers (median over profiles), "
+        "cheapest first: polling $0.3, sse $0.95. sse costs ×3.2 polling."
     )
     assert cost_line([cell("relay", "clean")]) is None
