@@ -196,7 +196,7 @@ def _tied(a: CellSummary, b: CellSummary, samples: Mapping[tuple[str, str], Sequ
 def standings(
     cells: Sequence[CellSummary], ttr_samples: Mapping[tuple[str, str], Sequence[float]] | None = None
 ) -> dict[str, list[Standing]]:
-    """Per profile (in the run's order), its cells ranked best first, each with its sentences.
+    """Per profile (the run's order, ``clean`` last), its cells ranked best first, with sentences.
 
     ``ttr_samples`` (per (transport, profile), each session's time to result over job time)
     lets two cells whose medians differ only within the noise share a rank (bootstrap, see
@@ -208,7 +208,8 @@ def standings(
     for cell in cells:
         by_profile.setdefault(cell.profile, []).append(cell)
     result: dict[str, list[Standing]] = {}
-    for profile, group in by_profile.items():
+    # faults first (what the reader came for), the no-fault reference last
+    for profile, group in sorted(by_profile.items(), key=lambda item: item[0] == CLEAN):
         ordered = sorted(group, key=_key)
         ranked: list[Standing] = []
         for index, cell in enumerate(ordered):

@@ -65,7 +65,7 @@ def test_grades_follow_the_documented_thresholds() -> None:
 def test_ranking_is_per_profile_best_first_with_ties_sharing_a_rank() -> None:
     """Handoff: sse (no trouble) over polling (stalls) over sse-naive (half never learned)."""
     ranked = standings(CELLS)
-    assert list(ranked) == ["clean", "handoff"]
+    assert list(ranked) == ["handoff", "clean"]  # faults first, the reference last
     assert [s.transport for s in ranked["handoff"]] == ["sse", "polling", "sse-naive"]
     assert [s.rank for s in ranked["clean"]] == [1, 1]
     naive = ranked["handoff"][2]
