@@ -135,6 +135,19 @@ class Profile(BaseModel):
                 )
         return self
 
+    def spans(self) -> list[tuple[str, float]]:
+        """The real-second durations a verdict under this profile turns on: each fault's length and
+        the idle or reclaim periods its toxics wait before they cut (``core.timers.order_flips``)."""
+        found: list[tuple[str, float]] = []
+        for step in self.steps:
+            if step.for_s and not step.is_server_fault:
+                found.append((f"the {step.fault} window", step.for_s))
+            if "timeout" in step.attributes and step.fault == "idle_timeout":
+                found.append(("the idle cut", step.attributes["timeout"] / 1000))
+            if "close_after" in step.attributes:
+                found.append((f"the {step.fault} socket reclaim", step.attributes["close_after"] / 1000))
+        return found
+
     @property
     def toxic_types(self) -> set[str]:
         return {s.fault for s in self.steps if not s.is_server_fault and s.fault != "down"}

@@ -5,24 +5,60 @@ Locust's processes are gevent-patched and the transport clients are asyncio
 one agent and talks to it over its stdin/stdout, one JSON object per line::
 
     -> {"id": 7, "spec": {...SessionSpec...}}
-    <- {"id": 7, "record": {...SessionRecord...}}
+    <- {"id": 7, "record": {...SessionRecord...}, "requests": [{...PhoneRequest...}, ...]}
 
 Sessions run concurrently inside the agent; replies come back in completion
 order. stdout carries only protocol lines: logs go to stderr. The agent exits
 when its stdin closes, cancelling what is still running.
+
+``requests`` are the session's entries for Locust's statistics
+(``progressbench.app.phone_stats``): when the cell's plan names the store,
+the agent reads the ended session's jobs back from it and scores the session
+as the harness will, off the event loop. A store that cannot be read costs
+the entries, never the session.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 import signal
 import sys
+from typing import Any
 
+import psycopg
+
+from progressbench.app.cell import CELL_ENV, CellPlan
+from progressbench.app.phone_stats import phone_requests
 from progressbench.app.session import SessionSpec, run_session
+from progressbench.app.truth import read_truth
+from progressbench.core.events import SessionRecord
+from progressbench.core.ledger import account
 
 log = logging.getLogger("progressbench.agent")
+
+
+@functools.cache
+def _database_url() -> str | None:
+    """The store named by the cell's plan (read once; Locust's process hands us its environment)."""
+    raw = os.environ.get(CELL_ENV)
+    return CellPlan.model_validate_json(raw).database_url if raw else None
+
+
+async def _requests(record: SessionRecord) -> list[dict[str, Any]]:
+    url = _database_url()
+    if url is None:
+        return []
+    try:
+        truths = await asyncio.to_thread(read_truth, url, [record.job_id or "", *record.extra_job_ids])
+    except (psycopg.Error, ValueError) as exc:
+        log.warning("session %s not scored for Locust's statistics: %s", record.session_id, exc)
+        return []
+    row, events = account(record, truths)
+    return [r.as_dict() for r in phone_requests(row, events, record.observations)]
 
 
 async def _serve() -> None:
@@ -35,7 +71,13 @@ async def _serve() -> None:
     async def handle(request_id: int, raw_spec: dict[str, object]) -> None:
         try:
             record = await run_session(SessionSpec.model_validate(raw_spec))
-            line = json.dumps({"id": request_id, "record": record.model_dump(mode="json")})
+            try:
+                requests = [] if record.outcome == "interrupted" else await _requests(record)
+            except asyncio.CancelledError:  # quitting while scoring: the record matters, not the entries
+                requests = []
+            line = json.dumps(
+                {"id": request_id, "record": record.model_dump(mode="json"), "requests": requests}
+            )
         except Exception as exc:  # reported to the Locust side, never silently dropped
             log.exception("session request %s failed", request_id)
             line = json.dumps({"id": request_id, "error": f"{type(exc).__name__}: {exc}"})

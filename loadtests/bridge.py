@@ -58,8 +58,9 @@ class Bridge:
             waiter.set_exception(error)
         self._waiting.clear()
 
-    def run(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Run one session in the agent; returns its SessionRecord as a dict."""
+    def run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run one session in the agent: its SessionRecord as a dict, and its entries for Locust's
+        statistics (``PhoneRequest`` dicts; empty when the agent could not score it)."""
         if self._proc.poll() is not None:
             raise AgentDied(f"session agent exited with {self._proc.returncode}")
         request_id = next(self._ids)
@@ -78,7 +79,8 @@ class Bridge:
         if "error" in message:
             raise AgentDied(message["error"])
         record: dict[str, Any] = message["record"]
-        return record
+        requests: list[dict[str, Any]] = message.get("requests", [])
+        return record, requests
 
     def close(self) -> None:
         if self._proc.stdin is not None and not self._proc.stdin.closed:

@@ -19,7 +19,7 @@ import gevent
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner
-from locust.stats import print_stats
+from locust.stats import print_stats, stats_history
 from progressbench.loadtests import locustfile
 
 _stop = {"requested": False}
@@ -92,11 +92,15 @@ def main(argv: list[str] | None = None) -> int:
                 runner.quit()
                 return 1
             gevent.sleep(0.1)
+    if plan.locust_stats is not None:
+        gevent.spawn(stats_history, runner)  # the charts of Locust's HTML report
     runner.start(plan.users, spawn_rate=plan.spawn_rate)
     complete = _wait_for(leader, plan.expected_sessions, plan.users, deadline)
     runner.quit()
     events.quitting.fire(environment=env, reverse=True)
     print_stats(env.stats, current=False)
+    for path in locustfile.save_stats(env, with_csv=True):
+        print(f"Locust statistics: {path}")
     return 0 if complete else 3
 
 

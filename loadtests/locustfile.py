@@ -4,7 +4,13 @@ Each :class:`Phone` creates a job, watches it through the cell's transport
 until the terminal event or the deadline (inside the asyncio agent), reports
 the session to the run's sink, and repeats ``jobs_per_user`` times. Locust
 sees each job as one request (``JOB``, named after the transport) timed from
-submit to the end of the session, failed unless the terminal event arrived.
+submit to the end of the session, failed unless the terminal event arrived;
+then, scored against the store by the session agent, what the phone lived
+through: each event received (``EVENT <transport> <kind>``, its commit →
+phone latency as response time), lost events, silent stalls and foreign
+events as failures, resumes and disconnects as their own entries (the table
+in ``progressbench.app.phone_stats``). Locust's live charts, CSV and HTML
+report carry them.
 
 Works headless under ``progressbench.loadtests.headless`` and in Locust's own web UI
 (``progressbench locust``), locally or distributed (master + workers): a
@@ -21,6 +27,7 @@ phone is left that could bring a missing session.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import os
@@ -34,7 +41,9 @@ from gevent.event import Event
 from locust import User, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
+from locust.html import get_html_report
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 from progressbench.loadtests.bridge import AgentDied, Bridge
 
 from progressbench.app.cell import CELL_ENV, CellPlan
@@ -89,6 +98,7 @@ BRIDGE_READY = Event()
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_kw: Any) -> None:
+    _state["environment"] = environment
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
@@ -114,6 +124,38 @@ def _retire(environment: Environment) -> None:
         RETIRED.add()
 
 
+def save_stats(environment: Environment, *, with_csv: bool) -> list[Path]:
+    """Locust's own report of the cell (``PREFIX.html``) and, ``with_csv``, its statistics and
+    failures as CSV (``PREFIX_stats.csv``, ``PREFIX_failures.csv``), where the plan says.
+
+    Only the process that holds the whole run's statistics writes (local or master). Under the
+    web UI, Locust's ``--csv`` keeps the CSVs current and only the HTML is ours: Locust writes
+    its ``--html`` on a normal exit but not when stopped by SIGTERM, which is how we stop it.
+    """
+    prefix = PLAN.locust_stats
+    if prefix is None or isinstance(environment.runner, WorkerRunner) or environment.runner is None:
+        return []
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    written = [Path(f"{prefix}.html")]
+    written[0].write_text(get_html_report(environment, show_download_link=False), encoding="utf-8")
+    if with_csv:
+        table = StatsCSV(environment, PERCENTILES_TO_REPORT)
+        for suffix, write in (("_stats.csv", table.requests_csv), ("_failures.csv", table.failures_csv)):
+            path = Path(f"{prefix}{suffix}")
+            with path.open("w", newline="") as fh:
+                write(csv.writer(fh))
+            written.append(path)
+    return written
+
+
+@events.quit.add_listener
+def _on_web_ui_quit(**_kw: Any) -> None:
+    """Locust's own main (the web UI) fires ``quit`` as it shuts down; the headless driver does not."""
+    environment = _state.get("environment")
+    if environment is not None:
+        save_stats(environment, with_csv=False)
+
+
 @events.quitting.add_listener
 def _on_quit(environment: Environment, **_kw: Any) -> None:
     bridge = _state.get("bridge")
@@ -125,10 +167,16 @@ def _on_quit(environment: Environment, **_kw: Any) -> None:
 _local_index = itertools.count()
 
 
+class PhoneFailure(Exception):
+    """What went wrong for the phone (a lost event, a silent stall...), as Locust lists failures."""
+
+
 class Phone(User):
     """One phone: a few jobs in a row, each watched to the end, then idle until the run ends."""
 
     wait_time = constant(0)
+    #: The API the phones talk to (through their cell's proxy): Locust's UI shows it as the host.
+    host = PLAN.cell_endpoints[0].get("api")
 
     def on_start(self) -> None:
         worker = getattr(self.environment.runner, "worker_index", 0) or 0
@@ -158,7 +206,7 @@ class Phone(User):
         spec = PLAN.session_spec(self.owner, self.user_index, self.jobs_done)
         started = time.perf_counter()
         try:
-            record = bridge.run(spec.model_dump(mode="json"))
+            record, requests = bridge.run(spec.model_dump(mode="json"))
         except AgentDied as exc:
             self._fire(started, 0, exc)
             self.retire()
@@ -166,6 +214,15 @@ class Phone(User):
         outcome = record["outcome"]
         error = None if outcome == "terminal" else RuntimeError(f"{outcome}: {record.get('error') or ''}")
         self._fire(started, len(record["observations"]), error)
+        for entry in requests:
+            self.environment.events.request.fire(
+                request_type=entry["request_type"],
+                name=entry["name"],
+                response_time=entry["response_time"],
+                response_length=0,
+                exception=None if entry["error"] is None else PhoneFailure(entry["error"]),
+                context={},
+            )
         _deliver(self.environment, record)
 
     def _fire(self, started: float, length: int, exc: Exception | None) -> None:

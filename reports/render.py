@@ -246,9 +246,12 @@ def distortions_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -
     head = f"- **{esc(cell.label)}**: "
     if not cell.distortions:
         return head + "none"
-    return head + "; ".join(
+    text = head + "; ".join(
         f"{esc(d.timer)} {d.real_s:g} s → {d.effective_real_s:g} s" for d in cell.distortions
     )
+    if cell.verdict_depends_on:
+        text += ". **Its verdict depends on the compression**: " + esc("; ".join(cell.verdict_depends_on))
+    return text
 
 
 def fault_windows_text(

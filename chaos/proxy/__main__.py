@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let proxies listen beyond loopback and on ports below 1024 (off: loopback only)",
     )
+    parser.add_argument(
+        "--proxy-metrics", action="store_true", help="serve /metrics with per-proxy byte counters"
+    )
+    parser.add_argument(
+        "--runtime-metrics", action="store_true", help="serve /metrics with the process's own metrics"
+    )
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -78,6 +84,8 @@ async def _run(args: argparse.Namespace, config: Sequence[Mapping[str, object]] 
         ready=_announce,
         stop=stop,
         allow_external_listen=args.allow_external_listen,
+        proxy_metrics=args.proxy_metrics,
+        runtime_metrics=args.runtime_metrics,
     )
 
 

@@ -5,9 +5,12 @@ Toxiproxy's ``listen`` and ``upstream`` fields go through ``net.Listen`` /
 clients) come from there; :class:`AddressError` and :class:`ListenError`
 carry the same wording.
 
-* ``""`` or ``":port"`` listens on all interfaces (dual-stack ``[::]``).
+* ``""`` or ``":port"`` listens on all interfaces (dual-stack ``[::]``),
+  except that a server limited to loopback binds an empty ``listen`` (a
+  proxy created without one) on ``127.0.0.1`` rather than refusing it.
 * A host name is resolved, preferring IPv4 (``localhost`` → ``127.0.0.1``).
-* An empty port means port 0 (an ephemeral port).
+* An empty port means port 0 (an ephemeral port); a port may be a service
+  name (``localhost:http``) or carry a sign (``+80``), as Go allows.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def check_local(host: str, ip: str, port: int) -> None:
 
 
 def split_host_port(address: str) -> tuple[str, int]:
-    """``"127.0.0.1:80"`` → ``("127.0.0.1", 80)``; ``"[::1]:0"`` → ``("::1", 0)``."""
+    """``"127.0.0.1:80"`` → ``("127.0.0.1", 80)``; ``"[::1]:0"`` → ``("::1", 0)``; ``""`` → ``("", 0)``."""
+    if address == "":
+        return "", 0
     if address.startswith("["):
         end = address.find("]")
         if end < 0:
@@ -69,11 +74,19 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 
 def _parse_port(text: str) -> int:
+    """Go's ``parsePort`` then range check: a signed decimal, else a service name."""
     if text == "":
         return 0
-    if not text.isdigit() or int(text) > 65535:
-        raise AddressError(f"address {text}: invalid port")
-    return int(text)
+    digits = text[1:] if text[0] in "+-" else text
+    if digits.isascii() and digits.isdigit():
+        port = -int(digits) if text[0] == "-" else int(digits)
+        if not 0 <= port <= 65535:
+            raise AddressError(f"address {text}: invalid port")
+        return port
+    try:
+        return socket.getservbyname(text.lower(), "tcp")
+    except OSError:
+        raise AddressError(f"address tcp/{text}: unknown port") from None
 
 
 def join_host_port(host: str, port: int) -> str:
@@ -121,6 +134,8 @@ async def bind_listener(listen: str, *, local_only: bool = False) -> socket.sock
     """
     try:
         host, port = split_host_port(listen)
+        if listen == "" and local_only:
+            host = "127.0.0.1"  # no listen given: any port, on loopback (Toxiproxy: all interfaces)
         if host == "":
             family, ip = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "0.0.0.0")
         else:

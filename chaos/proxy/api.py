@@ -1,14 +1,18 @@
 """The Toxiproxy v2 HTTP API as a Starlette app (routes, status codes, bodies, headers).
 
-Matches Toxiproxy 2.12 (``api.go``): 201 for a created proxy, 200 for a
-created toxic, 204 for deletes and ``/reset``; errors as
+Matches Toxiproxy 2.12 (``api.go``, gorilla/mux): 201 for a created proxy,
+200 for a created toxic, 204 for deletes and ``/reset``; errors as
 ``{"error": ..., "status": ...}`` + newline with ``text/plain;
-charset=utf-8`` (``http.Error``), except ``/populate`` which answers JSON;
-``404 page not found`` for unknown paths (``/proxies/`` included); 405 with
-an empty body for a known path with the wrong method; 403 for browser user
-agents; an ``X-Toxiproxy-Request-Id`` header on every response; a 503 with
-an empty body if a handler runs past 25 s (the work itself carries on).
-``PATCH`` and the deprecated ``POST`` both update proxies and toxics.
+charset=utf-8`` (``http.Error``), except ``/populate`` which answers JSON.
+What gorilla/mux answers itself comes before any handler and so carries
+neither the ``X-Toxiproxy-Request-Id`` header nor the browser guard: a 301
+to the cleaned path for a path with ``//``, ``.`` or ``..``; ``404 page not
+found`` for unknown paths (``/proxies/`` included); 405 with an empty body
+for a known path with the wrong method (``HEAD`` included). Matched routes
+get the request id, a 403 for browser user agents, and a 503 with an empty
+body if the handler runs past 25 s (the work itself carries on). ``PATCH``
+and the deprecated ``POST`` both update proxies and toxics. ``/metrics``
+exists only when the server was started with metrics, for every method.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from progressbench.chaos.proxy import codec
 from progressbench.chaos.proxy.codec import ApiError
@@ -32,7 +37,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ TEXT = "text/plain; charset=utf-8"
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Toxiproxy registers ``/metrics`` with no method restriction.
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 def _json(body: str | bytes, status: int = 200) -> Response:
@@ -63,37 +70,47 @@ def _request_id() -> str:
     return base64.b32hexencode(raw).decode().lower().rstrip("=")
 
 
-class ToxiproxyHeaders:
-    """ASGI middleware: the browser guard and the request-id header, on every route."""
+def clean_path(path: str) -> str:
+    """gorilla/mux's ``cleanPath``: Go's ``path.Clean``, keeping a trailing slash."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    cleaned = "/" + "/".join(parts)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+class CleanPaths:
+    """ASGI middleware: gorilla/mux's 301 to the cleaned path (before routing, so no request id)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = _request_id().encode()
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-toxiproxy-request-id", request_id))
-                message["headers"] = headers
-            await send(message)
-
-        user_agent = dict(scope.get("headers", [])).get(b"user-agent", b"")
-        if user_agent.startswith(b"Mozilla/"):
-            response = Response(b"User agent not allowed\n", 403, media_type=TEXT, headers=NOSNIFF)
-            await response(scope, receive, send_with_id)
-            return
-        await self.app(scope, receive, send_with_id)
+        if scope["type"] == "http":
+            path = scope["path"] or "/"
+            cleaned = clean_path(path)
+            if cleaned != path:
+                query = scope.get("query_string", b"")
+                # Go's url.String(): the cleaned (decoded) path escaped again, the query as sent.
+                location = quote(cleaned, safe="/!$&'()*+,;=:@[]~")
+                location += "?" + query.decode("latin-1") if query else ""
+                response = Response(status_code=301, headers={"Location": location})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class ToxiproxyApi:
     """Route handlers over one :class:`ProxyCollection` (state lives there, not here)."""
 
-    def __init__(self, proxies: ProxyCollection, metrics: ProxyMetrics) -> None:
+    def __init__(self, proxies: ProxyCollection, metrics: ProxyMetrics | None) -> None:
+        """``metrics``: None serves no ``/metrics`` (Toxiproxy without ``-proxy-metrics``)."""
         self.proxies = proxies
         self.metrics = metrics
         self._overdue: set[asyncio.Task[Response]] = set()
@@ -114,18 +131,22 @@ class ToxiproxyApi:
             Route("/proxies/{proxy}/toxics/{toxic}", e(self.toxic_update), methods=["POST", "PATCH"]),
             Route("/proxies/{proxy}/toxics/{toxic}", e(self.toxic_delete), methods=["DELETE"]),
             Route("/version", e(self.version), methods=["GET"]),
-            Route("/metrics", e(self.metrics_text), methods=["GET"]),
         ]
+        for route in routes:
+            route.methods.discard("HEAD")  # type: ignore[union-attr]  # gorilla/mux adds no HEAD
+        if self.metrics is not None:
+            routes.append(Route("/metrics", e(self.metrics_text), methods=ANY_METHOD))
         app = Starlette(
             routes=routes,
-            middleware=[Middleware(ToxiproxyHeaders)],
+            middleware=[Middleware(CleanPaths)],
             exception_handlers={404: _not_found, 405: _method_not_allowed},
         )
         app.router.redirect_slashes = False
         return app
 
     def _endpoint(self, handler: Handler) -> Handler:
-        """Errors → Toxiproxy error bodies; past 25 s → an empty 503 (the work goes on)."""
+        """Toxiproxy's route middleware around ``handler``: the request id, the browser guard,
+        errors → Toxiproxy error bodies, and past 25 s an empty 503 (the work goes on)."""
 
         async def guarded(request: Request) -> Response:
             try:
@@ -136,7 +157,9 @@ class ToxiproxyApi:
                 log.exception("%s %s failed", request.method, request.url.path)
                 return _error(ApiError(str(exc) or type(exc).__name__, 500))
 
-        async def run(request: Request) -> Response:
+        async def timed(request: Request) -> Response:
+            if request.headers.get("user-agent", "").startswith("Mozilla/"):
+                return Response(b"User agent not allowed\n", 403, media_type=TEXT, headers=NOSNIFF)
             task = asyncio.ensure_future(guarded(request))
             try:
                 return await asyncio.wait_for(asyncio.shield(task), HANDLER_TIMEOUT)
@@ -144,6 +167,11 @@ class ToxiproxyApi:
                 self._overdue.add(task)
                 task.add_done_callback(self._overdue.discard)
                 return Response(status_code=503)
+
+        async def run(request: Request) -> Response:
+            response = await timed(request)
+            response.headers["X-Toxiproxy-Request-Id"] = _request_id()
+            return response
 
         return run
 
@@ -213,7 +241,10 @@ class ToxiproxyApi:
 
     async def toxic_update(self, request: Request) -> Response:
         proxy = self.proxies.get(request.path_params["proxy"])
-        patch = codec.decode_toxic_patch(await request.body())
+        found = proxy.find_toxic(request.path_params["toxic"])
+        if found is None:  # Toxiproxy looks the toxic up before it reads the body
+            raise codec.toxic_not_found()
+        patch = codec.decode_toxic_patch(await request.body(), found.kind)
         async with proxy.lock:
             entry = await proxy.update_toxic(request.path_params["toxic"], patch)
         return _json(encode_entry(entry))
@@ -227,6 +258,7 @@ class ToxiproxyApi:
     # -- metrics ---------------------------------------------------------------------
 
     async def metrics_text(self, request: Request) -> Response:
+        assert self.metrics is not None  # the route exists only with metrics
         body, content_type = self.metrics.render()
         return Response(body, media_type=content_type)
 

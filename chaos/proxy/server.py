@@ -60,6 +60,9 @@ class ChaosProxyServer:
     ``clock`` replaces the event loop's clock (tests only).
     ``allow_external_listen``: let proxies listen beyond loopback and on ports
     below 1024 (off by default: issue #13, probe 7).
+    ``proxy_metrics`` / ``runtime_metrics``: serve ``/metrics`` with the byte
+    counters / the process's collectors (Toxiproxy's ``-proxy-metrics`` and
+    ``-runtime-metrics``); with neither there is no ``/metrics``, as there.
     """
 
     def __init__(
@@ -72,8 +75,12 @@ class ChaosProxyServer:
         clock: Clock | None = None,
         allow_external_listen: bool = False,
         header_timeout_s: float = HEADER_TIMEOUT,
+        proxy_metrics: bool = False,
+        runtime_metrics: bool = False,
     ) -> None:
         self._host = host
+        self._proxy_metrics = proxy_metrics
+        self._runtime_metrics = runtime_metrics
         self._header_timeout_s = header_timeout_s
         self._local_only = not allow_external_listen
         self._port = port
@@ -110,14 +117,20 @@ class ChaosProxyServer:
         if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
             sock.listen(1024)  # an inherited socket that was bound but not yet listening
         self._address = sock.getsockname()[:2]
-        metrics = ProxyMetrics(lambda: self.proxies.proxies.values())
+        metrics = ProxyMetrics(
+            lambda: self.proxies.proxies.values(),
+            proxy_metrics=self._proxy_metrics,
+            runtime=self._runtime_metrics,
+        )
         self._collection = ProxyCollection(
             clock=self._clock or LoopClock(),
             rng=self._rng,
             on_retire=metrics.retire,
             local_only=self._local_only,
         )
-        api = ToxiproxyApi(self._collection, metrics)
+        api = ToxiproxyApi(
+            self._collection, metrics if self._proxy_metrics or self._runtime_metrics else None
+        )
         config = uvicorn.Config(
             api.app(),
             log_config=None,
@@ -186,13 +199,23 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     allow_external_listen: bool = False,
+    proxy_metrics: bool = False,
+    runtime_metrics: bool = False,
 ) -> None:
     """Run a chaos proxy server until ``stop`` is set (or the task is cancelled).
 
     ``ready(url)`` is called once the API accepts connections and the
     ``config`` proxies exist. Shutdown is clean either way.
     """
-    server = ChaosProxyServer(host, port, sock=sock, seed=seed, allow_external_listen=allow_external_listen)
+    server = ChaosProxyServer(
+        host,
+        port,
+        sock=sock,
+        seed=seed,
+        allow_external_listen=allow_external_listen,
+        proxy_metrics=proxy_metrics,
+        runtime_metrics=runtime_metrics,
+    )
     await server.start()
     try:
         if config:

@@ -33,6 +33,12 @@ class CellPlan(BaseModel):
     cell_endpoints: list[dict[str, str]] = Field(min_length=1)
     sessions_path: Path
     options: dict[str, str] = {}
+    #: The store the phones' sessions are scored against for Locust's statistics (each ended
+    #: session's job read back, as the harness does after the cell); None: Locust counts jobs only.
+    database_url: str | None = None
+    #: Where Locust writes its own statistics: ``PREFIX_stats.csv`` (and the other CSVs) and
+    #: ``PREFIX.html``; None: nowhere.
+    locust_stats: Path | None = None
 
     @property
     def expected_sessions(self) -> int:

@@ -196,11 +196,27 @@ def profiles() -> None:
 @app.command()
 def check(
     results_dir: Annotated[Path, typer.Argument(help="A results folder (or its summary.json).")],
-    baseline: Annotated[Path | None, typer.Option(help="A previous summary.json to compare against.")] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="A previous run to compare against: its folder, a saved baseline, or a summary.json."
+        ),
+    ] = None,
     rules: Annotated[Path | None, typer.Option(help="A TOML rules file (default: built-in rules).")] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write the verdicts as JUnit XML (one testcase per rule × cell).")
+    ] = None,
+    summary_md: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary-md",
+            help="Also write a Markdown summary for a PR comment; appended when the file exists "
+            "(e.g. $GITHUB_STEP_SUMMARY).",
+        ),
+    ] = None,
 ) -> None:
     """Judge results against rules (and a baseline); exit 1 on any regression."""
-    from progressbench.app.judging import judge
+    from progressbench.app.judging import judge, write_ci_files
     from progressbench.app.tables import verdicts_table
 
     judgement = judge(results_dir, baseline, rules)
@@ -209,19 +225,78 @@ def check(
     console.print(verdicts_table(f"progressbench check {results_dir}", judgement.verdicts))
     if judgement.partial:
         err.print("[yellow]warning: these results are partial (the run was interrupted or cut short)[/]")
+    for written in write_ci_files(judgement, results_dir, junit, summary_md):
+        console.print(f"wrote {written}")
     if failed := judgement.failed:
         err.print(f"[red]{len(failed)} check(s) failed[/]")
         raise typer.Exit(1)
     console.print(f"[green]all {len(judgement.verdicts)} checks hold[/]")
 
 
+baseline_app = typer.Typer(no_args_is_help=True, help="Keep a run as the baseline `check --baseline` reads.")
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    results_dir: Annotated[Path, typer.Argument(help="A complete results folder.")],
+    to: Annotated[Path, typer.Option(help="The baseline folder to write.")] = Path(".progressbench/baseline"),
+) -> None:
+    """Store a run's summary.json, sessions.csv and events.csv as a baseline folder."""
+    from progressbench.app.comparing import save_baseline
+
+    folder = save_baseline(results_dir, to)
+    console.print(
+        f"baseline saved in {folder}; use it with `progressbench check RESULTS --baseline {folder}`"
+    )
+
+
 @app.command()
-def report(results_dir: Annotated[Path, typer.Argument(help="A results folder to re-render.")]) -> None:
+def compare(
+    base: Annotated[
+        Path, typer.Argument(help="The earlier run: a results folder, a baseline or a summary.json.")
+    ],
+    new: Annotated[Path, typer.Argument(help="The later run: a results folder.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where compare.md and compare.html go (default: NEW's folder).")
+    ] = None,
+) -> None:
+    """Per cell, what moved between two runs, by how much, and whether it is outside the noise."""
+    from rich.markup import escape
+
+    from progressbench.app.comparing import compare_folders
+    from progressbench.reports.compare import headline, sentence
+
+    target = out if out is not None else (new if new.is_dir() else new.parent)
+    comparison, md_path, html_path = compare_folders(base, new, target)
+    for warning in comparison.warnings:
+        err.print(f"[yellow]warning: {warning}[/]")
+    console.print(headline(comparison))
+    for cell in comparison.cells:
+        for move in cell.moves:
+            if move.significant:
+                colour = "red" if move.direction == "worse" else "green"
+                console.print(f"  [{colour}]{escape(sentence(cell, move))}[/]", highlight=False)
+    console.print(f"wrote {md_path} and {html_path}")
+
+
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A results folder to re-render.")],
+    baseline: Annotated[
+        Path | None, typer.Option(help="Also compare with this earlier run (compare.html, linked).")
+    ] = None,
+) -> None:
     """Re-render report.md and report.html from a results folder."""
     from progressbench.app.rendering import render_folder
 
+    if baseline is not None:
+        from progressbench.app.comparing import compare_folders
+
+        compare_folders(baseline, results_dir, results_dir)
     render_folder(results_dir)
-    console.print(f"wrote {results_dir}/report.md and report.html")
+    extra = f", compare.md and compare.html (against {baseline})" if baseline is not None else ""
+    console.print(f"wrote {results_dir}/report.md and report.html{extra}")
 
 
 @app.command()

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from progressbench.app.gate_rules import builtin_rules
 from progressbench.app.results import load_summary
+from progressbench.core.errors import ConfigError
 from progressbench.reports.gate import Verdict, apply_rules, compare_baseline, load_rules
+from progressbench.reports.gate_output import junit_xml, summary_markdown
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,34 @@ def judge(results: Path, baseline: Path | None = None, rules: Path | None = None
         other_machine = base.machine.node != summary.machine.node
         verdicts += compare_baseline(summary.cells, base.cells)
     return Judgement(verdicts, partial=not summary.complete, other_machine=other_machine)
+
+
+def warnings_of(judgement: Judgement) -> list[str]:
+    notes = []
+    if judgement.partial:
+        notes.append("these results are partial (the run was interrupted or cut short)")
+    if judgement.other_machine:
+        notes.append("the baseline comes from another machine; latency comparisons may mislead")
+    return notes
+
+
+def write_ci_files(
+    judgement: Judgement, results: Path, junit: Path | None, summary_md: Path | None
+) -> list[Path]:
+    """JUnit XML (replaced) and the Markdown summary (appended, as ``$GITHUB_STEP_SUMMARY`` wants)."""
+    written: list[Path] = []
+    source = str(results)
+    notes = warnings_of(judgement)
+    try:
+        if junit is not None:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(junit_xml(judgement.verdicts, source, notes))
+            written.append(junit)
+        if summary_md is not None:
+            summary_md.parent.mkdir(parents=True, exist_ok=True)
+            with summary_md.open("a") as fh:
+                fh.write(summary_markdown(judgement.verdicts, source, notes))
+            written.append(summary_md)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {exc.filename}: {exc.strerror}") from None
+    return written

@@ -50,7 +50,10 @@ class StackProxies:
         """Drive the Toxiproxy-compatible server at ``url``, after removing this testbed's leftovers."""
         control = ProxyControl(url)
         if not control.ping():
-            raise StackError(f"no Toxiproxy API answers at {url}")
+            raise StackError(
+                f"no Toxiproxy API answers at {url}: start toxiproxy-server there, or leave out "
+                "--toxiproxy-url (and TOXIPROXY_URL) to use the bundled chaos proxy"
+            )
         for name in control.proxies():
             if name.startswith(PROXY_PREFIX):  # left by an earlier run against this server
                 control.delete_proxy(name)

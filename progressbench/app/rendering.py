@@ -33,3 +33,19 @@ def render_folder(folder: Path) -> None:
         events=load_events(folder),
         records=sample_records(folder),
     )
+    link_related(folder)
+
+
+def link_related(folder: Path) -> None:
+    """Link the folder's other reports (a comparison, Locust's own statistics) from report.md/html.
+
+    The section is added at the end of the rendered files (before ``</body>``),
+    so the report's own layout stays where it is drawn.
+    """
+    from progressbench.reports.related import related_files, with_related
+
+    files = related_files(folder)
+    for name in ("report.md", "report.html"):
+        path = folder / name
+        if files and path.is_file():
+            path.write_text(with_related(path.read_text(), files, html=name.endswith(".html")))

@@ -44,6 +44,7 @@ from progressbench.core.ledger import EventRow, JobTruth, SessionRow
 from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.core.timers import measured
 from progressbench.reports.prices import PriceBook, load_prices
+from progressbench.reports.related import LOCUST_DIR
 from progressbench.transports import resolve
 
 
@@ -109,6 +110,8 @@ def run_cell(
         cell_endpoints=stack.cell_endpoints(profile.cells),
         sessions_path=cell.sessions_path.resolve(),
         options=config.client_options,
+        database_url=stack.database_url,
+        locust_stats=(config.out / LOCUST_DIR / cell_name(cell.transport, profile.name)).resolve(),
     )
     before = stack.meters()
     startups = len(stack.faults.startups)

@@ -8,12 +8,15 @@ finished run and an interrupted one are scored by the same lines.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from progressbench.app.cell_result import CellResult
+from progressbench.chaos.profiles import get_profile
 from progressbench.core.billed import billing_for
+from progressbench.core.errors import ProgressbenchError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, summarize
 from progressbench.core.saturation import JobTiming, judge
@@ -28,7 +31,8 @@ from progressbench.core.summary import (
     Saturation,
     Summary,
 )
-from progressbench.core.timers import distortions
+from progressbench.core.timers import Distortion as CoreDistortion
+from progressbench.core.timers import distortions, order_flips
 from progressbench.reports.cell_cost import cell_cost, curve_rows, planned_span, window_of
 from progressbench.reports.prices import PriceBook, load_prices, prices_as_of
 from progressbench.transports import resolve
@@ -125,6 +129,7 @@ def score_cell(
     # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
     fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
     fields["canary_probes"] = cell.canary_probes
+    distorted = cell_distortions(cell, time_scale)
     summary = CellSummary(
         **fields,
         cost=cost,
@@ -133,7 +138,8 @@ def score_cell(
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
         chaos_errors=list(cell.chaos_errors),
-        distortions=cell_distortions(cell, time_scale),
+        distortions=distorted,
+        verdict_depends_on=verdict_timers(cell, records, distorted, time_scale),
         saturated=bool(saturation and saturation.reasons),
         saturation=saturation,
     )
@@ -145,6 +151,23 @@ def cell_distortions(cell: CellResult, time_scale: float) -> list[Distortion]:
     transport, _ = resolve(cell.transport)
     found = distortions([*transport.timers, *cell.timers], time_scale)
     return [Distortion(timer=d.timer, real_s=d.real_s, effective_real_s=d.effective_real_s) for d in found]
+
+
+def verdict_timers(
+    cell: CellResult, records: Sequence[SessionRecord], found: Sequence[Distortion], time_scale: float
+) -> list[str]:
+    """The distortions whose timer lands on the other side of the cell's fault windows or job length."""
+    spans: dict[str, float] = {}
+    with contextlib.suppress(ProgressbenchError):
+        spans.update(get_profile(cell.profile).spans())
+    for window in cell.describe_windows():
+        what = f"the {window.kind} window"
+        spans[what] = max(spans.get(what, 0.0), round(window.duration_s / time_scale, 1))
+    planned = sorted(r.planned_job_s for r in records if r.planned_job_s)
+    if planned:
+        spans["the job's planned length"] = round(planned[len(planned) // 2] / time_scale, 1)
+    flips = order_flips((CoreDistortion(d.timer, d.real_s, d.effective_real_s) for d in found), spans.items())
+    return flips
 
 
 def job_timings(records: Sequence[SessionRecord], truth: Mapping[str, JobTruth]) -> list[JobTiming]:

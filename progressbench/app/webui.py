@@ -19,6 +19,7 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.chaos.profiles import get_profile
 from progressbench.core.config import RunConfig
 from progressbench.kit.database import free_port
+from progressbench.reports.related import LOCUST_DIR
 from progressbench.transports import resolve
 
 
@@ -56,10 +57,16 @@ def serve_web_ui(
             timing=config.timing,
             cell_endpoints=[stack.endpoints()],
             sessions_path=(out / "raw" / "web.jsonl").resolve(),
+            database_url=stack.database_url,
+            locust_stats=(out / LOCUST_DIR / "web").resolve(),
         )
+        stats = plan.locust_stats
+        assert stats is not None
+        stats.parent.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
         announce(
-            f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}); Ctrl-C to stop"
+            f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}; Locust's "
+            f"statistics -> {stats}_stats.csv and {stats}.html); Ctrl-C to stop"
         )
         proc = subprocess.Popen(
             [
@@ -72,6 +79,9 @@ def serve_web_ui(
                 "127.0.0.1",
                 "--web-port",
                 str(port),
+                # Locust's own statistics as CSV while it runs (its HTML report: the locustfile's quit hook)
+                "--csv",
+                str(stats),
             ],
             env=env,
             # Its own session: a terminal's Ctrl-C reaches only us (Locust would print a traceback

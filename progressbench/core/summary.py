@@ -222,6 +222,9 @@ class CellSummary(CellAggregates):
     cost: CellCost | None = None
     #: schema 2: timers that could not follow the time scale in this cell (real-time-equivalent seconds).
     distortions: list[Distortion] = Field(default_factory=list)
+    #: Distortions that flip a timer's order against a fault window or the job's length: the
+    #: cell's verdict depends on the compression (``core.timers.order_flips``), one sentence each.
+    verdict_depends_on: list[str] = Field(default_factory=list)
     #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
     saturated: bool = False
     saturation: Saturation | None = None

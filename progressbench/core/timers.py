@@ -79,3 +79,26 @@ def measured(name: str, real_s: float, seconds: Iterable[float]) -> Timer | None
     if not samples:
         return None
     return Timer(name, real_s, floor_s=max(samples))
+
+
+def order_flips(found: Iterable[Distortion], spans: Iterable[tuple[str, float]]) -> list[str]:
+    """Distortions that put a timer on the other side of a duration the verdict turns on.
+
+    ``spans`` are ``(what, real seconds)``: a fault window's length, the job's
+    planned length. A watchdog of 15 s detects a 90 s tunnel; stretched to
+    150 s by a floor it does not, so the cell's verdict is about the
+    compression, not the pattern. Only a flip of order counts: a timer
+    distorted from 10 s to 20 s against a 90 s tunnel changes a number, not
+    the outcome class. One sentence per flip, for the report.
+    """
+    spans = [(what, length) for what, length in spans if length > 0]
+    notes: list[str] = []
+    for d in found:
+        low, high = sorted((d.real_s, d.effective_real_s))
+        for what, length in spans:
+            if low < length < high:
+                notes.append(
+                    f"{d.timer}: {d.real_s:g} s in the world, {d.effective_real_s:g} s in this run, "
+                    f"on the other side of {what} ({length:g} s)"
+                )
+    return notes

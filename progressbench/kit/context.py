@@ -116,6 +116,19 @@ class ServiceContext:
         token, 404 for an unknown id or another owner's job: the answer never
         tells a stranger that a job exists.
         """
+        owner, job_id = self.reader(request, raw_id)
+        job = await self.store.get_job(job_id)
+        if job is None or job.owner != owner:
+            raise HTTPException(404, "job not found")
+        return job
+
+    def reader(self, request: Request, raw_id: str) -> tuple[str, uuid.UUID]:
+        """Who the request's bearer token speaks for, if it may ask for the job at ``raw_id`` at all.
+
+        Checks the token alone (no database): 401 for a missing or bad token,
+        404 for a malformed id or a job token of another job. Whether the job
+        exists and is theirs is :meth:`readable_job`'s (or a cache's) to say.
+        """
         try:
             raw = tokens.bearer(request.headers.get("authorization"))
         except tokens.TokenRejected as exc:
@@ -124,10 +137,7 @@ class ServiceContext:
         job_id = parse_job_id(raw_id)
         if job_id is None or (only is not None and only != job_id):
             raise HTTPException(404, "job not found")
-        job = await self.store.get_job(job_id)
-        if job is None or job.owner != owner:
-            raise HTTPException(404, "job not found")
-        return job
+        return owner, job_id
 
     def _reader(self, raw: str) -> tuple[str, uuid.UUID | None]:
         """Who a read token speaks for, and the one job it is limited to (None: any of theirs)."""

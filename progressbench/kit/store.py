@@ -10,7 +10,9 @@ Invariants the rest of the testbed relies on:
   instance that lost its lease learns it from :meth:`Store.commit_step`
   returning ``False`` and must stop.
 * Every committed event is announced with ``pg_notify('job_events', ...)`` so
-  streaming transports can wake up without polling.
+  streaming transports can wake up without polling; so is every change of a
+  job's status without an event (claimed, released, abandoned: seq ``0``), so
+  a cache of a job's state (the polling server's ETags) is never stale.
 """
 
 from __future__ import annotations
@@ -220,6 +222,8 @@ class Store:
                 },
             )
             row = await cur.fetchone()
+            if row:
+                await _announce(conn, job_id, 0)
         self._on_write(1)
         return _job(row) if row else None
 
@@ -382,6 +386,8 @@ class Store:
                 "WHERE id = %s AND lease_owner = %s AND status = 'running'",
                 (error, job_id, instance),
             )
+            if cur.rowcount == 1:
+                await _announce(conn, job_id, 0)
         self._on_write(1)
         return cur.rowcount == 1
 
@@ -392,12 +398,14 @@ class Store:
         listening), so no event is committed; the row records what happened.
         """
         async with self._pool.connection() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE jobs SET status = 'failed', error = %s, lease_owner = NULL, heartbeat_at = NULL, "
                 "finished_at = clock_timestamp(), updated_at = clock_timestamp() "
                 "WHERE id = %s AND lease_owner = %s AND status = 'running'",
                 (reason, job_id, instance),
             )
+            if cur.rowcount == 1:
+                await _announce(conn, job_id, 0)
         self._on_write(1)
 
     @staticmethod
@@ -416,7 +424,12 @@ class Store:
             (job_id, seq, owner, kind, message, Jsonb(payload)),
         )
         if cur.rowcount == 1:
-            await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps([str(job_id), seq])))
+            await _announce(conn, job_id, seq)
+
+
+async def _announce(conn: psycopg.AsyncConnection[Any], job_id: uuid.UUID, seq: int) -> None:
+    """Tell every listener the job changed: its event ``seq`` committed, or (``0``) its status."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, json.dumps([str(job_id), seq])))
 
 
 def check_reachable(database_url: str, timeout_s: float = 5.0) -> None:

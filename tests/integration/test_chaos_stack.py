@@ -13,6 +13,12 @@ from progressbench.app.supervisor import Stack
 from progressbench.core.errors import UnsupportedToxic
 from tests.helpers import wait_for
 from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
+from tests.integration.chaos.toxiproxy_process import (
+    missing_reason,
+    start_toxiproxy,
+    stop_toxiproxy,
+    toxiproxy_binary,
+)
 from tests.integration.conftest import running_stack
 
 
@@ -79,3 +85,22 @@ def test_runs_can_drive_an_external_toxiproxy_api(tmp_path: Path, database_url: 
         assert control.proxies() == {}
     finally:
         stop_proxy_process(proc)
+
+
+def test_runs_can_drive_a_real_toxiproxy(tmp_path: Path, database_url: str) -> None:
+    """The same against a real Toxiproxy 2.12, which refuses the mobile toxics up front."""
+    binary = toxiproxy_binary()
+    if binary is None:
+        pytest.skip(missing_reason())
+    proc, url = start_toxiproxy(binary, log_path=tmp_path / "toxiproxy.log")
+    try:
+        control = ProxyControl(url)
+        with pytest.raises(UnsupportedToxic, match="blackhole"):
+            validate_against(control, [long_profile()])
+        with running_stack(tmp_path, database_url, toxiproxy_url=url, transports=("polling",)) as stack:
+            assert stack.chaos_process is None
+            stack.cell_endpoints(2)
+            assert {"pb-dispatch", "pb-c0-api", "pb-c1-api"} <= set(control.proxies())
+        wait_for(lambda: not control.proxies(), 5, "the stack's proxies to be deleted")
+    finally:
+        assert stop_toxiproxy(proc) == 0

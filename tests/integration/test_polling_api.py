@@ -6,11 +6,14 @@ none kills an instance.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from progressbench.app.session import run_session
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape, Timing
+from tests.helpers import UNIT
 from tests.integration.api_client import auth, create_job, event_seqs, wait_status
 from tests.integration.conftest import SCALE
 from tests.integration.sse_helpers import progress_seqs, score, session_spec
@@ -87,6 +90,49 @@ def test_unchanged_job_answers_304_with_its_etag(module_stack: Stack, http: http
     assert first.status_code == 200 and first.headers["retry-after"] == "0.050"
     again = http.get(api + job["href"], headers={**headers, "if-none-match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+def db_reads(http: httpx.Client, api: str) -> float:
+    """The API's store reads so far (its /metrics, the same meter the cost model reads)."""
+    for line in http.get(api + "/metrics").text.splitlines():
+        if line.startswith('pb_db_reads_total{service="api"}'):
+            return float(line.split()[-1])
+    raise AssertionError("pb_db_reads_total not exported")
+
+
+def test_an_unchanged_poll_is_answered_from_memory_and_a_change_is_never_hidden(
+    module_stack: Stack, http: httpx.Client
+) -> None:
+    """A 304 for a job the notify feed says has not moved touches no database; once the job
+    moves (its next step, or a status change without an event) the same ETag gets a 200."""
+    stack = module_stack
+    job = create_job(stack, step_seconds_min=40, step_seconds_max=40)  # 2 s steps at scale 0.05
+    wait_status(stack, job["job_id"], {"running"}, timeout=10)
+    api = stack.endpoints()["api"]
+    headers = {"authorization": f"Bearer {job['token']}"}
+    first = http.get(api + job["href"], headers=headers)
+    second = http.get(api + job["href"], headers={**headers, "if-none-match": first.headers["etag"]})
+    etag = second.headers["etag"]  # the first read may predate the feed; this one is remembered
+    before = db_reads(http, api)
+    answers = [
+        http.get(api + job["href"], headers={**headers, "if-none-match": etag}).status_code for _ in range(20)
+    ]
+    spent = db_reads(http, api) - before
+    assert answers.count(304) >= 15, answers  # a 2 s step: at most one change in these 20 polls
+    assert spent <= 3 * answers.count(200) + 5, f"{answers.count(304)} unchanged polls: {spent} reads"
+    step = first.json()["current_step"]
+    deadline = time.monotonic() + 30 * UNIT
+    while time.monotonic() < deadline:  # the job moves on: the old ETag must stop matching
+        answer = http.get(api + job["href"], headers={**headers, "if-none-match": etag})
+        if answer.status_code == 200:
+            assert answer.json()["current_step"] > step or answer.json()["status"] != "running"
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the job moved on but its old ETag still got 304")
+    # a stranger's token never gets the remembered answer
+    bob = auth(api, "bob-etag")
+    assert http.get(api + job["href"], headers={**bob, "if-none-match": etag}).status_code == 404
 
 
 def test_bad_input_gets_clear_errors_and_no_service_dies(module_stack: Stack, http: httpx.Client) -> None:

@@ -21,6 +21,7 @@ from progressbench.transports.relay.client import RelayWatcher
 from progressbench.transports.relay.queue.oidc import SigningKey, id_token_claims
 from progressbench.transports.relay.server import RUN_PATH
 from progressbench.transports.types import ClientSettings, JobRequest
+from psycopg.types.json import Jsonb
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -178,12 +179,24 @@ async def test_room_restart_is_recovered_by_snapshot_and_dedupe(stack: Stack) ->
 
 
 def signing_key(stack: Stack) -> SigningKey:
+    """A key the queue's JWKS lists: published the way the queue publishes its own (public half only).
+
+    The queue's own private key is in its memory alone: nothing in the shared database can sign.
+    """
+    key = SigningKey.generate()
     with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute(
-            "SELECT kid, private_pem, public_jwk FROM relay_signing_keys ORDER BY created_at DESC LIMIT 1"
-        ).fetchone()
-    assert row is not None
-    return SigningKey(row[0], row[1], row[2])
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'relay_signing_keys'"
+            )
+        }
+        assert columns == {"kid", "public_jwk", "created_at"}, columns
+        conn.execute(
+            "INSERT INTO relay_signing_keys (kid, public_jwk) VALUES (%s, %s)",
+            (key.kid, Jsonb(key.public_jwk)),
+        )
+    return key
 
 
 def push(stack: Stack, token: str | None) -> httpx.Response:

@@ -99,8 +99,8 @@ class Sink:
     def __init__(self) -> None:
         self.frames: list[str] = []
 
-    def push(self, frame: str) -> None:
-        self.frames.append(frame)
+    def push_change(self, ids: list[int], data_json: str) -> None:
+        self.frames.append(data_json)
 
 
 async def test_filters_run_only_after_rls_allows_the_row() -> None:

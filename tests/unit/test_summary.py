@@ -225,8 +225,13 @@ def test_every_duration_column_says_it_is_real_and_distortions_are_reported() ->
         "tunnel",
         distortions=[Distortion(timer="websockets keepalive ping", real_s=20.0, effective_real_s=400.0)],
         fault_windows=[FaultWindowSpan(cell=0, kind="blackhole", start_s=1.0, duration_s=4.5)],
+        verdict_depends_on=[
+            "websockets keepalive ping: 20 s in the world, 400 s in this run, "
+            "on the other side of the blackhole window (90 s)"
+        ],
     )
     text = markdown(summary(cells=[cell], config={"timing": {"time_scale": 0.05}}))
+    assert "Its verdict depends on the compression**: websockets keepalive ping: 20 s in the world" in text
     assert "lat p50 real ms" in text and "divided by it" in text
     assert "blackhole on phone cell 0 at 20 real s for 90 real s" in text
     assert "websockets keepalive ping 20 s → 400 s" in text

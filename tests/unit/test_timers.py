@@ -81,3 +81,29 @@ def test_timers_the_code_owns_follow_the_scale() -> None:
     assert (opts.heartbeat_s, opts.push_timeout_s) == (1.25, 0.5)
     assert server_idle_timeout(slow) == 36.0 and server_idle_timeout(Timing()) == 60.0
     assert scaled_attributes({"rate": 150}, 0.05) == {"rate": 3000}
+
+
+def test_a_distortion_that_crosses_a_fault_window_flips_the_verdict_and_one_that_does_not_is_a_number() -> (
+    None
+):
+    """A 20 s ping stretched to 200 s is on the other side of CGNAT's 60 s idle cut; 10 s → 20 s is not."""
+    from progressbench.core.timers import Distortion, order_flips
+
+    ping = Distortion("websockets ping", 20.0, 200.0)
+    connect = Distortion("phone HTTP connect timeout", 10.0, 20.0)
+    spans = [("the cgnat window", 60.0), ("the job's planned length", 45.0)]
+    notes = order_flips([ping, connect], spans)
+    assert len(notes) == 2 and all(n.startswith("websockets ping: 20 s in the world, 200 s") for n in notes)
+    assert "the cgnat window (60 s)" in notes[0] and "planned length (45 s)" in notes[1]
+    assert order_flips([connect], spans) == []
+    assert order_flips([Distortion("floor", 60.0, 60.0)], spans) == []
+
+
+def test_profiles_name_the_durations_a_verdict_turns_on() -> None:
+    """CGNAT's 60 s idle cut and sleep's 5 s reclaim are spans as much as a tunnel's 90 s."""
+    from progressbench.chaos.profiles import get_profile
+
+    assert get_profile("cgnat").spans() == [("the idle cut", 60.0)]
+    assert ("the pause_reader socket reclaim", 5.0) in get_profile("sleep").spans()
+    assert get_profile("tunnel").spans() == [("the blackhole window", 90.0)]
+    assert get_profile("clean").spans() == []

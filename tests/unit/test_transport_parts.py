@@ -145,6 +145,7 @@ def test_the_schema_is_the_cores_then_each_transports_in_registry_order() -> Non
         "005_auth.sql",
         "002_realtime.sql",
         "003_relay.sql",
+        "006_relay_public_keys.sql",
     ]
 
 

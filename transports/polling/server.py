@@ -9,7 +9,10 @@ cursor form (variant ``polling:log``): the state plus every event with
 
 The ``ETag`` covers exactly what the body would say (status, step, attempt,
 and for the cursor form the cursor and the last event in it), so an
-unchanged job answers ``304`` and costs the phone a few bytes. While the job
+unchanged job answers ``304`` and costs the phone a few bytes. A status
+poll's 304 is answered from memory when the process's notify feed says the
+job has not changed since it was last read (:mod:`.etags`): the token is
+checked, the database is not touched. While the job
 runs, ``Retry-After`` carries the poll interval the server wants; at time
 scales below 1 it is fractional (RFC 9110 only allows integers — the scaled
 testbed needs sub-second values).
@@ -22,9 +25,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from progressbench.transports.polling.etags import EtagCache
 
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.meters import retry_after_header
+from progressbench.kit.notify import NotifyHub, hub_for
 from progressbench.kit.store import EventRow, JobRow
 
 PREFIX = "/polling"
@@ -52,6 +57,23 @@ def state_body(job: JobRow, latest: EventRow | None) -> dict[str, Any]:
 
 
 class PollingServer:
+    """Routes of ``polling``; one ETag cache per service process, fed by the process's notify hub."""
+
+    def __init__(self) -> None:
+        self._caches: dict[int, tuple[NotifyHub, EtagCache]] = {}
+
+    def _etags(self, ctx: ServiceContext) -> EtagCache:
+        """This process's cache, told by the hub whether it is listening right now."""
+        hub = hub_for(ctx)
+        found = self._caches.get(id(hub))
+        if found is None or found[0] is not hub:
+            found = (hub, EtagCache())
+            self._caches[id(hub)] = found
+            hub.watch_all(found[1])
+        cache = found[1]
+        cache.live(hub.ready.is_set())
+        return cache
+
     def api_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         timing = ctx.config.timing
@@ -71,15 +93,28 @@ class PollingServer:
         async def status(
             job_id: str, request: Request, after: int | None = Query(default=None, ge=0)
         ) -> Response:
-            job = await ctx.readable_job(request, job_id)
             headers = {"Cache-Control": "no-cache"}
+            retry_after = retry_after_header(timing.scaled(timing.poll_interval_s))
+            ticket = None
+            if after is None:
+                owner, uid = ctx.reader(request, job_id)
+                etags = self._etags(ctx)
+                if hit := etags.match(uid, owner, request.headers.get("if-none-match")):
+                    # unchanged since this process last read it, and the feed says nothing moved
+                    if not hit.terminal:
+                        headers["Retry-After"] = retry_after
+                    return Response(status_code=304, headers={**headers, "ETag": hit.etag})
+                ticket = etags.ticket(uid)
+            job = await ctx.readable_job(request, job_id)
             if not job.terminal:
-                headers["Retry-After"] = retry_after_header(timing.scaled(timing.poll_interval_s))
+                headers["Retry-After"] = retry_after
             if after is None:
                 # The state: the last event the job committed is where it is now.
                 recent = await ctx.store.events_after(job.id, max(job.current_step - 1, 0))
                 latest = recent[-1] if recent else None
                 headers["ETag"] = _etag(job.status, job.attempt, latest.seq if latest else 0)
+                if ticket is not None:
+                    self._etags(ctx).put(ticket, job.owner, headers["ETag"], job.terminal)
                 if request.headers.get("if-none-match") == headers["ETag"]:
                     return Response(status_code=304, headers=headers)
                 if latest is not None:

@@ -36,7 +36,6 @@ import psycopg
 from progressbench.transports.realtime.auth import Claims
 from progressbench.transports.realtime.filters import Condition, matches, norm_text
 from progressbench.transports.realtime.pgoutput import Change, Decoder
-from progressbench.transports.realtime.wire import change_frame
 from psycopg import sql
 
 from progressbench.kit.store import NOTIFY_CHANNEL
@@ -58,12 +57,12 @@ def _eq_key(binding: Binding) -> tuple[tuple[str, str], str] | None:
 
 
 class Sink(Protocol):
-    """Where a subscriber's frames go (a joined channel on a socket)."""
+    """Where a subscriber's changes go (a joined channel on a socket, framed by its serializer)."""
 
     @property
     def topic(self) -> str: ...
 
-    def push(self, frame: str) -> None: ...
+    def push_change(self, ids: list[int], data_json: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +352,7 @@ class ChangeFeed:
                     continue
                 if data_json is None:
                     data_json = json.dumps(change.data(), separators=(",", ":"))
-                sub.sink.push(change_frame(sub.sink.topic, ids, data_json))
+                sub.sink.push_change(ids, data_json)
                 sent += 1
             if sent:
                 self._on_message(sent)

@@ -1,4 +1,8 @@
-"""One Realtime websocket: Phoenix channels over V1 JSON, as the official client expects.
+"""One Realtime websocket: Phoenix channels, as the official clients expect them.
+
+Frames go through the socket's serializer (``serializer.py``), negotiated at
+the handshake from ``vsn``: 1.0.0 JSON objects (the Python client) or 2.0.0
+arrays and binary broadcasts (supabase-js); the channel logic is the same.
 
 Per connection: a reader (this coroutine) and a writer task draining a
 bounded outbound queue, so a slow phone never blocks the change feed; a
@@ -18,8 +22,9 @@ channel gets a system error and ``phx_close``; the socket stays open.
 closed, like Phoenix's transport timeout.
 
 Hostile input gets an answer, never a dropped socket (issue #13, probe 9): a
-frame that is not a V1 JSON object (binary frames are decoded as UTF-8 JSON,
-like text) gets an error ``phx_reply`` on the ``phoenix`` topic; a join past
+frame its serializer cannot read (vsn 1.0.0 decodes binary frames as UTF-8
+JSON, like text) gets an error ``phx_reply`` on the ``phoenix`` topic naming
+the problem; a join past
 :data:`MAX_CHANNELS` channels on one socket gets Realtime's
 ``ChannelRateLimitReached: Too many channels`` (Supabase's "Channels per
 connection" limit is 100 on every plan: supabase.com/docs/guides/realtime/limits
@@ -39,6 +44,7 @@ from progressbench.transports.realtime import wire
 from progressbench.transports.realtime.auth import AuthError, Claims, verify
 from progressbench.transports.realtime.feed import Binding, ChangeFeed, Subscriber
 from progressbench.transports.realtime.filters import FilterError, parse_filter
+from progressbench.transports.realtime.serializer import V1, Serializer
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 log = logging.getLogger(__name__)
@@ -67,8 +73,11 @@ class Channel:
     subscriber: Subscriber | None = None
     expiry: asyncio.Task[None] | None = None
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str | bytes) -> None:
         self.conn.push(frame)
+
+    def push_change(self, ids: list[int], data_json: str) -> None:
+        self.conn.push(self.conn.serializer.change(self.topic, ids, data_json))
 
 
 @dataclass(eq=False)
@@ -77,12 +86,13 @@ class RealtimeSocket:
     feed: ChangeFeed
     settings: SocketSettings
     apikey: str
+    serializer: Serializer = field(default_factory=V1)
     channels: dict[str, Channel] = field(default_factory=dict)
-    _out: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(OUTBOUND_LIMIT))
+    _out: asyncio.Queue[str | bytes | None] = field(default_factory=lambda: asyncio.Queue(OUTBOUND_LIMIT))
     _later: set[asyncio.Task[None]] = field(default_factory=set)
     overflowed: bool = False
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: str | bytes) -> None:
         try:
             self._out.put_nowait(frame)
         except asyncio.QueueFull:
@@ -95,7 +105,10 @@ class RealtimeSocket:
             frame = await self._out.get()
             if frame is None or self.overflowed:
                 return
-            await self.ws.send_text(frame)
+            if isinstance(frame, bytes):
+                await self.ws.send_bytes(frame)
+            else:
+                await self.ws.send_text(frame)
 
     async def serve(self) -> None:
         writer = asyncio.create_task(self._writer(), name="realtime-writer")
@@ -107,15 +120,13 @@ class RealtimeSocket:
                     break
                 if message["type"] == "websocket.disconnect":
                     break
-                data = message.get("text")
-                if data is None:
-                    data = message.get("bytes") or b""
+                text = message.get("text")
+                data = text if text is not None else message.get("bytes") or b""
                 try:
-                    frame = wire.decode(data)
+                    frame = self.serializer.decode(data, binary=text is None)
                 except wire.FrameError as exc:
-                    self.push(
-                        wire.reply(wire.PHOENIX_TOPIC, None, {"reason": f"malformed frame: {exc}"}, "error")
-                    )
+                    reason = {"reason": f"malformed frame (vsn {self.serializer.vsn}): {exc}"}
+                    self.push(self.serializer.reply(wire.PHOENIX_TOPIC, None, None, reason, "error"))
                     continue
                 self.handle(frame)
         except (WebSocketDisconnect, RuntimeError):
@@ -135,33 +146,33 @@ class RealtimeSocket:
     # ----------------------------------------------------------------- frames
 
     def handle(self, frame: wire.ClientFrame) -> None:
-        topic, event = frame.topic, frame.event
+        topic, event, out = frame.topic, frame.event, self.serializer
         if topic == wire.PHOENIX_TOPIC and event == "heartbeat":
-            self.push(wire.reply(topic, frame.ref, {}))
+            self.push(out.reply(topic, frame.join_ref, frame.ref, {}))
             return
         if event == "phx_join":
             self.join(frame)
             return
         channel = self.channels.get(topic)
         if channel is None:
-            self.push(wire.reply(topic, frame.ref, {"reason": "unmatched topic"}, "error"))
+            self.push(out.reply(topic, frame.join_ref, frame.ref, {"reason": "unmatched topic"}, "error"))
             return
         if event == "access_token":
             self.refresh(channel, frame.payload.get("access_token"))
         elif event == "phx_leave":
-            self.push(wire.reply(topic, frame.ref, {}))
+            self.push(out.reply(topic, channel.join_ref, frame.ref, {}))
             self._drop(channel)
-            self.push(wire.close(topic, channel.join_ref))
+            self._close(topic, channel.join_ref)
         elif event in ("presence", "broadcast"):
-            self.push(wire.reply(topic, frame.ref, {}))
+            self.push(out.reply(topic, channel.join_ref, frame.ref, {}))
 
     def join(self, frame: wire.ClientFrame) -> None:
         topic, payload = frame.topic, frame.payload
         if not topic.startswith(wire.TOPIC_PREFIX) or topic == wire.TOPIC_PREFIX:
-            self._error_later(topic, frame.ref, "Topic name must start with `realtime:` and not be empty")
+            self._error_later(topic, frame, "Topic name must start with `realtime:` and not be empty")
             return
         if topic not in self.channels and len(self.channels) >= MAX_CHANNELS:
-            self._error_later(topic, frame.ref, TOO_MANY_CHANNELS)
+            self._error_later(topic, frame, TOO_MANY_CHANNELS)
             return
         token = payload.get("access_token") or payload.get("user_token") or self.apikey
         if not isinstance(token, str) or token.startswith("sb_"):
@@ -169,7 +180,7 @@ class RealtimeSocket:
         try:
             claims = verify(self.settings.secret, token)
         except AuthError as exc:
-            self._error_later(topic, frame.ref, exc.reason)
+            self._error_later(topic, frame, exc.reason)
             return
         config = payload.get("config") or {}
         raw = config.get("postgres_changes") or [] if isinstance(config, dict) else []
@@ -204,15 +215,15 @@ class RealtimeSocket:
             self._drop(old)
         channel = Channel(topic, frame.join_ref or frame.ref, self)
         self.channels[topic] = channel
-        self.push(wire.reply(topic, frame.ref, {"postgres_changes": echoed}))
+        self.push(self.serializer.reply(topic, channel.join_ref, frame.ref, {"postgres_changes": echoed}))
         if old is not None:  # Phoenix's duplicate join: the old join is closed after the new ok
-            self.push(wire.close(topic, old.join_ref))
+            self._close(topic, old.join_ref)
         if problems:
-            self.push(wire.system(topic, "postgres_changes", "error", "; ".join(problems)))
+            self._system(channel, "postgres_changes", "error", "; ".join(problems))
         elif bindings:
             channel.subscriber = Subscriber(channel, tuple(bindings), claims)
             self.feed.add(channel.subscriber)
-            self.push(wire.system(topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+            self._system(channel, "postgres_changes", "ok", "Subscribed to PostgreSQL")
         self._arm_expiry(channel, claims)
 
     def refresh(self, channel: Channel, token: object) -> None:
@@ -226,17 +237,25 @@ class RealtimeSocket:
             return
         if sub is not None:
             sub.set_claims(claims)
-            self.push(wire.system(channel.topic, "postgres_changes", "ok", "Subscribed to PostgreSQL"))
+            self._system(channel, "postgres_changes", "ok", "Subscribed to PostgreSQL")
         self._arm_expiry(channel, claims)
 
     # ----------------------------------------------------------------- helpers
 
+    def _system(self, channel: Channel, extension: str, status: str, message: str) -> None:
+        payload = wire.system_payload(channel.topic, extension, status, message)
+        self.push(self.serializer.push(channel.topic, channel.join_ref, "system", payload))
+
+    def _close(self, topic: str, join_ref: str | None) -> None:
+        """``phx_close`` of one join: its ``ref`` is that join's ref, as Phoenix sends it."""
+        self.push(self.serializer.push(topic, join_ref, "phx_close", {}, join_ref))
+
     def _expel(self, channel: Channel, message: str) -> None:
-        self.push(wire.system(channel.topic, "system", "error", message))
+        self._system(channel, "system", "error", message)
         self._drop(channel)
         if self.channels.get(channel.topic) is channel:
             del self.channels[channel.topic]
-        self.push(wire.close(channel.topic, channel.join_ref))
+        self._close(channel.topic, channel.join_ref)
 
     def _drop(self, channel: Channel) -> None:
         if channel.subscriber is not None:
@@ -259,10 +278,10 @@ class RealtimeSocket:
 
         channel.expiry = self._spawn(expire())
 
-    def _error_later(self, topic: str, ref: str | None, reason: str) -> None:
+    def _error_later(self, topic: str, frame: wire.ClientFrame, reason: str) -> None:
         async def answer() -> None:
             await asyncio.sleep(self.settings.error_delay_s)
-            self.push(wire.reply(topic, ref, {"reason": reason}, "error"))
+            self.push(self.serializer.reply(topic, frame.join_ref, frame.ref, {"reason": reason}, "error"))
 
         self._spawn(answer())
 

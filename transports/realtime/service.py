@@ -5,6 +5,10 @@ serving the Realtime websocket at any of ``/realtime/v1/websocket``,
 ``/socket/websocket`` and ``/websocket``, plus ``GET /metrics`` and
 ``GET /healthz`` (on the service socket and the admin socket alike).
 
+The handshake's ``vsn`` picks the socket's serializer (absent: 1.0.0); one
+this server does not speak is refused with 403 ``{"error": ...}`` before the
+upgrade, like Phoenix's failed serializer negotiation; a bad apikey with 401.
+
 Meters: the shared :class:`~progressbench.kit.meters.Meters` (requests,
 connection-seconds, bytes...) plus ``pb_realtime_messages_total`` (one per
 change frame per listening client, Supabase's billing unit) and the gauge
@@ -25,6 +29,7 @@ from progressbench.transports.realtime.auth import AuthError
 from progressbench.transports.realtime.config import server_idle_timeout
 from progressbench.transports.realtime.feed import ChangeFeed
 from progressbench.transports.realtime.phoenix import RealtimeSocket, SocketSettings, connection_claims
+from progressbench.transports.realtime.serializer import UnsupportedVsn, negotiate
 from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -88,20 +93,29 @@ def build(config: ServiceConfig) -> ASGIApp:
         finally:
             await feed.stop()
 
+    async def refuse(ws: WebSocket, status: int, reason: str) -> None:
+        if "websocket.http.response" in ws.scope.get("extensions", {}):
+            await ws.send_denial_response(JSONResponse({"error": reason}, status_code=status))
+        else:
+            await ws.close(1008, reason[:120])
+
     async def websocket(ws: WebSocket) -> None:
+        # Phoenix negotiates the serializer before the socket's own connect check.
+        try:
+            serializer = negotiate(ws.query_params.get("vsn"))
+        except UnsupportedVsn as exc:
+            await refuse(ws, 403, str(exc))
+            return
         apikey = ws.query_params.get("apikey") or ws.headers.get("x-api-key") or ""
         try:
             connection_claims(settings.secret, apikey)
         except AuthError as exc:
-            if "websocket.http.response" in ws.scope.get("extensions", {}):
-                await ws.send_denial_response(JSONResponse({"error": exc.reason}, status_code=401))
-            else:
-                await ws.close(1008)
+            await refuse(ws, 401, exc.reason)
             return
         await ws.accept()
         rt_meters.opened()
         try:
-            await RealtimeSocket(ws, feed, settings, apikey).serve()
+            await RealtimeSocket(ws, feed, settings, apikey, serializer).serve()
         finally:
             rt_meters.closed()
 

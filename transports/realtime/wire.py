@@ -23,19 +23,23 @@ LISTEN_EVENTS = frozenset({"*", "INSERT", "UPDATE", "DELETE"})
 
 
 class FrameError(ValueError):
-    """A text frame that is not a Phoenix V1 client message."""
+    """A frame that is not a Phoenix client message of the socket's serializer version."""
 
 
 @dataclass(frozen=True, slots=True)
 class ClientFrame:
+    """A client message, whatever serializer carried it (see ``serializer.py``)."""
+
     event: str
     topic: str
     payload: dict[str, Any]
     ref: str | None
     join_ref: str | None
+    #: The raw payload of a vsn 2.0.0 binary push (kind 0); ``payload`` is then empty.
+    binary: bytes | None = None
 
 
-def _opt_str(value: object) -> str | None:
+def opt_ref(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str | int):
@@ -48,6 +52,11 @@ def decode(text: str | bytes) -> ClientFrame:
         raw = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FrameError(f"not JSON: {exc}") from None
+    if isinstance(raw, list):
+        raise FrameError(
+            "a V1 frame is a JSON object (vsn 1.0.0), got a JSON array "
+            "(a vsn 2.0.0 frame: connect with vsn=2.0.0 to send those)"
+        )
     if not isinstance(raw, dict):
         raise FrameError("a V1 frame is a JSON object (vsn 1.0.0)")
     event, topic, payload = raw.get("event"), raw.get("topic"), raw.get("payload", {})
@@ -57,7 +66,7 @@ def decode(text: str | bytes) -> ClientFrame:
         payload = {}
     if not isinstance(payload, dict):
         raise FrameError("payload must be an object")
-    return ClientFrame(event, topic, payload, _opt_str(raw.get("ref")), _opt_str(raw.get("join_ref")))
+    return ClientFrame(event, topic, payload, opt_ref(raw.get("ref")), opt_ref(raw.get("join_ref")))
 
 
 def encode(topic: str, event: str, payload: Mapping[str, Any], ref: str | None = None) -> str:
@@ -68,9 +77,13 @@ def reply(topic: str, ref: str | None, response: Mapping[str, Any], status: str 
     return encode(topic, "phx_reply", {"status": status, "response": response}, ref)
 
 
+def system_payload(topic: str, extension: str, status: str, message: str) -> dict[str, str]:
+    """The four keys the client requires on a ``system`` message (any serializer)."""
+    return {"channel": channel_name(topic), "extension": extension, "message": message, "status": status}
+
+
 def system(topic: str, extension: str, status: str, message: str) -> str:
-    payload = {"channel": channel_name(topic), "extension": extension, "message": message, "status": status}
-    return encode(topic, "system", payload)
+    return encode(topic, "system", system_payload(topic, extension, status, message))
 
 
 def close(topic: str, join_ref: str | None) -> str:

@@ -63,7 +63,7 @@ TRANSPORT = Transport(
         ServiceSpec(role="queue", module="progressbench.transports.relay.queue.service", client_facing=False),
         ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
-    migrations=("migrations/003_relay.sql",),
+    migrations=("migrations/003_relay.sql", "migrations/006_relay_public_keys.sql"),
     context="worker/worker-background",
     variant_contexts={ACK_AT_END: "worker/request"},
     billing=BILLING,

@@ -26,6 +26,7 @@ from sse_starlette.event import ServerSentEvent
 
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import CreateJob, ServiceContext
+from progressbench.kit.notify import hub_for
 
 PREFIX = "/sse"
 NAME = "sse"
@@ -66,7 +67,7 @@ class ResumableSseServer:
                 after = parse_last_event_id(request.headers.get("last-event-id"))
             except BadLastEventId as exc:
                 raise HTTPException(400, str(exc)) from None
-            hub = stream.hub_for(ctx)
+            hub = hub_for(ctx)
             deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
 
             async def content() -> AsyncIterator[ServerSentEvent]:

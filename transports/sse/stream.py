@@ -18,36 +18,23 @@ first on every stream.
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
-from progressbench.transports.sse.hub import NotifyHub, Subscription
 from progressbench.transports.sse.wire import event_data
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import ServiceContext
-from progressbench.kit.executor import JobPool
 from progressbench.kit.meters import request_waits_on_job
+from progressbench.kit.notify import Subscription
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0
 RETRY_HINT_S = 2.0
 #: Slow safety net in case a notification is lost; LISTEN/NOTIFY does the real work.
 FALLBACK_RECHECK_S = 5.0
-
-_HUBS: weakref.WeakKeyDictionary[JobPool, NotifyHub] = weakref.WeakKeyDictionary()
-
-
-def hub_for(ctx: ServiceContext) -> NotifyHub:
-    """The one listener of this service process (keyed by its job pool, which lives as long)."""
-    hub = _HUBS.get(ctx.jobs)
-    if hub is None:
-        hub = NotifyHub(ctx.config.database_url, ctx.jobs.shutdown)
-        _HUBS[ctx.jobs] = hub
-    return hub
 
 
 def _ping() -> ServerSentEvent:
@@ -85,9 +72,16 @@ async def tail(
     loop = asyncio.get_running_loop()
     cursor = after
     counter = ctx.meters.messages.labels(ctx.meters.service, transport)
+    feed = sub.feed
+    ticket = feed.ticket() if feed is not None else 0
     while True:
         stopping = stop()
-        rows = await ctx.store.events_after(sub.job_id, cursor)
+        if feed is not None:
+            if stopping:  # the last look must be a read that began after the producer was gone
+                ticket = feed.ticket()
+            rows = await feed.after(cursor, ticket)
+        else:
+            rows = await ctx.store.events_after(sub.job_id, cursor)
         for row in rows:
             cursor = row.seq
             counter.inc()
@@ -102,3 +96,4 @@ async def tail(
         if left <= 0:
             return
         await sub.wait(min(left, fallback_s))
+        ticket = feed.ticket() if feed is not None else 0  # woken or timed out: look again at the store

@@ -1,5 +1,11 @@
 """Toxiproxy conformance on real sockets, driven through progressbench.chaos.client (toxiproxy-python).
 
+Every test runs twice: against the project's chaos proxy and against a real
+Toxiproxy 2.12 binary (``TOXIPROXY_BIN`` or ``toxiproxy-server`` on PATH;
+skipped with that reason when there is none), so the behaviour pinned here
+is the real program's. Where the chaos proxy differs on purpose (its extra
+toxic types, live metric counters, loopback-only listeners), the test says so.
+
 Timing tolerances are generous so that the suite holds on a loaded 2-core
 machine: a toxic's delay must show up at least in full (minus 20 ms of
 timer slop) and at most 500 ms late; throughput within -20 %/+100 % of the
@@ -10,14 +16,18 @@ pins exact status codes, headers and bodies.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from progressbench.chaos.client import AsyncProxyControl, ProxyControl, ProxyInfo, ToxicSpec
+from prometheus_client.parser import text_string_to_metric_families
 
 from progressbench.core.errors import ChaosError, UnsupportedToxic
-from tests.helpers import UNIT
+from tests.helpers import UNIT, wait_until
 from tests.integration.chaos.proxy_harness import (
     Clients,
     Servers,
@@ -26,11 +36,44 @@ from tests.integration.chaos.proxy_harness import (
     round_trip,
     unique,
 )
+from tests.integration.chaos.proxy_process import start_proxy_process, stop_proxy_process
+from tests.integration.chaos.toxiproxy_process import (
+    missing_reason,
+    start_toxiproxy,
+    stop_toxiproxy,
+    toxiproxy_binary,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SLOP = 0.02  # timers may fire this early relative to our clock reads
 LATE = 0.5  # how late a delayed delivery may be under load
+
+
+CHAOS_PROXY, TOXIPROXY = "chaos-proxy", "toxiproxy"
+
+
+@pytest.fixture(params=[CHAOS_PROXY, TOXIPROXY])
+def implementation(request: pytest.FixtureRequest) -> str:
+    """Which server the test drives: the project's proxy or a real Toxiproxy."""
+    return str(request.param)
+
+
+@pytest.fixture
+def server_url(request: pytest.FixtureRequest, implementation: str) -> str:
+    return str(request.getfixturevalue("chaos_url" if implementation == CHAOS_PROXY else "toxiproxy_url"))
+
+
+@pytest.fixture
+def control(server_url: str) -> Iterator[ProxyControl]:
+    """The adapter on the server under test; afterwards it is reset and every proxy deleted."""
+    ctl = ProxyControl(server_url, timeout=10 * UNIT)
+    try:
+        yield ctl
+    finally:
+        ctl.reset()
+        for name in ctl.proxies():
+            ctl.delete_proxy(name)
 
 
 async def echo_proxy(actl: AsyncProxyControl, servers: Servers) -> ProxyInfo:
@@ -121,10 +164,137 @@ def test_wire_format_status_codes_and_errors(control: ProxyControl) -> None:
             "proxies": None,
         }
         assert http.delete(f"/proxies/{name}").status_code == 204
-        assert http.get("/metrics").text.startswith("# HELP")
+        metrics = http.get("/metrics")  # both servers run with proxy metrics on
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
 
 
-def test_adapter_translates_errors(control: ProxyControl) -> None:
+def test_proxy_created_without_listen_gets_a_random_port(control: ProxyControl, implementation: str) -> None:
+    """No ``listen`` (or ``""``): 201 and a random port that accepts connections on loopback.
+    Toxiproxy binds every interface (``[::]:port``); the chaos proxy binds 127.0.0.1 on purpose."""
+    with httpx.Client(base_url=control.url, timeout=10 * UNIT) as http:
+        for body in ({"name": unique("nl"), "upstream": "127.0.0.1:9"}, {"name": unique("el"), "listen": ""}):
+            body.setdefault("upstream", "127.0.0.1:9")
+            created = http.post("/proxies", json=body)
+            assert created.status_code == 201, created.text
+            host, _, port = created.json()["listen"].rpartition(":")
+            assert host == ("127.0.0.1" if implementation == CHAOS_PROXY else "[::]")
+            assert int(port) > 0
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=5 * UNIT):
+                pass
+
+
+def test_router_level_answers_carry_no_request_id(control: ProxyControl) -> None:
+    """What the router answers itself (301 to a cleaned path, 404, 405, HEAD) has no
+    ``X-Toxiproxy-Request-Id`` and no browser guard; matched routes have both."""
+    with httpx.Client(base_url=control.url, timeout=10 * UNIT) as http:
+        for method, path in (
+            ("GET", "/nope"),
+            ("GET", "/proxies/"),
+            ("PUT", "/proxies"),
+            ("HEAD", "/version"),
+        ):
+            response = http.request(method, path)
+            assert response.status_code in (404, 405), (method, path)
+            assert "x-toxiproxy-request-id" not in response.headers, (method, path)
+        browser = http.get("/nope", headers={"User-Agent": "Mozilla/5.0"})
+        assert browser.status_code == 404 and "x-toxiproxy-request-id" not in browser.headers
+        guarded = http.get("/proxies", headers={"User-Agent": "Mozilla/5.0"})
+        assert guarded.status_code == 403 and "x-toxiproxy-request-id" in guarded.headers
+        # A path with an encoded slash decodes to "/proxies//", which the router cleans.
+        redirect = http.get("/proxies/%2F?x=1")
+        assert (redirect.status_code, redirect.headers["location"]) == (301, "/proxies/?x=1")
+        assert redirect.content == b"" and "x-toxiproxy-request-id" not in redirect.headers
+
+
+NOTE = "bad request body: json: cannot unmarshal"
+POPULATE_ITEM = 'struct { toxiproxy.Proxy; Enabled *bool "json:\\"enabled\\"" }'
+TOXIC_PATCH = (
+    'struct { Attributes interface {} "json:\\"attributes\\""; Toxicity float32 "json:\\"toxicity\\"" }'
+)
+#: (method, path under /proxies/{p}, body, status, error text), as a real Toxiproxy 2.12 answers.
+GO_ERRORS = [
+    ("POST", "", b'{"name":"z" "upstream":"b"}', 400, "bad request body: invalid character '\"' after object key:value pair"),  # noqa: E501
+    ("POST", "", b'{"name":"z",}', 400, "bad request body: invalid character '}' looking for beginning of object key string"),  # noqa: E501
+    ("POST", "", b'{"enabled":tru}', 400, "bad request body: invalid character '}' in literal true (expecting 'e')"),  # noqa: E501
+    ("POST", "", b'{"name":"\\x"}', 400, "bad request body: invalid character 'x' in string escape code"),
+    ("POST", "", b"[1 2]", 400, "bad request body: invalid character '2' after array element"),
+    ("POST", "", b"1.e", 400, "bad request body: invalid character 'e' after decimal point in numeric literal"),  # noqa: E501
+    ("POST", "", b"tru", 400, "bad request body: unexpected EOF"),
+    ("POST", "", b"null", 400, "missing required field: name"),
+    ("POST", "", b'{"upstream":5,"name":1}', 400, f"{NOTE} number into Go struct field Proxy.upstream of type string"),  # noqa: E501
+    ("POST", "", b'{"name":"a","upstream":"b","listen":1e400}', 400, f"{NOTE} number into Go struct field Proxy.listen of type string"),  # noqa: E501
+    ("POST", "", b'{"name":"a","upstream":"b","listen":"127.0.0.1:x"}', 500, "listen tcp: address tcp/x: unknown port"),  # noqa: E501
+    ("POST", "/toxics", b"null", 400, "invalid toxic type"),
+    ("POST", "/toxics", b'{"type":5,"toxicity":"x"}', 400, f"{NOTE} number into Go struct field ToxicWrapper.type of type string"),  # noqa: E501
+    ("POST", "/toxics", b'{"type":"latency","attributes":[1]}', 400, f"{NOTE} array into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),  # noqa: E501
+    ("POST", "/toxics", b'{"type":"latency","attributes":{"latency":9223372036854775808}}', 400, f"{NOTE} number 9223372036854775808 into Go struct field LatencyToxic.attributes.latency of type int64"),  # noqa: E501
+    ("POST", "/toxics", b'{"type":"slicer","attributes":{"delay":1.0}}', 400, f"{NOTE} number 1.0 into Go struct field SlicerToxic.attributes.delay of type int"),  # noqa: E501
+    ("PATCH", "/toxics/t", b'{"attributes":[1],"toxicity":"x"}', 400, f"{NOTE} array into Go struct field .attributes of type toxics.LatencyToxic"),  # noqa: E501
+    ("PATCH", "/toxics/t", b'{"toxicity":"x","attributes":[1]}', 400, f"{NOTE} string into Go struct field .toxicity of type float32"),  # noqa: E501
+    ("PATCH", "/toxics/t", b"[]", 400, f"{NOTE} array into Go value of type {TOXIC_PATCH}"),
+    ("PATCH", "/toxics/ghost", b"{", 404, "toxic not found"),
+]  # fmt: skip
+POPULATE_ERRORS = [
+    (b"{}", f"{NOTE} object into Go value of type []{POPULATE_ITEM}"),
+    (b'[{"name":"a","upstream":"b"},5]', f"{NOTE} number into Go value of type {POPULATE_ITEM}"),
+    (
+        b'[{"name":"p","upstream":"u","enabled":"no"}]',
+        f"{NOTE} string into Go struct field .enabled of type bool",
+    ),
+    (b'[{"name":1,"upstream":7}]', f"{NOTE} number into Go struct field .name of type string"),
+]
+
+
+def test_go_json_error_texts(control: ProxyControl) -> None:
+    """Bad bodies get Go's ``encoding/json`` words (syntax, type mismatch, null), in Go's order."""
+    name = unique("go")
+    control.create_proxy(name, "127.0.0.1:9")
+    control.add_toxic(name, ToxicSpec("latency", name="t"))
+    with httpx.Client(base_url=control.url, timeout=10 * UNIT) as http:
+        for method, path, body, status, error in GO_ERRORS:
+            url = "/proxies" if method == "POST" and path == "" else f"/proxies/{name}{path}"
+            response = http.request(method, url, content=body)
+            assert (response.status_code, response.json()["error"]) == (status, error), body
+        for body, error in POPULATE_ERRORS:
+            response = http.post("/populate", content=body)
+            assert response.json() == {"error": error, "status": 400, "proxies": None}, body
+        empty = http.post("/populate", content=b"null")
+        assert (empty.status_code, empty.text) == (201, '{"proxies":null}')
+        unchanged = http.patch(f"/proxies/{name}/toxics/t", content=b"null")
+        assert unchanged.status_code == 200 and unchanged.json()["name"] == "t"
+
+
+@pytest.mark.parametrize(
+    ("flags", "served"),
+    [((), False), (("proxy",), True), (("runtime",), True)],
+    ids=["default", "proxy-metrics", "runtime-metrics"],
+)
+def test_metrics_exist_only_when_switched_on(
+    implementation: str, tmp_path: Path, flags: tuple[str, ...], served: bool
+) -> None:
+    """``/metrics`` is a 404 unless proxy or runtime metrics are on; then any method gets it."""
+    if implementation == CHAOS_PROXY:
+        args = [f"--{flag}-metrics" for flag in flags]
+        process, url = start_proxy_process("--port", "0", *args, log_path=tmp_path / "log")
+        stop = stop_proxy_process
+    else:
+        binary = toxiproxy_binary()
+        if binary is None:
+            pytest.skip(missing_reason())
+        process, url = start_toxiproxy(
+            binary, *(f"-{flag}-metrics" for flag in flags), log_path=tmp_path / "log"
+        )
+        stop = stop_toxiproxy
+    try:
+        for method in ("GET", "POST"):
+            response = httpx.request(method, f"{url}/metrics", timeout=10 * UNIT)
+            assert response.status_code == (200 if served else 404), method
+    finally:
+        assert stop(process) == 0
+
+
+def test_adapter_translates_errors(control: ProxyControl, implementation: str) -> None:
     """ChaosError for conflicts and missing things; UnsupportedToxic for unknown types."""
     proxy = control.create_proxy(unique("err"), "127.0.0.1:9")
     with pytest.raises(ChaosError, match="proxy already exists"):
@@ -136,7 +306,8 @@ def test_adapter_translates_errors(control: ProxyControl) -> None:
         control.add_toxic(proxy.name, ToxicSpec(type="warp"))
     with pytest.raises(ChaosError, match="listen tcp: address 99999: invalid port"):
         control.create_proxy(unique("bad"), "127.0.0.1:9", listen="127.0.0.1:99999")
-    assert control.supports("blackhole") and control.supports("idle_timeout")
+    mobile = implementation == CHAOS_PROXY  # the chaos proxy's extra toxics
+    assert control.supports("blackhole") is mobile and control.supports("idle_timeout") is mobile
     assert not control.supports("warp")
     assert control.version() == "2.12.0"
 
@@ -380,16 +551,31 @@ async def test_unreachable_upstream_gives_the_client_eof(actl, servers, clients:
     assert await outcome(reader, 5) == ("eof", b"")
 
 
-async def test_metrics_count_bytes_per_direction(actl, servers, clients: Clients) -> None:
-    """/metrics exposes Toxiproxy's byte counters, live, per proxy and direction."""
+async def test_metrics_count_bytes_per_direction(
+    actl, servers, clients: Clients, implementation: str
+) -> None:
+    """/metrics exposes Toxiproxy's byte counters per proxy and direction. Toxiproxy adds a
+    connection's bytes when it closes; the chaos proxy counts live ones too (on purpose)."""
     proxy = await echo_proxy(actl, servers)
     reader, writer = await clients.open(proxy)
     await round_trip(reader, writer, b"x" * 1000, 5)
+    labels = {
+        "direction": "downstream",
+        "listener": proxy.listen,
+        "proxy": proxy.name,
+        "upstream": proxy.upstream,
+    }
 
-    async def scrape() -> str:
+    async def sent() -> float | None:
         async with httpx.AsyncClient(base_url=actl.url) as http:
-            return (await http.get("/metrics")).text
+            text = (await http.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "toxiproxy_proxy_sent_bytes_total" and sample.labels == labels:
+                    return sample.value
+        return None
 
-    line = f'toxiproxy_proxy_sent_bytes_total{{direction="downstream",listener="{proxy.listen}",'
-    line += f'proxy="{proxy.name}",upstream="{proxy.upstream}"}} 1000.0'
-    assert line in await scrape()
+    if implementation == CHAOS_PROXY:
+        assert await sent() == 1000
+    writer.close()
+    assert await wait_until(sent, 5, "the closed connection's bytes in /metrics") == 1000

@@ -15,10 +15,15 @@ pytestmark = pytest.mark.timeout(10)
         ("[::1]:0", ("::1", 0)),
         (":8474", ("", 8474)),
         ("localhost:", ("localhost", 0)),
+        ("", ("", 0)),
+        ("127.0.0.1:+80", ("127.0.0.1", 80)),
+        ("127.0.0.1:-0", ("127.0.0.1", 0)),
+        ("localhost:http", ("localhost", 80)),
     ],
 )
 def test_split_host_port(text: str, parts: tuple[str, int]) -> None:
-    """Go forms: IPv4, bracketed IPv6, empty host, empty port (= 0)."""
+    """Go forms: IPv4, bracketed IPv6, empty host, empty port (= 0), nothing at all (all
+    interfaces, any port), a signed port, a service name."""
     assert split_host_port(text) == parts
 
 
@@ -26,6 +31,8 @@ def test_split_host_port(text: str, parts: tuple[str, int]) -> None:
     ("text", "message"),
     [
         ("127.0.0.1:99999", "address 99999: invalid port"),
+        ("127.0.0.1:-1", "address -1: invalid port"),
+        ("127.0.0.1:nosuchservice", "address tcp/nosuchservice: unknown port"),
         ("localhost", "address localhost: missing port in address"),
         ("::1:80", "address ::1:80: too many colons in address"),
     ],

@@ -76,6 +76,31 @@ def test_error_bodies_end_with_a_newline_and_populate_ones_do_not() -> None:
         (b"", "bad request body: EOF"),
         (b"{", "bad request body: unexpected EOF"),
         (b"xyz", "bad request body: invalid character 'x' looking for beginning of value"),
+        (b"tru", "bad request body: unexpected EOF"),
+        (b"-", "bad request body: unexpected EOF"),
+        (b"NaN", "bad request body: invalid character 'N' looking for beginning of value"),
+        (b'{"a" 1}', "bad request body: invalid character '1' after object key"),
+        (b'{"a":1 "b":2}', "bad request body: invalid character '\"' after object key:value pair"),
+        (b"{'a':1}", "bad request body: invalid character '\\'' looking for beginning of object key string"),
+        (b'{"a":1,}', "bad request body: invalid character '}' looking for beginning of object key string"),
+        (b"[1,]", "bad request body: invalid character ']' looking for beginning of value"),
+        (b"[1 2]", "bad request body: invalid character '2' after array element"),
+        (b'{"a":fals }', "bad request body: invalid character ' ' in literal false (expecting 'e')"),
+        (b'"\\q"', "bad request body: invalid character 'q' in string escape code"),
+        (b'"\\u12g4"', "bad request body: invalid character 'g' in \\u hexadecimal character escape"),
+        (b'"a\nb"', "bad request body: invalid character '\\n' in string literal"),
+        (b"-x", "bad request body: invalid character 'x' in numeric literal"),
+        (b"1.e", "bad request body: invalid character 'e' after decimal point in numeric literal"),
+        (b"1e+x", "bad request body: invalid character 'x' in exponent of numeric literal"),
+        (b"\xc3\xa9", "bad request body: invalid character '\xc3' looking for beginning of value"),
+        (b"\x01", "bad request body: invalid character '\\x01' looking for beginning of value"),
+        (b"\xa0", "bad request body: invalid character '\\u00a0' looking for beginning of value"),
+        (b"null", "missing required field: name"),
+        (
+            b'{"upstream":5,"name":1}',
+            "bad request body: json: cannot unmarshal number into Go struct field Proxy.upstream"
+            " of type string",
+        ),
         (b"[]", "bad request body: json: cannot unmarshal array into Go value of type toxiproxy.Proxy"),
         (
             b'{"name": 5}',
@@ -84,10 +109,21 @@ def test_error_bodies_end_with_a_newline_and_populate_ones_do_not() -> None:
     ],
 )
 def test_bad_proxy_bodies_are_400_with_go_texts(body: bytes, message: str) -> None:
-    """Malformed bodies give 400 with a `bad request body: ...` message."""
+    """Malformed bodies give 400 with Go's ``encoding/json`` words (the first error in document
+    order; ``null`` decodes as an empty object, so the name is missing)."""
     with pytest.raises(ApiError) as info:
-        codec.decode_proxy(body, ProxySpec("", "", ""))
+        spec = codec.decode_proxy(body, ProxySpec("", "", ""))
+        if not spec.name:
+            raise codec.missing_field("name")
     assert (info.value.status, info.value.message) == (400, message)
+
+
+def test_a_number_literal_is_named_only_for_numeric_fields() -> None:
+    """Go names ``number 1e400`` when the target is a number, just ``number`` for a string."""
+    with pytest.raises(ApiError, match=r"unmarshal number into Go struct field Proxy\.listen of"):
+        codec.decode_proxy(b'{"listen":1e400}', ProxySpec("", "", ""))
+    with pytest.raises(ApiError, match=r"number 1e39 into Go struct field \.toxicity of type float32"):
+        codec.decode_toxic_patch(b'{"toxicity":1e39}', REGISTRY["latency"])
 
 
 def test_proxy_decoding_keeps_defaults_and_matches_keys_case_insensitively() -> None:

@@ -5,10 +5,12 @@ Shape follows a Google-signed ID token as Cloud Tasks mints it for
 ``email``, ``email_verified``, ``sub``, ``iat``, ``exp``, and a ``kid`` in the
 header naming the JWKS key.
 
-Key story: the queue service generates a fresh RSA key when it starts and
-records it in ``relay_signing_keys`` (the testbed's stand-in for Google's
-key service); its JWKS lists every recorded key, so tokens signed before a
-queue restart still verify. The worker fetches the JWKS from
+Key story: the queue service generates a fresh RSA key when it starts, keeps
+the private half in its memory only, and publishes the public half in
+``relay_signing_keys`` (the testbed's stand-in for Google's key service: no
+other service can read a private key from the shared database); its JWKS
+lists every published key, so tokens signed before a queue restart still
+verify. The worker fetches the JWKS from
 ``peers["queue"]``, caches it, and refetches on an unknown ``kid`` (at most
 once per ``refetch_interval_s``, so forged kids cannot make it hammer the
 queue).

@@ -14,7 +14,7 @@ A Cloud-Tasks-style queue behind one internal URL (``peers["queue"]``):
 * ``GET /jwks`` — the public keys the pushes' OIDC tokens are signed with;
 * ``GET /healthz``, ``GET /metrics`` — for the supervisor.
 
-At start it generates its RSA signing key (recorded in ``relay_signing_keys``)
+At start it generates its RSA signing key (its public half published in ``relay_signing_keys``)
 and starts the :class:`~progressbench.transports.relay.queue.dispatcher.Dispatcher`. Queue
 settings default to Cloud Tasks' and can be overridden with the JSON of a
 :class:`~progressbench.transports.relay.queue.retry.QueueConfig` in ``PROGRESSBENCH_RELAY_QUEUE``

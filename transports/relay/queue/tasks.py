@@ -138,11 +138,16 @@ class TaskTable:
         return int(row["n"]), None if row["s"] is None else float(row["s"])
 
     async def add_key(self, key: SigningKey) -> None:
+        """Publish the key's public half; the private half never leaves the queue process.
+
+        Every service shares the database, so a private key stored in it would
+        let any of them mint the queue's pushes (seeds' Google keeps its keys too).
+        """
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO relay_signing_keys (kid, private_pem, public_jwk) VALUES (%s, %s, %s) "
+                "INSERT INTO relay_signing_keys (kid, public_jwk) VALUES (%s, %s) "
                 "ON CONFLICT (kid) DO NOTHING",
-                (key.kid, key.private_pem, Jsonb(key.public_jwk)),
+                (key.kid, Jsonb(key.public_jwk)),
             )
 
     async def public_keys(self) -> list[dict[str, Any]]:
