@@ -252,16 +252,19 @@ def _number(text: object) -> float:
 
 
 def resume_values(sessions: pd.DataFrame) -> pd.DataFrame:
-    """One row per resume: transport, profile and its time in real-time-equivalent seconds."""
-    if sessions.empty or "resume_ms" not in sessions:
-        return pd.DataFrame(columns=["transport", "profile", "value"])
+    """One row per resume: transport, profile, the session's row number, its time in real seconds."""
+    columns = ["transport", "profile", "session", "value"]
+    if sessions.empty or not {"transport", "profile", "resume_ms"} <= set(sessions.columns):
+        return pd.DataFrame(columns=columns)
     rows = [
-        (t, p, _number(v) / 1000)
-        for t, p, text in sessions[["transport", "profile", "resume_ms"]].itertuples(index=False)
+        (t, p, i, _number(v) / 1000)
+        for i, (t, p, text) in enumerate(
+            sessions[["transport", "profile", "resume_ms"]].itertuples(index=False)
+        )
         for v in str(text).split(";")
         if _number(v) == _number(v)  # not NaN: unreadable or missing values are skipped
     ]
-    return pd.DataFrame(rows, columns=["transport", "profile", "value"])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _box_panels(data: pd.DataFrame, title: str, xlabel: str) -> str | None:

@@ -13,7 +13,13 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 from progressbench.reports.figures import resume_values
 from progressbench.reports.narrative import Standing, standings, summary_line
-from progressbench.reports.uncertainty import percentile_ci, small_sample, wilson
+from progressbench.reports.uncertainty import (
+    cluster_percentile_ci,
+    cluster_ratio_ci,
+    percentile_ci,
+    small_sample,
+    wilson,
+)
 
 from progressbench.core.summary import CellSummary
 
@@ -21,8 +27,9 @@ from progressbench.core.summary import CellSummary
 SMALL_MARK = "†"
 SMALL_NOTE = (
     f"{SMALL_MARK} fewer than 10 sessions: intervals are wide; read the numbers as hints. "
-    "Parentheses hold 95 % intervals: Wilson for shares, a seeded bootstrap (1000 resamples) for "
-    "percentiles."
+    "Parentheses hold 95 % intervals: Wilson for shares of sessions; a seeded bootstrap (1000 "
+    "resamples) for percentiles, resampling whole sessions for values a session has many of "
+    "(latency, resume time, delivery)."
 )
 
 VERDICT_HEAD = (
@@ -140,6 +147,37 @@ def _pctl(values: pd.Series, q: float) -> str:
     return f"{shown} ({_num(ci[0])}–{_num(ci[1])})" + (SMALL_MARK if small_sample(data.size) else "")
 
 
+def _numbers(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce")
+
+
+def _delivery(cell: CellSummary, mine: pd.DataFrame) -> str:
+    """Delivery with an interval that resamples sessions (a session's events are not independent)."""
+    if cell.delivery_ratio is None:
+        return "–"
+    shown = f"{cell.delivery_ratio:.2f}"
+    if not {"events_received", "events_expected"} <= set(mine.columns):
+        return shown
+    ci = cluster_ratio_ci(
+        _numbers(mine["events_received"]).tolist(), _numbers(mine["events_expected"]).tolist()
+    )
+    return shown if ci is None else f"{shown} ({ci[0]:.2f}–{ci[1]:.2f})"
+
+
+def _clustered(frame: pd.DataFrame, group: str, column: str, q: float) -> str:
+    """A percentile of per-event values with an interval that resamples whole sessions (``group``)."""
+    if frame.empty or not {group, column} <= set(frame.columns):
+        return "–"
+    values = frame.assign(**{column: _numbers(frame[column])}).dropna(subset=[column])
+    if values.empty:
+        return "–"
+    groups = [g[column].to_numpy(dtype=float) for _, g in values.groupby(group)]
+    ci = cluster_percentile_ci(groups, q)
+    shown = _num(float(values[column].quantile(q / 100)))
+    mark = SMALL_MARK if small_sample(len(groups)) else ""
+    return shown if ci is None else f"{shown} ({_num(ci[0])}–{_num(ci[1])}){mark}"
+
+
 def _of(frame: pd.DataFrame, cell: CellSummary) -> pd.DataFrame:
     if frame.empty or "transport" not in frame or "profile" not in frame:
         return frame.iloc[0:0]
@@ -160,21 +198,20 @@ def intervals_rows(
         mine = _of(sessions, c)
         ttr = mine["time_to_result_s"] if "time_to_result_s" in mine else pd.Series(dtype=float)
         lat = _of(events, c)
-        latency = lat["latency_ms"] if "latency_ms" in lat else pd.Series(dtype=float)
-        resume = _of(resumes, c)["value"] if not resumes.empty else pd.Series(dtype=float)
+        resume = _of(resumes, c)
         rows.append(
             [
                 c.transport,
                 c.profile,
                 f"{n}{SMALL_MARK if small_sample(n) else ''}",
                 _share(terminal, n),
-                _share(c.events_received, c.events_expected),
+                _delivery(c, mine),
                 _share(c.progress_regressions, n),
                 _share(c.silent_stalls, n),
                 _pctl(ttr, 50),
                 _pctl(ttr, 95),
-                _pctl(resume, 50),
-                _pctl(latency, 95),
+                _clustered(resume, "session", "value", 50),
+                _clustered(lat, "session_id", "latency_ms", 95),
             ]
         )
     return rows

@@ -9,7 +9,10 @@ number of resamples), so a report and a comparison render the same twice.
   Unlike the normal approximation it stays inside [0, 1] and is honest at
   0/n and n/n (20 of 20 is not "certainly 1.0": about [0.84, 1.0]).
 - :func:`bootstrap_ci` / :func:`percentile_ci`: percentile bootstrap of a
-  statistic (e.g. the 95th percentile) over ``resamples`` resamples.
+  statistic (e.g. the 95th percentile) over ``resamples`` resamples;
+  :func:`cluster_percentile_ci` / :func:`cluster_ratio_ci` resample whole
+  sessions when the values within one are not independent (per-event latency,
+  events received over events committed).
 - :func:`significant_change` (with :func:`ratio_change` and
   :func:`percentile_change`): does a metric differ between a base run and a
   new run by more than the noise? See their docstrings for the rule.
@@ -129,6 +132,60 @@ def percentile_ci(
     stats = np.percentile(data[_resample_index(data.size, resamples, seed)], q, axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(stats, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def cluster_percentile_ci(
+    groups: Sequence[Sequence[float]],
+    q: float,
+    *,
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Interval | None:
+    """Bootstrap interval of the ``q``-th percentile of values that come in groups (sessions).
+
+    The events of one session are not independent draws (a dropped stream delays a run
+    of them), so the bootstrap resamples whole sessions, each with all its values. A
+    resample bigger than :data:`MAX_VALUES` values is thinned evenly, which bounds the work.
+    """
+    arrays = [a for a in (_array(list(g)) for g in groups) if a.size]
+    if not arrays:
+        return None
+    rng = np.random.default_rng(seed)
+    stats = np.empty(max(1, resamples))
+    for i in range(stats.size):
+        picked = np.concatenate([arrays[j] for j in rng.integers(0, len(arrays), size=len(arrays))])
+        stats[i] = np.percentile(_array(picked), q)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+def cluster_ratio_ci(
+    successes: Sequence[float],
+    totals: Sequence[float],
+    *,
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Interval | None:
+    """Bootstrap interval of ``sum(successes) / sum(totals)`` over groups (e.g. events per session).
+
+    For a ratio of sums (delivery = events received / events committed) the trials are
+    not independent, so Wilson over events would be far too narrow; whole groups are
+    resampled instead. None when no group has a positive total.
+    """
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(totals, dtype=float)
+    keep = np.isfinite(k) & np.isfinite(n) & (n > 0)
+    k, n = k[keep], n[keep]
+    if n.size == 0:
+        return None
+    index = _resample_index(n.size, resamples, seed)
+    ratios = k[index].sum(axis=1) / n[index].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(ratios, [tail, 100 - tail])
     return (float(low), float(high))
 
 

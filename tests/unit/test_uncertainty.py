@@ -7,6 +7,8 @@ import pytest
 from progressbench.reports.uncertainty import (
     Proportion,
     bootstrap_ci,
+    cluster_percentile_ci,
+    cluster_ratio_ci,
     percentile_change,
     percentile_ci,
     ratio_change,
@@ -92,3 +94,18 @@ def test_a_change_describes_itself_in_one_line() -> None:
     assert line.startswith("terminal_ratio 1 → 0.5 (Δ -0.5, 95% CI ") and line.endswith("): worse")
     assert ratio_change(Proportion(19, 20), Proportion(17, 20)).describe("t").endswith("within noise")
     assert percentile_change([], [1.0]).describe("p50") == "p50: no data on one side"
+
+
+def test_cluster_bootstrap_is_wider_than_pretending_events_are_independent() -> None:
+    """Two sessions lost most of their events: resampling sessions shows how unsure 0.5 is."""
+    received, expected = [16, 16, 2, 16, 0, 16], [16] * 6
+    low, high = cluster_ratio_ci(received, expected) or (0.0, 0.0)
+    assert low < sum(received) / 96 < high
+    naive = wilson(sum(received), 96)
+    assert high - low > naive[1] - naive[0]
+    assert cluster_ratio_ci([], []) is None
+    groups = [[40.0, 41.0, 42.0], [400.0, 410.0], [39.0]]
+    ci = cluster_percentile_ci(groups, 50)
+    assert ci is not None and ci[0] <= 42.0 <= ci[1]
+    assert cluster_percentile_ci(groups, 50) == ci  # seeded
+    assert cluster_percentile_ci([[]], 50) is None
