@@ -124,8 +124,8 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def cost_markdown(summary: Summary) -> list[str]:
-    """The cost section of ``report.md`` (empty when no cell was priced)."""
+def cost_markdown(summary: Summary, lead: str | None = None) -> list[str]:
+    """The cost section of ``report.md`` (empty when no cell was priced); ``lead`` opens it."""
     cells = _priced(summary.cells)
     if not cells:
         return []
@@ -133,6 +133,7 @@ def cost_markdown(summary: Summary) -> list[str]:
         "",
         "## Cost per 1,000 jobs, at a stated load",
         "",
+        *([lead, ""] if lead else []),
         f"Prices as of {summary.prices_as_of}. Each part is billed the way its platform bills it "
         "(see the assumptions below). The load is the cell's own: its jobs over the phones' planned job "
         "time, in real time. Without free tiers; the items are the bill's lines, plan fees included.",
@@ -158,8 +159,11 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def cost_html(summary: Summary, png: Any = None) -> str:
-    """The cost section of ``report.html``; ``png`` turns a matplotlib figure into base64 (plots)."""
+def cost_html(summary: Summary, png: Any = None, lead: str | None = None) -> str:
+    """The cost section of ``report.html``; ``png`` turns a matplotlib figure into base64 (plots).
+
+    ``lead``, plain text, opens the section (the verdict's one-line cost comparison).
+    """
     cells = _priced(summary.cells)
     if not cells:
         return ""
@@ -168,7 +172,8 @@ def cost_html(summary: Summary, png: Any = None) -> str:
     notes = "".join(f"<li>{html.escape(line)}</li>" for line in assumptions(cells))
     return (
         "<h2>Cost per 1,000 jobs, at a stated load</h2>"
-        f'<p class="meta">Prices as of {html.escape(str(summary.prices_as_of))}; each cell at its own load '
+        + (f'<p class="line">{html.escape(lead)}</p>' if lead else "")
+        + f'<p class="meta">Prices as of {html.escape(str(summary.prices_as_of))}; each cell at its own load '
         "(its jobs over the phones' planned job time, real time), without free tiers.</p>"
         + _html_table(*run_load_rows(cells))
         + '<p class="meta">Over load: without free tiers | with free tiers.</p>'
@@ -199,7 +204,8 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     ax.set_ylabel("$ / 1k jobs at the cell's own load")
     ax.set_title("Cost by billed component (without free tiers)", fontsize=10)
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     bar = png(fig)
 
@@ -223,6 +229,7 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     ax.set_ylabel("$ / 1k jobs")
     ax.set_title("Cost over load (solid: without free tiers, dotted: with)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return [bar, png(fig)]

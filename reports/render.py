@@ -6,11 +6,8 @@ time; plots are PNGs embedded as base64 so the HTML file travels alone.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +17,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 from progressbench.reports.cost_report import cost_html, cost_markdown
+from progressbench.reports.figures import (
+    commit_times,
+    paths_plot,
+    png,
+    result_time_plot,
+    resume_time_plot,
+    timelines_plot,
+)
+from progressbench.reports.narrative import cost_line
+from progressbench.reports.sections import (
+    INTERVALS_HEAD,
+    SMALL_NOTE,
+    VERDICT_HEAD,
+    intervals_rows,
+    verdict_blocks,
+    verdict_markdown,
+)
 
-from progressbench.core.ledger import EventRow, SessionRow
+from progressbench.core.events import SessionRecord
 from progressbench.core.summary import CellSummary, Summary
+
+Records = Mapping[tuple[str, str], Sequence[SessionRecord]]
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("transport", "transport"),
@@ -105,7 +121,14 @@ def md(value: object) -> str:
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
-def markdown(summary: Summary) -> str:
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame()
+
+
+def markdown(
+    summary: Summary, sessions: pd.DataFrame | None = None, events: pd.DataFrame | None = None
+) -> str:
+    """report.md: the verdict, then the cost comparison, then the details (tables, intervals, notes)."""
     cells = summary.cells
     head = [label for _, label in COLUMNS]
     lines = [
@@ -113,7 +136,32 @@ def markdown(summary: Summary) -> str:
         "",
         f"Run {md(summary.run_id)} at {md(summary.created_at)} on commit "
         f"{md((summary.commit or 'unknown')[:12])}; "
-        f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}.",
+        f"{'complete' if summary.complete else '**partial** (interrupted or cut short)'}. "
+        f"{TIME_NOTE.format(scale=_scale(summary)).split(':')[0]}.",
+        "",
+    ]
+    lines += verdict_markdown(cells, md, sessions)
+    lines += cost_markdown(summary, md(line) if (line := cost_line(cells)) else None)
+    lines += [
+        "",
+        "## Details",
+        "",
+        "### Every share and percentile with its 95 % interval",
+        "",
+        "| " + " | ".join(INTERVALS_HEAD) + " |",
+        "|" + "|".join("---" for _ in INTERVALS_HEAD) + "|",
+    ]
+    lines += [
+        "| " + " | ".join(md(v) for v in row) + " |"
+        for row in intervals_rows(
+            cells, _empty() if sessions is None else sessions, _empty() if events is None else events
+        )
+    ]
+    lines += [
+        "",
+        md(SMALL_NOTE),
+        "",
+        "### All figures per cell",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "|".join("---" for _ in head) + "|",
@@ -131,42 +179,32 @@ def markdown(summary: Summary) -> str:
         f"Phones: {md(config.get('users'))} × {md(config.get('jobs_per_user'))} jobs; time scale "
         f"{md(_timing(config).get('time_scale'))}; seed {md(config.get('seed'))}.",
         "Latency is commit (store) to receive (phone), same host clock. "
-        "Costs: see the cost section below (each at a stated load).",
+        "Costs: see the cost section above (each at a stated load).",
         "",
         TIME_NOTE.format(scale=_scale(summary)),
         "",
-        "## Resume outcomes per cell",
+        "### Resume outcomes per cell",
         "",
-        "| transport | profile | replayed complete | gap flagged | silent gap | duplicate replay | restarted "
-        "| executions / intent (max) | regressions |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(RESUME_HEAD) + " |",
+        "|" + "|".join("---" for _ in RESUME_HEAD) + "|",
     ]
-    for c in cells:
-        o = c.resume_outcomes
-        lines.append(
-            f"| {md(c.transport)} | {md(c.profile)} | {o.replayed_complete} | "
-            f"{o.gap_flagged} | {o.silent_gap} | {o.duplicate_replay} | {o.restarted} "
-            f"| {_fmt(c.executions_per_intent.max)} | {c.progress_regressions} |"
-        )
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in resume_rows(cells)]
     lines += [
         "",
-        "## Delivery paths and wasted work per cell",
+        "### Delivery paths and wasted work per cell",
         "",
         "| " + " | ".join(PATHS_HEAD) + " |",
         "|" + "|".join("---" for _ in PATHS_HEAD) + "|",
     ]
     lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in paths_table(cells)]
-    lines += ["", "## Findings the clients reported (sessions)", ""]
-    for c in cells:
-        text = ", ".join(f"{md(name)} × {n}" for name, n in sorted(c.findings.items())) or "none"
-        lines.append(f"- **{md(c.label)}**: {text}")
-    lines += ["", "## Fault windows per cell", ""]
+    lines += ["", "### Findings the clients reported (sessions)", ""]
+    lines += [findings_text(c, md) for c in cells]
+    lines += ["", "### Fault windows per cell", ""]
     lines += [fault_windows_text(c, _scale(summary), md) for c in cells]
-    lines += ["", "## Timers that could not follow the time scale (distortions)", ""]
+    lines += ["", "### Timers that could not follow the time scale (distortions)", ""]
     lines += [distortions_text(c, md) for c in cells]
-    lines += ["", "## Capacity: did each cell measure the pattern or the machine?", ""]
+    lines += ["", "### Capacity: did each cell measure the pattern or the machine?", ""]
     lines += [capacity_text(c, md) for c in cells]
-    lines += cost_markdown(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -239,10 +277,7 @@ def fault_windows_text(
 
 
 def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return png(fig)
 
 
 def latency_plot(events: pd.DataFrame) -> str | None:
@@ -292,8 +327,9 @@ def delivery_plot(cells: Sequence[CellSummary]) -> str | None:
             value = c.lookup(key)
             if isinstance(value, int | float):
                 grid[transports.index(c.transport)][profiles.index(c.profile)] = float(value)
-        image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-        image.cmap.set_bad("#dddddd")
+        ax.imshow(
+            grid, cmap=plt.get_cmap("RdYlGn").with_extremes(bad="#dddddd"), vmin=0.0, vmax=1.0, aspect="auto"
+        )
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
                 ax.text(j, i, "–" if value != value else f"{value:.2f}", ha="center", va="center", fontsize=7)
@@ -305,59 +341,170 @@ def delivery_plot(cells: Sequence[CellSummary]) -> str | None:
     return _png(fig)
 
 
-def html_report(summary: Summary, events: pd.DataFrame) -> str:
+RESUME_HEAD = (
+    "transport",
+    "profile",
+    "replayed complete",
+    "gap flagged",
+    "silent gap",
+    "duplicate replay",
+    "restarted",
+    "executions / intent (max)",
+    "regressions",
+)
+
+
+def resume_rows(cells: Sequence[CellSummary]) -> list[list[str]]:
+    """Per cell: reconnects by resume outcome, the most executions of one request, regressions."""
+    rows = []
+    for c in cells:
+        o = c.resume_outcomes
+        rows.append(
+            [
+                c.transport,
+                c.profile,
+                *(
+                    str(v)
+                    for v in (
+                        o.replayed_complete,
+                        o.gap_flagged,
+                        o.silent_gap,
+                        o.duplicate_replay,
+                        o.restarted,
+                    )
+                ),
+                _fmt(c.executions_per_intent.max),
+                str(c.progress_regressions),
+            ]
+        )
+    return rows
+
+
+def findings_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
+    text = ", ".join(f"{esc(name)} × {n}" for name, n in sorted(cell.findings.items())) or "none"
+    return f"- **{esc(cell.label)}**: {text}"
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]], klass: str = "") -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    cls = f' class="{klass}"' if klass else ""
+    return f'<div class="wide"><table{cls}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _img(data: str | None, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' if data else ""
+
+
+def verdict_html(cells: Sequence[CellSummary], sessions: pd.DataFrame | None = None) -> str:
+    parts = [
+        "<h2>Verdict: which pattern kept the user informed</h2>",
+        '<p class="meta">Per fault profile, best first. <b>kept informed</b>: every session showed the result, '
+        "no progress going backwards, no silent stall, no lost event; <b>left users uninformed</b>: fewer than "
+        "80 % saw the result. Cells share a rank when they differ only within the noise.</p>",
+    ]
+    for profile, line, rows, notes in verdict_blocks(cells, sessions):
+        parts.append(f'<h3>{html.escape(profile)}</h3><p class="line">{html.escape(line)}</p>')
+        parts.append(_table(VERDICT_HEAD, rows, "verdict"))
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    parts.append(f'<p class="meta">{html.escape(SMALL_NOTE)}</p>')
+    return "\n".join(parts)
+
+
+def html_report(
+    summary: Summary,
+    events: pd.DataFrame,
+    sessions: pd.DataFrame | None = None,
+    records: Records | None = None,
+) -> str:
+    """report.html: the verdict and the timelines first, then the cost comparison, then the details."""
     cells = summary.cells
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in cell_table(cells)
-    )
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label in COLUMNS)
-    plots = [p for p in (delivery_plot(cells), latency_plot(events)) if p]
+    sessions = _empty() if sessions is None else sessions
     scale = _scale(summary)
-    images = "".join(f'<img alt="plot" src="data:image/png;base64,{p}">' for p in plots)
     status = "complete" if summary.complete else "PARTIAL (interrupted or cut short)"
     machine = summary.machine
+    timelines = _img(timelines_plot(cells, records or {}, commit_times(events)), "session timelines")
+    if not timelines and records:
+        timelines = '<p class="meta">No session records to draw timelines from.</p>'
+    distributions = "".join(
+        _img(p, alt)
+        for p, alt in (
+            (result_time_plot(sessions), "time to result per transport and profile"),
+            (resume_time_plot(sessions), "resume time per transport and profile"),
+        )
+    )
+    other = "".join(
+        _img(p, alt)
+        for p, alt in (
+            (paths_plot(cells), "delivery paths per transport"),
+            (delivery_plot(cells), "delivery and terminal ratio heatmaps"),
+            (latency_plot(events), "delivery latency ECDFs"),
+        )
+    )
+    config = summary.config
+    saturated = (
+        f"<p><b>Saturated cells: {html.escape(', '.join(c.label for c in cells if c.saturated))}</b> — they "
+        "measured this machine's capacity, not the pattern (figures under Capacity below).</p>"
+        if any(c.saturated for c in cells)
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>progressbench report</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
+body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}}
+table{{border-collapse:collapse;font-size:13px;margin:.5em 0}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
 th{{background:#f3f3f3}} td:nth-child(-n+2){{text-align:left}} img{{display:block;margin:1em 0;max-width:100%}}
-.meta{{color:#666;font-size:13px}}
+table.verdict td:nth-child(3){{text-align:left}} p.line{{font-size:15px;margin:.3em 0}}
+.meta{{color:#666;font-size:13px}} h3{{margin-bottom:.2em}} .wide{{overflow-x:auto}}
 </style></head><body>
 <h1>progressbench report</h1>
 <p class="meta">run {html.escape(summary.run_id)} · {html.escape(summary.created_at)} ·
 commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
-{html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)}</p>
-<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
-<p class="meta">Latency: store commit → phone receive (same host clock). delivery = unique events received /
-events committed; terminal = sessions that learned the job's final state. Costs: the cost section below.</p>
+{html.escape(str(machine.cpus))} CPUs, Python {html.escape(machine.python)} ·
+{html.escape(TIME_NOTE.format(scale=scale).split(":")[0])}</p>
+{verdict_html(cells, sessions)}
+{timelines}
+{cost_html(summary, _png, cost_line(cells))}
+<h2>Details</h2>
+<h3>Every share and percentile with its 95 % interval</h3>
+{_table(INTERVALS_HEAD, intervals_rows(cells, sessions, events))}
+<p class="meta">{html.escape(SMALL_NOTE)}</p>
+{distributions}
+<h3>All figures per cell</h3>
+{_table([label for _, label in COLUMNS], cell_table(cells))}
+{saturated}
+<p class="meta">Phones: {html.escape(_fmt(config.get("users")))} × {html.escape(_fmt(config.get("jobs_per_user")))} jobs;
+time scale {html.escape(_fmt(_timing(config).get("time_scale")))}; seed {html.escape(_fmt(config.get("seed")))}.
+Latency: store commit → phone receive (same host clock). delivery = unique events received /
+events committed; terminal = sessions that learned the job's final state.</p>
 <p class="meta">{html.escape(TIME_NOTE.format(scale=scale))}</p>
-<h2>Delivery paths and wasted work per cell</h2>
-<table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in PATHS_HEAD)}</tr></thead><tbody>
-{"".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in paths_table(cells))}
-</tbody></table>
-<h2>Fault windows per cell</h2>
+<h3>Resume outcomes per cell</h3>
+{_table(RESUME_HEAD, resume_rows(cells))}
+<h3>Delivery paths and wasted work per cell</h3>
+{_table(PATHS_HEAD, paths_table(cells))}
+{other}
+<h3>Findings the clients reported (sessions)</h3>
+<ul>{_items(findings_text(c) for c in cells)}</ul>
+<h3>Fault windows per cell</h3>
 <ul>{_items(fault_windows_text(c, scale) for c in cells)}</ul>
-<h2>Timers that could not follow the time scale (distortions)</h2>
+<h3>Timers that could not follow the time scale (distortions)</h3>
 <ul>{_items(distortions_text(c) for c in cells)}</ul>
-<h2>Capacity: did each cell measure the pattern or the machine?</h2>
+<h3>Capacity: did each cell measure the pattern or the machine?</h3>
 <ul>{_items(capacity_text(c) for c in cells)}</ul>
-{images}
-{cost_html(summary, _png)}
 </body></html>
 """
 
 
-def render_reports(
+def write_reports(
     out: Path,
     summary: Summary,
-    sessions: Sequence[SessionRow],
-    events: Sequence[EventRow],
+    *,
+    sessions: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    records: Records | None = None,
 ) -> None:
-    frame = (
-        pd.DataFrame([asdict(e) for e in events])
-        if events
-        else pd.DataFrame(columns=list(EventRow.__dataclass_fields__))
-    )
-    (out / "report.md").write_text(markdown(summary))
-    (out / "report.html").write_text(html_report(summary, frame))
+    """Write report.md and report.html of ``out`` (the HTML also draws from the raw ``records``)."""
+    events = _empty() if events is None else events
+    (out / "report.md").write_text(markdown(summary, sessions, events))
+    (out / "report.html").write_text(html_report(summary, events, sessions, records))

@@ -61,6 +61,7 @@ class CellResult:
                 kind=w.kind,
                 start_s=round((w.start_wall_ns - self.started_wall_ns) / 1e9, 3),
                 duration_s=round((w.end_wall_ns - w.start_wall_ns) / 1e9, 3),
+                start_wall_ns=w.start_wall_ns,
             )
             for w in sorted(self.windows, key=lambda w: w.start_wall_ns)
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from progressbench.app.results import load_events, load_summary
+from progressbench.app.results import load_events, load_sessions, load_summary, sample_records
 from progressbench.core.ledger import EventRow, SessionRow
 from progressbench.core.summary import Summary
 
@@ -17,20 +17,22 @@ from progressbench.core.summary import Summary
 def render_run(
     out: Path, summary: Summary, sessions: Sequence[SessionRow], events: Sequence[EventRow]
 ) -> None:
-    from progressbench.reports.render import render_reports
-
-    render_reports(out, summary, sessions, events)
-    link_related(out)
+    """A finished run's reports, drawn from the tables it has just written (one path for both)."""
+    del summary, sessions, events  # written to ``out`` already; read back like any results folder
+    render_folder(out)
 
 
 def render_folder(folder: Path) -> None:
-    """Write ``report.md`` and ``report.html`` of a results folder from its summary and events."""
-    from progressbench.reports.render import html_report, markdown
+    """Write ``report.md`` and ``report.html`` of a results folder: summary, tables, raw records."""
+    from progressbench.reports.render import write_reports
 
-    summary = load_summary(folder)
-    events = load_events(folder)
-    (folder / "report.md").write_text(markdown(summary))
-    (folder / "report.html").write_text(html_report(summary, events))
+    write_reports(
+        folder,
+        load_summary(folder),
+        sessions=load_sessions(folder),
+        events=load_events(folder),
+        records=sample_records(folder),
+    )
     link_related(folder)
 
 

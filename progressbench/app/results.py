@@ -165,6 +165,43 @@ def load_events(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(columns=_columns(EventRow))
 
 
+def load_sessions(folder: Path) -> pd.DataFrame:
+    """``sessions.csv`` of a results folder; an empty table with its columns when it is absent."""
+    path = folder / SESSIONS
+    if path.exists():
+        try:
+            return pd.read_csv(path)
+        except (ValueError, OSError, pd.errors.ParserError) as exc:  # binary, empty, torn
+            raise ResultsError(
+                f"{path}: unreadable sessions table ({str(exc).splitlines()[0][:160]})"
+            ) from None
+    return pd.DataFrame(columns=_columns(SessionRow))
+
+
+def sample_records(folder: Path, per_cell: int = 40) -> dict[tuple[str, str], list[SessionRecord]]:
+    """Up to ``per_cell`` session records of each cell (the first lines of its raw file).
+
+    Enough for a report's timelines without reading every observation of a large run;
+    unreadable lines are skipped (a raw file is evidence, not input the report depends on).
+    """
+    sampled: dict[tuple[str, str], list[SessionRecord]] = {}
+    for path in sorted((folder / RAW_DIR).glob("*.jsonl")):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    try:
+                        record = SessionRecord.model_validate_json(line)
+                    except ValueError:
+                        continue
+                    cell = sampled.setdefault((record.transport, record.profile), [])
+                    if len(cell) >= per_cell:
+                        break
+                    cell.append(record)
+        except OSError:
+            continue
+    return sampled
+
+
 def read_records(path: Path) -> list[SessionRecord]:
     """Session records from a cell's JSONL file; a torn last line is skipped, not fatal."""
     records: list[SessionRecord] = []

@@ -77,6 +77,9 @@ class FaultWindowSpan(_Model):
     kind: str
     start_s: float
     duration_s: float
+    #: The window's start on the host's wall clock (epoch ns), to place it beside the phones'
+    #: observations (session timelines); None in files written before it was recorded.
+    start_wall_ns: int | None = None
 
 
 class Distortion(_Model):

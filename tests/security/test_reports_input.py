@@ -68,6 +68,17 @@ def test_a_binary_events_table_is_one_line(tmp_path: Path) -> None:
     assert_one_clear_line(*cli("report", str(tmp_path)))
 
 
+def test_a_binary_sessions_table_or_raw_file_is_one_line_or_skipped(tmp_path: Path) -> None:
+    """sessions.csv feeds the intervals: unreadable is one line; a torn raw record is skipped."""
+    write_summary(tmp_path, summary())
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "polling__clean.jsonl").write_bytes(b"\xff\xfe{not json\n")
+    code, output = cli("report", str(tmp_path))
+    assert code == 0 and "Traceback" not in output, output
+    (tmp_path / "sessions.csv").write_bytes(b"\xff\xfe\x00\x01\x02")
+    assert_one_clear_line(*cli("report", str(tmp_path)))
+
+
 def test_binary_rules_are_one_line(tmp_path: Path) -> None:
     write_summary(tmp_path, summary())
     rules = tmp_path / "rules.toml"
