@@ -34,6 +34,7 @@ import uuid
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from progressbench.transports.realtime.auth import issue_anon_key
+from progressbench.transports.realtime.rest import rest_router
 from progressbench.transports.types import Cron
 
 from progressbench.kit.context import CreateJob, ServiceContext
@@ -57,6 +58,13 @@ def transport_name(variant: str | None) -> str:
 
 class RealtimeServer:
     def api_router(self, ctx: ServiceContext) -> APIRouter:
+        """The job routes under ``/realtime`` and the PostgREST subset the phone refetches with."""
+        outer = APIRouter()
+        outer.include_router(self._jobs_router(ctx))
+        outer.include_router(rest_router(ctx))
+        return outer
+
+    def _jobs_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         anon_key = issue_anon_key(ctx.secret)
 
