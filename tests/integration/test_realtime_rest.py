@@ -8,6 +8,8 @@ supabase client is given). One stack for the module, on a cloned database.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from progressbench.app.supervisor import Stack
 from progressbench.core.config import JobShape
 from tests.helpers import UNIT
 from tests.integration.api_client import auth, sign_in, user_id
@@ -42,7 +45,6 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, module_database_url: str) -> 
             )
             assert response.status_code == 202, response.text
             created[name] = response.json()
-        import asyncio
 
         for name in ("alice", "bob"):
             asyncio.run(wait_for_events(stack.database_url, name, len(ALL_SEQS), timeout=30))
@@ -181,3 +183,53 @@ def test_unexposed_tables_and_unsupported_queries_are_refused_clearly(jobs: dict
         timeout=10 * UNIT,
     )
     _assert_postgrest_error(write, 405, "PGRST117")
+
+
+async def test_the_gateway_routes_each_prefix_and_refuses_the_rest(jobs: dict[str, Any]) -> None:
+    """One base URL: /auth/v1 and /rest/v1 reach the API, /realtime/v1 the realtime server (its 401 for a
+    missing key), anything else is Kong's 404; one kept-alive client may mix prefixes."""
+    gateway, key = jobs["stack"].endpoints()["supabase"], jobs["alice"]["anon_key"]
+    token = sign_in(jobs["api"], "alice")["access_token"]
+    with httpx.Client(base_url=gateway, timeout=10 * UNIT) as http:
+        user = http.get("/auth/v1/user", headers={"authorization": f"Bearer {token}"})
+        assert user.status_code == 200 and user.json()["id"] == user_id(jobs["api"], "alice")
+        rows = http.get(
+            "/rest/v1/job_events",
+            params={"select": "seq"},
+            headers={"apikey": key, "authorization": f"Bearer {token}"},
+        )
+        assert [r["seq"] for r in rows.json()] == ALL_SEQS
+        assert rows.headers["connection"] == "close"
+        other = http.get("/realtime/jobs")
+        assert other.status_code == 404 and other.json() == {"message": "no Route matched with those values"}
+    ws_url = gateway.replace("http://", "ws://") + "/realtime/v1/websocket?vsn=1.0.0"
+    with pytest.raises(InvalidStatus) as refused:  # the realtime server's own refusal, before the upgrade
+        async with connect(ws_url, open_timeout=10 * UNIT):
+            pass
+    assert refused.value.response.status_code == 401
+    async with connect(f"{ws_url}&apikey={key}", open_timeout=10 * UNIT) as ws:
+        await ws.send('{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"1"}')
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10 * UNIT))
+    assert reply["event"] == "phx_reply" and reply["payload"]["status"] == "ok"
+
+
+# supabase 2.34 hands postgrest-py ``timeout`` and ``verify``, which postgrest-py itself deprecates: the bare
+# acreate_client(url, key) of every app warns; the phone passes an httpx client instead.
+@pytest.mark.filterwarnings("ignore:The '(timeout|verify|proxy)' parameter is deprecated:DeprecationWarning")
+async def test_the_official_supabase_client_signs_in_and_reads_only_its_rows(jobs: dict[str, Any]) -> None:
+    """acreate_client(gateway, anon key) + sign_in_with_password + table().select().eq().gt().order(),
+    unchanged: alice's rows after seq 1, in order; bob's job through alice's client: nothing."""
+    from supabase import acreate_client
+
+    api, gateway = jobs["api"], jobs["stack"].endpoints()["supabase"]
+    alice = sign_in(api, "alice")
+    client = await acreate_client(gateway, jobs["alice"]["anon_key"])
+    await client.auth.sign_in_with_password(
+        {"email": alice["user"]["email"], "password": "pw-" + "alice" * 2}
+    )
+    query = client.table("job_events").select("seq", "kind")
+    mine = await query.eq("job_id", jobs["alice"]["job_id"]).gt("seq", 1).order("seq").execute()
+    assert [r["seq"] for r in mine.data] == ALL_SEQS[1:]
+    theirs = await client.table("job_events").select("*").eq("job_id", jobs["bob"]["job_id"]).execute()
+    assert theirs.data == []
+    await client.realtime.close()
