@@ -60,7 +60,14 @@ from typing import Any, cast
 import httpx
 from postgrest.exceptions import APIError
 from progressbench.transports.canary import probe_get
-from progressbench.transports.http import SIGN_IN_ATTEMPTS, access_token, phone_client, sign_in, submit_job
+from progressbench.transports.http import (
+    SIGN_IN_ATTEMPTS,
+    SIGN_IN_TIMEOUT_S,
+    access_token,
+    phone_client,
+    sign_in,
+    submit_job,
+)
 from progressbench.transports.realtime.config import GATEWAY_ROLE, WatcherOptions
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
@@ -181,6 +188,17 @@ class _Watch:
         return [] if self.state.is_down else self.state.dropped(reason, now)
 
 
+@contextlib.asynccontextmanager
+async def _patient(http: httpx.AsyncClient) -> AsyncIterator[None]:
+    """``http`` with the sign-in's read timeout for the duration of the block."""
+    usual = http.timeout
+    http.timeout = httpx.Timeout(SIGN_IN_TIMEOUT_S, connect=usual.connect)
+    try:
+        yield
+    finally:
+        http.timeout = usual
+
+
 class RealtimeWatcher:
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
@@ -222,9 +240,14 @@ class RealtimeWatcher:
         )
         return await acreate_client(self.project_url, anon_key, options)
 
-    async def _sign_in(self, client: AsyncClient, http: httpx.AsyncClient, phone: str) -> None:
+    async def _sign_in(
+        self, client: AsyncClient, sb_http: httpx.AsyncClient, http: httpx.AsyncClient, phone: str
+    ) -> None:
         """``auth.sign_in_with_password`` with the phone's account; network failures are retried.
 
+        ``sb_http`` is the supabase client's HTTP client: for the sign-in its read timeout is
+        :data:`SIGN_IN_TIMEOUT_S` (a password hash costs the server real CPU whatever the time
+        scale; a phone that gives up early only retries it and piles more hashing on).
         The account is the one the phone signs in to the app with (created once per phone);
         a refusal is a :class:`TransportError`, an unreachable sign-in is retried on the
         submit back-off a bounded number of times.
@@ -233,16 +256,18 @@ class RealtimeWatcher:
         attempt = 0
         while True:
             try:
-                await client.auth.sign_in_with_password(
-                    {"email": account.email, "password": account.password}
-                )
+                async with _patient(sb_http):
+                    await client.auth.sign_in_with_password(
+                        {"email": account.email, "password": account.password}
+                    )
                 return
             except AuthApiError as exc:
                 raise TransportError(f"supabase sign-in refused: {exc}"[:200]) from None
             except (AuthRetryableError, AuthError, httpx.HTTPError) as exc:
                 attempt += 1
                 if attempt >= SIGN_IN_ATTEMPTS:
-                    raise TransportError(f"supabase sign-in failed {attempt} times: {exc}"[:200]) from None
+                    why = f"{type(exc).__name__}: {exc}"
+                    raise TransportError(f"supabase sign-in failed {attempt} times: {why}"[:200]) from None
                 await asyncio.sleep(self.submit_backoff.delay(attempt))
 
     # ----------------------------------------------------------------- canary
@@ -284,7 +309,7 @@ class RealtimeWatcher:
         rows = dict.fromkeys(channels, 0)
         states: dict[str, str] = {}
         try:
-            await self._sign_in(client, http, phone)
+            await self._sign_in(client, sb_http, http, phone)
             for name, eq in (("rest-filtered", victim_job_id), ("rest-unfiltered", None)):
                 query = client.table("job_events").select(*COLUMNS)
                 if eq is not None:
@@ -348,7 +373,7 @@ class RealtimeWatcher:
                     detail="supabase client never signed in: RLS hides every row and Realtime sends nothing",
                 )
             else:
-                await self._sign_in(client, http, request.owner)
+                await self._sign_in(client, sb_http, http, request.owner)
             link = self._open(client, job_id)
             watch = _Watch(job_id, link, Reconnector(REFETCH), time.monotonic())
             try:

@@ -87,8 +87,8 @@ def rewrite_head(head: bytes) -> tuple[str, bytes]:
     return target, b"\r\n".join([lines[0], *headers, b"", b""])
 
 
-def _answer(status: str, body: dict[str, object] | str, content_type: str = "application/json") -> bytes:
-    payload = (json.dumps(body) if isinstance(body, dict) else body).encode()
+def _answer(status: str, body: dict[str, object] | bytes, content_type: str = "application/json") -> bytes:
+    payload = json.dumps(body).encode() if isinstance(body, dict) else body
     return (
         f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {len(payload)}\r\n"
         "connection: close\r\n\r\n"
