@@ -162,7 +162,11 @@ class Gateway:
             if path == "/metrics":
                 writer.write(_answer("200 OK", self.meters.exposition(), "text/plain; version=0.0.4"))
             elif path == "/healthz":
-                body = {"status": "ok", "role": self.config.role, "instance": self.config.instance}
+                body: dict[str, object] = {
+                    "status": "ok",
+                    "role": self.config.role,
+                    "instance": self.config.instance,
+                }
                 writer.write(_answer("200 OK", body))
             else:
                 writer.write(_answer("404 Not Found", {"message": "not found"}))

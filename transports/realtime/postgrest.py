@@ -113,7 +113,7 @@ def table_of(name: str, schema: str | None = None) -> str:
 def _select(table: str, raw: str | None) -> tuple[str, ...]:
     if raw is None or raw.strip() in ("", "*"):
         return EXPOSED[table]
-    columns = []
+    columns: list[str] = []
     for part in raw.split(","):
         name = part.strip()
         if name == "*":

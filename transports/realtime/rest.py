@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from fastapi import APIRouter, Request
@@ -67,7 +67,7 @@ def _claims(secret: str, request: Request) -> Claims:
         raise RestError(401, "PGRST301", reason) from None
 
 
-def _statement(query: postgrest.Query) -> tuple[sql.Composable, list[Any]]:
+def _statement(query: postgrest.Query) -> tuple[sql.Composed, list[Any]]:
     """``SELECT count, json_agg`` of the query; identifiers come from the exposed list only."""
     params: list[Any] = []
     where: list[sql.Composable] = []
@@ -130,8 +130,8 @@ def rest_router(ctx: ServiceContext) -> APIRouter:
             message = diag.message_primary or type(exc).__name__
             return _error(RestError(status, state, message, diag.message_detail, diag.message_hint))
         ctx.meters.count_read(1)
-        assert row is not None
-        count, body = int(row["n"]), str(row["body"])
+        found = cast(dict[str, Any], row)
+        count, body = int(found["n"]), str(found["body"])
         headers = {"content-range": f"{query.offset}-{query.offset + count - 1}/*" if count else "*/*"}
         if request.method == "HEAD":
             body = ""
