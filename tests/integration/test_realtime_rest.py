@@ -233,3 +233,16 @@ async def test_the_official_supabase_client_signs_in_and_reads_only_its_rows(job
     theirs = await client.table("job_events").select("*").eq("job_id", jobs["bob"]["job_id"]).execute()
     assert theirs.data == []
     await client.realtime.close()
+
+
+async def test_the_gateway_cuts_a_head_that_never_ends(jobs: dict[str, Any]) -> None:
+    """A request head that stops arriving is answered 400 and closed after the header timeout
+    (no connection held open by a client that sends half a request)."""
+    host, port = jobs["stack"].endpoints()["supabase"].removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"GET /rest/v1/job_events HTTP/1.1\r\nHost: x\r\n")
+        answer = await asyncio.wait_for(reader.read(), 15 * UNIT)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400")
