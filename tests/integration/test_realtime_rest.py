@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import jwt
+import psycopg
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -246,3 +247,35 @@ async def test_the_gateway_cuts_a_head_that_never_ends(jobs: dict[str, Any]) -> 
     finally:
         writer.close()
     assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_a_project_auth_user_creates_jobs_it_owns_and_reads_them(jobs: dict[str, Any]) -> None:
+    """Against a real project the phone creates its job with the project's Auth token: the API takes
+    the owner from that token (issuer <project>/auth/v1, the project secret), and /realtime/config
+    hands out the same anon key the job answer carries."""
+    api, stack = jobs["api"], jobs["stack"]
+    config = httpx.get(f"{api}/realtime/config", timeout=10 * UNIT)
+    assert config.status_code == 200 and config.json() == {"anon_key": jobs["alice"]["anon_key"]}
+    now = int(time.time())
+    carol = "00000000-0000-4000-8000-00000000ca01"
+    claims = {"iss": "https://ref.supabase.co/auth/v1", "sub": carol, "aud": "authenticated"}
+    token = jwt.encode(
+        {**claims, "role": "authenticated", "iat": now, "exp": now + 600}, stack.secret, "HS256"
+    )
+    body = {"seed": 1, "time_scale": SCALE, "shape": SHAPE.model_dump(mode="json")}
+    headers = {"authorization": f"Bearer {token}"}
+    created = httpx.post(f"{api}/realtime/jobs", json=body, headers=headers, timeout=10 * UNIT)
+    assert created.status_code == 202, created.text
+    with psycopg.connect(stack.database_url) as conn:
+        row = conn.execute("SELECT owner FROM jobs WHERE id = %s", (created.json()["job_id"],)).fetchone()
+    assert row == (carol,)
+    wrong_secret = jwt.encode(
+        {**claims, "role": "authenticated", "iat": now, "exp": now + 600}, "w" * 32, "HS256"
+    )
+    refused = httpx.post(
+        f"{api}/realtime/jobs",
+        json=body,
+        headers={"authorization": f"Bearer {wrong_secret}"},
+        timeout=10 * UNIT,
+    )
+    assert refused.status_code == 401

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import jwt
 import pytest
+from progressbench.transports.realtime.auth import AuthError, project_user
 from progressbench.transports.realtime.gateway import rewrite_head, route
 from progressbench.transports.realtime.postgrest import EXPOSED, MAX_ROWS, Filter, Order, RestError, parse
 
@@ -95,3 +100,52 @@ def test_plain_requests_are_forwarded_with_connection_close_and_upgrades_untouch
     assert rewrite_head(upgrade) == ("/realtime/v1/websocket", upgrade)
     with pytest.raises(ValueError):
         rewrite_head(b"HELLO\r\n\r\n")
+
+
+SECRET = "s" * 32
+
+
+def _gotrue(**claims: object) -> str:
+    """A GoTrue-shaped access token, with ``claims`` replaced (a ``None`` value drops the claim)."""
+    now = int(time.time())
+    base: dict[str, object] = {
+        "iss": "https://abcdefgh.supabase.co/auth/v1",
+        "sub": str(uuid.UUID(int=7)),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iat": now,
+        "exp": now + 600,
+    }
+    merged = {k: v for k, v in {**base, **claims}.items() if v is not None}
+    return jwt.encode(merged, SECRET, algorithm="HS256")
+
+
+def test_a_project_auth_token_names_its_user() -> None:
+    """A GoTrue access token of the project (its issuer, the project secret) owns what it creates."""
+    assert project_user(SECRET, _gotrue()) == "00000000-0000-0000-0000-000000000007"
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "progressbench/auth/v1"},  # not a project's Auth
+        {"iss": None},  # a per-job token has none
+        {"role": "anon"},
+        {"aud": "service"},
+        {"sub": "not-a-uuid"},
+        {"exp": 1},
+    ],
+)
+def test_other_tokens_are_not_project_users(claims: dict[str, object]) -> None:
+    """Stack and per-job tokens, anon keys, expired or odd tokens do not pass as a project's user."""
+    with pytest.raises(AuthError):
+        project_user(SECRET, _gotrue(**claims))
+
+
+def test_a_token_signed_with_another_secret_is_no_project_user() -> None:
+    """The project secret is the trust anchor: the same claims signed otherwise are refused."""
+    forged = jwt.encode(
+        jwt.decode(_gotrue(), options={"verify_signature": False}), "x" * 32, algorithm="HS256"
+    )
+    with pytest.raises(AuthError):
+        project_user(SECRET, forged)

@@ -242,26 +242,39 @@ class RealtimeWatcher:
 
     async def _sign_in(
         self, client: AsyncClient, sb_http: httpx.AsyncClient, http: httpx.AsyncClient, phone: str
-    ) -> None:
-        """``auth.sign_in_with_password`` with the phone's account; network failures are retried.
+    ) -> str:
+        """``auth.sign_in_with_password`` with the phone's account; the session's access token.
 
         ``sb_http`` is the supabase client's HTTP client: for the sign-in its read timeout is
         :data:`SIGN_IN_TIMEOUT_S` (a password hash costs the server real CPU whatever the time
         scale; a phone that gives up early only retries it and piles more hashing on).
         The account is the one the phone signs in to the app with (created once per phone);
-        a refusal is a :class:`TransportError`, an unreachable sign-in is retried on the
-        submit back-off a bounded number of times.
+        against a real project (``supabase_url``) that has never seen it, the client signs up
+        once (the project must not require email confirmation). A refusal is a
+        :class:`TransportError`; an unreachable sign-in is retried on the submit back-off a
+        bounded number of times.
         """
         account = await sign_in(http, phone, self.submit_backoff.delay)
+        credentials = {"email": account.email, "password": account.password}
         attempt = 0
+        signed_up = self.opts.supabase_url is None
         while True:
             try:
                 async with _patient(sb_http):
-                    await client.auth.sign_in_with_password(
-                        {"email": account.email, "password": account.password}
-                    )
-                return
+                    answer = await client.auth.sign_in_with_password(credentials)  # type: ignore[arg-type]
+                if answer.session is None:
+                    raise TransportError("supabase sign-in answered without a session")
+                return answer.session.access_token
             except AuthApiError as exc:
+                if exc.code == "invalid_credentials" and not signed_up:
+                    signed_up = True
+                    async with _patient(sb_http):
+                        created = await client.auth.sign_up(credentials)  # type: ignore[arg-type]
+                    if created.session is None:
+                        raise TransportError(
+                            "the project's Auth wants email confirmation: turn it off"
+                        ) from None
+                    continue
                 raise TransportError(f"supabase sign-in refused: {exc}"[:200]) from None
             except (AuthRetryableError, AuthError, httpx.HTTPError) as exc:
                 attempt += 1
@@ -269,6 +282,28 @@ class RealtimeWatcher:
                     why = f"{type(exc).__name__}: {exc}"
                     raise TransportError(f"supabase sign-in failed {attempt} times: {why}"[:200]) from None
                 await asyncio.sleep(self.submit_backoff.delay(attempt))
+
+    async def _anon_key(self, http: httpx.AsyncClient) -> str:
+        """The project's public anon key: ``SUPABASE_ANON_KEY``, else the app's public config route.
+
+        A phone app ships the anon key in its bundle; the stack makes a fresh one per run, so
+        the phone reads it from the API (``GET /realtime/config``), retried while unreachable.
+        """
+        if self.opts.supabase_anon_key:
+            return self.opts.supabase_anon_key
+        attempt = 0
+        while True:
+            try:
+                response = await http.get("/realtime/config")
+                if response.status_code == 200:
+                    return str(response.json()["anon_key"])
+                failure = f"http {response.status_code}"
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__
+            attempt += 1
+            if attempt >= SIGN_IN_ATTEMPTS:
+                raise TransportError(f"app config unreachable after {attempt} tries: {failure}")
+            await asyncio.sleep(self.submit_backoff.delay(attempt))
 
     # ----------------------------------------------------------------- canary
 
@@ -352,6 +387,10 @@ class RealtimeWatcher:
             phone_client(self.settings.endpoints["api"], self.timing) as http,
             phone_client(self.project_url, self.timing) as sb_http,
         ):
+            # The app's start: its public config, the supabase client, the user's sign-in (not
+            # in no-auth: there the app signed in elsewhere and the client never got the session).
+            client = await self._client(sb_http, await self._anon_key(http))
+            bearer = None if self.no_auth else await self._sign_in(client, sb_http, http, request.owner)
             params = {"variant": self.settings.variant} if self.settings.variant else None
             created = await submit_job(
                 http,
@@ -361,19 +400,17 @@ class RealtimeWatcher:
                 params=params,
                 phone=request.owner,
                 timing=self.timing,
+                bearer=bearer,
             )
             for finding in created.findings():
                 yield finding
             job_id, token = created["job_id"], created["token"]
             yield Submitted(job_id=job_id, token=token)
-            client = await self._client(sb_http, self.opts.supabase_anon_key or created["anon_key"])
             if self.no_auth:
                 yield Finding(
                     name="no-auth",
                     detail="supabase client never signed in: RLS hides every row and Realtime sends nothing",
                 )
-            else:
-                await self._sign_in(client, sb_http, http, request.owner)
             link = self._open(client, job_id)
             watch = _Watch(job_id, link, Reconnector(REFETCH), time.monotonic())
             try:

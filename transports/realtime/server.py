@@ -27,13 +27,14 @@ refetch rows after (re)subscribing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from progressbench.transports.realtime.auth import issue_anon_key
+from progressbench.transports.realtime.auth import AuthError, issue_anon_key, project_user
 from progressbench.transports.realtime.rest import rest_router
 from progressbench.transports.types import Cron
 
@@ -68,11 +69,28 @@ class RealtimeServer:
         router = APIRouter(prefix=PREFIX)
         anon_key = issue_anon_key(ctx.secret)
 
+        def owner_of(request: Request) -> str:
+            """The stack's signed-in user, or (against a real project) the project's Auth user."""
+            try:
+                return ctx.current_user(request)
+            except HTTPException:
+                header = request.headers.get("authorization", "")
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() == "bearer" and token.count(".") == 2:
+                    with contextlib.suppress(AuthError):
+                        return project_user(ctx.secret, token.strip())
+                raise
+
+        @router.get("/config")
+        async def config() -> dict[str, str]:
+            """The app's public configuration: the project's anon key (every app bundle ships it)."""
+            return {"anon_key": anon_key}
+
         @router.post("/jobs", status_code=202)
         async def create(
             body: CreateJob,
             variant: str | None = Query(default=None),
-            owner: str = Depends(ctx.current_user),
+            owner: str = Depends(owner_of),
         ) -> dict[str, object]:
             if variant is not None and variant not in VARIANTS:
                 raise HTTPException(422, f"unknown variant {variant!r}")
