@@ -6,7 +6,9 @@ What a phone app does with Supabase after SSE failed it, through one project URL
 1. ``acreate_client(url, anon_key)``, then ``auth.sign_in_with_password`` with
    the phone's account (the client hands the session's JWT to its Realtime
    client itself, so RLS sees the user's claims).
-2. ``POST /realtime/jobs`` on the app's API → ``{job_id, token, anon_key}``.
+2. ``POST /realtime/jobs`` on the app's API with that session's access token →
+   ``{job_id, token, anon_key}`` (the anon key itself comes from ``GET /realtime/config``
+   or ``SUPABASE_ANON_KEY``, as an app ships it).
 3. ``channel("job-<id>").on_postgres_changes(INSERT, table="job_events",
    filter="job_id=eq.<id>")`` and ``subscribe``.
 4. On every "Subscribed to PostgreSQL" (first subscribe and every rejoin)

@@ -17,7 +17,12 @@ lease watchdog in this pattern.
 jobs of that variant (interrupted, heartbeat older than the lease, or pending
 for longer than the lease) the same fire-and-forget way.
 
-``token`` is the per-job user JWT the phone hands to ``set_auth``;
+The owner is the verified user of the bearer token: the stack's sign-in, or a
+real project's Auth (:func:`~progressbench.transports.realtime.auth.project_user`),
+whose session the phone's supabase client holds. ``GET /realtime/config`` is the
+app's public configuration (the anon key). ``/rest/v1`` (:mod:`.rest`) is mounted here too.
+
+``token`` is the per-job user JWT (a Supabase-shaped JWT RLS accepts);
 ``anon_key`` is the project's public key. ``GET
 /realtime/jobs/{id}/events?after=N`` (bearer token; 401/404 like every
 transport) stands in for the PostgREST select a supabase-js app runs to
