@@ -235,8 +235,12 @@ async def submit_job(
     phone: str,
     timing: Timing,
     draw: Callable[[float, float], float] = random.uniform,
+    bearer: str | None = None,
 ) -> Submission:
     """POST a job as the signed-in ``phone`` (expecting ``202``) the way the app's user does.
+
+    ``bearer``: the access token to send, when the phone holds its session elsewhere (a
+    supabase client's); by default the phone's session on ``http``'s API (:func:`sign_in`).
 
     A connection that could not be made never reached the server: the app
     retries it on ``backoff`` without the user noticing. Anything later (a
@@ -251,7 +255,7 @@ async def submit_job(
     attempt = 0
     failed: list[str] = []
     while True:
-        headers = {"authorization": f"Bearer {await access_token(http, phone, backoff)}"}
+        headers = {"authorization": f"Bearer {bearer or await access_token(http, phone, backoff)}"}
         try:
             response = await http.post(path, json=body, params=params, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout):

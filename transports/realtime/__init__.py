@@ -2,7 +2,7 @@
 
 from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.realtime.client import RealtimeWatcher
-from progressbench.transports.realtime.config import TIMERS
+from progressbench.transports.realtime.config import GATEWAY_ROLE, TIMERS
 from progressbench.transports.realtime.server import VARIANTS, RealtimeServer
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
@@ -44,8 +44,13 @@ TRANSPORT = Transport(
         "request, worker rows -> WAL -> Supabase Realtime; no retry, no watchdog"
     ),
     context="worker/request",
+    # The phone reaches auth, REST and Realtime through one URL (the gateway, as a Supabase project's
+    # API gateway does); each cell's chaos proxy sits in front of that gateway.
     services=(
-        ServiceSpec(role="realtime", module="progressbench.transports.realtime.service", client_facing=True),
+        ServiceSpec(role="realtime", module="progressbench.transports.realtime.service"),
+        ServiceSpec(
+            role=GATEWAY_ROLE, module="progressbench.transports.realtime.gateway", client_facing=True
+        ),
     ),
     migrations=("migrations/002_realtime.sql",),
     billing={"": BILLING},

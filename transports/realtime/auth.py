@@ -12,6 +12,7 @@ seconds ago``...).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,3 +83,34 @@ def issue_anon_key(secret: str, ttl_s: int = ANON_TTL_S) -> str:
     return jwt.encode(
         {"iss": "progressbench", "role": "anon", "iat": now, "exp": now + ttl_s}, secret, algorithm=ALGORITHM
     )
+
+
+def project_user(secret: str, token: str) -> str:
+    """The user id of an access token from a Supabase project's Auth (GoTrue), signed with ``secret``.
+
+    Against a real project (``SUPABASE_URL``) the phone signs in with the project's Auth, and the
+    job it creates must be owned by that user for the project's RLS to show it the rows. Such a
+    token is HS256 with the project's JWT secret (the stack's ``SUPABASE_JWT_SECRET``), ``aud``
+    and ``role`` ``authenticated``, ``iss`` ``<project URL>/auth/v1``, a uuid ``sub``, ``exp``.
+    Per-job tokens (no ``iss``) and service tokens (another secret) never pass. Raises
+    :class:`AuthError`.
+    """
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience="authenticated",
+            options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"InvalidJWTToken: {type(exc).__name__}") from None
+    issuer = str(claims.get("iss", ""))
+    if not issuer.startswith(("https://", "http://")) or not issuer.rstrip("/").endswith("/auth/v1"):
+        raise AuthError("InvalidJWTToken: not issued by a project's Auth")
+    if claims.get("role") != "authenticated":
+        raise AuthError("InvalidJWTToken: not a user token")
+    try:
+        return str(uuid.UUID(str(claims["sub"])))
+    except ValueError:
+        raise AuthError("InvalidJWTToken: sub is not a user id") from None

@@ -1,25 +1,33 @@
-"""Client face of ``realtime``: the official ``realtime`` client, unchanged, plus the app's refetch.
+"""Client face of ``realtime``: the official ``supabase`` client, unchanged, as the app uses it.
 
-What a phone app does with Supabase Realtime after SSE failed it:
+What a phone app does with Supabase after SSE failed it, through one project URL
+(``endpoints["supabase"]``, the stack's gateway; or ``SUPABASE_URL``):
 
-1. ``POST /realtime/jobs`` → ``{job_id, token, anon_key}``.
-2. ``AsyncRealtimeClient(<realtime>/realtime/v1, anon_key)``, ``set_auth(token)``
-   *before* subscribing (RLS sees the user's claims), one channel with an
-   INSERT binding on ``job_events`` filtered ``job_id=eq.<id>``.
-3. On every "Subscribed to PostgreSQL" (first subscribe and every rejoin)
-   refetch the rows after the last contiguous seq through the API, then
-   apply live rows, deduplicated by seq. Realtime never replays: the refetch
-   is the only way to fill what was missed while the socket was down.
+1. ``acreate_client(url, anon_key)``, then ``auth.sign_in_with_password`` with
+   the phone's account (the client hands the session's JWT to its Realtime
+   client itself, so RLS sees the user's claims).
+2. ``POST /realtime/jobs`` on the app's API with that session's access token →
+   ``{job_id, token, anon_key}`` (the anon key itself comes from ``GET /realtime/config``
+   or ``SUPABASE_ANON_KEY``, as an app ships it).
+3. ``channel("job-<id>").on_postgres_changes(INSERT, table="job_events",
+   filter="job_id=eq.<id>")`` and ``subscribe``.
+4. On every "Subscribed to PostgreSQL" (first subscribe and every rejoin)
+   refetch the rows after the last contiguous seq with
+   ``table("job_events").select(...).eq("job_id", id).gt("seq", n).order("seq")``
+   (PostgREST, under RLS), then apply live rows, deduplicated by seq. Realtime
+   never replays: the refetch is the only way to fill what was missed while
+   the socket was down.
 
 Reconnects are counted from the channel's subscribe callback by the
 :class:`~progressbench.core.reconnect.Reconnector` (policy ``REFETCH``):
 CHANNEL_ERROR/TIMED_OUT → ``Disconnected``; SUBSCRIBED again →
 ``Reconnected``; the refetch after the next "Subscribed to PostgreSQL" →
 ``Resumed``. The library does its own reconnecting; this watcher only
-restarts it (on the ``restart`` back-off) when it fails silently.
+starts the channel over (``remove_all_channels`` + a fresh channel, on the
+``restart`` back-off) when it fails silently.
 
 The library's silent failure modes are watched every ``watchdog_s``, each
-reported as a ``Finding`` and recovered with a fresh client (resubscribe +
+reported as a ``Finding`` and recovered with a fresh channel (resubscribe +
 refetch): ``client-gave-up`` (its 5 reconnect attempts are spent; it is
 dead and says nothing), ``listener-died`` (the listen task ended while the
 socket looks connected, e.g. after a raising callback — ours never raise),
@@ -34,8 +42,9 @@ itself refetches only on each (re)subscribe.
 Variant ``watchdog``: the same phone; the job is created as
 ``realtime:watchdog`` so the deployment's watchdog cron covers it.
 
-Variant ``no-auth``: the same client *without* ``set_auth`` — it joins with
-the anon key, RLS hides every row, and nothing arrives with no error. It
+Variant ``no-auth``: the same client *never signed in* (the app's sign-in
+went elsewhere and the session never reached the supabase client) — it joins
+with the anon key, RLS hides every row, and nothing arrives with no error. It
 never refetches (that would hide the trap); a ``Finding("no-auth")`` at the
 start names the cause in the report.
 """
@@ -48,15 +57,26 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from postgrest.exceptions import APIError
 from progressbench.transports.canary import probe_get
-from progressbench.transports.http import access_token, phone_client, submit_job
-from progressbench.transports.realtime.config import WatcherOptions
+from progressbench.transports.http import (
+    SIGN_IN_ATTEMPTS,
+    SIGN_IN_TIMEOUT_S,
+    access_token,
+    phone_client,
+    sign_in,
+    submit_job,
+)
+from progressbench.transports.realtime.config import GATEWAY_ROLE, WatcherOptions
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
 from realtime.types import RealtimePostgresChangesListenEvent, RealtimeSubscribeStates
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+from supabase.types import RealtimeClientOptions
+from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import ClientEvent, Finding, Progress, Submitted
@@ -65,6 +85,10 @@ from progressbench.core.reconnect import REFETCH, Backoff, Reconnector
 log = logging.getLogger(__name__)
 
 SUBSCRIBED_TO_POSTGRES = "Subscribed to PostgreSQL"
+#: What the refetch reads: the columns a progress event needs.
+COLUMNS = ("job_id", "seq", "kind", "message")
+#: PostgREST error codes that mean "your credentials are refused" (bad, expired JWT; role refused).
+REFUSED_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 
 #: What the watcher does about one inbox item: the events it reports, as they happen.
 Reaction = AsyncGenerator[ClientEvent, None]
@@ -92,19 +116,23 @@ _Item = _Row | _State | _Live
 
 @dataclass
 class _Link:
-    """One official client + one channel; replaced whole when the library fails silently."""
+    """One channel on the app's supabase client; a fresh channel replaces it after a silent failure."""
 
     generation: int
-    client: AsyncRealtimeClient
+    client: AsyncClient
     channel: AsyncRealtimeChannel
     subscribe: asyncio.Task[Any] | None = None
     closing: bool = False
 
+    @property
+    def realtime(self) -> AsyncRealtimeClient:
+        return self.client.realtime
+
     def gave_up(self) -> bool:
         """The library stopped trying: not connected, and nothing left that would reconnect."""
-        if self.client.is_connected:
+        if self.realtime.is_connected:
             return False
-        listen = self.client._listen_task
+        listen = self.realtime._listen_task
         if listen is not None:
             if not listen.done():
                 return False
@@ -119,12 +147,12 @@ class _Link:
         return False
 
     def listener_died(self) -> bool:
-        listen = self.client._listen_task
-        return self.client.is_connected and listen is not None and listen.done()
+        listen = self.realtime._listen_task
+        return self.realtime.is_connected and listen is not None and listen.done()
 
     def why(self) -> str:
         """What ended the library's listen task (or its first connect), for the finding."""
-        for task in (self.client._listen_task, self.subscribe):
+        for task in (self.realtime._listen_task, self.subscribe):
             if task is not None and task.done():
                 if task.cancelled():
                     return "cancelled"
@@ -134,23 +162,23 @@ class _Link:
         return "ended"
 
     async def close(self) -> None:
+        """Leave the channel and close the socket (``remove_all_channels``), bounded in time."""
         self.closing = True
         if self.subscribe is not None and not self.subscribe.done():
             self.subscribe.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.subscribe
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.client.close(), 2.0)
+            await asyncio.wait_for(self.client.remove_all_channels(), 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.realtime.close(), 2.0)
 
 
 @dataclass
 class _Watch:
     """One session's I/O state around the core: the live link and the timers of the watchdogs."""
 
-    http: httpx.AsyncClient
     job_id: str
-    key: str
-    token: str
     link: _Link
     state: Reconnector
     last_news: float
@@ -160,6 +188,17 @@ class _Watch:
     def lost(self, reason: str, now: float) -> list[ClientEvent]:
         """A silent failure found by us: a drop, unless the outage was already reported."""
         return [] if self.state.is_down else self.state.dropped(reason, now)
+
+
+@contextlib.asynccontextmanager
+async def _patient(http: httpx.AsyncClient) -> AsyncIterator[None]:
+    """``http`` with the sign-in's read timeout for the duration of the block."""
+    usual = http.timeout
+    http.timeout = httpx.Timeout(SIGN_IN_TIMEOUT_S, connect=usual.connect)
+    try:
+        yield
+    finally:
+        http.timeout = usual
 
 
 class RealtimeWatcher:
@@ -177,33 +216,146 @@ class RealtimeWatcher:
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._generation = 0
 
+    @property
+    def project_url(self) -> str:
+        """The one base URL the supabase client is given: a real project's, or the stack's gateway."""
+        return (self.opts.supabase_url or self.settings.endpoints[GATEWAY_ROLE]).rstrip("/")
+
+    async def _client(self, http: httpx.AsyncClient, anon_key: str) -> AsyncClient:
+        """``acreate_client(url, anon_key)`` with the run's timing in the client's own options.
+
+        ``httpx_client``: the phone's HTTP client (timeouts scaled like every phone's) for sign-in
+        and PostgREST; ``realtime``: the library's back-off, heartbeat and push timeout, scaled.
+        ``auto_refresh_token`` is off: a session is shorter than the access token's hour, and the
+        refresh timer would be a wall-clock task outliving it.
+        """
+        realtime: dict[str, Any] = {
+            "initial_backoff": self.opts.backoff_s,
+            # typed int, used as seconds (asyncio.sleep, open_timeout): the scaled float is what we mean
+            "hb_interval": self.opts.heartbeat_s,
+            "timeout": self.opts.push_timeout_s,  # passed through to AsyncRealtimeClient
+        }
+        options = AsyncClientOptions(
+            httpx_client=http,
+            auto_refresh_token=False,
+            realtime=cast(RealtimeClientOptions, realtime),
+        )
+        return await acreate_client(self.project_url, anon_key, options)
+
+    async def _sign_in(
+        self, client: AsyncClient, sb_http: httpx.AsyncClient, http: httpx.AsyncClient, phone: str
+    ) -> str:
+        """``auth.sign_in_with_password`` with the phone's account; the session's access token.
+
+        ``sb_http`` is the supabase client's HTTP client: for the sign-in its read timeout is
+        :data:`SIGN_IN_TIMEOUT_S` (a password hash costs the server real CPU whatever the time
+        scale; a phone that gives up early only retries it and piles more hashing on).
+        The account is the one the phone signs in to the app with (created once per phone);
+        against a real project (``supabase_url``) that has never seen it, the client signs up
+        once (the project must not require email confirmation). A refusal is a
+        :class:`TransportError`; an unreachable sign-in is retried on the submit back-off a
+        bounded number of times.
+        """
+        account = await sign_in(http, phone, self.submit_backoff.delay)
+        credentials = {"email": account.email, "password": account.password}
+        attempt = 0
+        signed_up = self.opts.supabase_url is None
+        while True:
+            try:
+                async with _patient(sb_http):
+                    answer = await client.auth.sign_in_with_password(credentials)  # type: ignore[arg-type]
+                if answer.session is None:
+                    raise TransportError("supabase sign-in answered without a session")
+                return answer.session.access_token
+            except AuthApiError as exc:
+                if exc.code == "invalid_credentials" and not signed_up:
+                    signed_up = True
+                    async with _patient(sb_http):
+                        created = await client.auth.sign_up(credentials)  # type: ignore[arg-type]
+                    if created.session is None:
+                        raise TransportError(
+                            "the project's Auth wants email confirmation: turn it off"
+                        ) from None
+                    continue
+                raise TransportError(f"supabase sign-in refused: {exc}"[:200]) from None
+            except (AuthRetryableError, AuthError, httpx.HTTPError) as exc:
+                attempt += 1
+                if attempt >= SIGN_IN_ATTEMPTS:
+                    why = f"{type(exc).__name__}: {exc}"
+                    raise TransportError(f"supabase sign-in failed {attempt} times: {why}"[:200]) from None
+                await asyncio.sleep(self.submit_backoff.delay(attempt))
+
+    async def _anon_key(self, http: httpx.AsyncClient) -> str:
+        """The project's public anon key: ``SUPABASE_ANON_KEY``, else the app's public config route.
+
+        A phone app ships the anon key in its bundle; the stack makes a fresh one per run, so
+        the phone reads it from the API (``GET /realtime/config``), retried while unreachable.
+        """
+        if self.opts.supabase_anon_key:
+            return self.opts.supabase_anon_key
+        attempt = 0
+        while True:
+            try:
+                response = await http.get("/realtime/config")
+                if response.status_code == 200:
+                    return str(response.json()["anon_key"])
+                failure = f"http {response.status_code}"
+            except httpx.HTTPError as exc:
+                failure = type(exc).__name__
+            attempt += 1
+            if attempt >= SIGN_IN_ATTEMPTS:
+                raise TransportError(f"app config unreachable after {attempt} tries: {failure}")
+            await asyncio.sleep(self.submit_backoff.delay(attempt))
+
     # ----------------------------------------------------------------- canary
 
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
-        """The canary: the refetch URL, then realtime channels on ``job_events`` as the canary.
+        """The canary: the API's read route, the PostgREST table and realtime channels, as the canary.
 
-        Signed in with its own access token (``set_auth``), the canary joins
-        one channel filtered on the victim's job and one *unfiltered*
-        (every row of the table), and listens for ``window_s``: RLS must
-        deliver nothing of a job it does not own. Every row counts as foreign
-        (the canary owns no job).
+        Signed in with its own account, the canary reads the victim's rows
+        through the API route and through ``/rest/v1`` (filtered on the
+        victim's job, and unfiltered), then joins one channel filtered on the
+        victim's job and one *unfiltered* (every row of the table) and listens
+        for ``window_s``: RLS must deliver nothing of a job it does not own.
+        Every row counts as foreign (the canary owns no job).
         """
         report = ProbeReport()
         async with phone_client(self.settings.endpoints["api"], self.timing) as http:
             token = await access_token(http, phone, self.submit_backoff.delay)
             path = f"/realtime/jobs/{victim_job_id}/events"
             await probe_get(http, report, "refetch-url", path, victim_job_id, token)
-        base = (self.opts.supabase_url or self.settings.endpoints["realtime"]).rstrip("/")
-        client = AsyncRealtimeClient(
-            f"{base}/realtime/v1",
-            token=self.opts.supabase_anon_key or token,
-            initial_backoff=self.opts.backoff_s,
-        )
+            # The canary owns no job, so it never got the anon key with one: its own JWT (a valid
+            # project key too) stands in as the client's key; its claims come from the sign-in anyway.
+            anon_key = self.opts.supabase_anon_key or token
+            async with phone_client(self.project_url, self.timing) as sb_http:
+                await self._probe_supabase(sb_http, http, phone, anon_key, victim_job_id, window_s, report)
+        return report
+
+    async def _probe_supabase(
+        self,
+        sb_http: httpx.AsyncClient,
+        http: httpx.AsyncClient,
+        phone: str,
+        anon_key: str,
+        victim_job_id: str,
+        window_s: float,
+        report: ProbeReport,
+    ) -> None:
+        client = await self._client(sb_http, anon_key)
         channels = {"channel-filtered": f"job_id=eq.{victim_job_id}", "channel-unfiltered": None}
         rows = dict.fromkeys(channels, 0)
         states: dict[str, str] = {}
         try:
-            await client.set_auth(token)
+            await self._sign_in(client, sb_http, http, phone)
+            for name, eq in (("rest-filtered", victim_job_id), ("rest-unfiltered", None)):
+                query = client.table("job_events").select(*COLUMNS)
+                if eq is not None:
+                    query = query.eq("job_id", eq)
+                try:
+                    found = (await query.execute()).data
+                    report.add(name, "200", len(found))
+                except (APIError, httpx.HTTPError) as exc:
+                    report.add(name, f"{type(exc).__name__}: {exc}"[:120])
             for name, row_filter in channels.items():
                 channel = client.channel(f"canary-{name}")
 
@@ -226,15 +378,21 @@ class RealtimeWatcher:
             states.setdefault("socket", f"{type(exc).__name__}: {exc}"[:120])
         finally:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), 2.0)
+                await asyncio.wait_for(client.remove_all_channels(), 2.0)
         for name in channels:
             report.add(name, states.get(name, states.get("socket", "not joined")), rows[name])
-        return report
 
     # ----------------------------------------------------------------- session
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
-        async with phone_client(self.settings.endpoints["api"], self.timing) as http:
+        async with (
+            phone_client(self.settings.endpoints["api"], self.timing) as http,
+            phone_client(self.project_url, self.timing) as sb_http,
+        ):
+            # The app's start: its public config, the supabase client, the user's sign-in (not
+            # in no-auth: there the app signed in elsewhere and the client never got the session).
+            client = await self._client(sb_http, await self._anon_key(http))
+            bearer = None if self.no_auth else await self._sign_in(client, sb_http, http, request.owner)
             params = {"variant": self.settings.variant} if self.settings.variant else None
             created = await submit_job(
                 http,
@@ -244,6 +402,7 @@ class RealtimeWatcher:
                 params=params,
                 phone=request.owner,
                 timing=self.timing,
+                bearer=bearer,
             )
             for finding in created.findings():
                 yield finding
@@ -252,11 +411,10 @@ class RealtimeWatcher:
             if self.no_auth:
                 yield Finding(
                     name="no-auth",
-                    detail="subscribed without set_auth: RLS hides every row and Realtime sends nothing",
+                    detail="supabase client never signed in: RLS hides every row and Realtime sends nothing",
                 )
-            key = self.opts.supabase_anon_key or created["anon_key"]
-            link = await self._open(job_id, key, token)
-            watch = _Watch(http, job_id, key, token, link, Reconnector(REFETCH), time.monotonic())
+            link = self._open(client, job_id)
+            watch = _Watch(job_id, link, Reconnector(REFETCH), time.monotonic())
             try:
                 while True:
                     for reaction in self._reactions(watch, await self._next()):
@@ -350,20 +508,10 @@ class RealtimeWatcher:
 
     # ----------------------------------------------------------------- realtime
 
-    async def _open(self, job_id: str, key: str, token: str) -> _Link:
+    def _open(self, client: AsyncClient, job_id: str) -> _Link:
+        """A channel on ``job_events`` rows of this job, subscribing in the background."""
         self._generation += 1
         generation = self._generation
-        base = (self.opts.supabase_url or self.settings.endpoints["realtime"]).rstrip("/")
-        client = AsyncRealtimeClient(
-            f"{base}/realtime/v1",
-            token=key,
-            initial_backoff=self.opts.backoff_s,
-            # typed int, used as seconds (asyncio.sleep, open_timeout): the scaled float is what we mean
-            hb_interval=self.opts.heartbeat_s,  # type: ignore[arg-type]
-            timeout=self.opts.push_timeout_s,  # type: ignore[arg-type]
-        )
-        if not self.no_auth:
-            await client.set_auth(token)
         channel = client.channel(f"job-{job_id}")
         inbox = self._inbox
 
@@ -402,27 +550,36 @@ class RealtimeWatcher:
         return link
 
     async def _restart(self, watch: _Watch) -> None:
+        """Start over on the same signed-in client: leave everything, then a fresh channel."""
         await watch.link.close()
-        watch.link = await self._open(watch.job_id, watch.key, watch.token)
+        watch.link = self._open(watch.link.client, watch.job_id)
 
-    # ----------------------------------------------------------------- API
+    # ----------------------------------------------------------------- PostgREST
 
     async def _fetch(self, watch: _Watch) -> list[Progress]:
-        """Rows after the book's contiguous prefix through the API (none when the API is unreachable)."""
+        """Rows after the book's contiguous prefix, read with the client's table query (PostgREST, RLS).
+
+        None when the project is unreachable (after postgrest-py's own retries) or answers an
+        error other than a refused credential; a refused one ends the session.
+        """
         try:
-            response = await watch.http.get(
-                f"/realtime/jobs/{watch.job_id}/events",
-                params={"after": watch.state.cursor},
-                headers={"authorization": f"Bearer {watch.token}"},
+            response = await (
+                watch.link.client.table("job_events")
+                .select(*COLUMNS)
+                .eq("job_id", watch.job_id)
+                .gt("seq", watch.state.cursor)
+                .order("seq")
+                .execute()
             )
+        except APIError as exc:
+            if exc.code in REFUSED_CODES:
+                raise TransportError(f"refetch refused: {exc.code} {exc.message}"[:200]) from None
+            log.info("refetch failed: %s %s", exc.code, exc.message)
+            return []
         except httpx.HTTPError as exc:
             log.info("refetch failed: %r", exc)
             return []
-        if response.status_code in (401, 403, 404):
-            raise TransportError(f"refetch answered {response.status_code}: {response.text[:200]}")
-        if response.status_code != 200:
-            return []
-        rows = (self._progress(row, watch.job_id) for row in response.json()["events"])
+        rows = (self._progress(row, watch.job_id) for row in response.data if isinstance(row, dict))
         return [event for event in rows if event is not None]
 
     @staticmethod

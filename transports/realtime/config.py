@@ -23,8 +23,9 @@ cell as a distortion (:data:`TIMERS`). The bundled server's idle timeout
 (Phoenix closes a socket that sent nothing for 60 s) is scaled with a floor
 that keeps its real ratio to the library's heartbeat floor, so the unscalable
 heartbeat does not get every idle socket closed.
-* ``supabase_url`` / ``supabase_anon_key`` — connect to a real Supabase
-  project's Realtime instead of ``endpoints["realtime"]``. The harness
+* ``supabase_url`` / ``supabase_anon_key`` — give the supabase client a real
+  Supabase project's URL and anon key instead of the stack's gateway
+  (``endpoints["supabase"]``) and the anon key the API hands out. The harness
   reads ``SUPABASE_URL`` and ``SUPABASE_ANON_KEY`` (its one read of the
   environment, ``progressbench.core.config.from_environment``) and passes them
   to every watcher as options.
@@ -54,6 +55,13 @@ SERVER_IDLE_S = 60.0
 #: ... never less than this in a scaled run: the same 60:25 ratio to the heartbeat the library keeps.
 SERVER_IDLE_FLOOR_S = LIB_HEARTBEAT_FLOOR_S * SERVER_IDLE_S / HEARTBEAT_S
 
+#: The service role of the gateway: the one base URL the supabase client is given (``endpoints[...]``).
+GATEWAY_ROLE = "supabase"
+#: postgrest-py retries a GET that failed at the network level (or got 503/520) after 1, 2, 4 s
+#: (``get_retry_delay``, at most 3 retries): library constants no option scales.
+LIB_REST_RETRY_FIRST_S = 1.0
+LIB_REST_RETRY_LAST_S = 4.0
+
 TIMERS = (
     Timer("realtime client heartbeat (library floor 15 s)", HEARTBEAT_S, floor_s=LIB_HEARTBEAT_FLOOR_S),
     Timer("realtime client websockets keepalive ping", LIB_PING_S, fixed_s=LIB_PING_S),
@@ -61,6 +69,8 @@ TIMERS = (
     Timer("realtime channel first rejoin delay", LIB_REJOIN_FIRST_S, fixed_s=LIB_REJOIN_FIRST_S),
     Timer("realtime channel longest rejoin delay", LIB_REJOIN_LAST_S, fixed_s=LIB_REJOIN_LAST_S),
     Timer("realtime server idle timeout", SERVER_IDLE_S, floor_s=SERVER_IDLE_FLOOR_S),
+    Timer("supabase postgrest first retry delay", LIB_REST_RETRY_FIRST_S, fixed_s=LIB_REST_RETRY_FIRST_S),
+    Timer("supabase postgrest last retry delay", LIB_REST_RETRY_LAST_S, fixed_s=LIB_REST_RETRY_LAST_S),
 )
 
 

@@ -17,7 +17,12 @@ lease watchdog in this pattern.
 jobs of that variant (interrupted, heartbeat older than the lease, or pending
 for longer than the lease) the same fire-and-forget way.
 
-``token`` is the per-job user JWT the phone hands to ``set_auth``;
+The owner is the verified user of the bearer token: the stack's sign-in, or a
+real project's Auth (:func:`~progressbench.transports.realtime.auth.project_user`),
+whose session the phone's supabase client holds. ``GET /realtime/config`` is the
+app's public configuration (the anon key). ``/rest/v1`` (:mod:`.rest`) is mounted here too.
+
+``token`` is the per-job user JWT (a Supabase-shaped JWT RLS accepts);
 ``anon_key`` is the project's public key. ``GET
 /realtime/jobs/{id}/events?after=N`` (bearer token; 401/404 like every
 transport) stands in for the PostgREST select a supabase-js app runs to
@@ -27,13 +32,15 @@ refetch rows after (re)subscribing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from progressbench.transports.realtime.auth import issue_anon_key
+from progressbench.transports.realtime.auth import AuthError, issue_anon_key, project_user
+from progressbench.transports.realtime.rest import rest_router
 from progressbench.transports.types import Cron
 
 from progressbench.kit.context import CreateJob, ServiceContext
@@ -57,14 +64,38 @@ def transport_name(variant: str | None) -> str:
 
 class RealtimeServer:
     def api_router(self, ctx: ServiceContext) -> APIRouter:
+        """The job routes under ``/realtime`` and the PostgREST subset the phone refetches with."""
+        outer = APIRouter()
+        outer.include_router(self._jobs_router(ctx))
+        outer.include_router(rest_router(ctx))
+        return outer
+
+    def _jobs_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         anon_key = issue_anon_key(ctx.secret)
+
+        def owner_of(request: Request) -> str:
+            """The stack's signed-in user, or (against a real project) the project's Auth user."""
+            try:
+                return ctx.current_user(request)
+            except HTTPException:
+                header = request.headers.get("authorization", "")
+                scheme, _, token = header.partition(" ")
+                if scheme.lower() == "bearer" and token.count(".") == 2:
+                    with contextlib.suppress(AuthError):
+                        return project_user(ctx.secret, token.strip())
+                raise
+
+        @router.get("/config")
+        async def config() -> dict[str, str]:
+            """The app's public configuration: the project's anon key (every app bundle ships it)."""
+            return {"anon_key": anon_key}
 
         @router.post("/jobs", status_code=202)
         async def create(
             body: CreateJob,
             variant: str | None = Query(default=None),
-            owner: str = Depends(ctx.current_user),
+            owner: str = Depends(owner_of),
         ) -> dict[str, object]:
             if variant is not None and variant not in VARIANTS:
                 raise HTTPException(422, f"unknown variant {variant!r}")
