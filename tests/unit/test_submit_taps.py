@@ -67,7 +67,7 @@ def test_the_user_gives_up_after_three_failed_taps_and_a_refusal_is_final() -> N
 
 
 def test_a_connection_never_made_is_retried_without_the_user_seeing_it() -> None:
-    http, _posts = api([httpx.ConnectError("refused"), 202])
+    http, posts = api([httpx.ConnectError("refused"), 202])
     created = asyncio.run(submit(http, [], "tap-d"))  # type: ignore[arg-type]
     assert created.failed == () and created["job_id"] == "job-2" and len(posts) == 2
 
