@@ -21,6 +21,7 @@ from pathlib import Path
 from progressbench.chaos.proxy.server import serve
 
 from progressbench.core.errors import ConfigError, ProgressbenchError
+from progressbench.kit.runtime import die_with_parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8474, help="API port, 0 = any (default 8474)")
     parser.add_argument(
         "--fd", type=int, default=None, help="inherited, already-bound listening socket for the API"
+    )
+    parser.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="exit (as on SIGTERM) when this process is gone: a supervisor killed hard leaves no orphan",
     )
     parser.add_argument(
         "--config", type=Path, default=None, help="JSON array of proxies (the /populate format)"
@@ -96,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
     try:
         config = _load_config(args.config) if args.config is not None else None
         asyncio.run(_run(args, config))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -66,7 +67,15 @@ class StackProxies:
         log_path = log_dir / "chaos-proxy.log"
         with deferred():  # a stop signal must not fall between starting it and owning it
             process = spawn(
-                [sys.executable, "-m", "progressbench.chaos.proxy", "--fd", str(sock.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "progressbench.chaos.proxy",
+                    "--fd",
+                    str(sock.fileno()),
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
                 log_path,
                 pass_fds=(sock.fileno(),),
             )

@@ -22,7 +22,7 @@ def start_proxy_process(
     """Start ``python -m progressbench.chaos.proxy`` and wait for its ready line (URL)."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "progressbench.chaos.proxy", *args],
+            [sys.executable, "-m", "progressbench.chaos.proxy", "--parent-pid", str(os.getpid()), *args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=log,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -14,7 +16,7 @@ import pytest
 from progressbench.chaos.client import AsyncProxyControl, ProxyControl
 from progressbench.chaos.proxy import ChaosProxyServer, serve
 
-from tests.helpers import UNIT, wait_until
+from tests.helpers import UNIT, wait_for, wait_until
 from tests.integration.chaos.proxy_harness import Clients, Servers, echo, outcome, round_trip
 from tests.integration.chaos.proxy_process import REPO, start_proxy_process, stop_proxy_process
 
@@ -80,7 +82,17 @@ def test_cli_rejects_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.json"
     config.write_text('[{"name": "no-upstream"}]')
     result = subprocess.run(
-        [sys.executable, "-m", "progressbench.chaos.proxy", "--port", "0", "--config", str(config)],
+        [
+            sys.executable,
+            "-m",
+            "progressbench.chaos.proxy",
+            "--port",
+            "0",
+            "--config",
+            str(config),
+            "--parent-pid",
+            str(os.getpid()),
+        ],
         cwd=REPO,
         capture_output=True,
         timeout=30 * UNIT,
@@ -90,3 +102,43 @@ def test_cli_rejects_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert result.stderr.decode().strip().splitlines() == [
         "chaos-proxy: proxy config: missing required field: upstream at proxy 1"
     ]
+
+
+def test_a_proxy_whose_parent_is_killed_hard_exits_and_leaves_no_orphan(tmp_path: Path) -> None:
+    """A supervisor SIGKILLed (CI's timeout, the OOM killer) runs no cleanup: the proxy must go itself."""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, subprocess, sys, time\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'progressbench.chaos.proxy', '--port', '0',"
+            " '--parent-pid', str(os.getpid())], stdout=subprocess.PIPE, text=True)\n"
+            "print(p.pid, p.stdout.readline().strip(), flush=True)\n"
+            "time.sleep(600)\n",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    pid, _, ready = parent.stdout.readline().partition(" ")
+    proxy_pid = int(pid)
+    assert ready.startswith("chaos-proxy listening on "), ready  # it ran, and serves
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+
+        def gone() -> bool:
+            try:
+                os.kill(proxy_pid, 0)
+            except ProcessLookupError:
+                return True
+            # a zombie is gone for our purpose: it runs nothing and holds no port
+            stat = Path(f"/proc/{proxy_pid}/stat")
+            return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+        wait_for(gone, 10 * UNIT, "the orphaned proxy to exit")
+    finally:
+        parent.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proxy_pid, signal.SIGKILL)
