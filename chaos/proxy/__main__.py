@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -21,7 +23,6 @@ from pathlib import Path
 from progressbench.chaos.proxy.server import serve
 
 from progressbench.core.errors import ConfigError, ProgressbenchError
-from progressbench.kit.runtime import die_with_parent
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +75,16 @@ def _announce(url: str) -> None:
     sys.stdout.flush()
 
 
+async def _stop_without(parent_pid: int, stop: asyncio.Event, every_s: float = 0.5) -> None:
+    """Stop the proxy (as on SIGTERM) once ``parent_pid`` is no longer its parent: it was killed."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+
+
 async def _run(args: argparse.Namespace, config: Sequence[Mapping[str, object]] | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,6 +93,9 @@ async def _run(args: argparse.Namespace, config: Sequence[Mapping[str, object]] 
     sock = None
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
+    if args.parent_pid:
+        watch = asyncio.create_task(_stop_without(args.parent_pid, stop), name="parent-watch")
+        watch.add_done_callback(lambda _: None)
     await serve(
         args.host,
         args.port,
@@ -103,8 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.parent_pid:
-        die_with_parent(args.parent_pid)
     try:
         config = _load_config(args.config) if args.config is not None else None
         asyncio.run(_run(args, config))

@@ -44,7 +44,7 @@ READY_FILE_ENV = "PROGRESSBENCH_READY_FILE"
 SUPERVISOR_PID_ENV = "PROGRESSBENCH_SUPERVISOR_PID"
 
 
-def die_with_parent(expected_pid: int | None = None) -> None:
+def die_with_parent() -> None:
     """SIGTERM ourselves if the supervisor process dies, so no orphan outlives a run.
 
     A thread polls the parent pid rather than using ``PR_SET_PDEATHSIG``:
@@ -53,7 +53,7 @@ def die_with_parent(expected_pid: int | None = None) -> None:
     after.
     """
     raw = os.environ.get(SUPERVISOR_PID_ENV, "")
-    expected = expected_pid or (int(raw) if raw.isdigit() else os.getppid())
+    expected = int(raw) if raw.isdigit() else os.getppid()
 
     def watch() -> None:
         while os.getppid() == expected:
