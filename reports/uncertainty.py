@@ -389,18 +389,15 @@ def percentile_change(
     (latencies, times).
     """
     method = f"bootstrap ({resamples} resamples, seeded) interval of the p{q:g} difference excludes 0"
-    a, b = _array(base), _array(new)
-    if a.size == 0 or b.size == 0:
-        return _no_data(method, higher_is_better)
-    return _bootstrap_change(
-        float(np.percentile(a, q)),
-        float(np.percentile(b, q)),
-        np.percentile(a[_resample_index(a.size, resamples, seed)], q, axis=1),
-        np.percentile(b[_resample_index(b.size, resamples, seed + 1)], q, axis=1),
-        level=level,
+    return cluster_percentile_change(
+        [[v] for v in _array(base)],
+        [[v] for v in _array(new)],
+        q,
         higher_is_better=higher_is_better,
         min_effect=min_effect,
-        small=small_sample(a.size) or small_sample(b.size),
+        level=level,
+        resamples=resamples,
+        seed=seed,
         method=method,
     )
 
@@ -415,14 +412,18 @@ def cluster_percentile_change(
     level: float = 0.95,
     resamples: int = RESAMPLES,
     seed: int = SEED,
+    method: str = "",
 ) -> Change:
     """Change of the ``q``-th percentile of values that come in groups (per-event latency by session).
 
-    As :func:`percentile_change`, but each run's resamples draw whole sessions with all their
-    values (see :func:`cluster_percentile_ci`): the interval of ``percentile(new*) −
-    percentile(base*)`` must exclude 0. ``small`` counts sessions, not values.
+    As :func:`percentile_change` (which is this with one value a group), but each run's
+    resamples draw whole sessions with all their values (see :func:`cluster_percentile_ci`):
+    the interval of ``percentile(new*) − percentile(base*)`` must exclude 0. ``small``
+    counts sessions, not values. ``method`` overrides how the decision is described.
     """
-    method = f"session bootstrap ({resamples} resamples, seeded) interval of the p{q:g} difference excludes 0"
+    method = method or (
+        f"session bootstrap ({resamples} resamples, seeded) interval of the p{q:g} difference excludes 0"
+    )
     a, b = _groups(base), _groups(new)
     if not a or not b:
         return _no_data(method, higher_is_better)
