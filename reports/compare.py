@@ -4,12 +4,18 @@
 this module both runs' summaries and raw tables; it answers with a
 :class:`Comparison` and renders it as Markdown and as self-contained HTML.
 
-Each metric says which way is better and how its uncertainty is measured
-(``significance.py`` holds the rule: 95 % intervals, Wilson for ratios over
-sessions, a session bootstrap for percentiles, means and the delivery ratio;
-a change is significant when the intervals do not overlap). A metric whose
-raw rows are missing (a bare ``summary.json`` as the base) is shown with its
-change but *not tested*; nothing is called a regression without evidence.
+Each metric says which way is better and how its change is decided, always by
+:mod:`progressbench.reports.uncertainty`'s rule: the 95 % interval of the
+*difference* (new − base) must exclude zero. For a share of sessions (terminal
+ratio, sessions with a silent stall or whose progress went back) that interval
+is Newcombe's, built from the two runs' Wilson intervals; for the delivery
+ratio, per-session counts and percentiles it is a seeded bootstrap of the
+difference that resamples whole *sessions* in each run (a session's events are
+not independent draws: a dropped stream loses a run of them), and it needs at
+least ``uncertainty.SMALL_N`` sessions with values in each run (a bootstrap of
+a handful is far too narrow) — below that the move is *not tested*. A metric
+whose raw rows are missing (a bare ``summary.json`` as the base) is shown with
+its change but *not tested*; nothing is called a regression without evidence.
 Foreign events are the one exception: the contract says they must be 0, so
 any rise from 0 is a regression whatever the sample. Durations of a cell that
 was saturated in either run (``saturated``: it measured the machine's
@@ -28,14 +34,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
-from progressbench.reports.significance import (
-    MIN_SESSIONS,
+from progressbench.reports.uncertainty import (
+    SMALL_N,
+    Change,
     Interval,
-    bootstrap_mean,
-    bootstrap_percentile,
-    bootstrap_ratio,
-    significant,
-    wilson,
+    Proportion,
+    cluster_percentile_change,
+    cluster_ratio_change,
+    percentile_change,
+    ratio_change,
 )
 
 from progressbench.core.summary import CellSummary, Summary
@@ -76,15 +83,23 @@ def _rows(frame: pd.DataFrame, key: tuple[str, str]) -> pd.DataFrame:
     return frame[(frame["transport"] == key[0]) & (frame["profile"] == key[1])]
 
 
+#: The change of a metric between two cells (base, new), higher better or not; None when a
+#: run lacks what it needs (raw rows, values): then the move is shown but not tested.
+Measure = Callable[[CellData, CellData, bool], Change | None]
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
     better: Better
     #: How a value is written: "ratio", "count", "ms", "s", "usd".
     unit: str
-    measure: Callable[[CellData], Interval | None]
-    #: The value when no interval can be had (a bare summary): shown, not tested.
+    measure: Measure
+    #: The value when no change can be measured (a bare summary): shown, not tested.
     plain: Callable[[CellSummary], float | None]
+    #: Decided by a bootstrap, which needs :data:`~progressbench.reports.uncertainty.SMALL_N`
+    #: sessions in each run; Newcombe's interval (shares of sessions) holds at any n.
+    bootstrap: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,10 +107,10 @@ class Move:
     metric: Metric
     base: float | None
     new: float | None
-    base_interval: Interval | None
-    new_interval: Interval | None
     direction: Direction
     note: str = ""
+    #: How it was measured: the interval of the difference and each run's interval.
+    change: Change | None = None
 
     @property
     def delta(self) -> float | None:
@@ -104,6 +119,20 @@ class Move:
     @property
     def significant(self) -> bool:
         return self.direction in ("better", "worse")
+
+    @property
+    def base_interval(self) -> Interval | None:
+        return None if self.change is None else self.change.base_interval
+
+    @property
+    def new_interval(self) -> Interval | None:
+        return None if self.change is None else self.change.new_interval
+
+    @property
+    def difference(self) -> Interval | None:
+        """The 95 % interval of new − base the verdict was read from."""
+        c = self.change
+        return None if c is None or c.low is None or c.high is None else (c.low, c.high)
 
 
 CellStatus = Literal["regressed", "improved", "mixed", "unchanged", "only in base", "only in new"]
@@ -155,15 +184,31 @@ class Comparison:
 # --------------------------------------------------------------------------- metrics
 
 
-def _share(field_name: str) -> Callable[[CellData], Interval | None]:
-    """A count of sessions (``silent_stalls``) as a share of the cell's sessions, Wilson interval."""
+def _share(count: Callable[[CellSummary], float | None]) -> Measure:
+    """A count of sessions (terminal, ``silent_stalls``) out of the cell's sessions: Newcombe."""
 
-    def measure(cell: CellData) -> Interval | None:
-        value = cell.summary.lookup(field_name)
-        n = cell.summary.sessions
-        return wilson(int(value), n) if isinstance(value, int | float) else None
+    def measure(base: CellData, new: CellData, higher: bool) -> Change | None:
+        shares = []
+        for cell in (base, new):
+            value = count(cell.summary)
+            if value is None:
+                return None
+            shares.append(Proportion(round(value), cell.summary.sessions))
+        return ratio_change(shares[0], shares[1], higher_is_better=higher)
 
     return measure
+
+
+def _session_count(field_name: str) -> Callable[[CellSummary], float | None]:
+    def count(cell: CellSummary) -> float | None:
+        value = cell.lookup(field_name)
+        return float(value) if isinstance(value, int | float) else None
+
+    return count
+
+
+def _terminal_count(cell: CellSummary) -> float | None:
+    return None if cell.terminal_ratio is None else cell.terminal_ratio * cell.sessions
 
 
 def _share_plain(field_name: str) -> Callable[[CellSummary], float | None]:
@@ -174,74 +219,73 @@ def _share_plain(field_name: str) -> Callable[[CellSummary], float | None]:
     return plain
 
 
-def _terminal(cell: CellData) -> Interval | None:
-    ratio, n = cell.summary.terminal_ratio, cell.summary.sessions
-    return None if ratio is None else wilson(round(ratio * n), n)
-
-
-def _delivery(cell: CellData) -> Interval | None:
+def _pairs(cell: CellData, numerator: str, denominator: str | None) -> tuple[list[float], list[float]] | None:
+    """Per session, ``numerator`` over ``denominator`` (1 each without one: a mean per session)."""
     frame = cell.sessions
-    if frame.empty or "events_expected" not in frame:
+    if frame.empty or numerator not in frame or (denominator is not None and denominator not in frame):
         return None
-    return bootstrap_ratio(frame["events_received"].to_list(), frame["events_expected"].to_list())
+    top = frame[numerator].fillna(0).astype(float).to_list()
+    bottom = [1.0] * len(top) if denominator is None else frame[denominator].astype(float).to_list()
+    return top, bottom
 
 
-def _per_session(column: str) -> Callable[[CellData], Interval | None]:
-    def measure(cell: CellData) -> Interval | None:
-        frame = cell.sessions
-        if frame.empty or column not in frame:
-            return None
-        return bootstrap_mean(frame[column].fillna(0).to_list())
+def _per_session(numerator: str, denominator: str | None = None) -> Measure:
+    """A ratio of sums over sessions (delivery), or a mean per session: session bootstrap."""
 
-    return measure
-
-
-def _per_session_plain(field_name: str) -> Callable[[CellSummary], float | None]:
-    def plain(cell: CellSummary) -> float | None:
-        value = cell.lookup(field_name)
-        return value / cell.sessions if isinstance(value, int | float) and cell.sessions else None
-
-    return plain
-
-
-def _latency(q: float) -> Callable[[CellData], Interval | None]:
-    def measure(cell: CellData) -> Interval | None:
-        frame = cell.events
-        if frame.empty or "latency_ms" not in frame:
-            return None
-        rows = frame[(~frame["duplicate"].astype(bool)) & frame["latency_ms"].notna()]
-        clusters = [g.to_list() for _, g in rows.groupby("session_id", sort=False)["latency_ms"]]
-        return bootstrap_percentile(clusters, q)
+    def measure(base: CellData, new: CellData, higher: bool) -> Change | None:
+        b, n = _pairs(base, numerator, denominator), _pairs(new, numerator, denominator)
+        return None if b is None or n is None else cluster_ratio_change(b, n, higher_is_better=higher)
 
     return measure
 
 
-def _session_values(column: str, q: float) -> Callable[[CellData], Interval | None]:
-    def measure(cell: CellData) -> Interval | None:
-        frame = cell.sessions
-        if frame.empty or column not in frame:
-            return None
-        return bootstrap_percentile([[float(v)] for v in frame[column].dropna()], q)
+def _latency_groups(cell: CellData) -> list[list[float]] | None:
+    frame = cell.events
+    if frame.empty or "latency_ms" not in frame:
+        return None
+    rows = frame[(~frame["duplicate"].astype(bool)) & frame["latency_ms"].notna()]
+    return [g.to_list() for _, g in rows.groupby("session_id", sort=False)["latency_ms"]]
+
+
+def _resume_groups(cell: CellData) -> list[list[float]] | None:
+    frame = cell.sessions
+    if frame.empty or "resume_ms" not in frame:
+        return None
+    return [
+        [float(v) for v in str(text).split(";") if v]
+        for text in frame["resume_ms"].fillna("")
+        if str(text) not in ("", "nan")
+    ]
+
+
+def _grouped(groups: Callable[[CellData], list[list[float]] | None], q: float) -> Measure:
+    """A percentile of values a session has many of (latency, resume): session bootstrap."""
+
+    def measure(base: CellData, new: CellData, higher: bool) -> Change | None:
+        b, n = groups(base), groups(new)
+        return None if b is None or n is None else cluster_percentile_change(b, n, q, higher_is_better=higher)
 
     return measure
 
 
-def _resume(q: float) -> Callable[[CellData], Interval | None]:
-    def measure(cell: CellData) -> Interval | None:
-        frame = cell.sessions
-        if frame.empty or "resume_ms" not in frame:
+def _session_values(column: str, q: float) -> Measure:
+    """A percentile of one value per session (time to result): bootstrap of the sessions."""
+
+    def measure(base: CellData, new: CellData, higher: bool) -> Change | None:
+        b, n = base.sessions, new.sessions
+        if b.empty or n.empty or column not in b or column not in n:
             return None
-        clusters = [
-            [float(v) for v in str(text).split(";") if v]
-            for text in frame["resume_ms"].fillna("")
-            if str(text) not in ("", "nan")
-        ]
-        return bootstrap_percentile(clusters, q)
+        return percentile_change(
+            b[column].dropna().astype(float).to_list(),
+            n[column].dropna().astype(float).to_list(),
+            q,
+            higher_is_better=higher,
+        )
 
     return measure
 
 
-def _untested(_cell: CellData) -> Interval | None:
+def _untested(_base: CellData, _new: CellData, _higher: bool) -> Change | None:
     return None
 
 
@@ -254,32 +298,40 @@ def _field(name: str) -> Callable[[CellSummary], float | None]:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("terminal ratio", "higher", "ratio", _terminal, _field("terminal_ratio")),
-    Metric("delivery ratio", "higher", "ratio", _delivery, _field("delivery_ratio")),
+    Metric("terminal ratio", "higher", "ratio", _share(_terminal_count), _field("terminal_ratio"), False),
+    Metric(
+        "delivery ratio",
+        "higher",
+        "ratio",
+        _per_session("events_received", "events_expected"),
+        _field("delivery_ratio"),
+    ),
     Metric(
         "sessions with a silent stall",
         "lower",
         "ratio",
-        _share("silent_stalls"),
+        _share(_session_count("silent_stalls")),
         _share_plain("silent_stalls"),
+        False,
     ),
     Metric(
         "sessions whose progress went back",
         "lower",
         "ratio",
-        _share("progress_regressions"),
+        _share(_session_count("progress_regressions")),
         _share_plain("progress_regressions"),
+        False,
     ),
-    Metric("lost events / session", "lower", "count", _per_session("lost"), _per_session_plain("lost")),
+    Metric("lost events / session", "lower", "count", _per_session("lost"), _share_plain("lost")),
     Metric(
         "duplicates shown / session",
         "lower",
         "count",
         _per_session("duplicates"),
-        _per_session_plain("duplicates"),
+        _share_plain("duplicates"),
     ),
-    Metric("latency p50", "lower", "ms", _latency(50), _field("latency_ms.p50")),
-    Metric("latency p95", "lower", "ms", _latency(95), _field("latency_ms.p95")),
+    Metric("latency p50", "lower", "ms", _grouped(_latency_groups, 50), _field("latency_ms.p50")),
+    Metric("latency p95", "lower", "ms", _grouped(_latency_groups, 95), _field("latency_ms.p95")),
     Metric(
         "time to result p50",
         "lower",
@@ -294,7 +346,7 @@ METRICS: tuple[Metric, ...] = (
         _session_values("time_to_result_s", 95),
         _field("time_to_result_s.p95"),
     ),
-    Metric("resume time p50", "lower", "ms", _resume(50), _field("resume_ms.p50")),
+    Metric("resume time p50", "lower", "ms", _grouped(_resume_groups, 50), _field("resume_ms.p50")),
     Metric("$ / 1k jobs", "lower", "usd", _untested, _field("cost_usd_per_1k_jobs")),
 )
 
@@ -302,38 +354,42 @@ FOREIGN = Metric("foreign events", "lower", "count", _untested, _field("foreign_
 
 
 def _move(metric: Metric, base: CellData, new: CellData) -> Move | None:
-    b_int, n_int = metric.measure(base), metric.measure(new)
-    b_val = b_int.value if b_int is not None else metric.plain(base.summary)
-    n_val = n_int.value if n_int is not None else metric.plain(new.summary)
+    change = metric.measure(base, new, metric.better == "higher")
+    if change is not None and change.delta is None:
+        change = None  # no values on one side: fall back to the summaries' values, untested
+    b_val = change.base if change is not None else metric.plain(base.summary)
+    n_val = change.new if change is not None else metric.plain(new.summary)
     if b_val is None and n_val is None:
         return None
     if b_val is None or n_val is None:
-        return Move(metric, b_val, n_val, b_int, n_int, "no data")
-    up = n_val > b_val
-    good = up == (metric.better == "higher")
+        return Move(metric, b_val, n_val, "no data")
     if metric is FOREIGN:
         if n_val > 0 and b_val == 0:
-            return Move(metric, b_val, n_val, None, None, "worse", "must be 0: any is a regression")
+            return Move(metric, b_val, n_val, "worse", "must be 0: any is a regression")
         if n_val == 0 and b_val > 0:
-            return Move(metric, b_val, n_val, None, None, "better")
-        return Move(metric, b_val, n_val, None, None, "no change" if n_val == b_val else "not tested")
+            return Move(metric, b_val, n_val, "better")
+        return Move(metric, b_val, n_val, "no change" if n_val == b_val else "not tested")
     if math.isclose(n_val, b_val, rel_tol=1e-9, abs_tol=1e-12):
-        return Move(metric, b_val, n_val, b_int, n_int, "no change")
+        return Move(metric, b_val, n_val, "no change", change=change)
     if metric.unit in ("ms", "s") and (base.summary.saturated or new.summary.saturated):
         # the intervals hold the sessions' spread, not how loaded the machine was in each run
         note = "a run of this cell was saturated: its durations measured the machine"
-        return Move(metric, b_val, n_val, b_int, n_int, "not tested", note)
-    if b_int is None or n_int is None:
+        return Move(metric, b_val, n_val, "not tested", note, change)
+    if change is None:
         if metric.unit == "usd":
             note = "no interval: a single measurement"
         elif base.sessions.empty or new.sessions.empty:
             note = "no interval: raw rows missing"
         else:
-            note = f"no interval: fewer than {MIN_SESSIONS} sessions"
-        return Move(metric, b_val, n_val, b_int, n_int, "not tested", note)
-    if significant(b_int, n_int):
-        return Move(metric, b_val, n_val, b_int, n_int, "better" if good else "worse")
-    return Move(metric, b_val, n_val, b_int, n_int, "within noise")
+            note = "no interval: no raw values in one run"
+        return Move(metric, b_val, n_val, "not tested", note)
+    if metric.bootstrap and change.small:
+        note = f"fewer than {SMALL_N} sessions in a run: too few to resample"
+        return Move(metric, b_val, n_val, "not tested", note, change)
+    if change.significant:
+        direction: Direction = "better" if change.direction == "better" else "worse"
+        return Move(metric, b_val, n_val, direction, change=change)
+    return Move(metric, b_val, n_val, "within noise", change=change)
 
 
 def compare_runs(base: RunData, new: RunData) -> Comparison:
@@ -405,27 +461,31 @@ def change_text(move: Move) -> str:
     if delta is None:
         return "–"
     unit = move.metric.unit
-    sign = "+" if delta > 0 else "−" if delta < 0 else "±"
-    text = sign + fmt(abs(delta), unit)
+    text = _signed(delta, unit)
     if unit != "ratio" and move.base and move.new is not None:
         text += f" (×{move.new / move.base:.2g})"
     return text
 
 
-def interval_text(interval: Interval | None, unit: str) -> str:
+def _signed(value: float, unit: str) -> str:
+    return ("+" if value > 0 else "−" if value < 0 else "±") + fmt(abs(value), unit)
+
+
+def interval_text(interval: Interval | None, unit: str, signed: bool = False) -> str:
     if interval is None:
         return ""
-    return f"[{fmt(interval.low, unit)} – {fmt(interval.high, unit)}]"
+    low, high = (_signed(v, unit) if signed else fmt(v, unit) for v in interval)
+    return f"[{low} – {high}]"
 
 
 def sentence(cell: CellDiff, move: Move) -> str:
     """One plain sentence for a significant move, evidence included."""
     unit = move.metric.unit
     evidence = ""
-    if move.base_interval is not None and move.new_interval is not None:
+    if move.difference is not None and move.significant:
         evidence = (
-            f"; 95 % intervals {interval_text(move.base_interval, unit)} and "
-            f"{interval_text(move.new_interval, unit)} do not overlap"
+            f"; 95 % interval of the difference {interval_text(move.difference, unit, signed=True)} "
+            "excludes 0"
         )
     elif move.note:
         evidence = f"; {move.note}"
@@ -436,13 +496,15 @@ def sentence(cell: CellDiff, move: Move) -> str:
 
 
 RULE_TEXT = (
-    "A change is called better or worse only when it is outside the noise: ratios over sessions "
-    "(terminal, silent stalls, progress going back) get a Wilson 95 % interval; the delivery ratio, "
-    "per-session counts and percentiles get a 95 % bootstrap interval that resamples sessions "
-    f"(a session's events are not independent), given at least {MIN_SESSIONS} sessions; a change is "
-    "significant when the two runs' intervals do not overlap. Foreign events must be 0: any is a "
-    "regression. Durations of a cell saturated in either run (it measured the machine) are not "
-    "tested. Cost has no interval (one "
+    "A change is called better or worse only when the 95 % interval of the difference (new − base) "
+    "excludes 0; otherwise it is within noise. For shares of sessions (terminal, silent stalls, "
+    "progress going back) that interval is Newcombe's, built from the two runs' Wilson intervals. "
+    "For the delivery ratio, per-session counts and percentiles it is a seeded bootstrap (1000 "
+    "resamples per run) of the difference that resamples whole sessions (a session's events are not "
+    f"independent), tested only with at least {SMALL_N} sessions with values in each run. Each run's "
+    "own 95 % interval is shown beside its value; two intervals may overlap while the difference is "
+    "still outside the noise. Foreign events must be 0: any is a regression. Durations of a cell "
+    "saturated in either run (it measured the machine) are not tested. Cost has no interval (one "
     f"measurement of the meters); cells with fewer than {SMALL_SAMPLE} sessions in either run are "
     "marked as small samples. Durations are real-time equivalents."
 )
@@ -500,7 +562,7 @@ def markdown(comparison: Comparison) -> str:
         lines += [
             f"Sessions: {cell.base_sessions} → {cell.new_sessions}.",
             "",
-            "| metric | base [95 % interval] | new [95 % interval] | change | verdict |",
+            "| metric | base [95 % interval] | new [95 % interval] | change [95 % interval] | verdict |",
             "|---|---|---|---|---|",
         ]
         lines += ["| " + " | ".join(_md(text) for text in _row(m)) + " |" for m in cell.moves]
@@ -510,13 +572,13 @@ def markdown(comparison: Comparison) -> str:
 
 
 def _row(move: Move) -> tuple[str, str, str, str, str]:
-    """A move as table cells: metric, base [interval], new [interval], change, verdict."""
+    """A move as table cells: metric, base [interval], new [interval], change [interval], verdict."""
     unit = move.metric.unit
     return (
         move.metric.name,
         f"{fmt(move.base, unit)} {interval_text(move.base_interval, unit)}".strip(),
         f"{fmt(move.new, unit)} {interval_text(move.new_interval, unit)}".strip(),
-        change_text(move),
+        f"{change_text(move)} {interval_text(move.difference, unit, signed=True)}".strip(),
         move.direction + (f" — {move.note}" if move.note else ""),
     )
 
@@ -574,7 +636,13 @@ def html_report(comparison: Comparison) -> str:
         details.append(f"<h3>{esc(cell.label)}: {esc(cell.status)}{small}</h3>")
         if cell.only is None:
             rows = [_tr([esc(text) for text in _row(m)], _COLOURS.get(m.direction)) for m in cell.moves]
-            head = ("metric", "base [95 % interval]", "new [95 % interval]", "change", "verdict")
+            head = (
+                "metric",
+                "base [95 % interval]",
+                "new [95 % interval]",
+                "change [95 % interval]",
+                "verdict",
+            )
             details.append(_table(head, rows))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>progressbench comparison</title>

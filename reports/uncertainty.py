@@ -14,8 +14,14 @@ number of resamples), so a report and a comparison render the same twice.
   sessions when the values within one are not independent (per-event latency,
   events received over events committed).
 - :func:`significant_change` (with :func:`ratio_change` and
-  :func:`percentile_change`): does a metric differ between a base run and a
-  new run by more than the noise? See their docstrings for the rule.
+  :func:`percentile_change`) and, for values that come in sessions,
+  :func:`cluster_ratio_change` / :func:`cluster_percentile_change`: does a
+  metric differ between a base run and a new run by more than the noise? One
+  rule for all of them: the 95 % interval of the *difference* (new − base)
+  must exclude zero (Newcombe's interval from the two Wilson intervals for a
+  share of sessions; a seeded bootstrap of the difference, each run resampled
+  on its own, for everything else). The report's ranking and ``progressbench
+  compare`` both decide this way.
 - :func:`small_sample`: cells below :data:`SMALL_N` samples are marked.
 """
 
@@ -93,6 +99,12 @@ def _resample_index(n: int, resamples: int, seed: int) -> npt.NDArray[np.intp]:
     return index
 
 
+def _tails(stats: npt.NDArray[np.float64], level: float) -> Interval:
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(stats, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
 def bootstrap_ci(
     values: Sequence[float] | npt.NDArray[np.float64],
     stat: Callable[[npt.NDArray[np.float64]], float],
@@ -112,9 +124,7 @@ def bootstrap_ci(
         return None
     index = _resample_index(data.size, resamples, seed)
     stats = np.fromiter((stat(data[row]) for row in index), dtype=float, count=len(index))
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return (float(low), float(high))
+    return _tails(stats, level)
 
 
 def percentile_ci(
@@ -129,10 +139,44 @@ def percentile_ci(
     data = _array(values)
     if data.size == 0:
         return None
-    stats = np.percentile(data[_resample_index(data.size, resamples, seed)], q, axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return (float(low), float(high))
+    return _tails(np.percentile(data[_resample_index(data.size, resamples, seed)], q, axis=1), level)
+
+
+def _groups(groups: Sequence[Sequence[float]]) -> list[npt.NDArray[np.float64]]:
+    return [a for a in (_array(list(g)) for g in groups) if a.size]
+
+
+#: Cells (resamples × values) one batch of a session bootstrap holds at once: bounds memory.
+_BATCH: Final = 4_000_000
+
+
+def _cluster_percentile_stats(
+    arrays: Sequence[npt.NDArray[np.float64]], q: float, resamples: int, seed: int
+) -> npt.NDArray[np.float64]:
+    """The ``q``-th percentile of each of ``resamples`` resamples of whole groups (sessions).
+
+    A resample is how often each group is drawn (a multinomial draw), so no value is
+    copied: the pooled values are sorted once, each weighted by its group's count, and
+    the percentile (linear interpolation, as :func:`numpy.percentile`) is read off the
+    cumulative weights.
+    """
+    sizes = np.array([a.size for a in arrays])
+    pooled = np.concatenate(arrays)
+    order = np.argsort(pooled, kind="stable")
+    ordered, owner = pooled[order], np.repeat(np.arange(len(arrays)), sizes)[order]
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(len(arrays), np.full(len(arrays), 1 / len(arrays)), size=max(1, resamples))
+    stats = np.empty(len(draws))
+    step = max(1, _BATCH // pooled.size)
+    for start in range(0, len(draws), step):
+        weights = np.cumsum(draws[start : start + step][:, owner], axis=1)
+        pos = (weights[:, -1] - 1) * q / 100
+        below, above = np.floor(pos), np.ceil(pos)
+        last = pooled.size - 1
+        at_below = ordered[np.minimum((weights <= below[:, None]).sum(axis=1), last)]
+        at_above = ordered[np.minimum((weights <= above[:, None]).sum(axis=1), last)]
+        stats[start : start + step] = at_below + (at_above - at_below) * (pos - below)
+    return stats
 
 
 def cluster_percentile_ci(
@@ -147,19 +191,29 @@ def cluster_percentile_ci(
 
     The events of one session are not independent draws (a dropped stream delays a run
     of them), so the bootstrap resamples whole sessions, each with all its values. A
-    resample bigger than :data:`MAX_VALUES` values is thinned evenly, which bounds the work.
+    session with more than :data:`MAX_VALUES` values is thinned evenly first.
     """
-    arrays = [a for a in (_array(list(g)) for g in groups) if a.size]
+    arrays = _groups(groups)
     if not arrays:
         return None
-    rng = np.random.default_rng(seed)
-    stats = np.empty(max(1, resamples))
-    for i in range(stats.size):
-        picked = np.concatenate([arrays[j] for j in rng.integers(0, len(arrays), size=len(arrays))])
-        stats[i] = np.percentile(_array(picked), q)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return (float(low), float(high))
+    return _tails(_cluster_percentile_stats(arrays, q, resamples, seed), level)
+
+
+def _ratio_groups(
+    successes: Sequence[float], totals: Sequence[float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(totals, dtype=float)
+    keep = np.isfinite(k) & np.isfinite(n) & (n > 0)
+    return k[keep], n[keep]
+
+
+def _cluster_ratio_stats(
+    k: npt.NDArray[np.float64], n: npt.NDArray[np.float64], resamples: int, seed: int
+) -> npt.NDArray[np.float64]:
+    index = _resample_index(n.size, resamples, seed)
+    ratios: npt.NDArray[np.float64] = k[index].sum(axis=1) / n[index].sum(axis=1)
+    return ratios
 
 
 def cluster_ratio_ci(
@@ -176,17 +230,10 @@ def cluster_ratio_ci(
     not independent, so Wilson over events would be far too narrow; whole groups are
     resampled instead. None when no group has a positive total.
     """
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(totals, dtype=float)
-    keep = np.isfinite(k) & np.isfinite(n) & (n > 0)
-    k, n = k[keep], n[keep]
+    k, n = _ratio_groups(successes, totals)
     if n.size == 0:
         return None
-    index = _resample_index(n.size, resamples, seed)
-    ratios = k[index].sum(axis=1) / n[index].sum(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail])
-    return (float(low), float(high))
+    return _tails(_cluster_ratio_stats(k, n, resamples, seed), level)
 
 
 @dataclass(frozen=True)
@@ -209,6 +256,9 @@ class Change:
     small: bool
     #: One sentence: how it was decided (for a report or a CI log).
     method: str
+    #: Each run's own 95 % interval (Wilson, or the same resamples' percentiles), for showing.
+    base_interval: Interval | None = None
+    new_interval: Interval | None = None
 
     def describe(self, name: str, unit: str = "") -> str:
         """One line for a diff report: ``terminal_ratio 1 → 0.5 (Δ -0.5, 95% CI -0.78…-0.19): worse``."""
@@ -231,6 +281,7 @@ def _decide(
     min_effect: float,
     small: bool,
     method: str,
+    runs: tuple[Interval, Interval] | None = None,
 ) -> Change:
     if base is None or new is None or interval is None:
         return Change(base, new, None, None, None, False, "same", small, method + "; no data on one side")
@@ -241,7 +292,42 @@ def _decide(
     direction: Direction = "same"
     if significant:
         direction = "better" if (delta > 0) == higher_is_better else "worse"
-    return Change(base, new, delta, low, high, significant, direction, small, method)
+    b_int, n_int = runs if runs is not None else (None, None)
+    return Change(base, new, delta, low, high, significant, direction, small, method, b_int, n_int)
+
+
+def _bootstrap_change(
+    base: float,
+    new: float,
+    base_stats: npt.NDArray[np.float64],
+    new_stats: npt.NDArray[np.float64],
+    *,
+    level: float,
+    higher_is_better: bool,
+    min_effect: float,
+    small: bool,
+    method: str,
+) -> Change:
+    """Decide from each run's bootstrap statistics (drawn independently): the interval of
+    their differences, and each run's own interval from the same resamples."""
+    if min_effect:
+        method += f" and |Δ| ≥ {min_effect:g}"
+    return _decide(
+        base,
+        new,
+        _tails(new_stats - base_stats, level),
+        higher_is_better=higher_is_better,
+        min_effect=min_effect,
+        small=small,
+        method=method,
+        runs=(_tails(base_stats, level), _tails(new_stats, level)),
+    )
+
+
+def _no_data(method: str, higher_is_better: bool) -> Change:
+    return _decide(
+        None, None, None, higher_is_better=higher_is_better, min_effect=0.0, small=True, method=method
+    )
 
 
 def ratio_change(
@@ -280,6 +366,7 @@ def ratio_change(
         min_effect=min_effect,
         small=small_sample(base.n) or small_sample(new.n),
         method=method,
+        runs=((l1, u1), (l2, u2)),
     )
 
 
@@ -302,32 +389,86 @@ def percentile_change(
     (latencies, times).
     """
     method = f"bootstrap ({resamples} resamples, seeded) interval of the p{q:g} difference excludes 0"
-    if min_effect:
-        method += f" and |Δ| ≥ {min_effect:g}"
-    a, b = _array(base), _array(new)
-    small = small_sample(a.size) or small_sample(b.size)
-    if a.size == 0 or b.size == 0:
-        return _decide(
-            None,
-            None,
-            None,
-            higher_is_better=higher_is_better,
-            min_effect=min_effect,
-            small=True,
-            method=method,
-        )
-    diffs = np.percentile(b[_resample_index(b.size, resamples, seed + 1)], q, axis=1) - np.percentile(
-        a[_resample_index(a.size, resamples, seed)], q, axis=1
-    )
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return _decide(
-        float(np.percentile(a, q)),
-        float(np.percentile(b, q)),
-        (float(low), float(high)),
+    return cluster_percentile_change(
+        [[v] for v in _array(base)],
+        [[v] for v in _array(new)],
+        q,
         higher_is_better=higher_is_better,
         min_effect=min_effect,
-        small=small,
+        level=level,
+        resamples=resamples,
+        seed=seed,
+        method=method,
+    )
+
+
+def cluster_percentile_change(
+    base: Sequence[Sequence[float]],
+    new: Sequence[Sequence[float]],
+    q: float = 50.0,
+    *,
+    higher_is_better: bool = False,
+    min_effect: float = 0.0,
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    method: str = "",
+) -> Change:
+    """Change of the ``q``-th percentile of values that come in groups (per-event latency by session).
+
+    As :func:`percentile_change` (which is this with one value a group), but each run's
+    resamples draw whole sessions with all their values (see :func:`cluster_percentile_ci`):
+    the interval of ``percentile(new*) − percentile(base*)`` must exclude 0. ``small``
+    counts sessions, not values. ``method`` overrides how the decision is described.
+    """
+    method = method or (
+        f"session bootstrap ({resamples} resamples, seeded) interval of the p{q:g} difference excludes 0"
+    )
+    a, b = _groups(base), _groups(new)
+    if not a or not b:
+        return _no_data(method, higher_is_better)
+    return _bootstrap_change(
+        float(np.percentile(np.concatenate(a), q)),
+        float(np.percentile(np.concatenate(b), q)),
+        _cluster_percentile_stats(a, q, resamples, seed),
+        _cluster_percentile_stats(b, q, resamples, seed + 1),
+        level=level,
+        higher_is_better=higher_is_better,
+        min_effect=min_effect,
+        small=small_sample(len(a)) or small_sample(len(b)),
+        method=method,
+    )
+
+
+def cluster_ratio_change(
+    base: tuple[Sequence[float], Sequence[float]],
+    new: tuple[Sequence[float], Sequence[float]],
+    *,
+    higher_is_better: bool = True,
+    min_effect: float = 0.0,
+    level: float = 0.95,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Change:
+    """Change of ``sum(successes) / sum(totals)`` over sessions; each run is ``(successes, totals)``.
+
+    Delivery (events received over events committed, one pair per session) resamples whole
+    sessions (see :func:`cluster_ratio_ci`); with every total 1 it is the mean per session
+    (lost events per session). The interval of the difference must exclude 0.
+    """
+    method = f"session bootstrap ({resamples} resamples, seeded) interval of the difference excludes 0"
+    (k1, n1), (k2, n2) = _ratio_groups(*base), _ratio_groups(*new)
+    if n1.size == 0 or n2.size == 0:
+        return _no_data(method, higher_is_better)
+    return _bootstrap_change(
+        float(k1.sum() / n1.sum()),
+        float(k2.sum() / n2.sum()),
+        _cluster_ratio_stats(k1, n1, resamples, seed),
+        _cluster_ratio_stats(k2, n2, resamples, seed + 1),
+        level=level,
+        higher_is_better=higher_is_better,
+        min_effect=min_effect,
+        small=small_sample(n1.size) or small_sample(n2.size),
         method=method,
     )
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from progressbench.reports.compare import RunData, compare_runs, html_report, markdown
-from progressbench.reports.significance import bootstrap_percentile, significant, wilson
 
 from progressbench.core.summary import CellSummary, Summary
 from tests.unit.summaries import make_cell
@@ -82,36 +81,6 @@ def _run(
     return RunData(_summary(cells, **kw), sessions, events, label)  # type: ignore[arg-type]
 
 
-def test_wilson_matches_the_published_interval() -> None:
-    """0 of 10 gives [0, 0.278] and 20 of 20 gives [0.839, 1] (Brown, Cai & DasGupta's Wilson interval)."""
-    none = wilson(0, 10)
-    full = wilson(20, 20)
-    assert none is not None and full is not None
-    assert (none.low, round(none.high, 3)) == (0.0, 0.278)
-    assert (round(full.low, 3), full.high) == (0.839, 1.0)
-    assert wilson(0, 0) is None
-
-
-def test_the_bootstrap_resamples_sessions_so_one_bad_session_is_not_many_events() -> None:
-    """Forty events from one slow session widen the interval as one session would, not as forty draws."""
-    clustered = [[10.0] * 40 for _ in range(9)] + [[500.0] * 40]
-    independent = [[v] for c in clustered for v in c]
-    by_session = bootstrap_percentile(clustered, 95)
-    by_event = bootstrap_percentile(independent, 95)
-    assert by_session is not None and by_event is not None
-    assert by_session.high - by_session.low > by_event.high - by_event.low
-    assert bootstrap_percentile(clustered, 95) == by_session  # seeded: the same report twice
-    assert by_session.low <= by_session.value <= by_session.high
-    assert bootstrap_percentile(clustered[:9], 95) is None  # nine sessions: too few to say anything
-
-
-def test_non_overlapping_intervals_are_significant_and_overlapping_ones_are_not() -> None:
-    """40/40 against 20/40 is outside the noise; 40/40 against 39/40 is not."""
-    assert significant(wilson(40, 40), wilson(20, 40))
-    assert not significant(wilson(40, 40), wilson(39, 40))
-    assert not significant(None, wilson(20, 40))
-
-
 def test_a_halved_terminal_ratio_is_a_regression_and_one_session_is_noise() -> None:
     """sse × handoff drops from 40/40 to 20/40 (regressed); polling × clean loses one session (unchanged)."""
     base_cells = [
@@ -133,7 +102,27 @@ def test_a_halved_terminal_ratio_is_a_regression_and_one_session_is_noise() -> N
     assert (move.base, move.new, move.direction) == (1.0, 0.5, "worse")
     text = markdown(comparison)
     assert "1 regressed, 0 mixed, 0 improved, 1 unchanged" in text
-    assert "sse × handoff: terminal ratio 1.000 → 0.500 (−0.500), worse; 95 % intervals" in text
+    assert (
+        "sse × handoff: terminal ratio 1.000 → 0.500 (−0.500), worse; 95 % interval of the difference \\[−"
+        in text
+    )
+    assert move.difference is not None and move.difference[1] < 0
+
+
+def test_overlapping_intervals_can_still_be_a_significant_difference() -> None:
+    """Newcombe's example, 48/80 → 56/70: the runs' Wilson intervals overlap, the difference's excludes 0."""
+    base = [make_cell("sse", "clean", sessions=80, terminal_ratio=48 / 80)]
+    new = [make_cell("sse", "clean", sessions=70, terminal_ratio=56 / 70)]
+    empty = pd.DataFrame()
+    [move] = [
+        m
+        for m in compare_runs(_run(base, empty, empty, "b"), _run(new, empty, empty, "n")).cells[0].moves
+        if m.metric.name == "terminal ratio"
+    ]
+    assert move.base_interval is not None and move.new_interval is not None
+    assert move.new_interval[0] < move.base_interval[1]  # the two runs' intervals overlap
+    assert move.difference is not None and move.difference[0] > 0
+    assert move.direction == "better"
 
 
 def test_latency_that_tripled_is_worse_and_a_small_shift_is_within_noise() -> None:
@@ -147,6 +136,18 @@ def test_latency_that_tripled_is_worse_and_a_small_shift_is_within_noise() -> No
     assert by_name["latency p50"].direction == "worse" and by_name["latency p95"].direction == "worse"
     assert by_name["latency p50"].base_interval is not None
     assert {m.metric.name: m.direction for m in nudged.cells[0].moves}["latency p50"] == "within noise"
+
+
+def test_a_bootstrap_of_fewer_than_ten_sessions_is_not_tested() -> None:
+    """Nine sessions whose latency tripled: too few to resample, so no verdict; a share still gets one."""
+    frames = _sessions("sse", "clean", 9)
+    base = _run(
+        [make_cell("sse", "clean", sessions=9, terminal_ratio=1.0)], frames, _events(frames, 100), "b"
+    )
+    new = _run([make_cell("sse", "clean", sessions=9, terminal_ratio=0.0)], frames, _events(frames, 300), "n")
+    by_name = {m.metric.name: m for m in compare_runs(base, new).cells[0].moves}
+    assert by_name["latency p50"].direction == "not tested" and "fewer than 10" in by_name["latency p50"].note
+    assert by_name["terminal ratio"].direction == "worse"
 
 
 def test_durations_of_a_saturated_cell_are_not_tested() -> None:

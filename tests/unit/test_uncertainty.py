@@ -7,7 +7,9 @@ import pytest
 from progressbench.reports.uncertainty import (
     Proportion,
     bootstrap_ci,
+    cluster_percentile_change,
     cluster_percentile_ci,
+    cluster_ratio_change,
     cluster_ratio_ci,
     percentile_change,
     percentile_ci,
@@ -19,10 +21,12 @@ from progressbench.reports.uncertainty import (
 
 
 def test_wilson_matches_published_values() -> None:
-    """8 of 10 gives Wilson's [0.490, 0.943] (Newcombe 1998, table I)."""
+    """8 of 10 gives Wilson's [0.490, 0.943] (Newcombe 1998, table I); 0 of 10 gives [0, 0.278]
+    (Brown, Cai & DasGupta 2001)."""
     low, high = wilson(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-3)
     assert high == pytest.approx(0.9433, abs=1e-3)
+    assert wilson(0, 10) == (0.0, pytest.approx(0.2775, abs=1e-3))
 
 
 def test_wilson_edges_stay_inside_unit_interval() -> None:
@@ -47,6 +51,7 @@ def test_ratio_change_matches_newcombe_example() -> None:
 def test_ratio_noise_is_not_a_regression() -> None:
     """19/20 → 17/20 is within noise; 40/40 → 20/40 is a significant worsening."""
     assert significant_change(Proportion(19, 20), Proportion(17, 20)).direction == "same"
+    assert not significant_change(Proportion(40, 40), Proportion(39, 40)).significant
     worse = significant_change(Proportion(40, 40), Proportion(20, 40))
     assert worse.significant and worse.direction == "worse"
 
@@ -109,3 +114,32 @@ def test_cluster_bootstrap_is_wider_than_pretending_events_are_independent() -> 
     assert ci is not None and ci[0] <= 42.0 <= ci[1]
     assert cluster_percentile_ci(groups, 50) == ci  # seeded
     assert cluster_percentile_ci([[]], 50) is None
+
+
+def test_session_bootstrap_counts_one_bad_session_once_not_per_event() -> None:
+    """Forty events from one slow session widen the p95 interval as one session would, not as
+    forty independent draws; a change that one session could explain is within noise."""
+    clustered = [[10.0] * 40 for _ in range(9)] + [[500.0] * 40]
+    flat = [v for group in clustered for v in group]
+    by_session, by_event = cluster_percentile_ci(clustered, 95), percentile_ci(flat, 95)
+    assert by_session is not None and by_event is not None
+    assert by_session[1] - by_session[0] > by_event[1] - by_event[0]
+    slower = [[v * 1.1 for v in group] for group in clustered]
+    assert percentile_change(flat, [v for g in slower for v in g], 95).direction == "worse"
+    change = cluster_percentile_change(clustered, slower, 95)
+    assert change.direction == "same" and change == cluster_percentile_change(clustered, slower, 95)
+    assert change.base_interval == by_session
+
+
+def test_session_bootstrap_of_a_difference_finds_a_real_move() -> None:
+    """Latency tripled in every session is worse; per-session losses rising from 0 to 4 are worse;
+    an empty run says there is no data."""
+    rng = np.random.default_rng(5)
+    base = [list(rng.normal(100, 10, size=16)) for _ in range(30)]
+    worse = cluster_percentile_change(base, [[3 * v for v in g] for g in base], 50)
+    assert worse.direction == "worse" and worse.low is not None and worse.low > 0
+    ones = [1.0] * 30
+    lost = cluster_ratio_change(([0.0] * 30, ones), ([4.0] * 15 + [0.0] * 15, ones), higher_is_better=False)
+    assert (lost.base, lost.new, lost.direction) == (0.0, 2.0, "worse")
+    assert cluster_percentile_change([], base, 50).delta is None
+    assert cluster_ratio_change(([], []), ([1.0], [1.0])).describe("d") == "d: no data on one side"
