@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 
@@ -99,21 +99,37 @@ class ServerFaults:
     def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
         """Start a replacement for a dead instance; it serves after about the (scaled) cold start.
 
+        What it took is kept in :attr:`startups` (see :meth:`start_cold`).
+        """
+        began = time.monotonic()
+        fresh = self.start_cold(instance.role, cold_start_s)
+        self.startups.append(time.monotonic() - began)
+        return fresh
+
+    def start_cold(
+        self,
+        role: str,
+        cold_start_s: float | None = None,
+        on_spawned: Callable[[Instance], None] | None = None,
+    ) -> Instance:
+        """One more instance of ``role`` after the (scaled) cold start; returns once it is ready.
+
         A Python process takes its own wall time to start, which no time scale
         shortens: sleeping the scaled cold start and then starting would add it
         to every modelled cold start. So the wait before the start is the cold
-        start minus what the last start-up took, and what this one took in all
-        is kept (:attr:`startups`): where it exceeds the scaled cold start, the
-        cell reports it as a distortion.
+        start minus what the last start-up took; where a start takes longer
+        than the scaled cold start, a replacement's cell reports it as a
+        distortion. The autoscaler starts its instances here too
+        (``on_spawned``: told the moment the process exists, before it is ready).
         """
         delay = self.timing.scaled(self.timing.cold_start_s) if cold_start_s is None else cold_start_s
-        began = time.monotonic()
         wait = delay - self._last_startup
         if wait > 0:
             time.sleep(wait)
         started = time.monotonic()
-        fresh = self.fleet.start(instance.role)
+        fresh = self.fleet.start(role)
+        if on_spawned is not None:
+            on_spawned(fresh)
         self.fleet.wait_ready(fresh)
         self._last_startup = time.monotonic() - started
-        self.startups.append(time.monotonic() - began)
         return fresh

@@ -110,9 +110,11 @@ def run_cell(
         sessions_path=cell.sessions_path.resolve(),
         options=config.client_options,
     )
+    stack.settle()
     before = stack.meters()
     startups = len(stack.faults.startups)
     cell.started_wall_ns = time.time_ns()
+    scale_t0 = time.monotonic()
     probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
     controller = None
     if stack.control is not None:
@@ -168,6 +170,7 @@ def run_cell(
             )
             cell.timers = [cold] if cold is not None else []
             cell.meters = meter_delta(before, stack.meters())
+            cell.instances = stack.instance_counts(scale_t0)
             if profile.conditions is not None:  # the whole cell ran on the faulty deployment
                 cell.windows.append(
                     FaultWindow(
@@ -224,6 +227,9 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         database_url=config.database_url,
         worker_instances=config.worker_instances,
         worker_concurrency=config.worker_concurrency,
+        api_concurrency=config.api_concurrency if config.autoscale else 1000,
+        autoscale=config.autoscale,
+        max_instances=config.max_instances,
         toxiproxy_url=config.toxiproxy_url,
         transports=config.transports,
         token_secret=config.token_secret,

@@ -23,6 +23,7 @@ from progressbench.core.summary import (
     CellSummary,
     CostPoint,
     Distortion,
+    InstanceSpan,
     MachineInfo,
     RunTiming,
     Saturation,
@@ -136,6 +137,15 @@ def score_cell(
         distortions=cell_distortions(cell, time_scale),
         saturated=bool(saturation and saturation.reasons),
         saturation=saturation,
+        instances={
+            role: InstanceSpan(
+                max=c.max,
+                mean=round(c.mean, 3),
+                instance_seconds=round(c.instance_seconds, 3),
+                timeline=list(c.timeline),
+            )
+            for role, c in cell.instances.items()
+        },
     )
     return ScoredCell(summary, rows, events)
 
