@@ -17,6 +17,14 @@ An idle candidate is checked against the store first: a worker still
 holding a running job (background work after a 202, invisible to the
 front) is kept, as Cloud Run's CPU signal would keep it.
 
+A Python instance takes seconds of real time to start on a busy machine,
+which no time scale shortens, while the modelled cold start at scale 0.1
+is 0.2 s. So once a service's serving instances are half full, one warm
+*standby* process is started and held back (no traffic, not counted, not
+billed); a start then takes the standby after the scaled cold start and
+warms the next one. Without a standby a start spawns a process as a
+fault's replacement does, and takes what it takes.
+
 Instance counts (live processes plus starts in their cold start) are kept
 as a :class:`~progressbench.core.autoscale.Timeline` per role: the run
 reports them per cell and prices instance-based billing by their integral.
@@ -57,6 +65,8 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 #: Cloud Run queues a request that finds no free instance for up to 10 s, then answers 429.
 QUEUE_S = 10.0
+#: Warm a standby once the demand reaches this share of the serving instances' capacity.
+WARM_AT = 0.5
 #: A queued request waits at least this long in real seconds: a Python instance takes about
 #: that to start here, which no time scale shortens.
 MIN_QUEUE_S = 5.0
@@ -69,6 +79,9 @@ class _Role:
     timeline: Timeline = field(default_factory=Timeline)
     idle_since: dict[str, float] = field(default_factory=dict)
     pending: int = 0
+    #: warm spares ready to serve (see the module docstring) and spares being started
+    standby: list[Instance] = field(default_factory=list)
+    warming: int = 0
     started: int = 0
     stopped: int = 0
 
@@ -115,7 +128,7 @@ class Autoscaler:
         """Serving instances of ``role``: started by anyone, ready, alive, not being stopped."""
         out = []
         for instance in list(self.fleet.services[role].instances):
-            if instance.ready and not instance.draining and instance.url and instance.alive():
+            if self._serves(instance):
                 parts = urlsplit(instance.url)
                 out.append(Backend(instance.name, parts.hostname or "127.0.0.1", parts.port or 80))
         return out
@@ -180,14 +193,25 @@ class Autoscaler:
                 except Exception:  # a failed start or stop must not stop the autoscaler
                     log.exception("autoscaling %s", role)
 
+    @staticmethod
+    def _serves(instance: Instance) -> bool:
+        return (
+            instance.ready
+            and not instance.draining
+            and not instance.standby
+            and instance.url is not None
+            and instance.alive()
+        )
+
     def _live(self, role: Role) -> list[Instance]:
-        return self.fleet.services[role].live()
+        """Live instances that count: serving, starting or stopping (warm spares do not)."""
+        return [i for i in self.fleet.services[role].live() if not i.standby]
 
     async def _tick(self, role: Role) -> None:
         state = self.roles[role]
         now = time.monotonic()
         live = self._live(role)
-        serving = [i for i in live if i.ready and not i.draining and i.url]
+        serving = [i for i in live if self._serves(i)]
         starting = state.pending + sum(1 for i in live if not i.ready and not i.draining)
         views = []
         for instance in serving:
@@ -198,6 +222,17 @@ class Autoscaler:
                 state.idle_since.setdefault(instance.name, now)
             views.append(InstanceState(instance.name, in_flight, state.idle_since.get(instance.name)))
         decision = decide(state.policy, views, starting, state.front.waiting, now)
+        if decision.start or decision.stop:
+            log.info(
+                "%s: start %d, stop %s (in flight %d on %d serving, %d waiting, %d starting)",
+                role,
+                decision.start,
+                list(decision.stop),
+                sum(v.in_flight for v in views),
+                len(views),
+                state.front.waiting,
+                starting,
+            )
         if decision.stop:
             working = await asyncio.to_thread(self._working, decision.stop)
             for name in working:  # busy with a job: idle from now on at the earliest
@@ -212,6 +247,16 @@ class Autoscaler:
             state.pending += 1
             state.started += 1
             self._spawn(self._start(role))
+        demand = sum(v.in_flight for v in views) + state.front.waiting
+        room = len(serving) + starting + decision.start < state.policy.max_instances
+        if (
+            room
+            and not state.standby
+            and not state.warming
+            and demand >= WARM_AT * state.policy.capacity(len(serving))
+        ):
+            state.warming += 1
+            self._spawn(self._warm(role))
         self._record(role)
 
     def _working(self, names: tuple[str, ...]) -> set[str]:
@@ -223,9 +268,32 @@ class Autoscaler:
             return set(names)
         return {name for name in names if running.get(name)}
 
+    async def _warm(self, role: Role) -> None:
+        """Start a standby: spawned, ready, held back."""
+        state = self.roles[role]
+        try:
+            instance = await asyncio.to_thread(self.fleet.start, role, standby=True)
+            await asyncio.to_thread(self.fleet.wait_ready, instance)
+            state.standby.append(instance)
+        finally:
+            state.warming -= 1
+
     async def _start(self, role: Role) -> None:
         """Cold start, spawn, ready; ``pending`` counts it until its process exists."""
         state = self.roles[role]
+        while state.standby:
+            spare = state.standby.pop(0)
+            if not spare.alive():
+                continue
+            try:
+                await asyncio.sleep(self.timing.scaled(self.timing.cold_start_s))
+                spare.standby = False
+            finally:
+                with self._record_lock:
+                    state.pending -= 1
+                self._record(role)
+            await state.front.capacity_changed()
+            return
         spawned = threading.Event()
 
         def on_spawned(_: Instance) -> None:

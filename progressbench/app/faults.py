@@ -61,7 +61,7 @@ class ServerFaults:
 
     def busiest_worker(self) -> Instance:
         """The live worker instance holding the most running jobs (the one to kill)."""
-        live = self.fleet.services["worker"].live()
+        live = [i for i in self.fleet.services["worker"].live() if not i.standby and not i.draining]
         if not live:
             raise StackError("no live worker instance")
         return pick_victim(live, running_jobs(self.database_url))

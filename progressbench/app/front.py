@@ -184,6 +184,8 @@ class Front:
                 client.start_next_cycle()
         except (_ClientGone, h11.ProtocolError, ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:  # the front is closing: the connection ends here, quietly
+            pass
         finally:
             self._connections.discard(task)
             if client.our_state is h11.SEND_BODY:  # a response cut short: the client sees a reset

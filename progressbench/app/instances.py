@@ -67,6 +67,8 @@ class Instance:
     ready: bool = False
     #: being stopped by the autoscaler: the front sends it nothing new
     draining: bool = False
+    #: a warm spare the autoscaler holds back (not serving, not counted) until a start needs it
+    standby: bool = False
 
     @property
     def pid(self) -> int:
@@ -116,10 +118,15 @@ class Fleet:
         self.services[role] = Service(role, sock, config, module=module, fronted=fronted)
         return self.services[role]
 
-    def start(self, role: Role) -> Instance:
-        """One more instance of ``role``, named ``<role>-<n>``; returns before it is ready."""
+    def start(self, role: Role, standby: bool = False) -> Instance:
+        """One more instance of ``role``, named ``<role>-<n>``; returns before it is ready.
+
+        ``standby``: a warm spare the autoscaler holds back until it needs it.
+        """
         with self._lock:
-            return self._start(role)
+            instance = self._start(role)
+            instance.standby = standby
+            return instance
 
     def _start(self, role: Role) -> Instance:
         service = self.services[role]

@@ -15,6 +15,7 @@ This module orchestrates only: the Locust processes are
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -192,8 +193,11 @@ def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
 
 
 def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
-    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
+    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres, and
+    the services' fronts (they run in this supervisor process, only when scaling out)."""
     targets = [Target("generator", "locust", pid, children=True) for pid in generator]
+    if stack.autoscaler is not None:
+        targets.append(Target("front", "supervisor", os.getpid()))
     for role, service in stack.services.items():
         targets += [Target(role, instance.name, instance.pid) for instance in service.live()]
     if stack.postgres is not None and stack.postgres.process is not None:

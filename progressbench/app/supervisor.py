@@ -263,8 +263,9 @@ class Stack:
             # Old instances go first: a service that owns something singular (the realtime
             # server's replication slot, dropped on shutdown) must not take it from its successor.
             # Between cells nobody is waiting; the service's socket queues connections meanwhile.
-            old = service.live()
-            for instance in old:
+            spares = [i for i in service.live() if i.standby]
+            old = [i for i in service.live() if not i.standby]
+            for instance in [*spares, *old]:
                 instance.draining = True
                 self.faults.terminate(instance, grace_s=5.0)
             fresh = [self.fleet.start(service.role) for _ in old]
