@@ -126,9 +126,9 @@ class Autoscaler:
 
     def backends(self, role: Role) -> list[Backend]:
         """Serving instances of ``role``: started by anyone, ready, alive, not being stopped."""
-        out = []
+        out: list[Backend] = []
         for instance in list(self.fleet.services[role].instances):
-            if self._serves(instance):
+            if self._serves(instance) and instance.url is not None:
                 parts = urlsplit(instance.url)
                 out.append(Backend(instance.name, parts.hostname or "127.0.0.1", parts.port or 80))
         return out
