@@ -119,7 +119,7 @@ class Autoscaler:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._paused = threading.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._record_lock = threading.Lock()
 
     # ------------------------------------------------------------------ what the front routes to
@@ -160,7 +160,7 @@ class Autoscaler:
             loop.run_until_complete(asyncio.gather(*self._tasks, return_exceptions=True))
             loop.close()
 
-    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, object]) -> None:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._tasks.add(task)
@@ -253,6 +253,7 @@ class Autoscaler:
             room
             and not state.standby
             and not state.warming
+            and serving
             and demand >= WARM_AT * state.policy.capacity(len(serving))
         ):
             state.warming += 1
@@ -278,7 +279,25 @@ class Autoscaler:
         finally:
             state.warming -= 1
 
-    async def _start(self, role: Role) -> None:
+    def reserve(self, role: Role) -> bool:
+        """A fault is about to kill an instance of ``role``: count its replacement as starting."""
+        if role not in self.roles:
+            return False
+        with self._record_lock:
+            self.roles[role].pending += 1
+            self.roles[role].started += 1
+        return True
+
+    def replace_reserved(self, role: Role, timeout_s: float = 120.0) -> Instance:
+        """Start the reserved replacement the way a scale-up starts (standby first); once ready."""
+        if self._loop is None:
+            raise StackError("the autoscaler is not running")
+        started = asyncio.run_coroutine_threadsafe(self._start(role), self._loop).result(timeout_s)
+        if started is None:
+            raise StackError(f"no replacement {role} instance started")
+        return started
+
+    async def _start(self, role: Role) -> Instance | None:
         """Cold start, spawn, ready; ``pending`` counts it until its process exists."""
         state = self.roles[role]
         while state.standby:
@@ -293,7 +312,7 @@ class Autoscaler:
                     state.pending -= 1
                 self._record(role)
             await state.front.capacity_changed()
-            return
+            return spare
         spawned = threading.Event()
 
         def on_spawned(_: Instance) -> None:
@@ -302,13 +321,14 @@ class Autoscaler:
                 spawned.set()
 
         try:
-            await asyncio.to_thread(self.faults.start_cold, role, None, on_spawned)
+            fresh = await asyncio.to_thread(self.faults.start_cold, role, None, on_spawned)
         finally:
             with self._record_lock:
                 if not spawned.is_set():
                     state.pending -= 1
             self._record(role)
         await state.front.capacity_changed()
+        return fresh
 
     async def _stop(self, role: Role, instance: Instance) -> None:
         await self.roles[role].front.capacity_changed()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import psycopg
 
@@ -47,6 +48,16 @@ def pick_victim(live: Sequence[Instance], running: Mapping[str, int]) -> Instanc
     return victim
 
 
+class Replacer(Protocol):
+    """Who starts a killed instance's replacement when a service scales out (the autoscaler)."""
+
+    def reserve(self, role: str) -> bool:
+        """Count a start for ``role`` now (before the kill); False if ``role`` is not scaled."""
+
+    def replace_reserved(self, role: str) -> Instance:
+        """Start the reserved instance as any scale-up would; returns once it is ready."""
+
+
 class ServerFaults:
     """Stops and replaces instances of a fleet, banking their meters first."""
 
@@ -58,6 +69,8 @@ class ServerFaults:
         #: Each replacement's cold start as run (seconds from the decision to ready), oldest first.
         self.startups: list[float] = []
         self._last_startup = 0.0
+        #: set when services scale out: a replacement is then the autoscaler's start
+        self.replacer: Replacer | None = None
 
     def busiest_worker(self) -> Instance:
         """The live worker instance holding the most running jobs (the one to kill)."""
@@ -74,12 +87,19 @@ class ServerFaults:
         """
         victim = self.busiest_worker()
         start = time.time_ns()
+        # Counted as starting before the kill, so the autoscaler does not start a second one.
+        scaled = self.replacer is not None and self.replacer.reserve(victim.role)
         if fault == "sigkill":
             self.meters.retire(victim)
             self.kill(victim)
         else:
             self.terminate(victim)
-        self.replace(victim)
+        if scaled and self.replacer is not None:
+            began = time.monotonic()
+            self.replacer.replace_reserved(victim.role)
+            self.startups.append(time.monotonic() - began)
+        else:
+            self.replace(victim)
         return start, time.time_ns()
 
     def terminate(self, instance: Instance, grace_s: float | None = None) -> str:

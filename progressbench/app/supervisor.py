@@ -180,6 +180,7 @@ class Stack:
             )
             self._teardown.callback(self.autoscaler.close)
             self.autoscaler.start()
+            self.faults.replacer = self.autoscaler
 
     def _start_database(self) -> None:
         if self.settings.database_url:

@@ -21,7 +21,7 @@ import pytest
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import Timing
 from tests.helpers import UNIT, wait_for, wait_until
-from tests.integration.api_client import auth
+from tests.integration.api_client import auth, create_job, job_row
 from tests.integration.conftest import SCALE, running_stack
 
 CONCURRENCY = 4
@@ -109,3 +109,21 @@ def test_without_autoscale_the_stack_keeps_one_process_per_service(stack: Stack)
     assert stack.autoscaler is None
     assert all(i.url is None for s in stack.services.values() for i in s.instances)
     assert stack.instance_counts(0.0) == {}
+
+
+def test_a_killed_worker_is_replaced_once_and_served_through_the_front(
+    tmp_path: Path, database_url: str
+) -> None:
+    """SIGKILL of the busiest worker behind its front: one replacement (the autoscaler's start, not
+    a second one beside it), and a job dispatched afterwards runs on it to the end."""
+    with running_stack(
+        tmp_path, database_url, timing=TIMING, transports=("polling",), autoscale=True
+    ) as stack:
+        assert stack.autoscaler is not None
+        stack.server_fault("sigkill")
+        workers = [i.name for i in stack.services["worker"].live() if not i.standby]
+        assert workers == ["worker-2"]  # the only start: no second one, no standby for an idle service
+        job = create_job(stack, owner="after-kill")
+        wait_for(lambda: job_row(stack, job["job_id"])["status"] == "done", 60 * UNIT, "the job done")
+        assert [i.name for i in stack.services["worker"].live() if not i.standby] == workers
+        assert stack.meters()["worker"]["pb_instances_started_total"] == 1

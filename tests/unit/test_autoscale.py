@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from progressbench.reports.metered import quantities
 
 from progressbench.core.autoscale import (
     Decision,
@@ -13,6 +14,7 @@ from progressbench.core.autoscale import (
     decide,
     needed,
 )
+from progressbench.core.billed import Billed, Mode
 
 POLICY = ScalePolicy(concurrency=80, min_instances=1, max_instances=20, idle_s=90.0)
 
@@ -94,3 +96,13 @@ def test_timeline_counts_max_mean_and_instance_seconds_over_a_window() -> None:
     assert c.timeline == ((0.0, 1), (5.0, 3), (25.0, 2))
     with pytest.raises(ValueError, match="forward"):
         line.record(1.0, 5)
+
+
+def test_instance_based_billing_uses_the_autoscaled_instance_seconds_when_there_are_any() -> None:
+    """Scaled out: the autoscaler's instance-seconds; a stack without scale-out: each instance's life."""
+    worker = Billed("worker", Mode.CLOUD_RUN_INSTANCE, "worker")
+    scaled = {
+        "worker": {"pb_autoscaled_instance_seconds_total": 30.0, "pb_instance_tail_seconds_total": 12.0}
+    }
+    assert quantities(worker, scaled)["instance_s"] == 30.0
+    assert quantities(worker, {"worker": {"pb_instance_tail_seconds_total": 12.0}})["instance_s"] == 12.0
