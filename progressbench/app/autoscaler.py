@@ -107,6 +107,7 @@ class Autoscaler:
                 queue_s=max(timing.scaled(QUEUE_S), MIN_QUEUE_S),
                 retry_after=retry_after_header(timing.scaled(REJECT_RETRY_AFTER_S)),
                 header_timeout_s=timing.header_timeout(),
+                short_weight=min(timing.time_scale, 1.0),
             )
             for role, policy in policies.items()
         }
@@ -215,8 +216,8 @@ class Autoscaler:
         starting = state.pending + sum(1 for i in live if not i.ready and not i.draining)
         views = []
         for instance in serving:
-            in_flight = state.front.in_flight(instance.name)
-            if in_flight:
+            in_flight = state.front.load(instance.name)
+            if state.front.in_flight(instance.name):
                 state.idle_since.pop(instance.name, None)
             else:
                 state.idle_since.setdefault(instance.name, now)

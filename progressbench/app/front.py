@@ -9,6 +9,17 @@ instance in turn that has a free slot, relays the response as it comes
 (streams included) and frees the slot when the response ends or either
 side goes away.
 
+A slot's weight follows the run's time scale, as the meters' durations
+do: a stream's (``text/event-stream``) lasts as long as the job, so it
+takes a whole slot; any other request lasts its real processing time while
+the scale makes requests ``1/scale`` times denser (a phone polls every
+0.1 s at scale 0.1), so it takes ``scale`` of a slot. A request that asks for a stream
+(``Accept: text/event-stream``) weighs a whole slot from the start; any
+other becomes one when its response turns out to be a stream. Without that a
+polling run at scale 0.1 would need ten times the instances it needs in
+real time. The instances' own limit is lifted when fronted: the front
+holds the limit.
+
 When every serving instance is full, the request waits — Cloud Run queues
 it while instances start — and the wait is what the autoscaler
 (:mod:`~progressbench.app.autoscaler`) sees as demand. A request still
@@ -44,6 +55,9 @@ UPSTREAM_IDLE_S = 2.0
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 
+STREAM_TYPE = b"text/event-stream"
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
     """A serving instance as the front sees it: a name and where it listens."""
@@ -62,6 +76,8 @@ class FrontSettings:
     retry_after: str
     #: a client must finish a request head within this long (already scaled)
     header_timeout_s: float
+    #: a non-stream request's share of a slot (the run's time scale, at most 1)
+    short_weight: float = 1.0
 
 
 @dataclass
@@ -81,6 +97,14 @@ class FrontStats:
     queued: int = 0
     upstream_errors: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
+    #: slots taken per instance: streams count 1, other requests ``short_weight``
+    load: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    backend: Backend
+    weight: float
 
 
 class _ClientGone(Exception):
@@ -107,18 +131,24 @@ class Front:
     def in_flight(self, name: str) -> int:
         return self.stats.in_flight.get(name, 0)
 
-    def _pick(self, exclude: set[str]) -> Backend | None:
+    def load(self, name: str) -> float:
+        """Slots taken on instance ``name`` (see the module docstring for the weights)."""
+        return self.stats.load.get(name, 0.0)
+
+    def _pick(self, exclude: set[str], weight: float) -> Backend | None:
         serving = [b for b in self._backends() if b.name not in exclude]
         for k in range(len(serving)):
             backend = serving[(self._turn + k) % len(serving)]
-            if self.in_flight(backend.name) < self.settings.concurrency:
+            if self.load(backend.name) + weight <= self.settings.concurrency + 1e-9:
                 self._turn = (self._turn + k + 1) % len(serving)
                 return backend
         return None
 
-    async def _acquire(self, exclude: set[str]) -> Backend | None:
-        """A slot on the next instance with one free; waits up to the queue time, None after it."""
-        backend = self._pick(exclude)
+    async def _acquire(self, exclude: set[str], weight: float | None = None) -> _Slot | None:
+        """A slot (of ``weight``, default a short request's) on the next instance with room for it;
+        waits up to the queue time, None after it."""
+        weight = self.settings.short_weight if weight is None else weight
+        backend = self._pick(exclude, weight)
         if backend is None:
             self.stats.queued += 1
             self.waiting += 1
@@ -126,7 +156,7 @@ class Front:
             deadline = loop.time() + self.settings.queue_s
             try:
                 async with self._slots:
-                    while (backend := self._pick(exclude)) is None:
+                    while (backend := self._pick(exclude, weight)) is None:
                         remaining = deadline - loop.time()
                         if remaining <= 0:
                             return None
@@ -135,10 +165,20 @@ class Front:
             finally:
                 self.waiting -= 1
         self.stats.in_flight[backend.name] = self.in_flight(backend.name) + 1
-        return backend
+        self.stats.load[backend.name] = self.load(backend.name) + weight
+        return _Slot(backend, weight)
 
-    async def _release(self, backend: Backend) -> None:
-        self.stats.in_flight[backend.name] = max(self.in_flight(backend.name) - 1, 0)
+    def _hold(self, slot: _Slot) -> None:
+        """The response is a stream: it takes a whole slot from now on."""
+        extra = 1.0 - slot.weight
+        if extra > 0:
+            slot.weight = 1.0
+            self.stats.load[slot.backend.name] = self.load(slot.backend.name) + extra
+
+    async def _release(self, slot: _Slot) -> None:
+        name = slot.backend.name
+        self.stats.in_flight[name] = max(self.in_flight(name) - 1, 0)
+        self.stats.load[name] = max(self.load(name) - slot.weight, 0.0)
         async with self._slots:
             self._slots.notify(1)
 
@@ -241,9 +281,10 @@ class Front:
         writer: asyncio.StreamWriter,
     ) -> None:
         tried: set[str] = set()
+        asks_stream = any(k.lower() == b"accept" and STREAM_TYPE in v for k, v in request.headers)
         while True:
-            backend = await self._acquire(tried)
-            if backend is None:
+            slot = await self._acquire(tried, 1.0 if asks_stream else None)
+            if slot is None:
                 if tried:
                     await self._answer(client, writer, 503, b"no instance answered", None)
                 else:
@@ -253,13 +294,13 @@ class Front:
                     )
                 return
             try:
-                sent = await self._relay(backend, request, body, client, reader, writer)
+                sent = await self._relay(slot, request, body, client, reader, writer)
             finally:
-                await self._release(backend)
+                await self._release(slot)
             if sent:
                 return
             self.stats.upstream_errors += 1
-            tried.add(backend.name)
+            tried.add(slot.backend.name)
 
     async def _answer(
         self,
@@ -301,7 +342,7 @@ class Front:
 
     async def _relay(
         self,
-        backend: Backend,
+        slot: _Slot,
         request: h11.Request,
         body: list[bytes],
         client: h11.Connection,
@@ -314,6 +355,7 @@ class Front:
         (the caller tries another instance); once the response started, a
         failure aborts the client's connection.
         """
+        backend = slot.backend
         try:
             up = await self._upstream(backend)
         except OSError:
@@ -330,6 +372,8 @@ class Front:
         except (OSError, h11.ProtocolError, _ClientGone):
             up.writer.transport.abort()
             return False
+        if any(k.lower() == b"content-type" and v.startswith(STREAM_TYPE) for k, v in response.headers):
+            self._hold(slot)
         watcher = asyncio.create_task(self._watch_client(client, reader))
         relay = asyncio.create_task(self._relay_body(up, response, client, writer))
         try:

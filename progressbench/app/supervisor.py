@@ -46,6 +46,8 @@ from progressbench.transports import services_for
 STOP_GRACE_S = 5.0
 #: The services that scale out behind a front when ``autoscale`` is on.
 SCALED_ROLES = ("api", "worker")
+#: A fronted instance's own limit: Cloud Run's maximum concurrency (the front applies the real one).
+FRONTED_INSTANCE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,8 @@ class Stack:
             update: dict[str, object] = {"role": role, "instance": role}
             if role != "worker":
                 update["concurrency"] = self.settings.api_concurrency
+            if self.settings.autoscale and role in SCALED_ROLES:
+                update["concurrency"] = FRONTED_INSTANCE_LIMIT  # the front holds the limit
             self.fleet.add(
                 role,
                 sock,

@@ -64,7 +64,8 @@ class InstanceState:
     """What the front and the supervisor know of one live (serving) instance."""
 
     name: str
-    in_flight: int
+    #: slots taken (a stream is one; a short request may weigh less, see the front)
+    in_flight: float
     #: when it last had nothing in flight and no work (None: busy now)
     idle_since: float | None
     #: background work (a job after its 202) that keeps it alive without a request
@@ -77,9 +78,9 @@ class Decision:
     stop: tuple[str, ...] = ()
 
 
-def needed(policy: ScalePolicy, demand: int) -> int:
+def needed(policy: ScalePolicy, demand: float) -> int:
     """Instances that hold ``demand`` concurrent requests, within the policy's bounds."""
-    want = math.ceil(max(demand, 0) / policy.concurrency)
+    want = math.ceil(max(demand, 0) / policy.concurrency - 1e-9)
     return min(max(want, policy.min_instances), policy.max_instances)
 
 

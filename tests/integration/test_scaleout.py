@@ -55,7 +55,7 @@ async def _open_stream(http: httpx.AsyncClient, headers: dict[str, str], opened:
     created = await http.post("/sse/jobs", json={"time_scale": SCALE, "shape": LONG}, headers=headers)
     assert created.status_code == 202, created.text
     job = created.json()
-    stream_auth = {"authorization": f"Bearer {job['token']}"}
+    stream_auth = {"authorization": f"Bearer {job['token']}", "accept": "text/event-stream"}
     while True:
         async with http.stream("GET", job["events_href"], headers=stream_auth) as response:
             if response.status_code == 429:
