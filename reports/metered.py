@@ -43,7 +43,7 @@ from progressbench.reports.usage import (
     VercelFunctionUsage,
 )
 
-from progressbench.core.billed import Billed, Mode
+from progressbench.core.billed import Billed, Mode, meter_value
 
 Meters = Mapping[str, Mapping[str, float]]
 
@@ -55,7 +55,9 @@ def quantities(billed: Billed, meters: Meters) -> dict[str, float]:
     scrapes, or rounding) reads as 0, never as negative usage.
     """
     values = meters.get(billed.service, {})
-    return {q: max(sum(values.get(m, 0.0) for m in names), 0.0) for q, names in billed.meter_map().items()}
+    return {
+        q: max(sum(meter_value(values, m) for m in names), 0.0) for q, names in billed.meter_map().items()
+    }
 
 
 def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:

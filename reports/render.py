@@ -233,12 +233,24 @@ def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> s
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
         f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
     )
+    figures += instances_text(cell, esc)
     if cell.saturated:
         return (
             head + "**saturated: this cell measured capacity, not the pattern** "
             f"({esc('; '.join(sat.reasons))}). {figures}"
         )
     return head + "within capacity. " + figures
+
+
+def instances_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
+    """The scaled services' instances over the cell ("" without scale-out)."""
+    if not cell.instances:
+        return ""
+    parts = [
+        f"{esc(role)} max {span.max}, mean {span.mean:.2f}, {span.instance_seconds:.1f} instance-s"
+        for role, span in cell.instances.items()
+    ]
+    return "; instances: " + "; ".join(parts)
 
 
 def distortions_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from progressbench.core.autoscale import InstanceCounts
 from progressbench.core.events import FaultWindow, SessionRecord
 from progressbench.core.saturation import CpuSeries
 from progressbench.core.summary import FaultWindowSpan
@@ -43,6 +44,8 @@ class CellResult:
     #: CPU of the cell's processes, and of the whole machine, sampled while it ran.
     cpu: list[CpuSeries] = field(default_factory=list)
     machine_cpu: list[float] = field(default_factory=list)
+    #: Per scaled service, its instances over the cell (empty without scale-out).
+    instances: dict[str, InstanceCounts] = field(default_factory=dict)
 
     def windows_for(self, record: SessionRecord) -> list[FaultWindow]:
         """The faults that hit this phone while it watched: its cell's, and stack-wide ones."""

@@ -79,6 +79,16 @@ def run(
     worker_concurrency: Annotated[
         int, typer.Option(help="Requests per worker instance (Cloud Run default 80).")
     ] = 80,
+    api_concurrency: Annotated[
+        int, typer.Option(help="Requests (open streams included) per API instance (Cloud Run default 80).")
+    ] = 80,
+    max_instances: Annotated[
+        int, typer.Option(help="Most instances the autoscaler runs per service (api, worker).")
+    ] = 20,
+    autoscale: Annotated[
+        bool,
+        typer.Option(help="Run api and worker behind a round-robin front that starts and stops instances."),
+    ] = True,
     step_seconds: Annotated[
         str, typer.Option(help="Step duration range MIN,MAX in seconds at time scale 1.")
     ] = "2,5",
@@ -116,6 +126,9 @@ def run(
         locust_workers=locust_workers,
         worker_instances=worker_instances,
         worker_concurrency=worker_concurrency,
+        api_concurrency=api_concurrency,
+        max_instances=max_instances,
+        autoscale=autoscale,
         job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
         timing={"time_scale": time_scale},
         prices=prices,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import psycopg
 
@@ -47,6 +48,16 @@ def pick_victim(live: Sequence[Instance], running: Mapping[str, int]) -> Instanc
     return victim
 
 
+class Replacer(Protocol):
+    """Who starts a killed instance's replacement when a service scales out (the autoscaler)."""
+
+    def reserve(self, role: str) -> bool:
+        """Count a start for ``role`` now (before the kill); False if ``role`` is not scaled."""
+
+    def replace_reserved(self, role: str) -> Instance:
+        """Start the reserved instance as any scale-up would; returns once it is ready."""
+
+
 class ServerFaults:
     """Stops and replaces instances of a fleet, banking their meters first."""
 
@@ -58,10 +69,12 @@ class ServerFaults:
         #: Each replacement's cold start as run (seconds from the decision to ready), oldest first.
         self.startups: list[float] = []
         self._last_startup = 0.0
+        #: set when services scale out: a replacement is then the autoscaler's start
+        self.replacer: Replacer | None = None
 
     def busiest_worker(self) -> Instance:
         """The live worker instance holding the most running jobs (the one to kill)."""
-        live = self.fleet.services["worker"].live()
+        live = [i for i in self.fleet.services["worker"].live() if not i.standby and not i.draining]
         if not live:
             raise StackError("no live worker instance")
         return pick_victim(live, running_jobs(self.database_url))
@@ -74,12 +87,19 @@ class ServerFaults:
         """
         victim = self.busiest_worker()
         start = time.time_ns()
+        # Counted as starting before the kill, so the autoscaler does not start a second one.
+        scaled = self.replacer is not None and self.replacer.reserve(victim.role)
         if fault == "sigkill":
             self.meters.retire(victim)
             self.kill(victim)
         else:
             self.terminate(victim)
-        self.replace(victim)
+        if scaled and self.replacer is not None:
+            began = time.monotonic()
+            self.replacer.replace_reserved(victim.role)
+            self.startups.append(time.monotonic() - began)
+        else:
+            self.replace(victim)
         return start, time.time_ns()
 
     def terminate(self, instance: Instance, grace_s: float | None = None) -> str:
@@ -99,21 +119,37 @@ class ServerFaults:
     def replace(self, instance: Instance, cold_start_s: float | None = None) -> Instance:
         """Start a replacement for a dead instance; it serves after about the (scaled) cold start.
 
+        What it took is kept in :attr:`startups` (see :meth:`start_cold`).
+        """
+        began = time.monotonic()
+        fresh = self.start_cold(instance.role, cold_start_s)
+        self.startups.append(time.monotonic() - began)
+        return fresh
+
+    def start_cold(
+        self,
+        role: str,
+        cold_start_s: float | None = None,
+        on_spawned: Callable[[Instance], None] | None = None,
+    ) -> Instance:
+        """One more instance of ``role`` after the (scaled) cold start; returns once it is ready.
+
         A Python process takes its own wall time to start, which no time scale
         shortens: sleeping the scaled cold start and then starting would add it
         to every modelled cold start. So the wait before the start is the cold
-        start minus what the last start-up took, and what this one took in all
-        is kept (:attr:`startups`): where it exceeds the scaled cold start, the
-        cell reports it as a distortion.
+        start minus what the last start-up took; where a start takes longer
+        than the scaled cold start, a replacement's cell reports it as a
+        distortion. The autoscaler starts its instances here too
+        (``on_spawned``: told the moment the process exists, before it is ready).
         """
         delay = self.timing.scaled(self.timing.cold_start_s) if cold_start_s is None else cold_start_s
-        began = time.monotonic()
         wait = delay - self._last_startup
         if wait > 0:
             time.sleep(wait)
         started = time.monotonic()
-        fresh = self.fleet.start(instance.role)
+        fresh = self.fleet.start(role)
+        if on_spawned is not None:
+            on_spawned(fresh)
         self.fleet.wait_ready(fresh)
         self._last_startup = time.monotonic() - started
-        self.startups.append(time.monotonic() - began)
         return fresh

@@ -8,6 +8,14 @@ is up (a cold start after a kill), connections wait in its backlog instead
 of being refused. Each instance also gets a private admin socket so the
 supervisor can scrape its meters and tell instances apart.
 
+A *fronted* service (``api`` and ``worker`` when scale-out is on) works the
+other way round: the service socket belongs to its front
+(:mod:`~progressbench.app.front`), the platform's load balancer, and each
+instance listens on a private socket of its own that only the front
+connects to. The supervisor closes its copy of that socket once the
+instance has it, so a dead instance's port refuses at once (the front then
+tries another) instead of queueing requests nobody will accept.
+
 An instance is told everything through its environment (see
 :mod:`progressbench.kit.runtime`), including the supervisor's pid: it
 SIGTERMs itself if the supervisor goes away, so none outlives a run.
@@ -20,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +61,14 @@ class Instance:
     log_path: Path
     ready_file: Path
     started_at: float = field(default_factory=time.monotonic)
+    #: a fronted instance's own address (None: it shares the service socket)
+    url: str | None = None
+    #: accepted connections at least once (set by :meth:`Fleet.wait_ready`)
+    ready: bool = False
+    #: being stopped by the autoscaler: the front sends it nothing new
+    draining: bool = False
+    #: a warm spare the autoscaler holds back (not serving, not counted) until a start needs it
+    standby: bool = False
 
     @property
     def pid(self) -> int:
@@ -73,6 +90,8 @@ class Service:
     module: str = SERVICES_MODULE
     instances: list[Instance] = field(default_factory=list)
     started: int = 0
+    #: behind a front: each instance gets a private socket (see the module docstring)
+    fronted: bool = False
 
     @property
     def url(self) -> str:
@@ -90,16 +109,30 @@ class Fleet:
         self.startup_timeout_s = startup_timeout_s
         self.services: dict[Role, Service] = {}
         self.job_runners: list[subprocess.Popen[bytes]] = []
+        #: starts come from the main thread, the fault thread and the autoscaler's
+        self._lock = threading.Lock()
 
-    def add(self, role: Role, sock: socket.socket, config: ServiceConfig, module: str) -> Service:
-        self.services[role] = Service(role, sock, config, module=module)
+    def add(
+        self, role: Role, sock: socket.socket, config: ServiceConfig, module: str, fronted: bool = False
+    ) -> Service:
+        self.services[role] = Service(role, sock, config, module=module, fronted=fronted)
         return self.services[role]
 
-    def start(self, role: Role) -> Instance:
-        """One more instance of ``role``, named ``<role>-<n>``; returns before it is ready."""
+    def start(self, role: Role, standby: bool = False) -> Instance:
+        """One more instance of ``role``, named ``<role>-<n>``; returns before it is ready.
+
+        ``standby``: a warm spare the autoscaler holds back until it needs it.
+        """
+        with self._lock:
+            instance = self._start(role)
+            instance.standby = standby
+            return instance
+
+    def _start(self, role: Role) -> Instance:
         service = self.services[role]
         service.started += 1
         name = f"{role}-{service.started}"
+        listen = listen_socket() if service.fronted else service.socket
         config = service.config.model_copy(update={"instance": name})
         admin = listen_socket()
         ready_file = self.log_dir / f".{name}.ready"
@@ -111,15 +144,18 @@ class Fleet:
                 log_path,
                 env={
                     SERVICE_CONFIG_ENV: config.model_dump_json(),
-                    LISTEN_FD_ENV: str(service.socket.fileno()),
+                    LISTEN_FD_ENV: str(listen.fileno()),
                     ADMIN_FD_ENV: str(admin.fileno()),
                     READY_FILE_ENV: str(ready_file),
                     SUPERVISOR_PID_ENV: str(os.getpid()),
                     "PYTHONUNBUFFERED": "1",
                 },
-                pass_fds=(service.socket.fileno(), admin.fileno()),
+                pass_fds=(listen.fileno(), admin.fileno()),
             )
             instance = Instance(name, role, process, admin, log_path, ready_file)
+            if listen is not service.socket:
+                instance.url = socket_url(listen)
+                listen.close()
             service.instances.append(instance)
         log.info("started %s pid %d", name, process.pid)
         return instance
@@ -130,6 +166,7 @@ class Fleet:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if instance.ready_file.exists():
+                instance.ready = True
                 return
             if not instance.alive():
                 raise StackError(

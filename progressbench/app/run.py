@@ -15,6 +15,7 @@ This module orchestrates only: the Locust processes are
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -113,9 +114,11 @@ def run_cell(
         database_url=stack.database_url,
         locust_stats=(config.out / LOCUST_DIR / cell_name(cell.transport, profile.name)).resolve(),
     )
+    stack.settle()
     before = stack.meters()
     startups = len(stack.faults.startups)
     cell.started_wall_ns = time.time_ns()
+    scale_t0 = time.monotonic()
     probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
     controller = None
     if stack.control is not None:
@@ -171,6 +174,7 @@ def run_cell(
             )
             cell.timers = [cold] if cold is not None else []
             cell.meters = meter_delta(before, stack.meters())
+            cell.instances = stack.instance_counts(scale_t0)
             if profile.conditions is not None:  # the whole cell ran on the faulty deployment
                 cell.windows.append(
                     FaultWindow(
@@ -192,8 +196,11 @@ def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
 
 
 def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
-    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres."""
+    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres, and
+    the services' fronts (they run in this supervisor process, only when scaling out)."""
     targets = [Target("generator", "locust", pid, children=True) for pid in generator]
+    if stack.autoscaler is not None:
+        targets.append(Target("front", "supervisor", os.getpid()))
     for role, service in stack.services.items():
         targets += [Target(role, instance.name, instance.pid) for instance in service.live()]
     if stack.postgres is not None and stack.postgres.process is not None:
@@ -235,6 +242,9 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         database_url=config.database_url,
         worker_instances=config.worker_instances,
         worker_concurrency=config.worker_concurrency,
+        api_concurrency=config.api_concurrency if config.autoscale else 1000,
+        autoscale=config.autoscale,
+        max_instances=config.max_instances,
         toxiproxy_url=config.toxiproxy_url,
         transports=config.transports,
         token_secret=config.token_secret,

@@ -26,6 +26,7 @@ from progressbench.core.summary import (
     CellSummary,
     CostPoint,
     Distortion,
+    InstanceSpan,
     MachineInfo,
     RunTiming,
     Saturation,
@@ -142,6 +143,15 @@ def score_cell(
         verdict_depends_on=verdict_timers(cell, records, distorted, time_scale),
         saturated=bool(saturation and saturation.reasons),
         saturation=saturation,
+        instances={
+            role: InstanceSpan(
+                max=c.max,
+                mean=round(c.mean, 3),
+                instance_seconds=round(c.instance_seconds, 3),
+                timeline=list(c.timeline),
+            )
+            for role, c in cell.instances.items()
+        },
     )
     return ScoredCell(summary, rows, events)
 

@@ -5,6 +5,8 @@ A :class:`Stack` composes the parts, each in its own module:
 :mod:`~progressbench.app.proxies` (the chaos proxies in front of them),
 :mod:`~progressbench.app.faults` (Cloud-Run-style shutdowns and replacements)
 and :mod:`~progressbench.app.metering` (meters summed across instances).
+With ``autoscale`` on, the ``api`` and ``worker`` services run behind fronts
+with Cloud-Run-style autoscaling (:mod:`~progressbench.app.autoscaler`).
 
 Teardown: :meth:`Stack.close` (also via ``with``, on errors and on Ctrl-C or
 SIGTERM) undoes start-up in reverse — instances and job runners (SIGTERM,
@@ -24,6 +26,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from progressbench.app.autoscaler import Autoscaler
 from progressbench.app.faults import ServerFaults
 from progressbench.app.instances import SERVICES_MODULE, Fleet, Instance, Role, Service
 from progressbench.app.interrupts import deferred
@@ -32,6 +35,7 @@ from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
 from progressbench.app.schema import migrate
 from progressbench.chaos.client import ProxyControl
+from progressbench.core.autoscale import InstanceCounts, ScalePolicy
 from progressbench.core.config import Limits, ServerConditions, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
@@ -40,6 +44,10 @@ from progressbench.transports import services_for
 
 #: Seconds an instance gets to leave after SIGTERM when the whole stack stops.
 STOP_GRACE_S = 5.0
+#: The services that scale out behind a front when ``autoscale`` is on.
+SCALED_ROLES = ("api", "worker")
+#: A fronted instance's own limit: Cloud Run's maximum concurrency (the front applies the real one).
+FRONTED_INSTANCE_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,24 @@ class StackSettings:
     limits: Limits = field(default_factory=Limits)
     #: Browser origins the API answers CORS for (``ServiceConfig.cors_origins``).
     cors_origins: tuple[str, ...] = ()
+    #: Run ``api`` and ``worker`` behind round-robin fronts with Cloud-Run-style autoscaling
+    #: (``run`` turns it on; a bare stack keeps one process per service, as benchmarks need).
+    autoscale: bool = False
+    #: The autoscaler's ceiling per service (the worker's is at least ``worker_instances``).
+    max_instances: int = 20
+
+    def policies(self) -> dict[str, ScalePolicy]:
+        """Each scaled service's policy: its concurrency, at least one instance, the scaled idle period."""
+        idle = self.timing.scaled(self.timing.scale_down_idle_s)
+        return {
+            "api": ScalePolicy(self.api_concurrency, 1, self.max_instances, idle),
+            "worker": ScalePolicy(
+                self.worker_concurrency,
+                self.worker_instances,
+                max(self.max_instances, self.worker_instances),
+                idle,
+            ),
+        }
 
 
 class Stack:
@@ -84,6 +110,7 @@ class Stack:
         self.faults = ServerFaults(self.fleet, self.meter_book, settings.timing, self.database_url)
         self.proxies: StackProxies | None = None
         self.client_roles: set[str] = {"api"}
+        self.autoscaler: Autoscaler | None = None
         #: Start-up registers the undoing of each step here; close() runs them in reverse.
         self._teardown = contextlib.ExitStack()
         self._closed = False
@@ -136,12 +163,31 @@ class Stack:
             update: dict[str, object] = {"role": role, "instance": role}
             if role != "worker":
                 update["concurrency"] = self.settings.api_concurrency
-            self.fleet.add(role, sock, base.model_copy(update=update), modules.get(role, SERVICES_MODULE))
+            if self.settings.autoscale and role in SCALED_ROLES:
+                update["concurrency"] = FRONTED_INSTANCE_LIMIT  # the front holds the limit
+            self.fleet.add(
+                role,
+                sock,
+                base.model_copy(update=update),
+                modules.get(role, SERVICES_MODULE),
+                fronted=self.settings.autoscale and role in SCALED_ROLES,
+            )
         started = [self.fleet.start(role) for role in sockets if role != "api"]
         started += [self.fleet.start("worker") for _ in range(self.settings.worker_instances - 1)]
         started.append(self.fleet.start("api"))
         for instance in started:
             self.fleet.wait_ready(instance)
+        if self.settings.autoscale:
+            self.autoscaler = Autoscaler(
+                self.fleet,
+                self.faults,
+                self.settings.timing,
+                self.settings.policies(),
+                lambda: self.database_url,
+            )
+            self._teardown.callback(self.autoscaler.close)
+            self.autoscaler.start()
+            self.faults.replacer = self.autoscaler
 
     def _start_database(self) -> None:
         if self.settings.database_url:
@@ -212,6 +258,10 @@ class Stack:
     def reconfigure(self, conditions: ServerConditions | None = None, **timing: float) -> None:
         """Replace every instance with one running the given timing overrides (and server
         conditions, when given; None keeps the current ones)."""
+        with self.autoscaler.paused() if self.autoscaler is not None else contextlib.nullcontext():
+            self._reconfigure(conditions, **timing)
+
+    def _reconfigure(self, conditions: ServerConditions | None, **timing: float) -> None:
         new_timing = self.settings.timing.model_copy(update=timing)
         for service in self.fleet.services.values():
             update: dict[str, object] = {"timing": new_timing}
@@ -221,8 +271,10 @@ class Stack:
             # Old instances go first: a service that owns something singular (the realtime
             # server's replication slot, dropped on shutdown) must not take it from its successor.
             # Between cells nobody is waiting; the service's socket queues connections meanwhile.
-            old = service.live()
-            for instance in old:
+            spares = [i for i in service.live() if i.standby]
+            old = [i for i in service.live() if not i.standby]
+            for instance in [*spares, *old]:
+                instance.draining = True
                 self.faults.terminate(instance, grace_s=5.0)
             fresh = [self.fleet.start(service.role) for _ in old]
             for instance in fresh:
@@ -256,5 +308,22 @@ class Stack:
         return self.proxies.cell_proxy_names(cells)
 
     def meters(self) -> dict[str, dict[str, float]]:
-        """Per service, counters summed over live instances plus retired ones."""
-        return self.meter_book.totals(self.fleet.services)
+        """Per service, counters summed over live instances plus retired ones (and the scale-out's)."""
+        totals = self.meter_book.totals(self.fleet.services)
+        if self.autoscaler is not None:
+            for role, extra in self.autoscaler.meters().items():
+                totals.setdefault(role, {}).update(extra)
+        return totals
+
+    # ------------------------------------------------------------------ scale-out
+
+    def settle(self) -> None:
+        """Before a cell: stop the idle instances above each scaled service's floor (a fresh start)."""
+        if self.autoscaler is not None:
+            self.autoscaler.settle()
+
+    def instance_counts(self, t0: float) -> dict[str, InstanceCounts]:
+        """Per scaled service, its instances from ``t0`` (monotonic) until now; empty without scale-out."""
+        if self.autoscaler is None:
+            return {}
+        return self.autoscaler.counts_since(t0)

@@ -54,8 +54,10 @@ DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
         # per job: the job's execution and any request held for it, plus its other requests (the 202)
         "work_s": ("pb_work_seconds_total", "pb_held_seconds_total"),
         "work_real_s": ("pb_processing_seconds_total",),
-        # measured: the instances' lives under scale-down, idle tail included
-        "instance_s": ("pb_instance_tail_seconds_total",),
+        # measured: the instances' lives under scale-down, idle tail included — the autoscaler's
+        # instance-seconds when the service scaled out (each instance from its start until the
+        # autoscaler stopped it after its idle period), else each instance's own metered life
+        "instance_s": ("pb_autoscaled_instance_seconds_total",),
     },
     Mode.CLOUD_RUN_JOB: {"task_s": ("pb_work_seconds_total",)},
     Mode.VERCEL_FUNCTION: {
@@ -72,6 +74,20 @@ DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
     Mode.DURABLE_OBJECT: {},
     Mode.CLOUD_TASKS: {},
 }
+
+
+#: A meter only some stacks export -> the meter that stands for it where it is missing.
+FALLBACK_METERS: dict[str, str] = {
+    "pb_autoscaled_instance_seconds_total": "pb_instance_tail_seconds_total",
+}
+
+
+def meter_value(values: Mapping[str, float], meter: str) -> float:
+    """``meter`` of one service, or its :data:`FALLBACK_METERS` stand-in when it has none (0 if neither)."""
+    if meter in values:
+        return values[meter]
+    fallback = FALLBACK_METERS.get(meter)
+    return values.get(fallback, 0.0) if fallback is not None else 0.0
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,12 @@ class RunConfig(Frozen):
     token_secret: str | None = Field(default=None, min_length=16, exclude=True, repr=False)
     worker_instances: int = Field(default=1, ge=1, le=16)
     worker_concurrency: int = Field(default=80, ge=1, le=1000)
+    #: Requests (open streams included) one API instance serves at once (Cloud Run's default 80).
+    api_concurrency: int = Field(default=80, ge=1, le=1000)
+    #: Cloud-Run-style scale-out of api and worker behind a round-robin front (app/autoscaler.py).
+    autoscale: bool = True
+    #: The autoscaler's ceiling per service (Cloud Run's default is 100; 20 suits one machine).
+    max_instances: int = Field(default=20, ge=1, le=100)
     job: JobShape = JobShape(waves=BENCHMARK_WAVES)
     timing: Timing = Timing()
     #: A price table (TOML, the format of ``reports/prices.toml``) instead of the packaged one.

@@ -90,6 +90,18 @@ class Distortion(_Model):
     effective_real_s: float
 
 
+class InstanceSpan(_Model):
+    """One scaled service's instances over a cell (``progressbench/core/autoscale.py``)."""
+
+    max: int
+    #: time-weighted mean over the cell
+    mean: float
+    #: the integral of the count over the cell (what instance-based billing is priced by)
+    instance_seconds: float
+    #: [seconds since the cell began, instances] at each change
+    timeline: list[tuple[float, int]]
+
+
 class Saturation(_Model):
     """Why a cell measured the machine's capacity rather than the pattern (``core/saturation.py``)."""
 
@@ -228,6 +240,8 @@ class CellSummary(CellAggregates):
     #: The cell measured the machine's capacity, not the pattern (see ``saturation``).
     saturated: bool = False
     saturation: Saturation | None = None
+    #: Per scaled service (``api``, ``worker``): its instances over the cell; empty without scale-out.
+    instances: dict[str, InstanceSpan] = Field(default_factory=dict)
 
     @property
     def label(self) -> str:
