@@ -136,24 +136,16 @@ async def bench(stack: Stack, clients: int, seconds: float) -> None:
     ) as http:
         jobs = [(await http.post("/polling/jobs", json=body)).json() for _ in range(JOBS)]
     await asyncio.sleep(1.0)  # let dispatch move every job to running
-    conditional = await phase(stack, jobs, clients, seconds, conditional=True)
-    full = await phase(stack, jobs, clients, seconds, conditional=False)
-    record(
-        "polling.conditional_polls_per_api_cpu_s",
-        conditional["cpu_rate"],
-        "polls/s",
-        clients=clients,
-        wall_rate=round(conditional["wall_rate"]),
-        reads_per_poll=round(conditional["reads_per_poll"], 3),
-    )
-    record(
-        "polling.full_polls_per_api_cpu_s",
-        full["cpu_rate"],
-        "polls/s",
-        clients=clients,
-        wall_rate=round(full["wall_rate"]),
-        reads_per_poll=round(full["reads_per_poll"], 3),
-    )
+    for name, conditional in (("conditional", True), ("full", False)):
+        rates = await phase(stack, jobs, clients, seconds, conditional=conditional)
+        record(
+            f"polling.{name}_polls_per_api_cpu_s",
+            rates["cpu_rate"],
+            "polls/s",
+            clients=clients,
+            wall_rate=round(rates["wall_rate"]),
+            reads_per_poll=round(rates["reads_per_poll"], 3),
+        )
 
 
 def main() -> None:

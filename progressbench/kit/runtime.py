@@ -100,6 +100,20 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def start_service() -> tuple[ServiceConfig, socket.socket, socket.socket | None] | None:
+    """What every service process does first: its config, its inherited sockets, logging, the
+    parent watch. None (after one line on stderr) when it cannot start: the caller exits 2."""
+    try:
+        config = load_service_config()
+        listen, admin = inherited_sockets()
+    except ProgressbenchError as exc:
+        print(f"progressbench service: {exc}", file=sys.stderr)
+        return None
+    setup_logging(config)
+    die_with_parent()
+    return config, listen, admin
+
+
 def run_asgi(
     build: Callable[[ServiceConfig], Any],
     *,
@@ -111,14 +125,10 @@ def run_asgi(
     lifespan startup has finished (uvicorn only then serves the sockets,
     which already queue connections). ``on_exit(app)`` runs on SIGTERM.
     """
-    try:
-        config = load_service_config()
-        listen, admin = inherited_sockets()
-    except ProgressbenchError as exc:
-        print(f"progressbench service: {exc}", file=sys.stderr)
+    started = start_service()
+    if started is None:
         return 2
-    setup_logging(config)
-    die_with_parent()
+    config, listen, admin = started
     app = build(config)
     grace = config.timing.scaled(config.timing.shutdown_grace_s)
     server = _Server(

@@ -45,10 +45,9 @@ from urllib.parse import urlsplit
 
 from prometheus_client import Counter
 
-from progressbench.core.config import ServiceConfig, load_service_config
-from progressbench.core.errors import ProgressbenchError
+from progressbench.core.config import ServiceConfig
 from progressbench.kit.meters import Meters
-from progressbench.kit.runtime import die_with_parent, inherited_sockets, mark_ready, setup_logging
+from progressbench.kit.runtime import mark_ready, start_service
 
 log = logging.getLogger(__name__)
 
@@ -238,14 +237,10 @@ async def serve(config: ServiceConfig, listen: socket.socket, admin: socket.sock
 
 
 def main() -> int:
-    try:
-        config = load_service_config()
-        listen, admin = inherited_sockets()
-    except ProgressbenchError as exc:
-        print(f"progressbench service: {exc}", file=sys.stderr)
+    started = start_service()
+    if started is None:
         return 2
-    setup_logging(config)
-    die_with_parent()
+    config, listen, admin = started
     asyncio.run(serve(config, listen, admin))
     return 0
 
