@@ -16,7 +16,10 @@ profile types carry the scale and convert their wall quantities once.
 Processing time (the ``*_real_s`` quantities: a poll's handling, an
 ``after()`` dispatch) is real time at any scale, so it is expressed on the
 testbed's clock (× time scale) before it joins the wall quantity; the one
-conversion then gives it back unchanged.
+conversion then gives it back unchanged. The same holds for processing
+*inside* a scaled duration (``*_overhead_s``: a job's commits and hooks
+between its steps' waits, :func:`on_testbed_clock`): at scale 0.1 a 0.3 s
+commit would otherwise bill as 3 s of the job.
 
 Pure code.
 """
@@ -58,6 +61,19 @@ def quantities(billed: Billed, meters: Meters) -> dict[str, float]:
     return {q: max(sum(values.get(m, 0.0) for m in names), 0.0) for q, names in billed.meter_map().items()}
 
 
+def on_testbed_clock(scaled_s: float, overhead_s: float, real_s: float, time_scale: float) -> float:
+    """A duration on the testbed's clock whose one division by the scale gives its real length.
+
+    ``scaled_s`` follows the time scale but holds ``overhead_s`` of processing
+    (a job's commits and hooks between its steps' waits), which does not; and
+    ``real_s`` is processing beside it. Both are real time at any scale, so
+    they are put on the testbed's clock (× scale): the later division gives
+    them back unchanged, while only the rest of ``scaled_s`` is stretched.
+    """
+    overhead = min(overhead_s, scaled_s)
+    return scaled_s - overhead + (overhead + real_s) * time_scale
+
+
 def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
     """What the component used over the cell, at the run's time scale."""
     q = quantities(billed, meters)
@@ -80,7 +96,8 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
         case Mode.CLOUD_RUN_INSTANCE:
             return CloudRunInstanceUsage(instance_s=g("instance_s", 0.0), time_scale=time_scale)
         case Mode.CLOUD_RUN_JOB:
-            return CloudRunJobUsage(task_s=g("task_s", 0.0), time_scale=time_scale)
+            task = on_testbed_clock(g("task_s", 0.0), g("task_overhead_s", 0.0), 0.0, time_scale)
+            return CloudRunJobUsage(task_s=task, time_scale=time_scale)
         case Mode.VERCEL_FUNCTION:
             return VercelFunctionUsage(
                 invocations=g("invocations", 0.0),
@@ -127,7 +144,9 @@ def job_profile(billed: Billed, meters: Meters, jobs: float, time_scale: float) 
                 time_scale=time_scale,
             )
         case Mode.CLOUD_RUN_INSTANCE:
-            work = g("work_s", 0.0) + g("work_real_s", 0.0) * time_scale
+            work = on_testbed_clock(
+                g("work_s", 0.0), g("work_overhead_s", 0.0), g("work_real_s", 0.0), time_scale
+            )
             return InstanceBasedProfile(busy_s=work / jobs, time_scale=time_scale)
         case Mode.SUPABASE_REALTIME:
             return SupabaseProfile(
