@@ -10,8 +10,9 @@ Pacing: the larger of the configured poll interval and the server's
 ``Retry-After``, waited after each answer, less the part of the poll's round
 trip the time scale stretched (:func:`next_wait`): the round trip is real time,
 so at scale 0.1 a 45 ms answer would otherwise stand for 450 ms and the phone
-would poll a third less often than it does in the world the run stands for. Errors (connection failures, timeouts, 429/5xx) back off
-exponentially with jitter up to 30 s (scaled), never shorter than a 429/5xx's
+would poll a third less often than it does in the world the run stands for.
+Errors (connection failures, timeouts, 429/5xx) back off exponentially
+with jitter up to 30 s (scaled), never shorter than a 429/5xx's
 ``Retry-After``, and are reported as one ``Disconnected`` per outage; the
 first good answer afterwards is a ``Reconnected`` plus a ``Resumed`` from the
 cursor (policy ``POLL_CURSOR`` of :mod:`progressbench.core.reconnect`).
