@@ -55,10 +55,16 @@ def quantities(billed: Billed, meters: Meters) -> dict[str, float]:
     """Each quantity of the component: the sum of its meters on its service (≥ 0).
 
     A counter that went backwards (an instance restarted between two
-    scrapes, or rounding) reads as 0, never as negative usage.
+    scrapes, or rounding) reads as 0, never as negative usage. A meter named
+    ``"<service>/<meter>"`` is read on that other service (a room's active
+    time holds the job's commits and hooks, which the worker measures).
     """
-    values = meters.get(billed.service, {})
-    return {q: max(sum(values.get(m, 0.0) for m in names), 0.0) for q, names in billed.meter_map().items()}
+
+    def read(meter: str) -> float:
+        service, _, name = meter.rpartition("/")
+        return meters.get(service or billed.service, {}).get(name, 0.0)
+
+    return {q: max(sum(read(m) for m in names), 0.0) for q, names in billed.meter_map().items()}
 
 
 def on_testbed_clock(scaled_s: float, overhead_s: float, real_s: float, time_scale: float) -> float:
@@ -116,7 +122,7 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
                 http_requests=g("http_requests", 0.0),
                 ws_messages_in=g("ws_messages_in", 0.0),
                 ws_messages_out=g("ws_messages_out", 0.0),
-                active_s=g("active_s", 0.0),
+                active_s=on_testbed_clock(g("active_s", 0.0), g("active_overhead_s", 0.0), 0.0, time_scale),
                 time_scale=time_scale,
             )
         case Mode.CLOUD_TASKS:

@@ -90,7 +90,8 @@ class Billed:
     mode: Mode
     #: the testbed service (role) whose meters measure it
     service: str
-    #: quantity -> meters summed for it; merged over :data:`DEFAULT_METERS` of the mode
+    #: quantity -> meters summed for it; merged over :data:`DEFAULT_METERS` of the mode. A meter
+    #: ``"<service>/<meter>"`` is read on another service of the transport.
     meters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: why this platform and mode, in one line (shown as a billing assumption)
     why: str = ""

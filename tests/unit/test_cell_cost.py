@@ -338,3 +338,34 @@ def test_a_jobs_commits_between_its_waits_bill_the_same_at_every_scale() -> None
     # meters without the split (an older results folder): the whole work follows the scale
     old = job_profile(WORKER, {"worker": {"pb_work_seconds_total": 5.0}}, 1, 0.1)
     assert real_time(old).busy_s == pytest.approx(50.0)
+
+
+def test_a_rooms_active_time_leaves_the_workers_processing_unstretched() -> None:
+    """A room active for a 30 s (real) job whose commits and publishes took 2 s of real time.
+
+    The room's clock holds 30 × scale + 2 s; the 2 s are read on the worker
+    (``worker/<meter>``). Real active time: 32 s at every scale, so 0.125 GB × 32 = 4 GB-s.
+    """
+    rooms = Billed(
+        "rooms",
+        Mode.DURABLE_OBJECT,
+        "rooms",
+        meters={"active_s": ("active",), "active_overhead_s": ("worker/pb_work_processing_seconds_total",)},
+    )
+    for scale in (0.1, 0.5):
+        meters = {
+            "rooms": {"active": 30.0 * scale + 2.0},
+            "worker": {"pb_work_processing_seconds_total": 2.0},
+        }
+        assert quantities(rooms, meters)["active_overhead_s"] == pytest.approx(2.0)
+        usage = measured_usage(rooms, meters, scale)
+        assert isinstance(usage, DurableObjectUsage)
+        assert real_time(usage).active_s == pytest.approx(32.0)
+    # no worker meters (another transport's cell, an older folder): nothing is taken out
+    usage = measured_usage(rooms, {"rooms": {"active": 5.0}}, 0.1)
+    assert real_time(usage).active_s == pytest.approx(50.0)
+
+
+def test_relays_rooms_take_the_workers_processing_out_of_their_active_time() -> None:
+    [rooms] = [b for b in billing_for(REGISTRY["relay"].billing, None) if b.mode is Mode.DURABLE_OBJECT]
+    assert rooms.meter_map()["active_overhead_s"] == ("worker/pb_work_processing_seconds_total",)
