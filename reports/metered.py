@@ -16,7 +16,10 @@ profile types carry the scale and convert their wall quantities once.
 Processing time (the ``*_real_s`` quantities: a poll's handling, an
 ``after()`` dispatch) is real time at any scale, so it is expressed on the
 testbed's clock (× time scale) before it joins the wall quantity; the one
-conversion then gives it back unchanged.
+conversion then gives it back unchanged. The same holds for processing
+*inside* a scaled duration (``*_overhead_s``: a job's commits and hooks
+between its steps' waits, :func:`on_testbed_clock`): at scale 0.1 a 0.3 s
+commit would otherwise bill as 3 s of the job.
 
 Pure code.
 """
@@ -52,12 +55,29 @@ def quantities(billed: Billed, meters: Meters) -> dict[str, float]:
     """Each quantity of the component: the sum of its meters on its service (≥ 0).
 
     A counter that went backwards (an instance restarted between two
-    scrapes, or rounding) reads as 0, never as negative usage.
+    scrapes, or rounding) reads as 0, never as negative usage. A meter named
+    ``"<service>/<meter>"`` is read on that other service (a room's active
+    time holds the job's commits and hooks, which the worker measures).
     """
-    values = meters.get(billed.service, {})
-    return {
-        q: max(sum(meter_value(values, m) for m in names), 0.0) for q, names in billed.meter_map().items()
-    }
+
+    def read(meter: str) -> float:
+        service, _, name = meter.rpartition("/")
+        return meter_value(meters.get(service or billed.service, {}), name)
+
+    return {q: max(sum(read(m) for m in names), 0.0) for q, names in billed.meter_map().items()}
+
+
+def on_testbed_clock(scaled_s: float, overhead_s: float, real_s: float, time_scale: float) -> float:
+    """A duration on the testbed's clock whose one division by the scale gives its real length.
+
+    ``scaled_s`` follows the time scale but holds ``overhead_s`` of processing
+    (a job's commits and hooks between its steps' waits), which does not; and
+    ``real_s`` is processing beside it. Both are real time at any scale, so
+    they are put on the testbed's clock (× scale): the later division gives
+    them back unchanged, while only the rest of ``scaled_s`` is stretched.
+    """
+    overhead = min(overhead_s, scaled_s)
+    return scaled_s - overhead + (overhead + real_s) * time_scale
 
 
 def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
@@ -82,7 +102,8 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
         case Mode.CLOUD_RUN_INSTANCE:
             return CloudRunInstanceUsage(instance_s=g("instance_s", 0.0), time_scale=time_scale)
         case Mode.CLOUD_RUN_JOB:
-            return CloudRunJobUsage(task_s=g("task_s", 0.0), time_scale=time_scale)
+            task = on_testbed_clock(g("task_s", 0.0), g("task_overhead_s", 0.0), 0.0, time_scale)
+            return CloudRunJobUsage(task_s=task, time_scale=time_scale)
         case Mode.VERCEL_FUNCTION:
             return VercelFunctionUsage(
                 invocations=g("invocations", 0.0),
@@ -101,7 +122,7 @@ def measured_usage(billed: Billed, meters: Meters, time_scale: float) -> Usage:
                 http_requests=g("http_requests", 0.0),
                 ws_messages_in=g("ws_messages_in", 0.0),
                 ws_messages_out=g("ws_messages_out", 0.0),
-                active_s=g("active_s", 0.0),
+                active_s=on_testbed_clock(g("active_s", 0.0), g("active_overhead_s", 0.0), 0.0, time_scale),
                 time_scale=time_scale,
             )
         case Mode.CLOUD_TASKS:
@@ -129,7 +150,9 @@ def job_profile(billed: Billed, meters: Meters, jobs: float, time_scale: float) 
                 time_scale=time_scale,
             )
         case Mode.CLOUD_RUN_INSTANCE:
-            work = g("work_s", 0.0) + g("work_real_s", 0.0) * time_scale
+            work = on_testbed_clock(
+                g("work_s", 0.0), g("work_overhead_s", 0.0), g("work_real_s", 0.0), time_scale
+            )
             return InstanceBasedProfile(busy_s=work / jobs, time_scale=time_scale)
         case Mode.SUPABASE_REALTIME:
             return SupabaseProfile(

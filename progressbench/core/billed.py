@@ -41,7 +41,9 @@ class Mode(StrEnum):
 #: field of the mode's usage or per-job profile (``reports/usage.py``, ``reports/load_curve.py``).
 #: Durations come in two kinds: those that follow the run's time scale (a stream open for the job,
 #: the job's execution) and processing time, which does not (a poll's 20 ms is 20 ms at any
-#: scale); the latter are the ``*_real_s`` quantities.
+#: scale); the latter are the ``*_real_s`` quantities. A ``*_overhead_s`` quantity is processing
+#: time *inside* its scaled duration (a job's commits and hooks between its steps' waits): it is
+#: taken out of the duration before the duration is stretched by the scale, and added back as is.
 DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
     Mode.CLOUD_RUN_REQUEST: {
         "requests": ("pb_requests_total",),
@@ -53,13 +55,18 @@ DEFAULT_METERS: dict[Mode, dict[str, tuple[str, ...]]] = {
     Mode.CLOUD_RUN_INSTANCE: {
         # per job: the job's execution and any request held for it, plus its other requests (the 202)
         "work_s": ("pb_work_seconds_total", "pb_held_seconds_total"),
+        # the execution's commits and hooks between its steps' waits: real at any scale
+        "work_overhead_s": ("pb_work_processing_seconds_total",),
         "work_real_s": ("pb_processing_seconds_total",),
         # measured: the instances' lives under scale-down, idle tail included — the autoscaler's
         # instance-seconds when the service scaled out (each instance from its start until the
         # autoscaler stopped it after its idle period), else each instance's own metered life
         "instance_s": ("pb_autoscaled_instance_seconds_total",),
     },
-    Mode.CLOUD_RUN_JOB: {"task_s": ("pb_work_seconds_total",)},
+    Mode.CLOUD_RUN_JOB: {
+        "task_s": ("pb_work_seconds_total",),
+        "task_overhead_s": ("pb_work_processing_seconds_total",),
+    },
     Mode.VERCEL_FUNCTION: {
         "invocations": ("pb_requests_total",),
         "active_cpu_s": ("pb_cpu_seconds_total",),
@@ -99,7 +106,8 @@ class Billed:
     mode: Mode
     #: the testbed service (role) whose meters measure it
     service: str
-    #: quantity -> meters summed for it; merged over :data:`DEFAULT_METERS` of the mode
+    #: quantity -> meters summed for it; merged over :data:`DEFAULT_METERS` of the mode. A meter
+    #: ``"<service>/<meter>"`` is read on another service of the transport.
     meters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: why this platform and mode, in one line (shown as a billing assumption)
     why: str = ""

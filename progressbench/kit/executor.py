@@ -121,8 +121,14 @@ async def run_job(
     hooks: HookResolver | None = None,
     upstream_failure_rate: float = 0.0,
     fenced: bool = True,
+    on_wait: Callable[[float], None] | None = None,
 ) -> Outcome:
     """Run (or resume) one job to its end, or until shutdown or a lost lease.
+
+    ``on_wait`` is told the seconds each step spent in its planned duration
+    (the part of the job the time scale compresses); the rest of the job's
+    time (claims, commits, hooks) is processing, real at any scale, and the
+    cost model must not stretch it by the scale (``kit/meters.py``).
 
     After each committed step and after the terminal event, the hook of the
     job's transport (``hooks(job.transport)``) is awaited, e.g. to publish
@@ -171,6 +177,8 @@ async def run_job(
             return "failed" if ok else "lost"
         began = time.monotonic()
         verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced)
+        if on_wait is not None:
+            on_wait(time.monotonic() - began)
         if verdict == "lost":
             return "lost"
         if verdict == "abandon":
@@ -322,6 +330,7 @@ class JobPool:
                 from_pending=from_pending,
                 hooks=self.hooks,
                 upstream_failure_rate=self.upstream_failure_rate,
+                on_wait=self.meters.work_waited if self.meters is not None else None,
             ),
             name=f"job-{job_id}",
         )

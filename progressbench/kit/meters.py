@@ -86,6 +86,8 @@ class _Clock:
     # background work
     work_starts: dict[object, float] = field(default_factory=dict)
     work_closed_total: float = 0.0
+    #: the part of ``work`` spent in the jobs' planned step durations (what the time scale compresses)
+    work_waiting_total: float = 0.0
     # activity (requests + work) and the life it implies
     active: int = 0
     active_since: float = 0.0
@@ -182,6 +184,10 @@ class _Clock:
     def work_seconds(self, now: float) -> float:
         return self.work_closed_total + sum(now - s for s in self.work_starts.values())
 
+    def work_processing_seconds(self, now: float) -> float:
+        """Work time outside the steps' planned durations: claims, commits, hooks (real at any scale)."""
+        return max(self.work_seconds(now) - self.work_waiting_total, 0.0)
+
     def life_seconds(self, now: float) -> float:
         """The instance's life so far under scale-down after ``idle_tail_s`` idle (non-decreasing)."""
         if self.active > 0:
@@ -260,6 +266,16 @@ class _TimeCollector(Collector):
                 "Sum of background jobs' execution time on this instance",
                 c.work_seconds(now),
             ),
+            (
+                "pb_work_waiting_seconds",
+                "Part of the work spent in the steps' planned durations (scaled)",
+                c.work_waiting_total,
+            ),
+            (
+                "pb_work_processing_seconds",
+                "Part of the work outside the steps' planned durations: commits, hooks (not scaled)",
+                c.work_processing_seconds(now),
+            ),
             ("pb_cpu_seconds", "CPU time of the whole process (user + system)", time.process_time()),
         ):
             family = CounterMetricFamily(name, doc, labels=["service"])
@@ -319,6 +335,11 @@ class Meters:
 
     def work_end(self, key: object) -> None:
         self.clock.work_end(key, time.monotonic())
+
+    def work_waited(self, seconds: float) -> None:
+        """A background job spent ``seconds`` in a step's planned duration (the scaled part of its work)."""
+        if seconds > 0:
+            self.clock.work_waiting_total += seconds
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

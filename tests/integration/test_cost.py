@@ -99,6 +99,11 @@ def test_background_work_is_metered_and_billed(summary: dict[str, Any]) -> None:
         work, acks = meters["worker.pb_work_seconds_total"], meters["worker.pb_connection_seconds_total"]
         assert work > 5 * acks, f"{transport}: jobs ran {work} s against {acks} s of requests"
         assert meters["worker.pb_instance_tail_seconds_total"] > 0
+        # the work splits into the steps' waits (scaled) and the commits and hooks between them (real)
+        waiting = meters["worker.pb_work_waiting_seconds_total"]
+        processing = meters["worker.pb_work_processing_seconds_total"]
+        assert 0 < waiting <= work, f"{transport}: {waiting} s of waits in {work} s of work"
+        assert processing == pytest.approx(work - waiting, abs=0.5), transport
 
 
 def test_after_work_keeps_a_vercel_invocation_open(summary: dict[str, Any]) -> None:

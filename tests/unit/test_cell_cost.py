@@ -21,15 +21,23 @@ from progressbench.reports.cell_cost import (
     window_of,
 )
 from progressbench.reports.load_curve import InstanceBasedProfile, RequestBasedProfile, SupabaseProfile
-from progressbench.reports.metered import job_profile, job_profiles, measured_usage, quantities
+from progressbench.reports.metered import (
+    job_profile,
+    job_profiles,
+    measured_usage,
+    on_testbed_clock,
+    quantities,
+)
 from progressbench.reports.prices import load_prices
 from progressbench.reports.usage import (
     CloudRunInstanceUsage,
+    CloudRunJobUsage,
     CloudRunRequestUsage,
     CloudTasksUsage,
     DurableObjectUsage,
     SupabaseRealtimeUsage,
     VercelFunctionUsage,
+    real_time,
 )
 from progressbench.transports import REGISTRY
 
@@ -297,3 +305,67 @@ def test_the_run_load_is_stated_in_the_assumptions() -> None:
         [WORKER], _background_cell(0.1), jobs=2, window_s=36, time_scale=0.1, book=BOOK, window_basis="plan"
     )
     assert cost.billing_assumptions[-1] == "run load: 2 jobs over 360 s of real time (plan) = 20.0 jobs/h"
+
+
+def test_processing_inside_a_scaled_duration_is_taken_out_before_the_stretch() -> None:
+    """5 s measured of which 2 s processing, plus 1 s processing beside it, at 0.1: 3 + 3 × 0.1 = 3.3."""
+    assert on_testbed_clock(5.0, 2.0, 1.0, 0.1) == pytest.approx(3.3)  # real: 3.3 / 0.1 = 33 s
+    assert on_testbed_clock(5.0, 0.0, 0.0, 0.1) == pytest.approx(5.0)
+    # more overhead than duration (a scrape mid-step): the whole duration is processing
+    assert on_testbed_clock(1.0, 3.0, 0.0, 0.5) == pytest.approx(0.5)
+
+
+def test_a_jobs_commits_between_its_waits_bill_the_same_at_every_scale() -> None:
+    """A 30 s (real) job whose commits and hooks took 2 s of real time: 32 s of work at 0.1 and 0.5.
+
+    Measured: 30 × scale of waits + 2 s. Divided whole by the scale, 0.1 would bill
+    50 s and 0.5 34 s; with the 2 s taken out first, both bill 30 + 2 = 32 s.
+    """
+    task = Billed("task", Mode.CLOUD_RUN_JOB, "worker")
+    for scale in (0.1, 0.5, 1.0):
+        meters = {
+            "worker": {
+                "pb_work_seconds_total": 30.0 * scale + 2.0,
+                "pb_work_processing_seconds_total": 2.0,
+            }
+        }
+        profile = job_profile(WORKER, meters, 1, scale)
+        assert isinstance(profile, InstanceBasedProfile)
+        assert real_time(profile).busy_s == pytest.approx(32.0)
+        usage = measured_usage(task, meters, scale)
+        assert isinstance(usage, CloudRunJobUsage)
+        assert real_time(usage).task_s == pytest.approx(32.0)
+    # meters without the split (an older results folder): the whole work follows the scale
+    old = job_profile(WORKER, {"worker": {"pb_work_seconds_total": 5.0}}, 1, 0.1)
+    assert real_time(old).busy_s == pytest.approx(50.0)
+
+
+def test_a_rooms_active_time_leaves_the_workers_processing_unstretched() -> None:
+    """A room active for a 30 s (real) job whose commits and publishes took 2 s of real time.
+
+    The room's clock holds 30 × scale + 2 s; the 2 s are read on the worker
+    (``worker/<meter>``). Real active time: 32 s at every scale, so 0.125 GB × 32 = 4 GB-s.
+    """
+    rooms = Billed(
+        "rooms",
+        Mode.DURABLE_OBJECT,
+        "rooms",
+        meters={"active_s": ("active",), "active_overhead_s": ("worker/pb_work_processing_seconds_total",)},
+    )
+    for scale in (0.1, 0.5):
+        meters = {
+            "rooms": {"active": 30.0 * scale + 2.0},
+            "worker": {"pb_work_processing_seconds_total": 2.0},
+        }
+        assert quantities(rooms, meters)["active_overhead_s"] == pytest.approx(2.0)
+        usage = measured_usage(rooms, meters, scale)
+        assert isinstance(usage, DurableObjectUsage)
+        assert real_time(usage).active_s == pytest.approx(32.0)
+    # no worker meters (another transport's cell, an older folder): nothing is taken out
+    usage = measured_usage(rooms, {"rooms": {"active": 5.0}}, 0.1)
+    assert real_time(usage).active_s == pytest.approx(50.0)
+
+
+def test_relays_rooms_take_the_workers_processing_out_of_their_active_time() -> None:
+    [rooms] = [b for b in billing_for(REGISTRY["relay"].billing, None) if b.mode is Mode.DURABLE_OBJECT]
+    assert rooms.meter_map()["active_overhead_s"] == ("worker/pb_work_processing_seconds_total",)

@@ -71,6 +71,21 @@ def test_work_seconds_sum_each_job_and_ignore_a_second_start() -> None:
     assert c.work_seconds(20.0) == pytest.approx(20.0)
 
 
+def test_work_splits_into_the_steps_waits_and_the_processing_between_them() -> None:
+    """A job 0-10 s whose steps waited 3 + 4 s: 7 s scaled, 3 s of commits and hooks (real)."""
+    meters = Meters("worker", 80)
+    c = meters.clock
+    c.work_begin("job", 0.0)
+    meters.work_waited(3.0)
+    meters.work_waited(4.0)
+    meters.work_waited(-1.0)  # a clock step backwards adds nothing
+    c.work_end("job", 10.0)
+    assert c.work_waiting_total == pytest.approx(7.0)
+    assert c.work_processing_seconds(12.0) == pytest.approx(3.0)
+    c.work_waiting_total = 50.0  # more waits than work (a scrape mid-step): never negative
+    assert c.work_processing_seconds(12.0) == 0.0
+
+
 def test_instance_life_is_activity_plus_each_idle_gap_up_to_the_tail() -> None:
     """Tail 5 s. Work 0-10, idle 10-12 (2 s, all billed), request 12-13, idle 13-30 (5 s billed)."""
     c = _Clock(idle_tail_s=5.0)
@@ -122,6 +137,8 @@ def test_the_exposition_carries_every_billing_meter() -> None:
         "pb_instance_tail_seconds_total",
         "pb_invocation_seconds_total",
         "pb_work_seconds_total",
+        "pb_work_waiting_seconds_total",
+        "pb_work_processing_seconds_total",
         "pb_cpu_seconds_total",
         "pb_billable_instance_seconds_total",
         "pb_connection_seconds_total",

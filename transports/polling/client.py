@@ -7,8 +7,12 @@ between two answers is never seen (``coalesced``, by design). Variant
 (``GET href?after=N``) and sees every step.
 
 Pacing: the larger of the configured poll interval and the server's
-``Retry-After``. Errors (connection failures, timeouts, 429/5xx) back off
-exponentially with jitter up to 30 s (scaled), never shorter than a 429/5xx's
+``Retry-After``, waited after each answer, less the part of the poll's round
+trip the time scale stretched (:func:`next_wait`): the round trip is real time,
+so at scale 0.1 a 45 ms answer would otherwise stand for 450 ms and the phone
+would poll a third less often than it does in the world the run stands for.
+Errors (connection failures, timeouts, 429/5xx) back off exponentially
+with jitter up to 30 s (scaled), never shorter than a 429/5xx's
 ``Retry-After``, and are reported as one ``Disconnected`` per outage; the
 first good answer afterwards is a ``Reconnected`` plus a ``Resumed`` from the
 cursor (policy ``POLL_CURSOR`` of :mod:`progressbench.core.reconnect`).
@@ -45,6 +49,21 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return seconds if seconds > 0 else 0.0
+
+
+def next_wait(wait_s: float, round_trip_s: float, time_scale: float) -> float:
+    """Seconds to sleep before the next poll, so that the period is the real one, compressed.
+
+    In the world the run stands for, a phone polls every ``wait + round trip``
+    (it waits after each answer). The run compresses the wait (``wait_s`` is
+    already scaled) but not the round trip, so the period on the testbed's
+    clock should be ``wait_s + round_trip_s × time_scale``: the round trip's
+    excess, ``round_trip_s × (1 − time_scale)``, comes off the wait (never
+    below 0; a round trip longer than that is a distortion of the run). At
+    scale 1 nothing changes.
+    """
+    excess = max(round_trip_s, 0.0) * max(1.0 - time_scale, 0.0)
+    return max(wait_s - excess, 0.0)
 
 
 class PollingWatcher:
@@ -93,6 +112,7 @@ class PollingWatcher:
     ) -> AsyncGenerator[ClientEvent, None]:
         """Poll after the cursor until a poll fails; ``headers`` keep the last ETag across outages."""
         while True:
+            sent = time.monotonic()
             response = await self._poll(http, href, headers, state.cursor)
             for event in state.up(time.monotonic()):
                 yield event
@@ -109,7 +129,10 @@ class PollingWatcher:
                 else:
                     yield state.receive(_progress({"job_id": body["job_id"], **step}), "poll").event
             hint = _retry_after(response.headers.get("retry-after"))
-            await asyncio.sleep(max(self.interval, hint or 0.0))
+            wait = max(self.interval, hint or 0.0)
+            # the round trip and the handling of its answer: real time, not compressed
+            round_trip = time.monotonic() - sent
+            await asyncio.sleep(next_wait(wait, round_trip, self.settings.timing.time_scale))
 
     async def _poll(
         self, http: httpx.AsyncClient, href: str, headers: dict[str, str], after: int

@@ -24,6 +24,9 @@ _ROOMS = Billed(
         "ws_messages_in": ("pb_relay_messages_received_total",),
         "ws_messages_out": ("pb_messages_total",),
         "active_s": ("pb_room_active_seconds_total",),
+        # a room is active while its phone watches the job: the job's commits and publishes between
+        # its steps' waits (real time, measured on the worker) are inside that time, not stretched
+        "active_overhead_s": ("worker/pb_work_processing_seconds_total",),
     },
     why="PartyKit rooms on Durable Objects: publishes and joins, incoming messages / 20, active GB-s",
 )
