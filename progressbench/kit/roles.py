@@ -53,8 +53,9 @@ TABLE_PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
 SEQUENCE_PRIVILEGES = frozenset({"USAGE", "SELECT", "UPDATE"})
 #: Role attributes a service may ask for. REPLICATION is what logical decoding needs
 #: (``pg_create_logical_replication_slot``, ``pg_logical_slot_get_binary_changes``): less than
-#: superuser, and enough for the realtime server.
-ATTRIBUTES = frozenset({"REPLICATION"})
+#: superuser, and enough for the realtime server. BYPASSRLS is what Supabase's ``service_role``
+#: has: the backend writing rows of every owner into a table with row-level security.
+ATTRIBUTES = frozenset({"REPLICATION", "BYPASSRLS"})
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _KEYS = frozenset({"tables", "sequences", "member_of", "attributes", "settings"})
 
