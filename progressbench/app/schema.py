@@ -10,8 +10,11 @@ migrated before the files moved out of ``kit/migrations`` sees nothing new.
 
 from __future__ import annotations
 
+import importlib.resources
+
 from progressbench.kit import database
 from progressbench.kit.database import Migration, core_migrations, package_migrations
+from progressbench.kit.roles import RoleGrants, merge_grants, parse_grants
 from progressbench.transports import REGISTRY
 
 
@@ -28,3 +31,23 @@ def migrations() -> list[Migration]:
 def migrate(database_url: str) -> list[str]:
     """Bring ``database_url`` up to the schema every registered transport needs."""
     return database.migrate(database_url, migrations())
+
+
+#: The API's and workers' own grants, next to their code.
+CORE_GRANTS = ("progressbench.app.services", "grants.toml")
+
+
+def grants() -> dict[str, RoleGrants]:
+    """Per service role, the Postgres grants declared by the core and every registered transport.
+
+    Every transport is included whether it runs or not: the API and workers mount every
+    transport's routes. A file shared by two registry entries counts once.
+    """
+    sources = [CORE_GRANTS]
+    for transport in REGISTRY.values():
+        if transport.grants and (transport.package, transport.grants) not in sources:
+            sources.append((transport.package, transport.grants))
+    return merge_grants(
+        parse_grants(importlib.resources.files(package).joinpath(name).read_text(), f"{package}/{name}")
+        for package, name in sources
+    )

@@ -33,12 +33,13 @@ from progressbench.app.interrupts import deferred
 from progressbench.app.metering import MeterBook
 from progressbench.app.processes import listen_socket, socket_url
 from progressbench.app.proxies import StackProxies
-from progressbench.app.schema import migrate
+from progressbench.app.schema import grants, migrate
 from progressbench.chaos.client import ProxyControl
 from progressbench.core.autoscale import InstanceCounts, ScalePolicy
 from progressbench.core.config import Limits, ServerConditions, ServiceConfig, Timing
 from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
+from progressbench.kit.roles import ServiceRoles, drop_service_roles, provision
 from progressbench.kit.store import check_reachable
 from progressbench.transports import services_for
 
@@ -111,6 +112,8 @@ class Stack:
         self.proxies: StackProxies | None = None
         self.client_roles: set[str] = {"api"}
         self.autoscaler: Autoscaler | None = None
+        #: Each service's own database role and URL (issue #13), or the shared URL and why.
+        self.db_roles = ServiceRoles(urls={})
         #: Start-up registers the undoing of each step here; close() runs them in reverse.
         self._teardown = contextlib.ExitStack()
         self._closed = False
@@ -137,6 +140,7 @@ class Stack:
             sockets[role] = listen_socket()
             self._teardown.callback(sockets[role].close)
         self.client_roles = {"api", *(s.role for s in extra if s.client_facing)}
+        self._start_roles(list(sockets))
         peers = {role: socket_url(sock) for role, sock in sockets.items()}
         if self.settings.chaos:
             self._teardown.callback(self._close_proxies)
@@ -160,7 +164,11 @@ class Stack:
         )
         modules = {spec.role: spec.module for spec in extra}
         for role, sock in sockets.items():
-            update: dict[str, object] = {"role": role, "instance": role}
+            update: dict[str, object] = {
+                "role": role,
+                "instance": role,
+                "database_url": self.db_roles.urls.get(role, self.database_url),
+            }
             if role != "worker":
                 update["concurrency"] = self.settings.api_concurrency
             if self.settings.autoscale and role in SCALED_ROLES:
@@ -198,6 +206,16 @@ class Stack:
             self.database_url = self.postgres.start()
         self.faults.database_url = self.database_url
         migrate(self.database_url)
+
+    def _start_roles(self, services: list[Role]) -> None:
+        """A least-privilege Postgres role per service (the job runner runs as the worker's).
+
+        With a database user that may not create roles, every service keeps the shared URL:
+        :func:`~progressbench.kit.roles.provision` logs why once, and ``db_roles.note`` says it.
+        """
+        self.db_roles = provision(self.database_url, services, grants())
+        if self.db_roles.roles:
+            self._teardown.callback(drop_service_roles, self.database_url, self.db_roles.roles)
 
     def _start_proxies(self) -> StackProxies:
         """The fault proxy: a real Toxiproxy at ``toxiproxy_url``, or the bundled one."""

@@ -150,6 +150,9 @@ class Transport:
     #: SQL files in ``package``, applied after the core's migrations in this order. A file's
     #: name is its version in ``schema_migrations``: unique across the project, never renamed.
     migrations: tuple[str, ...] = ()
+    #: A TOML file in ``package`` of the Postgres grants its services and routes need
+    #: (:mod:`progressbench.kit.roles`); None: it needs nothing beyond the core's.
+    grants: str | None = None
     #: Where the pattern means its work to run, ``"<service>/<kind>"`` (kind as recorded in a
     #: job's execution context: ``request``, ``worker-background``, ``job-runner``). A job that
     #: ran anywhere else is a ``silent-fallback`` finding.

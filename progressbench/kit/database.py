@@ -12,7 +12,8 @@ keeps the log in the run folder, and stops it with a signal.
 The superuser signs in with SCRAM and a password generated per server
 (:attr:`EmbeddedPostgres.password`, in :attr:`EmbeddedPostgres.url`), never
 ``trust``: any local user could otherwise connect as superuser (issue #13,
-probe 6). Per-service roles with only the grants each needs are not done yet.
+probe 6). The services themselves do not use it: each gets a role of its own
+with only the grants it declares (:mod:`progressbench.kit.roles`).
 
 Run as root, the server runs as the unprivileged :data:`PG_SYSTEM_USER`
 (postgres refuses root), which must be able to reach the binaries. A

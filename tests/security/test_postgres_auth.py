@@ -2,7 +2,7 @@
 
 Before the fix ``initdb --auth=trust`` let anyone who could reach the port
 connect as the superuser with no password (and the chaos proxy could expose
-that port beyond loopback). Per-service roles and grants are not done yet.
+that port beyond loopback). Per-service roles and grants: ``test_service_roles.py``.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ TRANSPORT = Transport(
         ),
     ),
     migrations=("migrations/002_realtime.sql",),
+    grants="grants.toml",
     billing={"": BILLING},
     timers=(*TIMERS, CONNECT_TIMER, READ_TIMER, DISPATCH_ABORT_TIMER),
 )

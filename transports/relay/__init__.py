@@ -67,6 +67,7 @@ TRANSPORT = Transport(
         ServiceSpec(role="rooms", module="progressbench.transports.relay.rooms.service", client_facing=True),
     ),
     migrations=("migrations/003_relay.sql", "migrations/006_relay_public_keys.sql"),
+    grants="grants.toml",
     context="worker/worker-background",
     variant_contexts={ACK_AT_END: "worker/request"},
     billing=BILLING,

@@ -1,6 +1,6 @@
 -- Realtime: client roles, row-level security on job_events, and the publication.
 --
--- The services connect as the superuser and bypass RLS (it is not FORCEd);
+-- The services connect as the owner or as BYPASSRLS roles (kit/roles.py) and bypass RLS (not FORCEd);
 -- the realtime server checks each change for each subscriber under the
 -- subscriber's claims: SET LOCAL role + request.jwt.claims, as Supabase does.
 -- Roles are cluster-wide, so they are created only if missing (a shared
