@@ -186,7 +186,7 @@ class Timing(Frozen):
     #: shorter than this (ASSUMPTION: Cloud Run allocates CPU "only during request processing";
     #: the testbed's polls last milliseconds, so each one grants this window to the instance's
     #: background work; only ``polling:in-instance`` uses it).
-    request_cpu_grant_s: PositiveFloat = 0.5
+    request_cpu_grant_s: PositiveFloat = 0.25
 
     def header_timeout(self) -> float:
         """The scaled header timeout, never below 1 s (a loaded machine still gets its request in)."""

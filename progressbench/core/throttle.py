@@ -33,6 +33,11 @@ class RequestCpu:
     grant_s: float
     idle_s: float
 
+    @property
+    def tick_s(self) -> float:
+        """How often the work looks again: a fifth of the grant, so a slice overshoots it little."""
+        return max(self.grant_s / 5, 0.001)
+
     def decide(self, in_flight: int, last_request_end: float | None, started: float, now: float) -> Cpu:
         """``run``, ``wait`` or ``reaped`` at ``now`` (monotonic).
 

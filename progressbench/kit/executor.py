@@ -49,10 +49,8 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "failed", "released", "lost", "busy", "missing", "retryable", "reaped"]
 ContextKind = Literal["request", "worker-background", "job-runner", "instance-background"]
-#: Whether the instance gives the job CPU right now (see :mod:`progressbench.core.throttle`).
-CpuGate = Callable[[], Cpu]
-#: How often a throttled job looks again whether it has CPU (scaled seconds, at most).
-THROTTLE_TICK_S = 0.01
+#: Whether the instance gives the job CPU right now, and how soon to ask again (seconds).
+CpuGate = Callable[[], tuple[Cpu, float]]
 
 #: What started an execution (recorded as ``trigger`` in its context): the first dispatch, a
 #: queue's retry, a pattern's watchdog cron, the workers' lease watchdog.
@@ -335,12 +333,12 @@ async def _throttled_work(
     slow), so no watchdog takes the job elsewhere; a reaped instance stops.
     """
     left = step.duration_s
-    tick = min(THROTTLE_TICK_S, heartbeat_s)
     last_beat = time.monotonic()
     while left > 0:
         if shutdown.is_set():
             return "abandon"
-        verdict = cpu()
+        verdict, tick = cpu()
+        tick = min(tick, heartbeat_s)
         if verdict == "reaped":
             return "reaped"
         began = time.monotonic()
@@ -456,7 +454,9 @@ def _gate(policy: RequestCpu, meters: Meters, started: float) -> CpuGate:
     """The policy, asked with this instance's requests as its metering sees them."""
     clock = meters.clock
 
-    def decide() -> Cpu:
-        return policy.decide(clock.in_flight, clock.last_request_end, started, time.monotonic())
+    def decide() -> tuple[Cpu, float]:
+        return policy.decide(
+            clock.in_flight, clock.last_request_end, started, time.monotonic()
+        ), policy.tick_s
 
     return decide

@@ -36,9 +36,9 @@ async def test_throttled_job_waits_then_runs_then_dies_with_its_reaped_instance(
     mode: list[Cpu] = ["wait"]
     asked = [0]
 
-    def gate() -> Cpu:
+    def gate() -> tuple[Cpu, float]:
         asked[0] += 1
-        return mode[0]
+        return mode[0], 0.002
 
     async def drive() -> None:
         # throttled for many times a step's length (0.02 s): nothing may commit

@@ -28,6 +28,11 @@ def test_before_any_request_ended_the_job_start_counts_as_the_last_request() -> 
     assert POLICY.decide(0, last_request_end=None, started=5.0, now=50.0) == "reaped"
 
 
+def test_the_work_looks_again_several_times_per_grant() -> None:
+    assert POLICY.tick_s == pytest.approx(0.1)
+    assert RequestCpu(grant_s=0.0001, idle_s=1.0).tick_s == 0.001
+
+
 def test_a_request_that_ended_before_the_job_started_does_not_shorten_its_life() -> None:
     """The accepting request started the job: quiet time counts from then at the earliest."""
     assert POLICY.decide(0, last_request_end=0.0, started=40.0, now=60.0) == "wait"
