@@ -182,6 +182,11 @@ class Timing(Frozen):
     #: Period of a pattern's watchdog *cron* (Vercel Cron / Cloud Scheduler run on unix-cron
     #: schedules, whose finest granularity is one minute): only patterns that add one use it.
     watchdog_cron_s: PositiveFloat = 60.0
+    #: CPU an instance with request-based billing gets per request when its requests are far
+    #: shorter than this (ASSUMPTION: Cloud Run allocates CPU "only during request processing";
+    #: the testbed's polls last milliseconds, so each one grants this window to the instance's
+    #: background work; only ``polling:in-instance`` uses it).
+    request_cpu_grant_s: PositiveFloat = 0.25
 
     def header_timeout(self) -> float:
         """The scaled header timeout, never below 1 s (a loaded machine still gets its request in)."""

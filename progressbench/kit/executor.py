@@ -41,13 +41,16 @@ from typing import Any, Literal
 
 from progressbench.core.config import Timing
 from progressbench.core.job import EventKind, JobSpec, Step, plan, terminal_message
+from progressbench.core.throttle import Cpu, RequestCpu
 from progressbench.kit.meters import Meters
 from progressbench.kit.store import Store
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["done", "failed", "released", "lost", "busy", "missing", "retryable"]
-ContextKind = Literal["request", "worker-background", "job-runner"]
+Outcome = Literal["done", "failed", "released", "lost", "busy", "missing", "retryable", "reaped"]
+ContextKind = Literal["request", "worker-background", "job-runner", "instance-background"]
+#: Whether the instance gives the job CPU right now, and how soon to ask again (seconds).
+CpuGate = Callable[[], tuple[Cpu, float]]
 
 #: What started an execution (recorded as ``trigger`` in its context): the first dispatch, a
 #: queue's retry, a pattern's watchdog cron, the workers' lease watchdog.
@@ -122,6 +125,7 @@ async def run_job(
     upstream_failure_rate: float = 0.0,
     fenced: bool = True,
     on_wait: Callable[[float], None] | None = None,
+    cpu: CpuGate | None = None,
 ) -> Outcome:
     """Run (or resume) one job to its end, or until shutdown or a lost lease.
 
@@ -129,6 +133,10 @@ async def run_job(
     (the part of the job the time scale compresses); the rest of the job's
     time (claims, commits, hooks) is processing, real at any scale, and the
     cost model must not stretch it by the scale (``kit/meters.py``).
+
+    ``cpu`` (an instance with request-based billing): the work advances only
+    while it says ``run``; when it says ``reaped`` the instance is gone and the
+    job is abandoned where it stands (``failed``, no terminal event).
 
     After each committed step and after the terminal event, the hook of the
     job's transport (``hooks(job.transport)``) is awaited, e.g. to publish
@@ -151,8 +159,7 @@ async def run_job(
 
     for step in job_plan.remaining(row.current_step):
         if shutdown.is_set():
-            await store.release(job_id, ctx.instance)
-            return "released"
+            return await _let_go(store, job_id, ctx.instance, cpu is not None, step.seq)
         if job_plan.fail_at_step == step.seq:
             payload: dict[str, Any] = {"failed_step": step.seq}
             message = terminal_message("failed", step)
@@ -176,14 +183,19 @@ async def run_job(
                 )
             return "failed" if ok else "lost"
         began = time.monotonic()
-        verdict = await _work(store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced)
+        verdict = await _work(
+            store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced, cpu
+        )
         if on_wait is not None:
             on_wait(time.monotonic() - began)
         if verdict == "lost":
             return "lost"
+        if verdict == "reaped":
+            log.info("job %s: its instance got no request for its idle period and was reaped", job_id)
+            await store.abandon(job_id, ctx.instance, f"instance reaped while idle at step {step.seq}")
+            return "reaped"
         if verdict == "abandon":
-            await store.release(job_id, ctx.instance)
-            return "released"
+            return await _let_go(store, job_id, ctx.instance, cpu is not None, step.seq)
         if upstream_fails(job_id, step.seq, row.attempt, upstream_failure_rate):
             log.info("job %s step %d: upstream call failed (retryable)", job_id, step.seq)
             await store.release(job_id, ctx.instance, error=f"upstream call failed at step {step.seq}")
@@ -240,6 +252,19 @@ async def run_job(
     return "done" if ok else "lost"
 
 
+async def _let_go(store: Store, job_id: uuid.UUID, instance: str, in_instance: bool, seq: int) -> Outcome:
+    """On shutdown: release the job for another instance, unless it was a task of this instance.
+
+    A background task of a request-billed instance (seeds/003) has nobody to
+    hand it to: it dies with its instance, unfinished.
+    """
+    if in_instance:
+        await store.abandon(job_id, instance, f"its instance shut down at step {seq}")
+        return "reaped"
+    await store.release(job_id, instance)
+    return "released"
+
+
 def upstream_fails(job_id: uuid.UUID, seq: int, attempt: int, rate: float) -> bool:
     """Whether this step's external call fails on this attempt (deterministic per job, step, attempt).
 
@@ -261,8 +286,15 @@ async def _work(
     grace_budget_s: float,
     shutdown: asyncio.Event,
     fenced: bool = True,
-) -> Literal["finished", "abandon", "lost"]:
-    """Spend the step's duration, heartbeating; decide what to do on shutdown."""
+    cpu: CpuGate | None = None,
+) -> Literal["finished", "abandon", "lost", "reaped"]:
+    """Spend the step's duration, heartbeating; decide what to do on shutdown.
+
+    With ``cpu``, time the instance spends throttled does not count: the
+    deadline moves on by every slice spent waiting for CPU.
+    """
+    if cpu is not None:
+        return await _throttled_work(store, job_id, instance, step, heartbeat_s, shutdown, fenced, cpu)
     deadline = time.monotonic() + step.duration_s
     finishing = False
     while True:
@@ -283,6 +315,41 @@ async def _work(
                 continue
         if time.monotonic() < deadline and not await store.heartbeat(job_id, instance) and fenced:
             return "lost"
+
+
+async def _throttled_work(
+    store: Store,
+    job_id: uuid.UUID,
+    instance: str,
+    step: Step,
+    heartbeat_s: float,
+    shutdown: asyncio.Event,
+    fenced: bool,
+    cpu: CpuGate,
+) -> Literal["finished", "abandon", "lost", "reaped"]:
+    """The step's work on a request-billed instance: it advances only in slices the instance has CPU.
+
+    The lease is still renewed while throttled (the instance is alive, only
+    slow), so no watchdog takes the job elsewhere; a reaped instance stops.
+    """
+    left = step.duration_s
+    last_beat = time.monotonic()
+    while left > 0:
+        if shutdown.is_set():
+            return "abandon"
+        verdict, tick = cpu()
+        tick = min(tick, heartbeat_s)
+        if verdict == "reaped":
+            return "reaped"
+        began = time.monotonic()
+        await asyncio.sleep(min(left, tick) if verdict == "run" else tick)
+        if verdict == "run":
+            left -= time.monotonic() - began
+        if time.monotonic() - last_beat >= heartbeat_s:
+            last_beat = time.monotonic()
+            if not await store.heartbeat(job_id, instance) and fenced:
+                return "lost"
+    return "finished"
 
 
 class JobPool:
@@ -312,11 +379,26 @@ class JobPool:
         return job_id in self.tasks
 
     def start(
-        self, job_id: uuid.UUID, kind: ContextKind, *, from_pending: bool = True, trigger: str = DISPATCH
+        self,
+        job_id: uuid.UUID,
+        kind: ContextKind,
+        *,
+        from_pending: bool = True,
+        trigger: str = DISPATCH,
+        throttle: RequestCpu | None = None,
     ) -> bool:
-        """Run the job here in the background; ``trigger`` says what started this execution."""
+        """Run the job here in the background; ``trigger`` says what started this execution.
+
+        ``throttle``: this instance has request-based billing, so the job gets
+        CPU only as the policy says from this process's requests (its meters).
+        """
         if job_id in self.tasks or self.shutdown.is_set():
             return False
+        cpu: CpuGate | None = None
+        if throttle is not None:
+            if self.meters is None:
+                raise RuntimeError("a throttled job needs the instance's meters")
+            cpu = _gate(throttle, self.meters, time.monotonic())
         ctx = ExecutionContext(
             kind=kind, service=self.service, instance=self.instance, extra={"trigger": trigger}
         )
@@ -331,6 +413,7 @@ class JobPool:
                 hooks=self.hooks,
                 upstream_failure_rate=self.upstream_failure_rate,
                 on_wait=self.meters.work_waited if self.meters is not None else None,
+                cpu=cpu,
             ),
             name=f"job-{job_id}",
         )
@@ -365,3 +448,15 @@ class JobPool:
             task.cancel()
         if still:
             await asyncio.wait(still, timeout=2)
+
+
+def _gate(policy: RequestCpu, meters: Meters, started: float) -> CpuGate:
+    """The policy, asked with this instance's requests as its metering sees them."""
+    clock = meters.clock
+
+    def decide() -> tuple[Cpu, float]:
+        return policy.decide(
+            clock.in_flight, clock.last_request_end, started, time.monotonic()
+        ), policy.tick_s
+
+    return decide

@@ -69,6 +69,8 @@ class _Clock:
 
     idle_tail_s: float = 0.0
     in_flight: int = 0
+    #: When the last request ended (monotonic; None before the first one ended).
+    last_request_end: float | None = None
     busy_since: float | None = None
     busy_total: float = 0.0
     busy_periods: int = 0
@@ -117,6 +119,7 @@ class _Clock:
             self.held.discard(key)
             self.held_closed_total += now - start
         self.in_flight -= 1
+        self.last_request_end = now
         if self.in_flight == 0 and self.busy_since is not None:
             self.busy_total += now - self.busy_since
             self.busy_since = None

@@ -38,6 +38,7 @@ def test_upstream_failures_are_seeded_per_job_step_and_attempt() -> None:
         ("relay", "worker/worker-background", False),
         ("relay:ack-at-end", "worker/request", False),
         ("polling", "worker/worker-background", True),
+        ("polling:in-instance", "api/instance-background", True),
         ("sse", "worker/worker-background", True),
     ],
 )
@@ -50,7 +51,7 @@ def test_transports_declare_where_their_work_runs_and_whether_a_lease_watchdog_i
 
 
 def test_every_transport_declares_a_context_of_the_known_kinds() -> None:
-    kinds = {"request", "worker-background", "job-runner"}
+    kinds = {"request", "worker-background", "job-runner", "instance-background"}
     for transport in REGISTRY.values():
         for variant in (None, *transport.variants):
             service, _, kind = transport.context_for(variant).partition("/")

@@ -15,15 +15,30 @@ BILLING = (
     ),
 )
 
+#: ``in-instance``: no worker; the API instance runs the job between the polls it serves.
+IN_INSTANCE_BILLING = (
+    Billed(
+        "api",
+        Mode.CLOUD_RUN_REQUEST,
+        "api",
+        why="seeds/003: the job runs on the API instance, which is billed (and has CPU) per request",
+    ),
+)
+
 TRANSPORT = Transport(
     name="polling",
     server=PollingServer(),
     client=PollingWatcher,
     package=__name__,
-    variants=frozenset({"log"}),
-    summary="202 + status URL polled for the job's current state (ETag, Retry-After); :log reads the log",
+    variants=frozenset({"log", "in-instance"}),
+    summary=(
+        "202 + status URL polled for the job's current state (ETag, Retry-After); :log reads the log;"
+        " :in-instance runs the job on the accepting API instance, CPU only while it serves a request"
+    ),
+    variant_contexts={"in-instance": "api/instance-background"},
     lease_watchdog=True,
-    billing={"": BILLING},
+    billing={"": BILLING, "in-instance": IN_INSTANCE_BILLING},
+    grants="grants.toml",
     timers=(CONNECT_TIMER, READ_TIMER),
 )
 

@@ -75,6 +75,10 @@ class PollingWatcher:
         self.backoff = Backoff(initial=2.0 * self.interval, ceiling=timing.scaled(30.0), jitter=0.5)
         #: The state poller sees only the current state: its missed steps are coalesced, not lost.
         self.log = settings.variant == "log"
+        #: ``in-instance``: the job runs on the API instance that accepted it (same status URL).
+        self.create_path = (
+            "/polling/in-instance/jobs" if settings.variant == "in-instance" else "/polling/jobs"
+        )
         self.coalesces = not self.log
 
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
@@ -92,7 +96,7 @@ class PollingWatcher:
         async with phone_client(base, self.settings.timing) as http:
             created = await submit_job(
                 http,
-                "/polling/jobs",
+                self.create_path,
                 request.body(),
                 self.backoff.delay,
                 phone=request.owner,

@@ -7,6 +7,14 @@ Nothing else: a step that starts and ends between two polls is never seen
 cursor form (variant ``polling:log``): the state plus every event with
 ``seq > N``, so a poller misses nothing.
 
+``POST /polling/in-instance/jobs`` (variant ``polling:in-instance``, the
+Cloud Run article, seeds/003) runs the job as a background task of the API
+instance that accepted it, not on a worker. That instance has request-based
+billing: the job advances only while the instance is serving a request
+(:mod:`progressbench.core.throttle`), and an instance that gets no request for
+its idle period is reaped with the job. The status stays in the shared store,
+so any instance answers the polls.
+
 The ``ETag`` covers exactly what the body would say (status, step, attempt,
 and for the cursor form the cursor and the last event in it), so an
 unchanged job answers ``304`` and costs the phone a few bytes. A status
@@ -21,18 +29,21 @@ testbed needs sub-second values).
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from progressbench.transports.polling.etags import EtagCache
 
+from progressbench.core.throttle import RequestCpu
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.meters import retry_after_header
 from progressbench.kit.notify import NotifyHub, hub_for
 from progressbench.kit.store import EventRow, JobRow
 
 PREFIX = "/polling"
+log = logging.getLogger(__name__)
 
 
 def _etag(*parts: object) -> str:
@@ -85,6 +96,22 @@ class PollingServer:
             created = await ctx.create_job(body, "polling", owner)
             job_id = created.job.id
             ctx.spawn(ctx.dispatch(job_id), name=f"dispatch-{job_id}")
+            href = f"{PREFIX}/jobs/{job_id}"
+            response.headers["Location"] = href
+            return {"job_id": str(job_id), "href": href, "token": created.token, "status": "pending"}
+
+        @router.post("/in-instance/jobs", status_code=202)
+        async def create_in_instance(
+            body: CreateJob, response: Response, owner: str = Depends(ctx.current_user)
+        ) -> dict[str, object]:
+            created = await ctx.create_job(body, "polling:in-instance", owner)
+            job_id = created.job.id
+            throttle = RequestCpu(
+                grant_s=timing.scaled(timing.request_cpu_grant_s),
+                idle_s=timing.scaled(timing.scale_down_idle_s),
+            )
+            if not ctx.jobs.start(job_id, "instance-background", throttle=throttle):
+                log.warning("job %s: this instance is shutting down, it stays pending", job_id)
             href = f"{PREFIX}/jobs/{job_id}"
             response.headers["Location"] = href
             return {"job_id": str(job_id), "href": href, "token": created.token, "status": "pending"}
