@@ -38,7 +38,6 @@ TRANSPORT = Transport(
     variant_contexts={"in-instance": "api/instance-background"},
     lease_watchdog=True,
     billing={"": BILLING, "in-instance": IN_INSTANCE_BILLING},
-    grants="grants.toml",
     timers=(CONNECT_TIMER, READ_TIMER),
 )
 
