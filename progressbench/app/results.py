@@ -152,30 +152,27 @@ def load_summary(folder: Path) -> Summary:
     return parse_summary(text, str(path))
 
 
-def load_events(folder: Path) -> pd.DataFrame:
-    """``events.csv`` of a results folder; an empty table with its columns when it is absent."""
-    path = folder / EVENTS
+def _load_table(folder: Path, name: str, row: type, what: str) -> pd.DataFrame:
+    """One CSV table of a results folder; an empty table with its columns when it is absent."""
+    path = folder / name
     if path.exists():
         try:
             return pd.read_csv(path)
         except (ValueError, OSError, pd.errors.ParserError) as exc:  # binary, empty, torn
             raise ResultsError(
-                f"{path}: unreadable events table ({str(exc).splitlines()[0][:160]})"
+                f"{path}: unreadable {what} table ({str(exc).splitlines()[0][:160]})"
             ) from None
-    return pd.DataFrame(columns=_columns(EventRow))
+    return pd.DataFrame(columns=_columns(row))
+
+
+def load_events(folder: Path) -> pd.DataFrame:
+    """``events.csv`` of a results folder; an empty table with its columns when it is absent."""
+    return _load_table(folder, EVENTS, EventRow, "events")
 
 
 def load_sessions(folder: Path) -> pd.DataFrame:
     """``sessions.csv`` of a results folder; an empty table with its columns when it is absent."""
-    path = folder / SESSIONS
-    if path.exists():
-        try:
-            return pd.read_csv(path)
-        except (ValueError, OSError, pd.errors.ParserError) as exc:  # binary, empty, torn
-            raise ResultsError(
-                f"{path}: unreadable sessions table ({str(exc).splitlines()[0][:160]})"
-            ) from None
-    return pd.DataFrame(columns=_columns(SessionRow))
+    return _load_table(folder, SESSIONS, SessionRow, "sessions")
 
 
 def sample_records(folder: Path, per_cell: int = 40) -> dict[tuple[str, str], list[SessionRecord]]:

@@ -56,16 +56,21 @@ def toxiproxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert code == 0, f"toxiproxy exited {code}; log:\n{log_path.read_text()}"
 
 
-@pytest.fixture
-def control(chaos_url: str) -> Iterator[ProxyControl]:
-    """The adapter; afterwards the server is reset and every proxy deleted."""
-    ctl = ProxyControl(chaos_url, timeout=10 * UNIT)
+def managed_control(url: str) -> Iterator[ProxyControl]:
+    """The adapter on ``url``; afterwards the server is reset and every proxy deleted."""
+    ctl = ProxyControl(url, timeout=10 * UNIT)
     try:
         yield ctl
     finally:
         ctl.reset()
         for name in ctl.proxies():
             ctl.delete_proxy(name)
+
+
+@pytest.fixture
+def control(chaos_url: str) -> Iterator[ProxyControl]:
+    """The adapter on the bundled proxy (reset afterwards)."""
+    yield from managed_control(chaos_url)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from progressbench.core.errors import ChaosError, UnsupportedToxic
 from tests.helpers import UNIT, wait_until
+from tests.integration.chaos.conftest import managed_control
 from tests.integration.chaos.proxy_harness import (
     Clients,
     Servers,
@@ -67,13 +68,7 @@ def server_url(request: pytest.FixtureRequest, implementation: str) -> str:
 @pytest.fixture
 def control(server_url: str) -> Iterator[ProxyControl]:
     """The adapter on the server under test; afterwards it is reset and every proxy deleted."""
-    ctl = ProxyControl(server_url, timeout=10 * UNIT)
-    try:
-        yield ctl
-    finally:
-        ctl.reset()
-        for name in ctl.proxies():
-            ctl.delete_proxy(name)
+    yield from managed_control(server_url)
 
 
 async def echo_proxy(actl: AsyncProxyControl, servers: Servers) -> ProxyInfo:
