@@ -32,6 +32,7 @@ from progressbench.core.summary import (
     Saturation,
     Summary,
 )
+from progressbench.core.throttle import throttled
 from progressbench.core.timers import Distortion as CoreDistortion
 from progressbench.core.timers import distortions, order_flips
 from progressbench.reports.cell_cost import cell_cost, curve_rows, planned_span, window_of
@@ -184,12 +185,15 @@ def job_timings(records: Sequence[SessionRecord], truth: Mapping[str, JobTruth])
     """Jobs that ran exactly once, start to finish, beside their plan (both in compressed seconds).
 
     A job that ran twice (a restart, a redelivery) or belongs to a session
-    with several executions measures the fault, not the host's pace.
+    with several executions measures the fault, not the host's pace; so does a
+    job whose platform throttled its CPU by design (``polling:in-instance``).
     """
     timings: list[JobTiming] = []
     for record in records:
         job = truth.get(record.job_id or "")
         if job is None or record.extra_job_ids or not record.planned_job_s or job.ran_twice:
+            continue
+        if any(throttled(c) for c in job.contexts):
             continue
         if job.status != "done" or job.started_wall_ns is None or job.finished_wall_ns is None:
             continue

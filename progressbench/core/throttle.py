@@ -25,6 +25,16 @@ from typing import Literal
 
 Cpu = Literal["run", "wait", "reaped"]
 
+#: Execution-context kinds whose CPU the platform throttles outside requests: a job of such a
+#: kind runs slower than its plan by design, so its pace says nothing about the host's (the
+#: saturation guard leaves it out).
+THROTTLED_KINDS = frozenset({"instance-background"})
+
+
+def throttled(context: str) -> bool:
+    """True for a ``"<service>/<kind>"`` execution context whose kind is throttled."""
+    return context.rpartition("/")[2] in THROTTLED_KINDS
+
 
 @dataclass(frozen=True)
 class RequestCpu:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from progressbench.app.scoring import job_timings
+from progressbench.core.events import SessionRecord
+from progressbench.core.ledger import JobTruth
 from progressbench.core.saturation import CpuSeries, JobTiming, job_slowdown, judge
 
 
@@ -56,3 +59,47 @@ def test_without_samples_or_jobs_the_figures_are_unknown_not_zero() -> None:
     assert verdict.generator_cpu is None and verdict.machine_cpu is None and verdict.job_slowdown is None
     assert not verdict.saturated
     assert job_slowdown([JobTiming(ran_s=1.0, planned_s=0.0)]) is None
+
+
+def _record(job_id: str) -> SessionRecord:
+    return SessionRecord(
+        session_id=f"s-{job_id}",
+        transport="polling",
+        profile="clean",
+        owner="phone-0",
+        user_index=0,
+        job_index=0,
+        job_id=job_id,
+        started_wall_ns=0,
+        ended_wall_ns=10**10,
+        started_mono_ns=0,
+        ended_mono_ns=10**10,
+        outcome="terminal",
+        stall_threshold_s=0.5,
+        planned_job_s=3.0,
+    )
+
+
+def _truth(job_id: str, context: str, ran_s: float) -> JobTruth:
+    return JobTruth(
+        job_id=job_id,
+        status="done",
+        events=(),
+        contexts=(context,),
+        triggers=("dispatch",),
+        started_wall_ns=0,
+        finished_wall_ns=int(ran_s * 1e9),
+    )
+
+
+def test_a_job_throttled_by_its_platform_does_not_count_as_the_hosts_slowness() -> None:
+    """polling:in-instance's job waits for requests by design; 2.7x its plan is the pattern, not the host."""
+    truth = {
+        "a": _truth("a", "worker/worker-background", 3.3),
+        "b": _truth("b", "api/instance-background", 8.1),
+    }
+    timings = job_timings([_record("a"), _record("b")], truth)
+    assert timings == [JobTiming(ran_s=3.3, planned_s=3.0)]
+    assert not judge([], [30], timings).saturated
+    slow = job_timings([_record("b")], {"b": _truth("b", "api/request", 8.1)})
+    assert judge([], [30], slow).saturated, "the same pace outside a throttled context is the host's"
