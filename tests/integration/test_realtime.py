@@ -143,6 +143,29 @@ async def test_watcher_delivers_the_whole_job_through_realtime(rt_stack: Stack) 
     assert not row.silent_stall
 
 
+def _password_sessions(database_url: str, phone: str) -> int:
+    """Sessions the phone's account has opened (each sign-in, by password or to sign up, is one)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT t.session_id) FROM auth_refresh_tokens t JOIN auth_users u "
+            "ON u.id = t.user_id WHERE u.email LIKE %s",
+            (f"{phone}.%",),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_phone_signs_in_once_and_its_next_job_starts_from_the_stored_session(rt_stack: Stack) -> None:
+    """supabase-js persists its session: a second job of the same phone opens no new sign-in session."""
+    first = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "dora")), 30 * UNIT)
+    assert first.outcome == "terminal", first.error
+    opened = await asyncio.to_thread(_password_sessions, rt_stack.database_url, "dora")
+    assert opened >= 1
+    second = await asyncio.wait_for(run_session(_spec(rt_stack, "realtime", "dora")), 30 * UNIT)
+    assert second.outcome == "terminal", second.error
+    assert progress_seqs(second) == ALL_SEQS
+    assert await asyncio.to_thread(_password_sessions, rt_stack.database_url, "dora") == opened
+
+
 async def test_no_auth_receives_nothing_and_is_a_silent_stall(rt_stack: Stack) -> None:
     """Without set_auth the client joins with the anon key: RLS hides every row, no error arrives,
     the session runs out its deadline, and the ledger flags a silent stall named by the finding."""

@@ -63,6 +63,7 @@ import httpx
 from postgrest.exceptions import APIError
 from progressbench.transports.canary import probe_get
 from progressbench.transports.http import (
+    REFRESH_MARGIN_S,
     SIGN_IN_ATTEMPTS,
     SIGN_IN_TIMEOUT_S,
     access_token,
@@ -92,6 +93,22 @@ REFUSED_CODES = frozenset({"PGRST301", "PGRST302", "PGRST303", "42501"})
 
 #: What the watcher does about one inbox item: the events it reports, as they happen.
 Reaction = AsyncGenerator[ClientEvent, None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A supabase session as the app persists it between jobs (supabase-js ``persistSession``)."""
+
+    access_token: str
+    refresh_token: str
+    expires_at: float
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires_at - REFRESH_MARGIN_S
+
+
+#: By (project URL, phone), for the process's life: the app signs its user in once, not per job.
+_stored: dict[tuple[str, str], _Stored] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +271,12 @@ class RealtimeWatcher:
         against a real project (``supabase_url``) that has never seen it, the client signs up
         once (the project must not require email confirmation). A refusal is a
         :class:`TransportError`; an unreachable sign-in is retried on the submit back-off a
-        bounded number of times.
+        bounded number of times. Like the app (supabase-js persists its session), the phone
+        signs in with its password once: its later jobs start from the stored session, which
+        costs one ``/user`` read instead of a password hash per job.
         """
+        key = (self.project_url, phone)
+        stored = _stored.get(key)
         account = await sign_in(http, phone, self.submit_backoff.delay)
         credentials = {"email": account.email, "password": account.password}
         attempt = 0
@@ -263,11 +284,24 @@ class RealtimeWatcher:
         while True:
             try:
                 async with _patient(sb_http):
-                    answer = await client.auth.sign_in_with_password(credentials)  # type: ignore[arg-type]
+                    if stored is not None and stored.fresh(time.time()):
+                        # The app's start with a persisted session: no password, one /user read.
+                        answer = await client.auth.set_session(stored.access_token, stored.refresh_token)
+                    else:
+                        answer = await client.auth.sign_in_with_password(credentials)  # type: ignore[arg-type]
                 if answer.session is None:
                     raise TransportError("supabase sign-in answered without a session")
+                _stored[key] = _Stored(
+                    answer.session.access_token,
+                    answer.session.refresh_token,
+                    float(answer.session.expires_at or 0),
+                )
                 return answer.session.access_token
             except AuthApiError as exc:
+                if stored is not None:  # the stored session was refused (revoked, signed out): sign in again
+                    stored = None
+                    _stored.pop(key, None)
+                    continue
                 if exc.code == "invalid_credentials" and not signed_up:
                     signed_up = True
                     async with _patient(sb_http):
