@@ -145,6 +145,16 @@ def test_silent_fallbacks_are_zero_everywhere_but_required_under_misdeployed() -
     assert any("silent_fallbacks" in r for r in failing("polling", "clean", silent_fallbacks=1))
     assert any("silent_fallbacks" in r for r in failing("relay", "misdeployed", silent_fallbacks=0))
     assert not any("silent_fallbacks" in r for r in failing("relay", "misdeployed", silent_fallbacks=3))
+    for dispatched in ("sse", "sse:browser", "polling", "polling:log"):
+        assert any("silent_fallbacks" in r for r in failing(dispatched, "misdeployed", silent_fallbacks=0))
+        assert not any(
+            "silent_fallbacks" in r for r in failing(dispatched, "misdeployed", silent_fallbacks=2)
+        )
+    for undispatched in ("sse-naive", "sse-naive:cancel", "polling:in-instance"):
+        assert any("silent_fallbacks" in r for r in failing(undispatched, "misdeployed", silent_fallbacks=1))
+        assert not any(
+            "silent_fallbacks" in r for r in failing(undispatched, "misdeployed", silent_fallbacks=0)
+        )
 
 
 def test_the_realtime_pattern_refetches_on_subscribe_only_and_the_variant_periodically() -> None:
