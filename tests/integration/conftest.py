@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from progressbench.app.supervisor import Stack, StackSettings
-from progressbench.core.config import Timing
+from progressbench.core.config import ServerConditions, Timing
 from tests.helpers import UNIT
 
 #: Jobs in integration tests run at this time scale (a 14-step job takes ~2.5 s).
@@ -67,3 +67,17 @@ def http() -> Iterator[httpx.Client]:
     """A synchronous HTTP client whose timeout is scaled like every other."""
     with httpx.Client(timeout=10 * UNIT) as client:
         yield client
+
+
+@pytest.fixture
+def misdeployed_stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    """No job resource configured (seeds/004), for every pattern that dispatches; the API's request
+    timeout at 40 s real (2 s scaled), so a long job outlives the request that runs it."""
+    with running_stack(
+        tmp_path,
+        database_url,
+        transports=("relay", "realtime", "sse", "polling"),
+        timing=Timing(time_scale=SCALE, request_timeout_s=40.0),
+        conditions=ServerConditions(misdeployed=True),
+    ) as running:
+        yield running

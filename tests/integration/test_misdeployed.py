@@ -8,35 +8,20 @@ the ledger's truth says it ran outside its declared context (the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from progressbench.app.supervisor import Stack
 from progressbench.app.truth import read_truth
-from progressbench.core.config import ServerConditions
 from tests.helpers import UNIT
 from tests.integration.api_client import auth, create_job, event_seqs, job_row, wait_status
-from tests.integration.conftest import running_stack
 
 SHORT: dict[str, Any] = {"step_seconds_min": 2, "step_seconds_max": 2}
 
 
-@pytest.fixture
-def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    with running_stack(
-        tmp_path,
-        database_url,
-        transports=("sse", "polling"),
-        conditions=ServerConditions(misdeployed=True),
-    ) as running:
-        yield running
-
-
-def test_sse_and_polling_jobs_fall_back_into_the_api_request_and_are_named(stack: Stack) -> None:
+def test_sse_and_polling_jobs_fall_back_into_the_api_request_and_are_named(misdeployed_stack: Stack) -> None:
+    stack = misdeployed_stack
     api = stack.endpoints()["api"]
     polled = create_job(stack, "fran", **SHORT)["job_id"]
     body = {"seed": 4, "time_scale": stack.settings.timing.time_scale, "shape": SHORT}

@@ -156,19 +156,6 @@ def test_held_pushes_fill_the_instance_and_the_queue_backs_off_on_429(narrow_sta
     assert max(statuses) >= 2
 
 
-@pytest.fixture
-def misdeployed_stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
-    """No job resource configured; the API's request timeout at 40 s real (2 s scaled)."""
-    with running_stack(
-        tmp_path,
-        database_url,
-        transports=("relay", "realtime"),
-        timing=Timing(time_scale=SCALE, request_timeout_s=40.0),
-        conditions=ServerConditions(misdeployed=True),
-    ) as running:
-        yield running
-
-
 def test_misdeployed_work_runs_in_the_api_request_and_long_jobs_die_silently(
     misdeployed_stack: Stack,
 ) -> None:

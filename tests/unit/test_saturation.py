@@ -6,6 +6,7 @@ from progressbench.app.scoring import job_timings
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import JobTruth
 from progressbench.core.saturation import CpuSeries, JobTiming, job_slowdown, judge
+from tests.unit.test_ledger import record
 
 
 def series(group: str, name: str, *samples: float) -> CpuSeries:
@@ -62,22 +63,7 @@ def test_without_samples_or_jobs_the_figures_are_unknown_not_zero() -> None:
 
 
 def _record(job_id: str) -> SessionRecord:
-    return SessionRecord(
-        session_id=f"s-{job_id}",
-        transport="polling",
-        profile="clean",
-        owner="phone-0",
-        user_index=0,
-        job_index=0,
-        job_id=job_id,
-        started_wall_ns=0,
-        ended_wall_ns=10**10,
-        started_mono_ns=0,
-        ended_mono_ns=10**10,
-        outcome="terminal",
-        stall_threshold_s=0.5,
-        planned_job_s=3.0,
-    )
+    return record([], job_id=job_id, planned_job_s=3.0)
 
 
 def _truth(job_id: str, context: str, ran_s: float) -> JobTruth:
