@@ -67,8 +67,15 @@ def verdicts_table(title: str, verdicts: Sequence[Verdict]) -> Table:
     for col in ("", "cell", "rule", "actual", "note"):
         table.add_column(col)
     for v in verdicts:
-        table.add_row("[green]ok[/]" if v.ok else "[red]FAIL[/]", v.cell, v.rule, _actual(v.actual), v.note)
+        table.add_row(_status(v), v.cell, v.rule, _actual(v.actual), v.note)
     return table
+
+
+def _status(verdict: Verdict) -> str:
+    """ok, FAIL, or a dim dash for a rule no cell of the run matched (it judged nothing)."""
+    if not verdict.ok:
+        return "[red]FAIL[/]"
+    return "[dim]–[/]" if verdict.actual is None and verdict.note == "not run" else "[green]ok[/]"
 
 
 def endpoints_table(endpoints: Mapping[str, str], database_url: str) -> Table:

@@ -8,8 +8,10 @@ import junitparser
 from progressbench.reports.gate import Verdict
 from progressbench.reports.gate_output import junit_xml, summary_markdown
 from progressbench.reports.related import related_files, with_related
+from rich.console import Console
 
 from progressbench.app.phone_stats import phone_requests
+from progressbench.app.tables import verdicts_table
 from progressbench.core.events import Observation
 from progressbench.core.ledger import EventRow, SessionRow
 
@@ -146,3 +148,19 @@ def test_related_files_are_linked_once_from_both_reports(tmp_path: Path) -> None
     assert '<a href="locust/sse__clean.html">' in page
     text = with_related(with_related("# report\n", files, html=False), files, html=False)
     assert text.count("## Related files") == 1 and "- [compare.html](compare.html)" in text
+
+
+def test_the_console_table_does_not_call_a_rule_that_judged_nothing_ok() -> None:
+    verdicts = [
+        Verdict("delivery_ratio >= 1", "sse × clean", 1.0, True, "why"),
+        Verdict("coalesced >= 1", "polling × tunnel", None, True, "not run"),
+        Verdict("lost == 0", "sse × handoff", 3, False, "why"),
+    ]
+    console = Console(width=200, record=True)
+    console.print(verdicts_table("check", verdicts))
+    lines = {
+        line.split("│")[2].strip(): line.split("│")[1].strip()
+        for line in console.export_text().splitlines()
+        if line.count("│") > 3
+    }
+    assert lines == {"sse × clean": "ok", "polling × tunnel": "–", "sse × handoff": "FAIL"}
