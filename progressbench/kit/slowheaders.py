@@ -1,4 +1,4 @@
-"""uvicorn's HTTP/1.1 protocol with a deadline on every request head (issue #13, probe 12).
+"""uvicorn's HTTP/1.1 protocols with a deadline on every request head (issue #13, probe 12).
 
 uvicorn bounds the idle time between requests (``timeout_keep_alive``) but
 not the time a client takes to send a request's line and headers, so a
@@ -20,35 +20,28 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:  # the C parser (uvicorn's own choice when present): a request head parsed in C, not Python
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is a dependency; a stripped install falls back
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
 
-class HeaderDeadlineH11(H11Protocol):
-    """:class:`H11Protocol` that closes a connection whose request head is late; see module doc."""
+
+class _HeadDeadline:
+    """The timer itself, shared by both of uvicorn's HTTP/1.1 protocols."""
 
     header_timeout_s: float = 10.0
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def _deadline_init(self) -> None:
         self._head_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
+    def _head_waiting(self) -> bool:
+        return self.cycle is None or bool(self.cycle.response_complete)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        waiting = self.cycle is None or self.cycle.response_complete
-        if waiting and self._head_timer is None:
-            self._arm()
-        super().data_received(data)
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._disarm()
-
-    def handle_websocket_upgrade(self, event: h11.Request) -> None:
-        self._disarm()
-        super().handle_websocket_upgrade(event)
+    def _head_seen(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._late)
@@ -64,6 +57,63 @@ class HeaderDeadlineH11(H11Protocol):
             self.transport.close()
 
 
-def with_header_timeout(seconds: float) -> type[HeaderDeadlineH11]:
-    """The protocol class to pass as ``uvicorn.Config(http=...)``."""
-    return type("HeaderDeadlineH11", (HeaderDeadlineH11,), {"header_timeout_s": seconds})
+class HeaderDeadlineH11(_HeadDeadline, H11Protocol):
+    """:class:`H11Protocol` that closes a connection whose request head is late; see module doc."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline_init()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_waiting() and self._head_timer is None:
+            self._arm()
+        super().data_received(data)
+        if self._head_seen():
+            self._disarm()
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+
+if HttpToolsProtocol is not None:
+
+    class HeaderDeadlineHttpTools(_HeadDeadline, HttpToolsProtocol):
+        """:class:`HttpToolsProtocol` with the same deadline on every request head."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._deadline_init()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_waiting() and self._head_timer is None:
+                self._arm()
+            super().data_received(data)
+            if self._head_seen():
+                self._disarm()
+
+        def handle_websocket_upgrade(self) -> None:
+            self._disarm()
+            super().handle_websocket_upgrade()
+
+
+def with_header_timeout(seconds: float) -> type[asyncio.Protocol]:
+    """The protocol class to pass as ``uvicorn.Config(http=...)``: httptools' when installed."""
+    base: type[_HeadDeadline] = HeaderDeadlineH11 if HttpToolsProtocol is None else HeaderDeadlineHttpTools
+    return type(base.__name__, (base,), {"header_timeout_s": seconds})
