@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ServerFault = Callable[[FaultStep], tuple[int, int]]
 #: The highest step any job of the cell has committed so far (-1: no job exists yet).
 ProgressProbe = Callable[[], int]
+#: How many jobs the cell's phones have asked for so far.
+JobCount = Callable[[], int]
 
 
 @dataclass
@@ -47,6 +49,11 @@ class ChaosController:
     dispatch_proxy: str | None
     server_fault: ServerFault
     progress: ProgressProbe
+    #: The timeline's clock waits until ``phones`` jobs exist (every phone's app is open and has
+    #: asked for its first job), at most ``start_bound_s`` real seconds, then until the first.
+    jobs: JobCount | None = None
+    phones: int = 1
+    start_bound_s: float = 30.0
     windows: list[FaultWindow] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -85,10 +92,13 @@ class ChaosController:
     # ------------------------------------------------------------------ thread
 
     def _run(self) -> None:
-        # The timeline's clock starts with the first phone's job, not with the
-        # cell: Locust and its agent take a second or more to start, which at
-        # a small time scale is longer than the first fault's offset.
-        while self.progress() < 0:
+        # The timeline's clock starts once the phones have asked for their jobs, not with the
+        # cell: Locust and its agent take a second or more to start, and each app signs its
+        # user in first. Those are real work at any time scale (a password hash is ~0.1 s of
+        # CPU), so at a small scale a burst of sign-ins would otherwise span the first fault
+        # offsets, which time the job, not the app's start-up.
+        bound = time.monotonic() + self.start_bound_s
+        while not self._phones_started(bound):
             if self._stop.wait(0.02):
                 return
         self._t0 = time.monotonic()
@@ -106,6 +116,11 @@ class ChaosController:
         except Exception as exc:  # recorded and reported; stop() still cleans up
             log.exception("chaos timeline %s failed", self.profile.name)
             self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def _phones_started(self, bound: float) -> bool:
+        if self.jobs is not None and time.monotonic() < bound:
+            return self.jobs() >= self.phones
+        return self.progress() >= 0
 
     def _wait_until_due(self, action: Action) -> bool:
         if action.at_s is None:  # a server fault timed against job progress

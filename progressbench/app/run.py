@@ -130,6 +130,8 @@ def run_cell(
             dispatch_proxy=stack.dispatch_proxy,
             server_fault=lambda step: stack.server_fault(step.fault),
             progress=probe,
+            jobs=probe.jobs,
+            phones=config.users,
         )
         controller.start()
     canary = Canary(

@@ -54,6 +54,12 @@ class SessionSpec(BaseModel):
         return 2.0 * self.shape.step_seconds_max * self.timing.time_scale
 
 
+#: How long an app's start-up (:class:`Prepared`: a page loading, the user's sign-in) may take
+#: before the session gives up, in real seconds, not scaled: what it waits on is real work at any
+#: time scale (Chromium starting, a password hash), and it is not part of the job's time.
+APP_START_BOUND_S = 120.0
+
+
 async def run_session(spec: SessionSpec) -> SessionRecord:
     transport, variant = resolve(spec.transport)
     settings = ClientSettings(
@@ -74,8 +80,8 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
     app = contextlib.AsyncExitStack()
     try:
         if isinstance(watcher, Prepared):  # the app's own start-up, before the user taps
-            async with asyncio.timeout(deadline):
-                await app.enter_async_context(watcher.prepared())
+            async with asyncio.timeout(max(deadline, APP_START_BOUND_S)):
+                await app.enter_async_context(watcher.prepared(spec.owner))
             started_wall, started_mono = time.time_ns(), time.monotonic_ns()
         api = spec.endpoints.get("api")
         if api:  # the app signs in once, before its first job: not part of any job's time

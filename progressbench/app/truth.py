@@ -105,5 +105,12 @@ class ProgressProbe:
         ).fetchone()
         return int(row[0]) if row else -1
 
+    def jobs(self) -> int:
+        """How many jobs have been created since ``since`` (the phones' taps)."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM jobs WHERE created_at >= %s", (self._since,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
     def close(self) -> None:
         self._conn.close()

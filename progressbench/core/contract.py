@@ -101,12 +101,12 @@ class Watcher(Protocol):
 class Prepared(Protocol):
     """Optional for a watcher: the app's own start-up, before its user taps (a page loading).
 
-    The session driver enters :meth:`prepared` before it starts the
-    session's clock (as it signs the phone in) and leaves it after the
-    session: what happens in there is not the job's time.
+    The session driver enters :meth:`prepared` (with the phone's name: an app
+    signs its user in at start-up) before it starts the session's clock and
+    leaves it after the session: what happens in there is not the job's time.
     """
 
-    def prepared(self) -> AbstractAsyncContextManager[None]: ...
+    def prepared(self, phone: str) -> AbstractAsyncContextManager[None]: ...
 
 
 @dataclass(frozen=True)

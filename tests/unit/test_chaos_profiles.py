@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any, cast
+
 import pytest
+from progressbench.chaos.controller import ChaosController
 from progressbench.chaos.profiles import BUILTIN, FaultStep, Profile, get_profile
 from progressbench.chaos.timeline import scaled_attributes, schedule
 from pydantic import ValidationError
@@ -163,3 +167,27 @@ def test_mobile_faults_keep_their_real_world_lengths_at_every_scale() -> None:
     assert heartbeat_s * 1000 < idle_ms < shape.longest_step_s * 1000
     assert scaled_attributes({"timeout": idle_ms}, 0.05) == {"timeout": 3000}
     assert get_profile("sleep").steps[0].for_s == 60
+
+
+def test_the_timeline_clock_waits_until_every_phone_has_asked_for_its_job() -> None:
+    """Sign-ins are real CPU at any time scale: the profile's offsets time the jobs, not them."""
+    asked = [0]
+    controller = ChaosController(
+        control=cast(Any, None),
+        profile=get_profile("handoff"),
+        time_scale=0.05,
+        cell_proxies=[],
+        dispatch_proxy=None,
+        server_fault=lambda step: (0, 0),
+        progress=lambda: 0,
+        jobs=lambda: asked[0],
+        phones=3,
+    )
+    later = time.monotonic() + 60
+    assert not controller._phones_started(later)
+    asked[0] = 2
+    assert not controller._phones_started(later)
+    asked[0] = 3
+    assert controller._phones_started(later)
+    asked[0] = 1
+    assert controller._phones_started(time.monotonic() - 1), "past the bound, the first job starts it"

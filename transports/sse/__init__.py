@@ -50,10 +50,10 @@ class ResumableClient:
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
         return await self.watcher.probe(phone, victim_job_id, window_s)
 
-    def prepared(self) -> AbstractAsyncContextManager[None]:
+    def prepared(self, phone: str) -> AbstractAsyncContextManager[None]:
         """A page loads before its session's clock starts; a Python phone has nothing to load."""
         if isinstance(self.watcher, BrowserSseWatcher):
-            return self.watcher.prepared()
+            return self.watcher.prepared(phone)
         return contextlib.nullcontext()
 
 

@@ -250,8 +250,9 @@ class BrowserSseWatcher:
         return await self.python.probe(phone, victim_job_id, window_s)
 
     @contextlib.asynccontextmanager
-    async def prepared(self) -> AsyncIterator[None]:
-        """The phone's page, loaded and waiting for its job, for as long as this is entered."""
+    async def prepared(self, phone: str = "") -> AsyncIterator[None]:
+        """The phone's page, loaded and waiting for its job, for as long as this is entered
+        (the page signs nobody in: the phone's token reaches it with the job)."""
         if self._page is not None:
             yield
             return
