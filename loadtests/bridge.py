@@ -10,13 +10,14 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
+
+from progressbench.app.processes import python_module
 
 
 class AgentDied(RuntimeError):
@@ -30,7 +31,7 @@ class Bridge:
         self._on_orphan = on_orphan
         self._orphaned: set[int] = set()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "progressbench.loadtests.agent"],
+            python_module("progressbench.loadtests.agent"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,

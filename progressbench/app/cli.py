@@ -19,7 +19,7 @@ from rich.console import Console
 
 from progressbench.app import interrupts
 from progressbench.app.configure import model_call_range, run_config, step_range
-from progressbench.app.processes import terminate
+from progressbench.app.processes import python_module, terminate
 from progressbench.core.config import DEFAULT_PROFILES, DEFAULT_TIME_SCALE, benchmark_waves, split_list
 from progressbench.core.errors import ProgressbenchError, StackError
 
@@ -344,7 +344,7 @@ def chaos_proxy(
     seed: Annotated[int | None, typer.Option(help="Seed for toxicity rolls and jitter.")] = None,
 ) -> None:
     """Run the Toxiproxy-compatible chaos proxy standalone, until Ctrl-C."""
-    args = [sys.executable, "-m", "progressbench.chaos.proxy", "--host", host, "--port", str(port)]
+    args = [*python_module("progressbench.chaos.proxy"), "--host", host, "--port", str(port)]
     if config is not None:
         args += ["--config", str(config)]
     if seed is not None:

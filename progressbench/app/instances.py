@@ -27,14 +27,13 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from progressbench.app.interrupts import deferred
-from progressbench.app.processes import listen_socket, socket_url, spawn, stop_all, tail
+from progressbench.app.processes import listen_socket, python_module, socket_url, spawn, stop_all, tail
 from progressbench.core.config import SERVICE_CONFIG_ENV, ServiceConfig
 from progressbench.core.errors import StackError
 from progressbench.kit.runtime import (
@@ -140,7 +139,7 @@ class Fleet:
         log_path = self.log_dir / f"{name}.log"
         with deferred():  # a stop signal must not fall between starting it and owning it
             process = spawn(
-                [sys.executable, "-m", service.module],
+                python_module(service.module),
                 log_path,
                 env={
                     SERVICE_CONFIG_ENV: config.model_dump_json(),
@@ -193,7 +192,7 @@ class Fleet:
             with deferred():
                 procs.append(
                     spawn(
-                        [sys.executable, "-m", JOB_RUNNER_MODULE, *job_ids],
+                        [*python_module(JOB_RUNNER_MODULE), *job_ids],
                         self.log_dir / f"job-runner-task{index}-attempt{attempt}.log",
                         env={
                             SERVICE_CONFIG_ENV: config.model_dump_json(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.cell_result import cell_name
 from progressbench.app.interrupts import deferred
-from progressbench.app.processes import spawn, stop_all
+from progressbench.app.processes import python_module, spawn, stop_all
 from progressbench.kit.database import free_port
 
 #: Told the number of sessions collected so far, a few times a second.
@@ -51,7 +50,7 @@ def _count_lines(path: Path) -> int:
 
 
 def _commands(plan: CellPlan, locust_workers: int, log_dir: Path) -> list[tuple[list[str], Path]]:
-    base = [sys.executable, "-m", "progressbench.loadtests.headless"]
+    base = python_module("progressbench.loadtests.headless")
     name = cell_name(plan.transport, plan.profile)
     if not locust_workers:
         return [([*base, "--role", "local"], log_dir / f"locust-{name}.log")]

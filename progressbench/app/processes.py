@@ -17,12 +17,20 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 #: How long a child may take to leave after SIGKILL before we stop waiting for it.
 REAP_S = 10.0
+
+
+def python_module(module: str) -> list[str]:
+    """The command that runs ``python -m module`` in a child, with this interpreter and without
+    the working directory on its path (``-P``): a run started inside another checkout (a folder
+    with its own ``progressbench/``) would otherwise mix that checkout's modules with these."""
+    return [sys.executable, "-P", "-m", module]
 
 
 def listen_socket() -> socket.socket:

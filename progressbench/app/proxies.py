@@ -14,12 +14,11 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from progressbench.app.interrupts import deferred
-from progressbench.app.processes import listen_socket, socket_url, spawn, tail, terminate
+from progressbench.app.processes import listen_socket, python_module, socket_url, spawn, tail, terminate
 from progressbench.chaos.client import ProxyControl, ProxyInfo
 from progressbench.core.errors import ChaosError, StackError
 
@@ -68,9 +67,7 @@ class StackProxies:
         with deferred():  # a stop signal must not fall between starting it and owning it
             process = spawn(
                 [
-                    sys.executable,
-                    "-m",
-                    "progressbench.chaos.proxy",
+                    *python_module("progressbench.chaos.proxy"),
                     "--fd",
                     str(sock.fileno()),
                     "--parent-pid",

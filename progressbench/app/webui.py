@@ -9,12 +9,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from progressbench.app.cell import CELL_ENV, CellPlan
-from progressbench.app.processes import terminate
+from progressbench.app.processes import python_module, terminate
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.chaos.profiles import get_profile
 from progressbench.core.config import RunConfig
@@ -70,9 +69,7 @@ def serve_web_ui(
         )
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "locust",
+                *python_module("locust"),
                 "-f",
                 str(locustfile()),
                 "--web-host",
