@@ -156,6 +156,7 @@ async def run_job(
     grace_budget = timing.scaled(timing.shutdown_grace_s) * GRACE_BUDGET
     context = ctx.as_json()
     log.info("job %s attempt %d from step %d on %s", job_id, row.attempt, row.current_step, ctx.instance)
+    pulse = Pulse(store, job_id, ctx.instance)
 
     for step in job_plan.remaining(row.current_step):
         if shutdown.is_set():
@@ -184,7 +185,7 @@ async def run_job(
             return "failed" if ok else "lost"
         began = time.monotonic()
         verdict = await _work(
-            store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced, cpu
+            store, job_id, ctx.instance, step, heartbeat_s, grace_budget, shutdown, fenced, cpu, pulse
         )
         if on_wait is not None:
             on_wait(time.monotonic() - began)
@@ -277,6 +278,57 @@ def upstream_fails(job_id: uuid.UUID, seq: int, attempt: int, rate: float) -> bo
     return random.Random(int.from_bytes(digest, "big")).random() < rate
 
 
+#: Lease renewals still in flight (asyncio keeps only weak references to tasks).
+_BEATS: set[asyncio.Task[bool]] = set()
+
+
+def _beat_done(task: asyncio.Task[bool]) -> None:
+    _BEATS.discard(task)
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("lease renewal failed: %r", exc)
+
+
+class Pulse:
+    """A job's lease renewal beside its work: at most one heartbeat in flight, never waited for.
+
+    A worker renews its lease on a timer while the work (a model call, an
+    upload) runs; the work does not wait for the database. Awaited inline,
+    every heartbeat's latency was added to the step: a step of 0.3 s with one
+    renewal took 0.3 s plus a round trip, and the 30-90 s model call (scaled)
+    one round trip per heartbeat interval. Under load (hundreds of jobs on one
+    instance, their heartbeats denser by the time scale) the round trips grew,
+    steps took several times their plan, more jobs ran at once, and every
+    query got slower still. Here the work keeps its planned duration; a
+    renewal that has not answered yet is not sent twice, so a slow database
+    sees one pending heartbeat per job, not a queue of them. A renewal that
+    found the lease taken is seen at the next interval (and the step's
+    commit checks the lease in its own transaction anyway).
+    """
+
+    def __init__(self, store: Store, job_id: uuid.UUID, instance: str) -> None:
+        self._store = store
+        self._job_id = job_id
+        self._instance = instance
+        self._beat: asyncio.Task[bool] | None = None
+
+    def lost(self) -> bool:
+        """Whether the last answered renewal found another holder (re-raises its failure)."""
+        beat = self._beat
+        if beat is None or not beat.done():
+            return False
+        self._beat = None
+        return not beat.result()
+
+    def renew(self) -> None:
+        """Send a renewal unless one is still in flight."""
+        if self._beat is not None:
+            return
+        beat = asyncio.create_task(self._store.heartbeat(self._job_id, self._instance))
+        _BEATS.add(beat)
+        beat.add_done_callback(_beat_done)
+        self._beat = beat
+
+
 async def _work(
     store: Store,
     job_id: uuid.UUID,
@@ -287,14 +339,16 @@ async def _work(
     shutdown: asyncio.Event,
     fenced: bool = True,
     cpu: CpuGate | None = None,
+    pulse: Pulse | None = None,
 ) -> Literal["finished", "abandon", "lost", "reaped"]:
-    """Spend the step's duration, heartbeating; decide what to do on shutdown.
+    """Spend the step's duration, renewing the lease beside it (:class:`Pulse`); react to shutdown.
 
     With ``cpu``, time the instance spends throttled does not count: the
     deadline moves on by every slice spent waiting for CPU.
     """
     if cpu is not None:
         return await _throttled_work(store, job_id, instance, step, heartbeat_s, shutdown, fenced, cpu)
+    pulse = pulse or Pulse(store, job_id, instance)
     deadline = time.monotonic() + step.duration_s
     finishing = False
     while True:
@@ -313,8 +367,10 @@ async def _work(
                 await asyncio.wait_for(shutdown.wait(), timeout=wait)
             if shutdown.is_set():
                 continue
-        if time.monotonic() < deadline and not await store.heartbeat(job_id, instance) and fenced:
+        if pulse.lost() and fenced:
             return "lost"
+        if time.monotonic() < deadline:
+            pulse.renew()
 
 
 async def _throttled_work(
