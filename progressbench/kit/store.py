@@ -298,6 +298,20 @@ class Store:
         self._on_write(1)
         return cur.rowcount == 1
 
+    async def heartbeat_many(self, job_ids: Sequence[uuid.UUID], instance: str) -> set[uuid.UUID]:
+        """Refresh the leases ``instance`` holds on ``job_ids`` in one statement; the ids still its own."""
+        if not job_ids:
+            return set()
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET heartbeat_at = clock_timestamp() "
+                "WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' RETURNING id",
+                (list(job_ids), instance),
+            )
+            rows = await cur.fetchall()
+        self._on_write(1)
+        return {cast(Row, r)["id"] for r in rows}
+
     async def commit_step(
         self,
         job_id: uuid.UUID,
