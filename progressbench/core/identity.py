@@ -184,7 +184,7 @@ def scrypt_n(time_scale: float) -> int:
     if time_scale >= 1:
         return SCRYPT_N
     exponent = math.floor(math.log2(SCRYPT_N * time_scale) + 1e-9)
-    return max(2**exponent, MIN_SCRYPT_N)
+    return max(1 << max(exponent, 0), MIN_SCRYPT_N)
 
 
 def hash_password(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
