@@ -133,3 +133,30 @@ async def test_a_job_run_by_a_pool_keeps_its_lease_through_a_long_step(database_
     finally:
         await renewer.close()
         await store.close()
+
+
+async def test_a_step_commit_is_one_statement_fenced_by_the_lease(database_url: str) -> None:
+    """The single-statement commit writes the step run, the event and its notification together,
+    and nothing at all for an instance that lost the lease."""
+    store = Store(database_url)
+    await store.open()
+    try:
+        job_id = await _claimed(store)
+        step = Step(1, "w", 1, 6, duration_s=0.01)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as listener:
+            await listener.execute("LISTEN job_events")
+            assert await store.commit_step(job_id, "alice", step, 6, 1, "w1", CTX.as_json(), worked_s=0.01)
+            note = await anext(listener.notifies(timeout=10 * UNIT))
+            assert note.payload == f'["{job_id}", 1]'
+            await listener.execute("UPDATE jobs SET lease_owner = 'w2' WHERE id = %s", (job_id,))
+            second = Step(2, "w", 2, 6, duration_s=0.01)
+            assert not await store.commit_step(job_id, "alice", second, 6, 1, "w1", CTX.as_json())
+            cur = await listener.execute(
+                "SELECT (SELECT array_agg(seq ORDER BY seq) FROM step_runs WHERE job_id = %(id)s),"
+                " (SELECT array_agg(seq ORDER BY seq) FROM job_events WHERE job_id = %(id)s),"
+                " (SELECT current_step FROM jobs WHERE id = %(id)s)",
+                {"id": job_id},
+            )
+            assert await cur.fetchone() == ([1], [1], 1)
+    finally:
+        await store.close()
