@@ -324,14 +324,32 @@ class Store:
         return cur.rowcount == 1
 
     async def heartbeat_many(self, job_ids: Sequence[uuid.UUID], instance: str) -> set[uuid.UUID]:
-        """Refresh the leases ``instance`` holds on ``job_ids`` in one statement; the ids still its own."""
+        """Refresh the leases ``instance`` holds on ``job_ids`` in one statement; the ids still its own.
+
+        A row locked right now (its step's commit, which refreshes the lease
+        itself) is skipped rather than waited for: one renewal of a thousand
+        rows must not queue behind one commit while the other commits queue
+        behind it. Whose lease each job is comes from the statement's snapshot
+        (``renewed`` runs whether or not the outer query reads it, as every
+        data-modifying ``WITH`` does).
+        """
         if not job_ids:
             return set()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "UPDATE jobs SET heartbeat_at = clock_timestamp() "
-                "WHERE id = ANY(%s) AND lease_owner = %s AND status = 'running' RETURNING id",
-                (list(job_ids), instance),
+                """
+                WITH free AS (
+                    SELECT id FROM jobs
+                     WHERE id = ANY(%(ids)s) AND lease_owner = %(instance)s AND status = 'running'
+                       FOR UPDATE SKIP LOCKED
+                ), renewed AS (
+                    UPDATE jobs SET heartbeat_at = clock_timestamp() FROM free WHERE jobs.id = free.id
+                    RETURNING jobs.id
+                )
+                SELECT id FROM jobs
+                 WHERE id = ANY(%(ids)s) AND lease_owner = %(instance)s AND status = 'running'
+                """,
+                {"ids": list(job_ids), "instance": instance},
             )
             rows = await cur.fetchall()
         self._on_write(1)
