@@ -371,9 +371,7 @@ def bench(
     phones: Annotated[int, typer.Option(help="Concurrent phones.")] = 200,
     jobs_per_user: Annotated[int, typer.Option(help="Jobs per phone.")] = 1,
     time_scale: Annotated[float, typer.Option(help="Time scale.")] = 0.05,
-    spawn_rate: Annotated[
-        float, typer.Option(help="Phones started per second at time scale 1 (scaled like every duration).")
-    ] = 200.0,
+    spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 200.0,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("results/bench"),
     all_benchmarks: Annotated[
         bool,
