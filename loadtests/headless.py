@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             gevent.sleep(0.1)
     if plan.locust_stats is not None:
         gevent.spawn(stats_history, runner)  # the charts of Locust's HTML report
-    runner.start(plan.users, spawn_rate=plan.ramp_rate())
+    runner.start(plan.users, spawn_rate=plan.spawn_rate)
     complete = _wait_for(leader, plan.expected_sessions, plan.users, deadline)
     runner.quit()
     events.quitting.fire(environment=env, reverse=True)

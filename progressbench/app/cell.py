@@ -25,7 +25,6 @@ class CellPlan(BaseModel):
     profile: str
     users: int = Field(ge=1)
     jobs_per_user: int = Field(ge=1)
-    #: Phones started per second of the scenario (at time scale 1); see :meth:`ramp_rate`.
     spawn_rate: float = Field(gt=0)
     seed: int
     shape: JobShape
@@ -45,21 +44,10 @@ class CellPlan(BaseModel):
     def expected_sessions(self) -> int:
         return self.users * self.jobs_per_user
 
-    def ramp_rate(self) -> float:
-        """Phones Locust starts per real second: ``spawn_rate`` compressed by the time scale.
-
-        The ramp is a duration of the scenario like any other: 1,000 phones at 50 a second
-        arrive over 20 s while each holds its stream for its job (about a minute at scale 1),
-        so every phone is on at once. Unscaled at 0.1, the same ramp took 20 s against jobs
-        of ~5 s: at most a quarter of the phones were ever on together, and a run of 1,000
-        streaming phones measured a few hundred.
-        """
-        return self.spawn_rate / self.timing.time_scale
-
     def deadline_s(self) -> float:
         """Hard stop for the whole cell: every job, serially, twice over, plus spawn time."""
         t = self.timing
-        return t.scaled(t.session_deadline_s) * 2 + self.users / self.ramp_rate() + 30.0
+        return t.scaled(t.session_deadline_s) * 2 + self.users / self.spawn_rate + 30.0
 
     def session_spec(self, owner: str, user_index: int, job_index: int) -> SessionSpec:
         cell = user_index % len(self.cell_endpoints)

@@ -69,13 +69,7 @@ def run(
     toxiproxy_url: Annotated[
         str | None, typer.Option(help="Drive a real Toxiproxy server (or TOXIPROXY_URL).")
     ] = None,
-    spawn_rate: Annotated[
-        float,
-        typer.Option(
-            help="Phones started per second at time scale 1 (scaled like every duration: "
-            "500 a second at 0.1)."
-        ),
-    ] = 50.0,
+    spawn_rate: Annotated[float, typer.Option(help="Phones started per second.")] = 50.0,
     locust_workers: Annotated[
         int, typer.Option(help="Run Locust distributed with this many local workers (0: one process).")
     ] = 0,
