@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -64,6 +65,8 @@ SERVICE_TTL_S = 600
 
 #: scrypt cost: n=2**14, r=8, p=1 (16 MiB, the usual interactive-login setting).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+#: The cheapest ``n`` :func:`scrypt_n` goes down to, whatever the time scale.
+MIN_SCRYPT_N = 2**8
 MIN_PASSWORD_LEN = 6  # GoTrue's default minimum
 
 
@@ -160,6 +163,28 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def scrypt_n(time_scale: float) -> int:
+    """The scrypt ``n`` a run at ``time_scale`` hashes new passwords with: ``SCRYPT_N`` at scale 1,
+    else the largest power of two not above ``SCRYPT_N × time_scale`` (never above ``SCRYPT_N``,
+    never below ``MIN_SCRYPT_N``).
+
+    Why: a scaled run compresses every phone's session by the scale, but not the CPU a sign-up
+    costs. At scale 0.1 a burst of phones signing up costs ten times its share of the
+    compressed scenario: 1,000 phones need ~140 CPU-seconds of ``n = 2**14`` hashes, so on a
+    small machine they reach their jobs at the hash rate (~10 a second), their streams never
+    overlap as they would at scale 1, and the run measures the password hash instead of the
+    pattern. Scaling the work factor keeps the sign-up's share of the scenario what it is at
+    scale 1, as the fronts weigh a short request by the scale (``progressbench/app/front.py``).
+    The cost travels in each hash (``scrypt$n$...``), so :func:`check_password` needs no setting.
+    """
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time_scale must be a finite number > 0, got {time_scale}")
+    if time_scale >= 1:
+        return SCRYPT_N
+    exponent = math.floor(math.log2(SCRYPT_N * time_scale) + 1e-9)
+    return max(1 << max(exponent, 0), MIN_SCRYPT_N)
 
 
 def hash_password(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:

@@ -96,3 +96,23 @@ def test_passwords_hash_with_salt_and_verify() -> None:
     assert identity.check_password("correct horse", one) and identity.check_password("correct horse", two)
     assert not identity.check_password("wrong horse", one)
     assert not identity.check_password("correct horse", "not$a$hash")
+
+
+def test_the_password_hash_cost_follows_the_time_scale() -> None:
+    """At scale 1 the interactive-login cost; compressed runs hash at most their scaled share of it
+    (a sign-up burst must not cost a 0.1 run ten times what it costs in real time), never below the floor."""
+    assert identity.scrypt_n(1.0) == identity.SCRYPT_N == 2**14
+    assert identity.scrypt_n(3.0) == identity.SCRYPT_N
+    assert identity.scrypt_n(0.5) == 2**13
+    assert identity.scrypt_n(0.1) == 2**10  # 1,638.4 → the power of two below it
+    assert identity.scrypt_n(1e-6) == identity.MIN_SCRYPT_N
+    for scale in (0.01, 0.1, 0.25, 0.5, 0.99):
+        n = identity.scrypt_n(scale)
+        assert n & (n - 1) == 0 and n <= identity.SCRYPT_N * max(
+            scale, identity.MIN_SCRYPT_N / identity.SCRYPT_N
+        )
+    hashed = identity.hash_password("correct horse", n=identity.scrypt_n(0.1))
+    assert hashed.startswith("scrypt$1024$") and identity.check_password("correct horse", hashed)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            identity.scrypt_n(bad)

@@ -27,12 +27,15 @@ error-code documentation (supabase.com/docs/guides/auth/debugging/error-codes),
 read 2026-11.
 
 Token lifetimes are wall-clock (``progressbench.core.identity``): the run's
-time scale does not shorten them.
+time scale does not shorten them. The password hash's work factor does follow
+it (``identity.scrypt_n``): a sign-up burst costs the compressed run the share
+of CPU it costs at scale 1, not ten times that.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -114,6 +117,10 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
     # Password hashing is CPU-bound (scrypt): at most this many at once, so a burst of
     # sign-ins queues here instead of piling threads onto a small machine.
     kdf_slots = asyncio.Semaphore(2)
+    # New passwords are hashed at the run's scaled cost (see identity.scrypt_n); an unknown email
+    # is checked against a dummy of the same cost, so the answer's timing does not tell.
+    cost = identity.scrypt_n(ctx.config.timing.time_scale)
+    dummy_hash = identity.hash_password("not-a-password-anyone-has", n=cost)
 
     async def kdf(fn: Callable[..., T], *args: str) -> T:
         async with kdf_slots:
@@ -166,7 +173,7 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
             return error(
                 422, "validation_failed", f"Password cannot be longer than {MAX_PASSWORD_LEN} characters"
             )
-        hashed = await kdf(identity.hash_password, password)
+        hashed = await kdf(functools.partial(identity.hash_password, n=cost), password)
         try:
             user = await users.create(email, hashed)
         except EmailTaken:
@@ -184,7 +191,7 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
             email, password = found
             user = await users.by_email(email)
             # Hash even for an unknown email, so the answer's timing does not tell which.
-            stored = user.password_hash if user is not None else _DUMMY_HASH
+            stored = user.password_hash if user is not None else dummy_hash
             ok = await kdf(identity.check_password, password, stored)
             if user is None or not ok:
                 return error(400, "invalid_credentials", "Invalid login credentials")
@@ -233,6 +240,3 @@ def auth_router(ctx: ServiceContext) -> APIRouter:
         return response
 
     return router
-
-
-_DUMMY_HASH = identity.hash_password("not-a-password-anyone-has")
