@@ -328,12 +328,42 @@ def locust(
     jobs_per_user: Annotated[int, typer.Option(help="Jobs per phone before it stops.")] = 1000,
     web_port: Annotated[int, typer.Option(help="Locust web UI port (0: any free port).")] = 8089,
     out: Annotated[Path, typer.Option(help="Where sessions and logs go.")] = Path("results/locust"),
+    master: Annotated[
+        bool, typer.Option(help="Run Locust as a master: phones run in `locust-worker` processes.")
+    ] = False,
+    master_bind_host: Annotated[
+        str, typer.Option(help="With --master: the address workers connect to (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="With --master: Locust's master port.")] = 5557,
 ) -> None:
     """Start the stack and open Locust's web UI on the same scenario."""
     from progressbench.app.webui import serve_web_ui
 
     config = run_config(timing={"time_scale": time_scale})
-    serve_web_ui(config, transport, profile, jobs_per_user, web_port, out, announce=console.print)
+    serve_web_ui(
+        config,
+        transport,
+        profile,
+        jobs_per_user,
+        web_port,
+        out,
+        announce=console.print,
+        master=(master_bind_host, master_port) if master else None,
+    )
+
+
+@app.command("locust-worker")
+def locust_worker(
+    plan: Annotated[Path, typer.Option(help="The plan.json `locust --master` wrote (copy it to this host).")],
+    master_host: Annotated[str, typer.Option(help="Where the Locust master listens.")] = "127.0.0.1",
+    master_port: Annotated[int, typer.Option(help="Locust's master port.")] = 5557,
+) -> None:
+    """A Locust worker whose phones run the plan's scenario against its stack URLs, for a remote master."""
+    from progressbench.app.webui import serve_worker
+
+    code = serve_worker(plan, master_host, master_port)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("chaos-proxy")

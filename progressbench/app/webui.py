@@ -2,6 +2,14 @@
 
 Locust runs as a child process (it patches its process for gevent) and finds
 the phones in ``loadtests/locustfile.py`` wherever the package is installed.
+
+Distributed (``--master``): Locust runs as a master that holds no phones, and
+``progressbench locust-worker`` processes, on this host or others, run them.
+A worker needs only the cell's plan (``plan.json``, written beside the
+sessions): it names the stack's URLs, and a worker's phones call them as
+written, so a worker on another host reaches the stack through whatever
+makes those URLs answer there (an SSH tunnel of the same ports, see the
+README). Each worker sends every session to the master, which writes them.
 """
 
 from __future__ import annotations
@@ -12,11 +20,14 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.processes import python_module, terminate
 from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.chaos.profiles import get_profile
 from progressbench.core.config import RunConfig
+from progressbench.core.errors import ConfigError
 from progressbench.kit.database import free_port
 from progressbench.reports.related import LOCUST_DIR
 from progressbench.transports import resolve
@@ -37,8 +48,12 @@ def serve_web_ui(
     web_port: int,
     out: Path,
     announce: Callable[[str], None],
+    master: tuple[str, int] | None = None,
 ) -> None:
-    """Run the stack and Locust's web UI until Ctrl-C; ``announce`` is told where to point a browser."""
+    """Run the stack and Locust's web UI until Ctrl-C; ``announce`` is told where to point a browser.
+
+    ``master``: run Locust as a master bound to (host, port), for ``locust-worker`` processes.
+    """
     resolve(transport)
     get_profile(profile)
     (out / "raw").mkdir(parents=True, exist_ok=True)
@@ -67,6 +82,16 @@ def serve_web_ui(
             f"Locust web UI: http://127.0.0.1:{port}  (sessions -> {plan.sessions_path}; Locust's "
             f"statistics -> {stats}_stats.csv and {stats}.html); Ctrl-C to stop"
         )
+        role: list[str] = []
+        if master is not None:
+            plan_file = (out / "plan.json").resolve()
+            plan_file.write_text(plan.model_dump_json(indent=2))
+            role = ["--master", "--master-bind-host", master[0], "--master-bind-port", str(master[1])]
+            announce(
+                f"Locust master on {master[0]}:{master[1]}; start workers with `progressbench locust-worker "
+                f"--plan {plan_file} --master-host HOST --master-port {master[1]}` "
+                f"(their phones call {plan.cell_endpoints[0]})"
+            )
         proc = subprocess.Popen(
             [
                 *python_module("locust"),
@@ -79,6 +104,7 @@ def serve_web_ui(
                 # Locust's own statistics as CSV while it runs (its HTML report: the locustfile's quit hook)
                 "--csv",
                 str(stats),
+                *role,
             ],
             env=env,
             # Its own session: a terminal's Ctrl-C reaches only us (Locust would print a traceback
@@ -89,3 +115,32 @@ def serve_web_ui(
             proc.wait()
         except KeyboardInterrupt:
             terminate(proc, grace_s=15)
+
+
+def read_plan(path: Path) -> CellPlan:
+    """A cell plan written by ``locust --master`` (``plan.json``); one clear error when it is not one."""
+    try:
+        return CellPlan.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the cell plan {path}: {exc.strerror or exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{path} is not a cell plan written by `progressbench locust --master`: {exc}"
+        ) from None
+
+
+def serve_worker(plan_path: Path, master_host: str, master_port: int) -> int:
+    """One Locust worker for a ``locust --master`` elsewhere, until its master quits or Ctrl-C; its exit code.
+
+    Its phones run the plan's transport against the plan's URLs; its sessions go to the master.
+    """
+    plan = read_plan(plan_path)
+    env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
+    argv = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--worker"]
+    argv += ["--master-host", master_host, "--master-port", str(master_port)]
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        terminate(proc, grace_s=15)
+        return 130

@@ -148,6 +148,7 @@ def test_check_refuses_a_malformed_summary_in_one_line(run_dir: Path, tmp_path: 
         (["run", "--transports", "polling", "--database-url", "not a url", "--out", "{tmp}"], 1, "database"),
         (["check", "{tmp}/missing"], 1, "no summary.json"),
         (["run", "--time-scale", "fast"], 2, "time-scale"),
+        (["locust-worker", "--plan", "{tmp}/plan.json"], 2, "cannot read the cell plan"),
     ],
 )
 def test_bad_input_is_one_clear_line_without_traceback(
@@ -185,5 +186,7 @@ def test_distributed_locust_with_two_workers(tmp_path: Path, database_url: str) 
     assert done.returncode == 0, done.stdout + done.stderr
     [cell] = json.loads((tmp_path / "summary.json").read_text())["cells"]
     assert cell["sessions"] == 6 and cell["delivery_ratio"] == 1.0
-    owners = set(pd.read_csv(tmp_path / "sessions.csv")["owner"])
-    assert len(owners) == 6
+    sessions = pd.read_csv(tmp_path / "sessions.csv")
+    assert len(set(sessions["owner"])) == 6
+    # both workers ran phones (a worker numbers its phones from worker_index * 100,000)
+    assert {int(i) // 100_000 for i in sessions["user_index"]} == {0, 1}

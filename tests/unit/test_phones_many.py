@@ -1,0 +1,90 @@
+"""Many phones per load process: the worker's plan file, and the phones benchmark's arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from progressbench.app.cell import CellPlan
+from progressbench.app.webui import read_plan
+from progressbench.core.config import JobShape, Timing
+from progressbench.core.errors import ConfigError
+from progressbench.core.events import Alive, Observation, Progress, SessionRecord, Submitted
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_phones", ROOT / "benchmarks" / "bench_phones.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_worker_reads_the_plan_the_master_wrote(tmp_path: Path) -> None:
+    plan = CellPlan(
+        run_id="web",
+        transport="sse",
+        profile="clean",
+        users=1,
+        jobs_per_user=3,
+        spawn_rate=1,
+        seed=7,
+        shape=JobShape(),
+        timing=Timing(),
+        cell_endpoints=[{"api": "http://127.0.0.1:8123"}],
+        sessions_path=tmp_path / "web.jsonl",
+    )
+    path = tmp_path / "plan.json"
+    path.write_text(plan.model_dump_json(indent=2))
+    assert read_plan(path) == plan
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [(None, "cannot read"), ('{"run_id": "web"}', "not a cell plan")]
+)
+def test_a_missing_or_foreign_plan_is_one_clear_error(tmp_path: Path, text: str | None, message: str) -> None:
+    path = tmp_path / "plan.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_plan(path)
+
+
+def test_memory_per_phone_is_the_rss_growth_over_the_phones_in_kb() -> None:
+    bench = _bench()
+    # 150,000 KiB more for 10,000 phones: 15.36 KB (1,000 bytes) each
+    assert bench.per_phone_kb(100_000, 250_000, 10_000) == pytest.approx(15.36)
+    assert bench.per_phone_kb(100_000, 100_000, 0) == 0.0
+
+
+def test_every_receipt_is_counted_by_type() -> None:
+    bench = _bench()
+
+    def record(*events: object) -> SessionRecord:
+        observations = [Observation.of(e, i, i) for i, e in enumerate(events)]  # type: ignore[arg-type]
+        return SessionRecord.model_validate(
+            {
+                **dict.fromkeys(("session_id", "transport", "profile", "owner"), "x"),
+                "outcome": "terminal",
+                "cell": 0,
+                "user_index": 0,
+                "job_index": 0,
+                "started_wall_ns": 0,
+                "ended_wall_ns": 1,
+                "started_mono_ns": 0,
+                "ended_mono_ns": 1,
+                "stall_threshold_s": 1.0,
+                "time_scale": 1.0,
+                "planned_job_s": 1.0,
+                "observations": observations,
+            }
+        )
+
+    one = record(Submitted(job_id="1", token="t"), Progress("1", 1, "step", "m"), Alive(), Alive())
+    two = record(Submitted(job_id="2", token="t"), Progress("2", 2, "done", "m"))
+    assert bench.receipts([one, two]) == {"submitted": 2, "progress": 2, "alive": 2}
