@@ -136,7 +136,7 @@ def serve_worker(plan_path: Path, master_host: str, master_port: int) -> int:
     """
     plan = read_plan(plan_path)
     env = dict(os.environ, **{CELL_ENV: plan.model_dump_json()})
-    argv = [sys.executable, "-m", "locust", "-f", str(locustfile()), "--worker"]
+    argv = [*python_module("locust"), "-f", str(locustfile()), "--worker"]
     argv += ["--master-host", master_host, "--master-port", str(master_port)]
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
     try:
