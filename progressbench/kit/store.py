@@ -257,9 +257,9 @@ class Store:
     ) -> list[uuid.UUID]:
         """Jobs whose instance died (stale heartbeat) or let go of them on SIGTERM.
 
-        ``transports`` limits the answer to jobs of those transports (a name
-        covers its variants, ``"relay"`` matches ``"relay:ack-at-end"``; a
-        ``name:variant`` only itself); None: every job.
+        ``transports`` limits the answer to jobs of those transports, by exact
+        name (``"polling"`` does not cover ``"polling:in-instance"``: each variant
+        is listed when its pattern has the watchdog); None: every job.
         """
         names = None if transports is None else list(transports)
         async with self._pool.connection() as conn:
@@ -269,8 +269,7 @@ class Store:
                  WHERE (status = 'interrupted'
                         OR (status = 'running'
                             AND heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s)))
-                   AND (%(names)s::text[] IS NULL OR transport = ANY(%(names)s)
-                        OR split_part(transport, ':', 1) = ANY(%(names)s))
+                   AND (%(names)s::text[] IS NULL OR transport = ANY(%(names)s))
                  ORDER BY updated_at LIMIT %(limit)s
                 """,
                 {"lease": lease_s, "names": names, "limit": limit},

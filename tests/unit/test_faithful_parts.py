@@ -11,6 +11,7 @@ from progressbench.transports import REGISTRY, resolve
 from progressbench.transports.realtime.config import WatcherOptions
 
 from progressbench.app.gate_rules import builtin_rules
+from progressbench.app.services.app import watched
 from progressbench.core import ledger
 from progressbench.core.config import Timing
 from progressbench.core.ledger import JobTruth, account, summarize
@@ -162,3 +163,11 @@ def test_the_realtime_pattern_refetches_on_subscribe_only_and_the_variant_period
     assert WatcherOptions.parse({}, timing).refetch_s is None
     assert WatcherOptions.parse({}, timing, periodic=True).refetch_s == 4.0
     assert WatcherOptions.parse({"refetch_s": "2"}, timing).refetch_s == 1.0
+
+
+def test_the_workers_lease_watchdog_adopts_only_work_that_was_the_workers() -> None:
+    """polling:in-instance runs on the API instance that accepted it; no worker may adopt it."""
+    names = watched()
+    assert {"sse", "sse:browser", "polling", "polling:log"} <= set(names)
+    assert "polling:in-instance" not in names
+    assert not any(n.startswith(("realtime", "relay", "sse-naive")) for n in names)

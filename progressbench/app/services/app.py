@@ -60,9 +60,20 @@ def build_context(config: ServiceConfig) -> ServiceContext:
     return ServiceContext(config=config, store=store, meters=meters, http=http, jobs=jobs)
 
 
-def _watched() -> list[str]:
-    """The transports (and variants) whose pattern includes the workers' lease watchdog."""
-    return [t.name for t in REGISTRY.values() if t.lease_watchdog]
+def watched() -> list[str]:
+    """The transports and variants (exact names) whose pattern includes the workers' lease watchdog.
+
+    A transport opts in for itself and its variants, except a variant whose work is not the
+    workers' to begin with (``polling:in-instance`` runs on the API instance that accepted it and
+    dies with it: a worker adopting it would be a fallback its pattern does not have).
+    """
+    return [
+        f"{t.name}:{variant}" if variant else t.name
+        for t in REGISTRY.values()
+        if t.lease_watchdog
+        for variant in (None, *sorted(t.variants))
+        if t.context_for(variant).startswith("worker/")
+    ]
 
 
 async def _watchdog(ctx: ServiceContext, transports: list[str]) -> None:
@@ -157,9 +168,9 @@ def build_app(config: ServiceConfig) -> FastAPI:
         app.state.loop = asyncio.get_running_loop()
         await ctx.store.open()
         loops: list[asyncio.Task[None]] = []
-        watched = _watched()
-        if config.role == "worker" and config.watchdog and watched:
-            loops.append(asyncio.create_task(_watchdog(ctx, watched), name="watchdog"))
+        names = watched()
+        if config.role == "worker" and config.watchdog and names:
+            loops.append(asyncio.create_task(_watchdog(ctx, names), name="watchdog"))
         if config.role == "api":
             loops += [asyncio.create_task(_cron(ctx, c), name=f"cron-{c.name}") for c in crons]
         try:
