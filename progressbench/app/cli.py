@@ -109,6 +109,14 @@ def run(
             "Python client)."
         ),
     ] = 4,
+    session_deadline: Annotated[
+        float,
+        typer.Option(
+            help="Seconds (at time scale 1) a phone waits for its result before it gives up; "
+            "scaled like every duration.",
+            min=1.0,
+        ),
+    ] = 300.0,
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
@@ -130,7 +138,7 @@ def run(
         max_instances=max_instances,
         autoscale=autoscale,
         job={"step_seconds_min": low, "step_seconds_max": high, "waves": waves},
-        timing={"time_scale": time_scale},
+        timing={"time_scale": time_scale, "session_deadline_s": session_deadline},
         prices=prices,
         browser_phones=browser_phones,
     )
