@@ -161,6 +161,27 @@ async def run_job(
     context = ctx.as_json()
     log.info("job %s attempt %d from step %d on %s", job_id, row.attempt, row.current_step, ctx.instance)
     pulse = Pulse(store, job_id, ctx.instance, renewer)
+
+    async def finish(status: EventKind, message: str, payload: dict[str, Any], **outcome: Any) -> bool:
+        """Write the terminal event (fenced by the lease) and, once written, announce it."""
+        ok = await store.finish(
+            job_id,
+            row.owner,
+            ctx.instance,
+            job_plan.terminal_seq,
+            status,
+            message,
+            payload,
+            fenced=fenced,
+            **outcome,
+        )
+        if ok:
+            event = Committed(
+                job_id, row.owner, row.transport, job_plan.terminal_seq, status, message, payload
+            )
+            await _announce(on_commit, event)
+        return ok
+
     if renewer is not None:
         renewer.hold(job_id)
     try:
@@ -168,32 +189,12 @@ async def run_job(
             if shutdown.is_set():
                 return await _let_go(store, job_id, ctx.instance, cpu is not None, step.seq)
             if job_plan.fail_at_step == step.seq:
-                payload: dict[str, Any] = {"failed_step": step.seq}
-                message = terminal_message("failed", step)
-                ok = await store.finish(
-                    job_id,
-                    row.owner,
-                    ctx.instance,
-                    job_plan.terminal_seq,
+                ok = await finish(
                     "failed",
-                    message,
-                    payload,
+                    terminal_message("failed", step),
+                    {"failed_step": step.seq},
                     error=f"injected failure at step {step.seq}",
-                    fenced=fenced,
                 )
-                if ok:
-                    await _announce(
-                        on_commit,
-                        Committed(
-                            job_id,
-                            row.owner,
-                            row.transport,
-                            job_plan.terminal_seq,
-                            "failed",
-                            message,
-                            payload,
-                        ),
-                    )
                 return "failed" if ok else "lost"
             began = time.monotonic()
             verdict = await _work(
@@ -237,31 +238,12 @@ async def run_job(
                     step.payload(job_plan.total_steps),
                 ),
             )
-        done_payload: dict[str, Any] = {"steps": job_plan.total_steps}
-        ok = await store.finish(
-            job_id,
-            row.owner,
-            ctx.instance,
-            job_plan.terminal_seq,
+        ok = await finish(
             "done",
             terminal_message("done"),
-            done_payload,
+            {"steps": job_plan.total_steps},
             result={"images": job_plan.total_steps},
-            fenced=fenced,
         )
-        if ok:
-            await _announce(
-                on_commit,
-                Committed(
-                    job_id,
-                    row.owner,
-                    row.transport,
-                    job_plan.terminal_seq,
-                    "done",
-                    terminal_message("done"),
-                    done_payload,
-                ),
-            )
         return "done" if ok else "lost"
     finally:
         if renewer is not None:

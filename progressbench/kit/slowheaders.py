@@ -27,21 +27,33 @@ except ImportError:  # pragma: no cover - httptools is a dependency; a stripped 
 
 
 class _HeadDeadline:
-    """The timer itself, shared by both of uvicorn's HTTP/1.1 protocols."""
+    """The timer itself, over either of uvicorn's HTTP/1.1 protocols (put first in the bases: its
+    methods wrap the protocol's own through ``super()``)."""
 
     header_timeout_s: float = 10.0
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     cycle: Any
 
-    def _deadline_init(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
 
-    def _head_waiting(self) -> bool:
-        return self.cycle is None or bool(self.cycle.response_complete)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm()
 
-    def _head_seen(self) -> bool:
-        return self.cycle is not None and not self.cycle.response_complete
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self._head_timer is None:
+            self._arm()
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._disarm()
 
     def _arm(self) -> None:
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._late)
@@ -60,25 +72,6 @@ class _HeadDeadline:
 class HeaderDeadlineH11(_HeadDeadline, H11Protocol):
     """:class:`H11Protocol` that closes a connection whose request head is late; see module doc."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline_init()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._head_waiting() and self._head_timer is None:
-            self._arm()
-        super().data_received(data)
-        if self._head_seen():
-            self._disarm()
-
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
         self._disarm()
         super().handle_websocket_upgrade(event)
@@ -88,25 +81,6 @@ if HttpToolsProtocol is not None:
 
     class HeaderDeadlineHttpTools(_HeadDeadline, HttpToolsProtocol):
         """:class:`HttpToolsProtocol` with the same deadline on every request head."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._deadline_init()
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self._head_waiting() and self._head_timer is None:
-                self._arm()
-            super().data_received(data)
-            if self._head_seen():
-                self._disarm()
 
         def handle_websocket_upgrade(self) -> None:
             self._disarm()
