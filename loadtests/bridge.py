@@ -19,6 +19,9 @@ from gevent.lock import Semaphore
 
 from progressbench.app.processes import python_module
 
+#: Seconds the agent may take to flush its sessions' records once told to stop.
+AGENT_EXIT_S = 30.0
+
 
 class AgentDied(RuntimeError):
     pass
@@ -87,7 +90,8 @@ class Bridge:
         if self._proc.stdin is not None and not self._proc.stdin.closed:
             self._proc.stdin.close()
         try:
-            self._proc.wait(timeout=10)
+            # the agent gives its cancelled sessions FLUSH_S to return, then writes what is left
+            self._proc.wait(timeout=AGENT_EXIT_S)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
