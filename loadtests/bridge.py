@@ -28,11 +28,16 @@ class AgentDied(RuntimeError):
 
 
 class Bridge:
-    """``on_orphan`` receives records whose caller was killed (the run is quitting)."""
+    """``on_record`` receives every session record the agent returns, as it is read.
 
-    def __init__(self, on_orphan: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self._on_orphan = on_orphan
-        self._orphaned: set[int] = set()
+    Delivering records here, not from the phone's greenlet, means a record the
+    agent wrote always reaches the sink: when Locust stops its users, a phone's
+    greenlet may be killed after its reply was read and before it could pass
+    the record on (at 1,000 phones that lost ~5 % of the sessions of a cut-off cell).
+    """
+
+    def __init__(self, on_record: Callable[[dict[str, Any]], None]) -> None:
+        self._on_record = on_record
         self._proc = subprocess.Popen(
             python_module("progressbench.loadtests.agent"),
             stdin=subprocess.PIPE,
@@ -49,13 +54,10 @@ class Bridge:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             message = json.loads(raw)
-            request_id = int(message["id"])
-            waiter = self._waiting.pop(request_id, None)
-            if request_id in self._orphaned:
-                self._orphaned.discard(request_id)
-                if self._on_orphan is not None and "record" in message:
-                    self._on_orphan(message["record"])
-            elif waiter is not None:
+            if "record" in message:
+                self._on_record(message["record"])
+            waiter = self._waiting.pop(int(message["id"]), None)
+            if waiter is not None:
                 waiter.set(message)
         error = AgentDied(f"session agent exited with {self._proc.wait()}")
         for waiter in self._waiting.values():
@@ -63,8 +65,9 @@ class Bridge:
         self._waiting.clear()
 
     def run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Run one session in the agent: its SessionRecord as a dict, and its entries for Locust's
-        statistics (``PhoneRequest`` dicts; empty when the agent could not score it)."""
+        """Run one session in the agent: its SessionRecord as a dict (already passed to
+        ``on_record``), and its entries for Locust's statistics (``PhoneRequest`` dicts; empty when
+        the agent could not score it)."""
         if self._proc.poll() is not None:
             raise AgentDied(f"session agent exited with {self._proc.returncode}")
         request_id = next(self._ids)
@@ -77,8 +80,8 @@ class Bridge:
             self._proc.stdin.flush()
         try:
             message: dict[str, Any] = waiter.get()
-        except BaseException:  # GreenletExit when Locust stops the user: the agent still answers
-            self._orphaned.add(request_id)
+        except BaseException:  # GreenletExit when Locust stops the user: the reader delivers its record
+            self._waiting.pop(request_id, None)
             raise
         if "error" in message:
             raise AgentDied(message["error"])
