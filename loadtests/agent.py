@@ -5,7 +5,8 @@ Locust's processes are gevent-patched and the transport clients are asyncio
 one agent and talks to it over its stdin/stdout, one JSON object per line::
 
     -> {"id": 7, "spec": {...SessionSpec...}}
-    <- {"id": 7, "record": {...SessionRecord...}, "requests": [{...PhoneRequest...}, ...]}
+    <- {"id": 7, "record": {...SessionRecord...}}               (as the session ends)
+    <- {"id": 7, "requests": [{...PhoneRequest...}, ...]}       (once it is scored)
 
 Sessions run concurrently inside the agent; replies come back in completion
 order. stdout carries only protocol lines: logs go to stderr. The agent exits
@@ -76,19 +77,25 @@ async def _serve() -> None:
             sys.stdout.flush()
 
     async def handle(request_id: int, raw_spec: dict[str, object], live: LiveSession) -> None:
+        # The record goes out as soon as the session ends, before it is scored for Locust's
+        # statistics: scoring reads the store and may queue behind other sessions' scoring,
+        # and the record is what the run needs (the phone's entries follow on a second line).
         try:
             record = await run_session(SessionSpec.model_validate(raw_spec), live)
-            try:
-                requests = [] if record.outcome == "interrupted" else await _requests(record)
-            except asyncio.CancelledError:  # quitting while scoring: the record matters, not the entries
-                requests = []
-            line = json.dumps(
-                {"id": request_id, "record": record.model_dump(mode="json"), "requests": requests}
-            )
+            await write(json.dumps({"id": request_id, "record": record.model_dump(mode="json")}))
+            live.recorded = True
         except Exception as exc:  # reported to the Locust side, never silently dropped
             log.exception("session request %s failed", request_id)
-            line = json.dumps({"id": request_id, "error": f"{type(exc).__name__}: {exc}"})
-        await write(line)
+            await write(json.dumps({"id": request_id, "error": f"{type(exc).__name__}: {exc}"}))
+            return
+        try:
+            requests = [] if record.outcome == "interrupted" else await _requests(record)
+        except asyncio.CancelledError:  # quitting while scoring: the record is out, the entries are not
+            requests = []
+        except Exception:
+            log.exception("session %s not scored for Locust's statistics", record.session_id)
+            requests = []
+        await write(json.dumps({"id": request_id, "requests": requests}))
 
     running: dict[asyncio.Task[None], tuple[int, dict[str, object], LiveSession]] = {}
 
@@ -112,10 +119,13 @@ async def _serve() -> None:
     # A session whose close hangs (a socket blackholed by its cell's fault) still leaves its
     # record, as far as it got: a planned session is never silently missing.
     for request_id, raw_spec, live in list(running.values()):
-        spec = SessionSpec.model_validate(raw_spec)
-        note = f"run interrupted; the session did not stop within {FLUSH_S:.0f} s"
-        record = session_record(spec, live, "interrupted", note)
-        await write(json.dumps({"id": request_id, "record": record.model_dump(mode="json"), "requests": []}))
+        if not live.recorded:
+            spec = SessionSpec.model_validate(raw_spec)
+            note = f"run interrupted; the session did not stop within {FLUSH_S:.0f} s"
+            record = session_record(spec, live, "interrupted", note)
+            await write(json.dumps({"id": request_id, "record": record.model_dump(mode="json")}))
+            live.recorded = True
+        await write(json.dumps({"id": request_id, "requests": []}))
 
 
 def main() -> None:

@@ -52,13 +52,18 @@ class Bridge:
 
     def _read_loop(self) -> None:
         assert self._proc.stdout is not None
+        records: dict[int, dict[str, Any]] = {}
         for raw in self._proc.stdout:
             message = json.loads(raw)
+            request_id = int(message["id"])
             if "record" in message:
                 self._on_record(message["record"])
-            waiter = self._waiting.pop(int(message["id"]), None)
+                records[request_id] = message["record"]
+                continue
+            record = records.pop(request_id, None)
+            waiter = self._waiting.pop(request_id, None)
             if waiter is not None:
-                waiter.set(message)
+                waiter.set({**message, "record": record} if record is not None else message)
         error = AgentDied(f"session agent exited with {self._proc.wait()}")
         for waiter in self._waiting.values():
             waiter.set_exception(error)

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     phones = runner.user_count
     runner.quit()
     events.quitting.fire(environment=env, reverse=True)
+    # Sessions cut off by the deadline are flushed as the agents quit: counted, they complete the cell.
+    complete = complete or locustfile.SINK.count >= plan.expected_sessions
     logging.getLogger(__name__).info(
         "cell ended: %d of %d phones started, %d retired; %d of %d sessions in",
         phones,

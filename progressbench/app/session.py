@@ -84,6 +84,8 @@ class LiveSession:
     job_id: str | None = None
     extra: list[str] = field(default_factory=list)
     coalescing: bool = False
+    #: The record has been handed on (set by whoever hands it on): never record a session twice.
+    recorded: bool = False
 
     def restart_clock(self) -> None:
         self.started_wall, self.started_mono = time.time_ns(), time.monotonic_ns()
