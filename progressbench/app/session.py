@@ -14,10 +14,12 @@ import contextlib
 import logging
 import time
 import uuid
+import weakref
 from array import array
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ProgressbenchError
@@ -39,6 +41,11 @@ from progressbench.transports.types import ClientSettings, JobRequest, Prepared
 log = logging.getLogger(__name__)
 
 
+_Shared = TypeVar("_Shared", JobShape, Timing)
+#: Equal shapes and timings (frozen, hashable models), one object each while any spec holds it.
+_SHARED: weakref.WeakValueDictionary[JobShape | Timing, JobShape | Timing] = weakref.WeakValueDictionary()
+
+
 class SessionSpec(BaseModel):
     """One phone's assignment: which job, through which transport, where."""
 
@@ -55,6 +62,17 @@ class SessionSpec(BaseModel):
     timing: Timing
     endpoints: dict[str, str]
     options: dict[str, str] = {}
+
+    @field_validator("shape", "timing", mode="after")
+    @classmethod
+    def _one_copy(cls, value: _Shared) -> _Shared:
+        """The copy other specs already hold: a cell's phones share one shape and one timing.
+
+        Each validated copy costs ~1-4 KB (a shape's waves are models of
+        their own), per phone, for the session's whole life: at 10,000 phones
+        per load process that is a quarter of the memory a phone may use.
+        """
+        return cast(_Shared, _SHARED.setdefault(value, value))
 
     def planned_job_s(self) -> float:
         """The job's own duration as the server plans it (same shape, seed and scale), compressed seconds."""
