@@ -188,7 +188,10 @@ class ResumableSseWatcher(_SseWatcherBase):
         for finding in created.findings():
             yield finding
         yield Submitted(job_id=created["job_id"], token=created["token"])
-        target = target_of(self.settings.endpoints["api"], created["events_href"])
+        try:
+            target = target_of(self.settings.endpoints["api"], created["events_href"])
+        except ValueError as exc:
+            raise TransportError(f"create job answered an unusable events_href: {exc}") from None
         headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
         del created  # this frame lives as long as the stream: keep only what the stream needs
         state = Reconnector(LAST_EVENT_ID)
