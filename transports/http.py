@@ -87,7 +87,7 @@ SIGN_IN_TIMEOUT_S = 30.0
 _PROCESS_TAG = secrets.token_hex(4)
 
 
-@dataclass
+@dataclass(slots=True)
 class PhoneSession:
     """One phone's account and its current session (kept for the process's life)."""
 
