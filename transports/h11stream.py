@@ -18,22 +18,23 @@ Two halves, so the HTTP is testable without a socket:
 * :func:`open_stream` (I/O): connects under a connect timeout, sends the
   request, waits for the head (no read timeout: the caller's idle watchdog
   decides how long silence may last, per :meth:`HttpStream.__anext__`) and
-  yields an :class:`HttpStream` whose body is read chunk by chunk; the
-  socket is closed on the way out, whatever happened.
+  returns the :class:`HttpStream` (the socket's protocol and the body's
+  reader in one object), whose body is read chunk by chunk; the caller
+  closes it.
 
 Failures are :class:`StreamError` with the name httpx gives the same
 failure (``ConnectError``, ``ConnectTimeout``, ``ReadError``,
 ``RemoteProtocolError``), so a drop's reason reads the same whichever
 client read the stream. No task is started per stream or per chunk: the
-protocol feeds h11 from ``data_received`` and wakes the one reader.
+protocol feeds h11 as bytes arrive and wakes the one reader.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -42,6 +43,8 @@ import h11
 
 #: Body bytes buffered unread before the socket stops reading (the reader is slower than the wire).
 HIGH_WATER = 256 * 1024
+#: Bytes one read may take from the socket (into the thread's shared receive buffer).
+READ_SIZE = 64 * 1024
 
 
 class StreamError(Exception):
@@ -167,13 +170,40 @@ class ResponseReader:
             raise StreamError("RemoteProtocolError") from None
 
 
-class _Connection(asyncio.Protocol):
-    """The socket's side: feeds the reader from ``data_received`` and wakes whoever waits."""
+class _ReceiveBuffer(threading.local):
+    """One receive buffer per thread (per event loop), lent to every stream's socket in turn.
 
-    __slots__ = ("buffered", "error", "items", "paused", "reader", "transport", "waiter")
+    A plain ``Protocol`` gets each read as a fresh ``bytes`` that asyncio
+    allocates at 256 KiB and shrinks to what arrived; a phone reads a few
+    dozen bytes per heartbeat, and 10,000 phones doing so churn and fragment
+    the heap. Reads land here instead and only what arrived is copied out,
+    before the next read can reuse the buffer (the loop's thread runs both).
+    """
+
+    def __init__(self) -> None:
+        self.view = memoryview(bytearray(READ_SIZE))
+
+
+_RECEIVE = _ReceiveBuffer()
+
+
+class HttpStream(asyncio.BufferedProtocol):
+    """One GET's socket and its response: the head's ``status``, then the body chunk by chunk.
+
+    It is the socket's protocol (fed by the transport, it runs the
+    :class:`ResponseReader` and wakes the one coroutine waiting) and the
+    caller's reader: ``async for chunk in stream`` yields body bytes as they
+    come and stops at the body's end; a broken connection raises
+    :class:`StreamError` once every byte before the break was read. The
+    headers are not kept (a phone holds its stream for minutes and reads
+    none). :meth:`close` releases the socket.
+    """
+
+    __slots__ = ("buffered", "error", "items", "paused", "reader", "status", "transport", "waiter")
 
     def __init__(self, reader: ResponseReader) -> None:
         self.reader = reader
+        self.status = 0
         self.transport: asyncio.Transport | None = None
         self.items: list[Item] = []
         self.buffered = 0
@@ -181,12 +211,17 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
 
+    # -- the transport's side
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
-    def data_received(self, data: bytes) -> None:
-        self._take(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _RECEIVE.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._take(_RECEIVE.view[:nbytes].tobytes())
         if self.buffered > HIGH_WATER and self.transport is not None and not self.paused:
             self.paused = True
             self.transport.pause_reading()
@@ -207,8 +242,7 @@ class _Connection(asyncio.Protocol):
             items = self.reader.feed(data)
         except StreamError as exc:
             self._fail(exc.reason)
-            if self.transport is not None:
-                self.transport.close()
+            self.close()
         else:
             for item in items:
                 if isinstance(item, bytes):
@@ -228,7 +262,9 @@ class _Connection(asyncio.Protocol):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
-    async def next_item(self) -> Item:
+    # -- the caller's side
+
+    async def _next(self) -> Item:
         """The next item; :class:`StreamError` once every item before the failure was taken."""
         while not self.items:
             if self.error is not None:
@@ -246,26 +282,19 @@ class _Connection(asyncio.Protocol):
                 self.transport.resume_reading()
         return item
 
-
-class HttpStream:
-    """A response whose head has arrived: its ``status``, and its body chunk by chunk.
-
-    ``async for chunk in stream`` yields body bytes as they come and stops at
-    the body's end; a broken connection raises :class:`StreamError`. The
-    headers are not kept (a phone holds its stream for minutes and reads none).
-    """
-
-    __slots__ = ("_connection", "status")
-
-    def __init__(self, status: int, connection: _Connection) -> None:
-        self.status = status
-        self._connection = connection
+    async def head(self) -> int:
+        """Wait for the response's head (nothing bounds the wait); its status."""
+        item = await self._next()
+        if not isinstance(item, Head):  # h11 gives the head first; anything else is a bug
+            raise StreamError("RemoteProtocolError")
+        self.status = item.status
+        return self.status
 
     def __aiter__(self) -> HttpStream:
         return self
 
     async def __anext__(self) -> bytes:
-        item = await self._connection.next_item()
+        item = await self._next()
         if isinstance(item, bytes):
             return item
         raise StopAsyncIteration  # END (a second Head cannot come: h11 reads one response)
@@ -279,30 +308,36 @@ class HttpStream:
                 break
         return body[:limit]
 
+    def close(self) -> None:
+        """Close the socket (idempotent); what was read stays readable."""
+        if self.transport is not None:
+            self.transport.close()
 
-@contextlib.asynccontextmanager
+
 async def open_stream(
     target: Target,
     headers: Mapping[str, str],
     *,
     connect_timeout: float | None,
     tls: ssl.SSLContext | None = None,
-) -> AsyncIterator[HttpStream]:
+) -> HttpStream:
     """GET ``target`` on a connection of its own; the response once its head arrived.
 
     ``connect_timeout`` bounds the TCP connect (and the TLS handshake for
-    ``https``); nothing bounds the reads here. The socket is closed when the
-    block ends, however it ends (cancellation included).
+    ``https``); nothing bounds the reads here. The caller closes the stream
+    (:meth:`HttpStream.close`, in a ``finally``); if this raises, the socket
+    is already closed. A coroutine, not a context manager: the phone holds
+    this for minutes, and each context-manager layer is a frame per phone.
     """
     reader = ResponseReader()
     request = reader.request(target, headers)
-    connection = _Connection(reader)
+    stream = HttpStream(reader)
     loop = asyncio.get_running_loop()
     secure = target.scheme == "https"
     try:
         async with asyncio.timeout(connect_timeout):
             await loop.create_connection(
-                lambda: connection,
+                lambda: stream,
                 target.host,
                 target.port,
                 ssl=(tls or ssl.create_default_context()) if secure else None,
@@ -312,15 +347,11 @@ async def open_stream(
         raise StreamError("ConnectTimeout") from None
     except OSError:
         raise StreamError("ConnectError") from None
-    transport = connection.transport
-    assert transport is not None
     try:
-        transport.write(request)
-        while True:
-            item = await connection.next_item()
-            if isinstance(item, Head):
-                break
-            raise StreamError("RemoteProtocolError")  # h11 gives the head first; anything else is a bug
-        yield HttpStream(item.status, connection)
-    finally:
-        transport.close()
+        assert stream.transport is not None
+        stream.transport.write(request)
+        await stream.head()
+    except BaseException:
+        stream.close()
+        raise
+    return stream

@@ -14,7 +14,6 @@ from progressbench.transports.h11stream import (
     ResponseReader,
     StreamError,
     Target,
-    _Connection,
     target_of,
 )
 
@@ -155,70 +154,80 @@ class _FakeTransport(asyncio.Transport):
         self.closed = True
 
 
-def _connection() -> tuple[_Connection, _FakeTransport]:
+def _stream() -> tuple[HttpStream, _FakeTransport]:
     reader = ResponseReader()
     reader.request(STREAM, {})
-    connection = _Connection(reader)
+    stream = HttpStream(reader)
     transport = _FakeTransport()
-    connection.connection_made(transport)
-    return connection, transport
+    stream.connection_made(transport)
+    return stream, transport
 
 
-async def _stream(connection: _Connection) -> HttpStream:
-    head = await connection.next_item()
-    assert isinstance(head, Head)
-    return HttpStream(head.status, connection)
+def _arrive(stream: HttpStream, data: bytes) -> None:
+    """Bytes from the socket, the way the transport hands them over: into the lent buffer."""
+    while data:
+        buffer = stream.get_buffer(len(data))
+        n = min(len(buffer), len(data))
+        buffer[:n] = data[:n]
+        stream.buffer_updated(n)
+        data = data[n:]
 
 
 async def test_the_body_is_read_as_it_comes_and_ends_with_the_stream() -> None:
-    """Chunks fed from ``data_received`` wake the one reader; pieces that arrived together come as one."""
-    connection, _ = _connection()
-    connection.data_received(OK_CHUNKED + b"3\r\nabc\r\n3\r\ndef\r\n")
-    stream = await _stream(connection)
-    assert stream.status == 200
+    """Bytes arriving wake the one reader; pieces that arrived together come as one."""
+    stream, _ = _stream()
+    _arrive(stream, OK_CHUNKED + b"3\r\nabc\r\n3\r\ndef\r\n")
+    assert await stream.head() == 200 and stream.status == 200
     assert await anext(stream) == b"abcdef"
     waiting = asyncio.ensure_future(anext(stream))
     await asyncio.sleep(0)
     assert not waiting.done(), "nothing unread: the reader waits for the socket"
-    connection.data_received(b"2\r\ngh\r\n0\r\n\r\n")
+    _arrive(stream, b"2\r\ngh\r\n0\r\n\r\n")
     assert await waiting == b"gh"
     assert [chunk async for chunk in stream] == []
 
 
 async def test_a_reset_after_the_data_is_a_read_error_once_the_data_was_taken() -> None:
-    connection, _ = _connection()
-    connection.data_received(OK_CHUNKED + b"3\r\nabc\r\n")
-    connection.connection_lost(ConnectionResetError())
-    stream = await _stream(connection)
+    stream, _ = _stream()
+    _arrive(stream, OK_CHUNKED + b"3\r\nabc\r\n")
+    stream.connection_lost(ConnectionResetError())
+    await stream.head()
     assert await anext(stream) == b"abc"
     with pytest.raises(StreamError, match="ReadError"):
         await anext(stream)
 
 
 async def test_eof_mid_body_is_a_protocol_error_and_closes_the_transport() -> None:
-    connection, transport = _connection()
-    connection.data_received(OK_CHUNKED + b"3\r\nab")
-    connection.eof_received()
-    connection.connection_lost(None)
-    stream = await _stream(connection)
+    stream, transport = _stream()
+    _arrive(stream, OK_CHUNKED + b"3\r\nab")
+    stream.eof_received()
+    stream.connection_lost(None)
+    await stream.head()
     assert await anext(stream) == b"ab", "what arrived of the chunk is read first"
     with pytest.raises(StreamError, match="RemoteProtocolError"):
         await anext(stream)
     assert transport.closed
 
 
+async def test_a_body_before_any_head_is_a_protocol_error() -> None:
+    stream, _ = _stream()
+    stream.connection_lost(None)
+    with pytest.raises(StreamError, match="RemoteProtocolError"):
+        await stream.head()
+
+
 async def test_a_bounded_read_takes_the_body_up_to_its_limit() -> None:
-    connection, _ = _connection()
-    connection.data_received(b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n0123456789")
-    stream = await _stream(connection)
+    stream, _ = _stream()
+    _arrive(stream, b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n0123456789")
+    assert await stream.head() == 404
     assert await stream.read(4) == b"0123"
 
 
 async def test_reading_pauses_while_too_much_is_unread_and_resumes_once_taken() -> None:
-    connection, transport = _connection()
+    stream, transport = _stream()
     size = HIGH_WATER + 1
-    connection.data_received(OK_CHUNKED + b"%x\r\n" % size + b"x" * size + b"\r\n")
+    _arrive(stream, OK_CHUNKED + b"%x\r\n" % size + b"x" * size + b"\r\n")
     assert transport.paused
-    stream = await _stream(connection)
+    await stream.head()
     assert len(await anext(stream)) == size
     assert not transport.paused

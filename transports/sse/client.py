@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 from progressbench.transports.canary import probe_get, probe_sse
-from progressbench.transports.h11stream import HttpStream, StreamError, Target, open_stream, target_of
+from progressbench.transports.h11stream import StreamError, Target, open_stream, target_of
 from progressbench.transports.http import (
     CONNECT_S,
     Submission,
@@ -129,27 +129,35 @@ class _SseWatcherBase:
         except httpx.HTTPError as exc:
             raise Dropped(type(exc).__name__) from None
 
-    async def _read(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[Message | Comment, None]:
-        """Parsed items of one response body; raises :class:`Dropped` when it goes silent or ends.
+    async def _next_items(self, parser: SSEParser, chunks: AsyncIterator[bytes]) -> list[Message | Comment]:
+        """What the next chunk completes (maybe nothing); :class:`Dropped` when it goes silent or ends.
 
         A broken connection surfaces as the chunk source's own error (httpx's or
-        :class:`StreamError`), which the caller's ``_open`` translates.
+        :class:`StreamError`), which the caller translates. ``retry:`` resets
+        the back-off here.
         """
+        try:
+            # a timeout scope, not wait_for: no extra task per chunk (10,000 phones hold one each)
+            async with asyncio.timeout(self.idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            raise Dropped("stream closed") from None
+        except TimeoutError:
+            raise Dropped("idle watchdog") from None
+        items: list[Message | Comment] = []
+        for item in parser.feed(chunk):
+            if isinstance(item, Retry):
+                self.backoff = self._backoff(item.milliseconds / 1000.0)
+            else:
+                items.append(item)
+        return items
+
+    async def _read(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[Message | Comment, None]:
+        """Parsed items of one response body, as :meth:`_next_items` gives them."""
         parser = SSEParser()
         while True:
-            try:
-                # a timeout scope, not wait_for: no extra task per chunk (10,000 phones hold one each)
-                async with asyncio.timeout(self.idle_s):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                raise Dropped("stream closed") from None
-            except TimeoutError:
-                raise Dropped("idle watchdog") from None
-            for item in parser.feed(chunk):
-                if isinstance(item, Retry):
-                    self.backoff = self._backoff(item.milliseconds / 1000.0)
-                else:
-                    yield item
+            for item in await self._next_items(parser, chunks):
+                yield item
 
     @staticmethod
     def _progress(message: Message) -> Progress:
@@ -211,38 +219,43 @@ class ResumableSseWatcher(_SseWatcherBase):
                 timing=self.settings.timing,
             )
 
-    @contextlib.asynccontextmanager
-    async def _open_stream(self, target: Target, headers: dict[str, str]) -> AsyncIterator[HttpStream]:
-        """The event stream's 200 on its own connection (``_open``'s rules, without httpx)."""
-        try:
-            async with open_stream(
-                target, headers, connect_timeout=self.connect_timeout, tls=tls_context()
-            ) as stream:
-                status = stream.status
-                if status in _FATAL:
-                    body = (await stream.read(_EXCERPT_BYTES)).decode(errors="replace")[:200]
-                    raise TransportError(f"event stream answered {status}: {body}")
-                if status != 200:
-                    raise Dropped(f"http {status}")
-                yield stream
-        except StreamError as exc:
-            raise Dropped(exc.reason) from None
-
     async def _stream(
         self, target: Target, headers: dict[str, str], state: Reconnector
     ) -> AsyncGenerator[ClientEvent, None]:
-        """One GET of the event stream, after ``Last-Event-ID`` once anything arrived."""
+        """One GET of the event stream, after ``Last-Event-ID`` once anything arrived.
+
+        ``_open``'s rules without httpx: a refusal no retry fixes is a
+        TransportError with the body's start, any other non-200 or a broken
+        connection a drop. Written flat (no context manager, no generator per
+        layer): each layer would be a frame held per phone for the stream's life.
+        """
         if state.book.highest:
             headers["last-event-id"] = str(state.cursor)
-        async with self._open_stream(target, headers) as stream:
+        try:
+            stream = await open_stream(
+                target, headers, connect_timeout=self.connect_timeout, tls=tls_context()
+            )
+        except StreamError as exc:
+            raise Dropped(exc.reason) from None
+        try:
+            if stream.status in _FATAL:
+                body = (await stream.read(_EXCERPT_BYTES)).decode(errors="replace")[:200]
+                raise TransportError(f"event stream answered {stream.status}: {body}")
+            if stream.status != 200:
+                raise Dropped(f"http {stream.status}")
             for event in state.up(time.monotonic()):
                 yield event
-            async with contextlib.aclosing(self._read(stream)) as items:
-                async for item in items:
+            parser = SSEParser()
+            while True:
+                for item in await self._next_items(parser, stream):
                     if isinstance(item, Comment):
                         yield _ALIVE
                         continue
                     yield state.receive(self._progress(item)).event
+        except StreamError as exc:
+            raise Dropped(exc.reason) from None
+        finally:
+            stream.close()
 
 
 class NaiveSseWatcher(_SseWatcherBase):
