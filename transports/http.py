@@ -52,6 +52,11 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+def tls_context() -> ssl.SSLContext:
+    """The SSL context every phone shares, for connections made without httpx."""
+    return _ssl_context()
+
+
 def timeouts(timing: Timing, read_s: float = READ_S) -> httpx.Timeout:
     return httpx.Timeout(
         max(timing.scaled(read_s), MIN_READ_S),
@@ -82,7 +87,7 @@ SIGN_IN_TIMEOUT_S = 30.0
 _PROCESS_TAG = secrets.token_hex(4)
 
 
-@dataclass
+@dataclass(slots=True)
 class PhoneSession:
     """One phone's account and its current session (kept for the process's life)."""
 

@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 from progressbench.app.cell import CellPlan
+from progressbench.app.session import SessionSpec
 from progressbench.app.webui import read_plan
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ConfigError
@@ -88,3 +89,25 @@ def test_every_receipt_is_counted_by_type() -> None:
     one = record(Submitted(job_id="1", token="t"), Progress("1", 1, "step", "m"), Alive(), Alive())
     two = record(Submitted(job_id="2", token="t"), Progress("2", 2, "done", "m"))
     assert bench.receipts([one, two]) == {"submitted": 2, "progress": 2, "alive": 2}
+
+
+def test_a_cells_specs_share_one_shape_and_one_timing() -> None:
+    """The agent validates each phone's spec from JSON; equal shapes and timings are one object
+    (a copy each costs 1-4 KB per phone for its whole session), different ones stay apart."""
+    first = SessionSpec(
+        transport="sse",
+        profile="clean",
+        owner="p0",
+        user_index=0,
+        job_index=0,
+        seed=1,
+        shape=JobShape(),
+        timing=Timing(time_scale=0.1),
+        endpoints={"api": "http://127.0.0.1:1"},
+    )
+    raw = first.model_dump(mode="json")
+    second = SessionSpec.model_validate({**raw, "owner": "p1", "seed": 2})
+    assert second.shape is first.shape and second.timing is first.timing
+    other = SessionSpec.model_validate({**raw, "timing": {**raw["timing"], "time_scale": 0.5}})
+    assert other.timing is not first.timing and other.timing.time_scale == 0.5
+    assert other.shape is first.shape

@@ -37,7 +37,7 @@ def spec(phone: int) -> SessionSpec:
 def record(phone: int) -> SessionRecord:
     live = LiveSession()
     live.job_id = f"job-{phone}"
-    live.seen.append((Submitted(job_id=live.job_id, token="t"), 1, 1))
+    live.add(Submitted(job_id=live.job_id, token="t"), 1, 1)
     return session_record(spec(phone), live, "deadline", None)
 
 
@@ -67,8 +67,8 @@ def test_a_session_cut_off_mid_way_keeps_what_the_phone_saw() -> None:
     """The agent's last resort for a session that does not stop: the record as it stood."""
     live = LiveSession()
     live.job_id = "job-1"
-    live.seen.append((Submitted(job_id="job-1", token="t"), 10, 10))
-    live.seen.append((Progress(job_id="job-1", seq=1, kind="step", message="1 of 6"), 20, 20))
+    live.add(Submitted(job_id="job-1", token="t"), 10, 10)
+    live.add(Progress(job_id="job-1", seq=1, kind="step", message="1 of 6"), 20, 20)
     cut = session_record(spec(1), live, "interrupted", "did not stop")
     assert cut.outcome == "interrupted"
     assert cut.job_id == "job-1"

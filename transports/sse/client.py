@@ -9,6 +9,12 @@ byte. Options (``ClientSettings.options``, unscaled seconds):
   the watchdog off;
 * ``reconnect_s`` — first reconnect delay when the server sent no ``retry:``.
 
+The resumable watcher creates its job with httpx and then holds its event
+stream on a plain asyncio connection parsed by h11
+(:mod:`~progressbench.transports.h11stream`): same URL, headers, timeouts
+and failure names, a fraction of the memory per phone. The naive watcher's
+stream *is* its POST, so it stays on httpx.
+
 Variant ``browser`` (``sse:browser``) is not here: its phones are real
 browser pages (:mod:`progressbench.transports.sse.browser`).
 
@@ -37,7 +43,15 @@ from typing import Any
 
 import httpx
 from progressbench.transports.canary import probe_get, probe_sse
-from progressbench.transports.http import CONNECT_S, access_token, phone_client, submit_job
+from progressbench.transports.h11stream import StreamError, Target, open_stream, target_of
+from progressbench.transports.http import (
+    CONNECT_S,
+    Submission,
+    access_token,
+    phone_client,
+    submit_job,
+    tls_context,
+)
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
@@ -53,6 +67,10 @@ MIN_STREAM_CONNECT_S = 1.0
 TIMERS = (Timer("sse stream connect timeout", CONNECT_S, floor_s=MIN_STREAM_CONNECT_S),)
 
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
+#: Body bytes read from a refusal: its first 200 characters go into the error.
+_EXCERPT_BYTES = 4096
+#: Every heartbeat is the same news: one shared event, not an object per comment per phone.
+_ALIVE = Alive()
 #: The naive user's retry delay after an error, unscaled seconds (ASSUMPTION: read the error, tap again).
 USER_RETRY_MIN_S = 5.0
 USER_RETRY_MAX_S = 30.0
@@ -111,24 +129,35 @@ class _SseWatcherBase:
         except httpx.HTTPError as exc:
             raise Dropped(type(exc).__name__) from None
 
-    async def _read(self, response: httpx.Response) -> AsyncGenerator[Message | Comment, None]:
-        """Parsed items of one response; raises :class:`Dropped` when it goes silent or breaks."""
+    async def _next_items(self, parser: SSEParser, chunks: AsyncIterator[bytes]) -> list[Message | Comment]:
+        """What the next chunk completes (maybe nothing); :class:`Dropped` when it goes silent or ends.
+
+        A broken connection surfaces as the chunk source's own error (httpx's or
+        :class:`StreamError`), which the caller translates. ``retry:`` resets
+        the back-off here.
+        """
+        try:
+            # a timeout scope, not wait_for: no extra task per chunk (10,000 phones hold one each)
+            async with asyncio.timeout(self.idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            raise Dropped("stream closed") from None
+        except TimeoutError:
+            raise Dropped("idle watchdog") from None
+        items: list[Message | Comment] = []
+        for item in parser.feed(chunk):
+            if isinstance(item, Retry):
+                self.backoff = self._backoff(item.milliseconds / 1000.0)
+            else:
+                items.append(item)
+        return items
+
+    async def _read(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[Message | Comment, None]:
+        """Parsed items of one response body, as :meth:`_next_items` gives them."""
         parser = SSEParser()
-        chunks = response.aiter_bytes()
         while True:
-            try:
-                # a timeout scope, not wait_for: no extra task per chunk (10,000 phones hold one each)
-                async with asyncio.timeout(self.idle_s):
-                    chunk = await anext(chunks)
-            except StopAsyncIteration:
-                raise Dropped("stream closed") from None
-            except TimeoutError:
-                raise Dropped("idle watchdog") from None
-            for item in parser.feed(chunk):
-                if isinstance(item, Retry):
-                    self.backoff = self._backoff(item.milliseconds / 1000.0)
-                else:
-                    yield item
+            for item in await self._next_items(parser, chunks):
+                yield item
 
     @staticmethod
     def _progress(message: Message) -> Progress:
@@ -155,8 +184,33 @@ class ResumableSseWatcher(_SseWatcherBase):
         return report
 
     async def session(self, request: JobRequest) -> AsyncIterator[ClientEvent]:
+        """Create the job with httpx, then hold its event stream on a light connection of its own.
+
+        The httpx client is closed before the stream opens (see
+        :mod:`~progressbench.transports.h11stream`): a phone holding its
+        stream keeps one socket, an h11 parser and this generator, nothing
+        more. The stream's token is the job's read token, which does not
+        expire while the job runs: no call needs httpx again.
+        """
+        created = await self._submit(request)
+        for finding in created.findings():
+            yield finding
+        yield Submitted(job_id=created["job_id"], token=created["token"])
+        try:
+            target = target_of(self.settings.endpoints["api"], created["events_href"])
+        except ValueError as exc:
+            raise TransportError(f"create job answered an unusable events_href: {exc}") from None
+        headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
+        del created  # this frame lives as long as the stream: keep only what the stream needs
+        state = Reconnector(LAST_EVENT_ID)
+        attempt = partial(self._stream, target, headers, state)
+        async for event in redial(state, self._delay, attempt):
+            yield event
+
+    async def _submit(self, request: JobRequest) -> Submission:
+        """POST the job on a client of its own, closed as soon as the job exists."""
         async with self._client() as http:
-            created = await submit_job(
+            return await submit_job(
                 http,
                 "/sse/jobs",
                 request.body(),
@@ -164,30 +218,44 @@ class ResumableSseWatcher(_SseWatcherBase):
                 phone=request.owner,
                 timing=self.settings.timing,
             )
-            for finding in created.findings():
-                yield finding
-            yield Submitted(job_id=created["job_id"], token=created["token"])
-            headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
-            state = Reconnector(LAST_EVENT_ID)
-            attempt = partial(self._stream, http, created["events_href"], headers, state)
-            async for event in redial(state, self._delay, attempt):
-                yield event
 
     async def _stream(
-        self, http: httpx.AsyncClient, href: str, headers: dict[str, str], state: Reconnector
+        self, target: Target, headers: dict[str, str], state: Reconnector
     ) -> AsyncGenerator[ClientEvent, None]:
-        """One GET of the event stream, after ``Last-Event-ID`` once anything arrived."""
+        """One GET of the event stream, after ``Last-Event-ID`` once anything arrived.
+
+        ``_open``'s rules without httpx: a refusal no retry fixes is a
+        TransportError with the body's start, any other non-200 or a broken
+        connection a drop. Written flat (no context manager, no generator per
+        layer): each layer would be a frame held per phone for the stream's life.
+        """
         if state.book.highest:
             headers["last-event-id"] = str(state.cursor)
-        async with self._open(http, "event stream", "GET", href, headers=headers) as response:
+        try:
+            stream = await open_stream(
+                target, headers, connect_timeout=self.connect_timeout, tls=tls_context()
+            )
+        except StreamError as exc:
+            raise Dropped(exc.reason) from None
+        try:
+            if stream.status in _FATAL:
+                body = (await stream.read(_EXCERPT_BYTES)).decode(errors="replace")[:200]
+                raise TransportError(f"event stream answered {stream.status}: {body}")
+            if stream.status != 200:
+                raise Dropped(f"http {stream.status}")
             for event in state.up(time.monotonic()):
                 yield event
-            async with contextlib.aclosing(self._read(response)) as items:
-                async for item in items:
+            parser = SSEParser()
+            while True:
+                for item in await self._next_items(parser, stream):
                     if isinstance(item, Comment):
-                        yield Alive()
+                        yield _ALIVE
                         continue
                     yield state.receive(self._progress(item)).event
+        except StreamError as exc:
+            raise Dropped(exc.reason) from None
+        finally:
+            stream.close()
 
 
 class NaiveSseWatcher(_SseWatcherBase):
@@ -281,10 +349,10 @@ class NaiveSseWatcher(_SseWatcherBase):
             headers=headers,
             params=self.params,
         ) as response:
-            async with contextlib.aclosing(self._read(response)) as items:
+            async with contextlib.aclosing(self._read(response.aiter_bytes())) as items:
                 async for item in items:
                     if isinstance(item, Comment):
-                        yield Alive()
+                        yield _ALIVE
                     elif item.event == "created":
                         created = json.loads(item.data)
                         if next(posts) == 1:
