@@ -55,7 +55,7 @@ ProfilesOpt = Annotated[
 
 
 #: Options of `run` a parallel run sets per part instead of passing on.
-PER_PART = ("transports", "out", "parallel")
+PER_PART = ("transports", "out", "parallel", "part")
 
 
 def given_options(ctx: typer.Context, leave_out: tuple[str, ...]) -> list[str]:
@@ -155,6 +155,9 @@ def run(
             "its CPU: see `saturated` in the results."
         ),
     ] = 1,
+    part: Annotated[
+        bool, typer.Option("--part", hidden=True, help="Run as one part of a --parallel run: no report.")
+    ] = False,
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
@@ -190,7 +193,7 @@ def run(
 
         outcome = execute_parallel(config, given_options(ctx, PER_PART), RichRunView(console))
     else:
-        outcome = execute(config, RichRunView(console))
+        outcome = execute(config, RichRunView(console), report=not part)
     console.print(cells_table(outcome.summary.cells))
     for cell in outcome.summary.cells:
         if cell.saturated and cell.saturation is not None:

@@ -97,10 +97,12 @@ def refuse_shared_servers(config: RunConfig) -> None:
 
 
 def child_command(args: Sequence[str], part: Part) -> list[str]:
-    """``progressbench run`` with the parent's own options, the part's transports and folder."""
+    """``progressbench run`` with the parent's own options, the part's transports and folder
+    (``--part``: the parent draws the one report)."""
     return [
         *python_module("progressbench"),
         "run",
+        "--part",
         *args,
         "--transports",
         ",".join(part.transports),

@@ -262,7 +262,10 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(with_billing_timing(config, book), book, [get_profile(p) for p in config.profiles])
 
 
-def execute(config: RunConfig, view: RunView) -> RunOutcome:
+def execute(config: RunConfig, view: RunView, *, report: bool = True) -> RunOutcome:
+    """Run the matrix and write its folder; ``report=False`` leaves out ``report.md``/``.html`` (a
+    ``run --parallel`` part: the parent draws one report of the whole run, and drawing this part's
+    would take CPU from the parts still measuring)."""
     prepared = prepare(config)
     config, book, profiles = prepared.config, prepared.book, prepared.profiles
     out = config.out
@@ -349,5 +352,6 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
     )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)
-    render_run(out, summary, all_sessions, all_events)
+    if report:
+        render_run(out, summary, all_sessions, all_events)
     return RunOutcome(out=out, summary=summary, complete=complete, interrupted=interrupted, logs=str(log_dir))

@@ -66,6 +66,7 @@ def test_parts_have_their_own_folder_log_and_command(tmp_path: Path) -> None:
     argv = child_command(["--users", "3"], second)
     assert argv[argv.index("run") :] == [
         "run",
+        "--part",
         "--users",
         "3",
         "--transports",
