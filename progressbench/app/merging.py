@@ -89,7 +89,8 @@ def join_tables(out: Path, parts: Sequence[Path]) -> None:
     Joined as text, not re-read and re-written: a round trip through a
     table reader would change how empty and numeric cells are spelled. A
     part that wrote no table adds no row; a header that differs from the
-    first part's is a ResultsError (the parts ran different code).
+    first part's is a ResultsError (the parts ran different code). With no
+    part's table, ``out`` has none either.
     """
     for name in (SESSIONS, EVENTS):
         header: str | None = None
@@ -106,6 +107,8 @@ def join_tables(out: Path, parts: Sequence[Path]) -> None:
             rows.append(rest)
         if header is not None:
             (out / name).write_text(header + "\n" + "".join(rows), encoding="utf-8")
+        else:  # no part got as far: an earlier run's table must not pass for this one's
+            (out / name).unlink(missing_ok=True)
 
 
 def gather_files(out: Path, parts: Sequence[Path]) -> None:

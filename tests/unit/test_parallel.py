@@ -143,6 +143,13 @@ def test_tables_and_raw_records_are_joined_row_for_row(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "locust").iterdir()) == ["relay__clean.html", "sse__clean.html"]
 
 
+def test_no_part_table_leaves_no_stale_table(tmp_path: Path) -> None:
+    """When no part wrote its tables, an earlier run's tables are not passed off as this run's."""
+    (tmp_path / "sessions.csv").write_text("session_id,error\nold,\n")
+    join_tables(tmp_path, [tmp_path / "1", tmp_path / "2"])
+    assert not (tmp_path / "sessions.csv").exists() and not (tmp_path / "events.csv").exists()
+
+
 def test_parts_with_different_columns_are_not_joined(tmp_path: Path) -> None:
     """Parts that wrote different columns ran different code: a ResultsError, not a shifted table."""
     one, two = tmp_path / "1", tmp_path / "2"
