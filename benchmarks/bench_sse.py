@@ -9,7 +9,13 @@ library in the way). Prints:
   and the delta per stream;
 * commit-to-client latency p50/p95/p99 of events committed after their
   stream was open (``committed_at`` in the event vs the client's wall clock,
-  same host);
+  same host, taken when the bytes are read off the socket), for all of
+  them, and split into those committed while streams were still being
+  opened (the API is busy authenticating the rest) and those committed with
+  every stream open (the steady state at ``STREAMS`` streams);
+* the machine's load average before and after, and the CPU the API, the
+  worker and this process (the phones) used while streaming: a figure taken
+  on a saturated machine measures the machine;
 * the API's Postgres connections (the point: one LISTEN connection per
   process, not one per stream).
 
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -45,6 +52,12 @@ TIME_SCALE = 0.4  # a default 14-step job takes about 20 s
 SHAPE = JobShape()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -52,52 +65,100 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-class Stream:
-    def __init__(self) -> None:
+class Stream(asyncio.Protocol):
+    """One stream's socket: each event's receive time is taken when its bytes are read off the socket.
+
+    A callback per read (``data_received``), not a task per line: the time is
+    the first moment this process sees the bytes, so a busy client loop adds
+    as little as it can to the figure it measures.
+    """
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
         self.opened_wall = 0.0
-        self.latencies_ms: list[float] = []
+        #: (committed, received) wall times of each live event (committed after the stream opened)
+        self.live: list[tuple[float, float]] = []
         self.done = False
         self.error: str | None = None
+        self.opened = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._buffer = b""
+        self._head = True
+        self._transport: asyncio.Transport | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self.request)
 
-async def open_stream(
-    host: str, port: int, href: str, token: str, out: Stream, opened: asyncio.Event
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(
-            (
-                f"GET {href} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-                "Accept: text/event-stream\r\n\r\n"
-            ).encode()
-        )
-        await writer.drain()
-        status = await reader.readline()
-        if b" 200 " not in status:
-            out.error = status.decode(errors="replace").strip()
-            return
-        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-            pass
-        out.opened_wall = time.time()
-        opened.set()
-        while True:
-            line = await reader.readline()
-            if not line:
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self._buffer += data
+        if self._head:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
                 return
+            status = self._buffer[: self._buffer.find(b"\r\n")]
+            self._buffer, self._head = self._buffer[end + 4 :], False
+            if b" 200 " not in status:
+                self.error = status.decode(errors="replace").strip()
+                self._close()
+                return
+            self.opened_wall = now
+            self.opened.set()
+        # The body is chunked; every event is whole in its chunk, so plain lines are enough here.
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
             if not line.startswith(b"data:"):
                 continue
-            now = time.time()
-            event = json.loads(line[5:])
-            committed = datetime.fromisoformat(event["committed_at"]).timestamp()
-            if committed >= out.opened_wall:
-                out.latencies_ms.append((now - committed) * 1000.0)
-            if event["kind"] in ("done", "failed"):
-                out.done = True
+            try:
+                event = json.loads(line[5:])
+                committed = datetime.fromisoformat(event["committed_at"]).timestamp()
+            except (ValueError, KeyError) as exc:
+                self.error = repr(exc)
+                self._close()
                 return
-    except (OSError, ValueError) as exc:
+            if committed >= self.opened_wall:
+                self.live.append((committed, now))
+            if event["kind"] in ("done", "failed"):
+                self.done = True
+                self._close()
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None and not self.done:
+            self.error = repr(exc)
+        self.opened.set()
+        self.closed.set()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def open_stream(host: str, port: int, out: Stream) -> None:
+    try:
+        await asyncio.get_running_loop().create_connection(lambda: out, host, port)
+    except OSError as exc:
         out.error = repr(exc)
-    finally:
-        writer.close()
+        out.opened.set()
+        out.closed.set()
+
+
+def stream_request(host: str, port: int, href: str, token: str) -> bytes:
+    return (
+        f"GET {href} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Accept: text/event-stream\r\n\r\n"
+    ).encode()
+
+
+def show(name: str, latencies: list[float]) -> dict[int, float | None]:
+    p = {q: percentile(latencies, q) for q in (50, 95, 99)}
+    print(
+        f"commit-to-client latency over {len(latencies)} {name}: "
+        + ", ".join(f"p{q} {v:.1f} ms" if v is not None else f"p{q} n/a" for q, v in p.items())
+    )
+    return p
 
 
 def api_db_connections(database_url: str) -> tuple[int, int]:
@@ -110,48 +171,67 @@ def api_db_connections(database_url: str) -> tuple[int, int]:
 
 
 async def bench(stack: Stack, streams: int, jobs: int) -> None:
+    started = time.monotonic()
     api = stack.endpoints()["api"]
     parts = urlsplit(api)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     api_pid = stack.services["api"].instances[0].pid
+    worker_pid = stack.services["worker"].instances[0].pid
+    load_before = os.getloadavg()[0]
     db_before = api_db_connections(stack.database_url)
     body = {"time_scale": TIME_SCALE, "shape": SHAPE.model_dump(mode="json")}
     # The operator holds the project secret: an access token minted with it is a signed-in user's.
     user, _ = identity.issue_access(stack.secret, uuid.uuid4(), "bench@bench.test", uuid.uuid4())
     headers = {"authorization": f"Bearer {user}"}
     async with httpx.AsyncClient(base_url=api, timeout=30, headers=headers) as http:
-        # Warm the API (imports, pools, the notify hub) before measuring its baseline.
+        # Warm the API (imports, pools, the notify hub) before measuring its baseline: one job, one
+        # stream opened and closed (the hub's LISTEN connection is the process's, not a stream's).
+        # The baseline is taken after the jobs are created, so only the streams are in the delta.
         warm = (await http.post("/sse/jobs", json=body)).json()
+        async with http.stream("GET", warm["events_href"]) as first:
+            async for _ in first.aiter_bytes():
+                break
+        created = [(await http.post("/sse/jobs", json=body)).json() for _ in range(jobs)]
         await asyncio.sleep(0.5)
         rss_before = rss_kib(api_pid)
-        created = [(await http.post("/sse/jobs", json=body)).json() for _ in range(jobs)]
     del warm
-    results = [Stream() for _ in range(streams)]
-    opened = [asyncio.Event() for _ in range(streams)]
+    results = [
+        Stream(stream_request(host, port, created[i % jobs]["events_href"], created[i % jobs]["token"]))
+        for i in range(streams)
+    ]
     t0 = time.monotonic()
-    tasks = []
-    for i in range(streams):
-        job = created[i % jobs]
-        tasks.append(
-            asyncio.create_task(
-                open_stream(host, port, job["events_href"], job["token"], results[i], opened[i])
-            )
-        )
+    cpu0 = {"API": cpu_s(api_pid), "worker": cpu_s(worker_pid), "bench (the phones)": time.process_time()}
+    openers = []
+    for i, out in enumerate(results):
+        openers.append(asyncio.create_task(open_stream(host, port, out)))
         if i % 50 == 49:
             await asyncio.sleep(0)  # let the event loop breathe between batches
-    await asyncio.wait([asyncio.create_task(e.wait()) for e in opened], timeout=30)
+    await asyncio.wait([asyncio.create_task(r.opened.wait()) for r in results], timeout=30)
     open_s = time.monotonic() - t0
+    all_open_wall = max((r.opened_wall for r in results), default=0.0)
     await asyncio.sleep(1.0)
     rss_open = rss_kib(api_pid)
     db_open = api_db_connections(stack.database_url)
     open_count = sum(1 for r in results if r.opened_wall)
-    _done, pending = await asyncio.wait(tasks, timeout=max(BUDGET_S - (time.monotonic() - t0) - 10, 5))
+    closing = [asyncio.create_task(r.closed.wait()) for r in results]
+    # What is left of the budget (from the start, job creation included: a loaded machine is slow
+    # there too), less a margin for the report.
+    left = BUDGET_S - (time.monotonic() - started) - 10
+    _done, pending = await asyncio.wait(closing, timeout=max(left, 1))
     for task in pending:
         task.cancel()
-    latencies = [v for r in results for v in r.latencies_ms]
+    wall = time.monotonic() - t0
+    cpu1 = {"API": cpu_s(api_pid), "worker": cpu_s(worker_pid), "bench (the phones)": time.process_time()}
+    live = [(c, (r - c) * 1000.0) for out in results for c, r in out.live]
+    latencies = [ms for _, ms in live]
     errors = [r.error for r in results if r.error]
     delta = rss_open - rss_before
     print(f"streams requested {streams}, open {open_count} (in {open_s:.1f} s), jobs {jobs}")
+    print(f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(
+        f"CPU while streaming ({wall:.0f} s, % of one core): "
+        + ", ".join(f"{k} {100 * (cpu1[k] - cpu0[k]) / wall:.0f} %" for k in cpu0)
+    )
     print(f"API RSS before {rss_before / 1024:.1f} MiB, with streams open {rss_open / 1024:.1f} MiB")
     print(f"memory per stream: {delta / max(open_count, 1):.1f} KiB (RSS delta / open streams)")
     print(
@@ -161,11 +241,9 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     print(f"streams that got the terminal event: {sum(r.done for r in results)}; errors: {len(errors)}")
     if errors:
         print(f"first error: {errors[0]}")
-    p = {q: percentile(latencies, q) for q in (50, 95, 99)}
-    print(
-        f"commit-to-client latency over {len(latencies)} live events: "
-        + ", ".join(f"p{q} {v:.1f} ms" if v is not None else f"p{q} n/a" for q, v in p.items())
-    )
+    p = show("live events", latencies)
+    show("events committed while streams were still opening", [ms for c, ms in live if c < all_open_wall])
+    show("events committed with every stream open", [ms for c, ms in live if c >= all_open_wall])
     record("sse.kib_per_stream", delta / max(open_count, 1), "KiB", streams=open_count)
     record("sse.latency_p99_ms", p[99], "ms", streams=open_count, events=len(latencies))
 

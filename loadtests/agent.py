@@ -5,7 +5,8 @@ Locust's processes are gevent-patched and the transport clients are asyncio
 one agent and talks to it over its stdin/stdout, one JSON object per line::
 
     -> {"id": 7, "spec": {...SessionSpec...}}
-    <- {"id": 7, "record": {...SessionRecord...}, "requests": [{...PhoneRequest...}, ...]}
+    <- {"id": 7, "record": {...SessionRecord...}}               (as the session ends)
+    <- {"id": 7, "requests": [{...PhoneRequest...}, ...]}       (once it is scored)
 
 Sessions run concurrently inside the agent; replies come back in completion
 order. stdout carries only protocol lines: logs go to stderr. The agent exits
@@ -33,12 +34,15 @@ import psycopg
 
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.phone_stats import phone_requests
-from progressbench.app.session import SessionSpec, run_session
+from progressbench.app.session import LiveSession, SessionSpec, run_session, session_record
 from progressbench.app.truth import read_truth
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import account
 
 log = logging.getLogger("progressbench.agent")
+
+#: Seconds the cancelled sessions get to return their records when the run ends.
+FLUSH_S = 10.0
 
 
 @functools.cache
@@ -66,39 +70,62 @@ async def _serve() -> None:
     reader = asyncio.StreamReader(limit=2**24)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     write_lock = asyncio.Lock()
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def handle(request_id: int, raw_spec: dict[str, object]) -> None:
-        try:
-            record = await run_session(SessionSpec.model_validate(raw_spec))
-            try:
-                requests = [] if record.outcome == "interrupted" else await _requests(record)
-            except asyncio.CancelledError:  # quitting while scoring: the record matters, not the entries
-                requests = []
-            line = json.dumps(
-                {"id": request_id, "record": record.model_dump(mode="json"), "requests": requests}
-            )
-        except Exception as exc:  # reported to the Locust side, never silently dropped
-            log.exception("session request %s failed", request_id)
-            line = json.dumps({"id": request_id, "error": f"{type(exc).__name__}: {exc}"})
+    async def write(line: str) -> None:
         async with write_lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
+
+    async def handle(request_id: int, raw_spec: dict[str, object], live: LiveSession) -> None:
+        # The record goes out as soon as the session ends, before it is scored for Locust's
+        # statistics: scoring reads the store and may queue behind other sessions' scoring,
+        # and the record is what the run needs (the phone's entries follow on a second line).
+        try:
+            record = await run_session(SessionSpec.model_validate(raw_spec), live)
+            await write(json.dumps({"id": request_id, "record": record.model_dump(mode="json")}))
+            live.recorded = True
+        except Exception as exc:  # reported to the Locust side, never silently dropped
+            log.exception("session request %s failed", request_id)
+            await write(json.dumps({"id": request_id, "error": f"{type(exc).__name__}: {exc}"}))
+            return
+        try:
+            requests = [] if record.outcome == "interrupted" else await _requests(record)
+        except asyncio.CancelledError:  # quitting while scoring: the record is out, the entries are not
+            requests = []
+        except Exception:
+            log.exception("session %s not scored for Locust's statistics", record.session_id)
+            requests = []
+        await write(json.dumps({"id": request_id, "requests": requests}))
+
+    running: dict[asyncio.Task[None], tuple[int, dict[str, object], LiveSession]] = {}
 
     while True:
         raw = await reader.readline()
         if not raw:
             break
         message = json.loads(raw)
-        task = asyncio.create_task(handle(int(message["id"]), message["spec"]))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        live = LiveSession()
+        request_id, raw_spec = int(message["id"]), message["spec"]
+        task = asyncio.create_task(handle(request_id, raw_spec, live))
+        running[task] = (request_id, raw_spec, live)
+        task.add_done_callback(lambda done: running.pop(done, None))
     # stdin closed: the Locust side is quitting. Cancel what still runs; each
     # session returns a record marked "interrupted", written out before we exit.
-    for task in list(tasks):
+    tasks = list(running)
+    for task in tasks:
         task.cancel()
     if tasks:
-        await asyncio.wait(tasks, timeout=10)
+        await asyncio.wait(tasks, timeout=FLUSH_S)
+    # A session whose close hangs (a socket blackholed by its cell's fault) still leaves its
+    # record, as far as it got: a planned session is never silently missing.
+    for request_id, raw_spec, live in list(running.values()):
+        if not live.recorded:
+            spec = SessionSpec.model_validate(raw_spec)
+            note = f"run interrupted; the session did not stop within {FLUSH_S:.0f} s"
+            record = session_record(spec, live, "interrupted", note)
+            await write(json.dumps({"id": request_id, "record": record.model_dump(mode="json")}))
+            live.recorded = True
+        await write(json.dumps({"id": request_id, "requests": []}))
 
 
 def main() -> None:

@@ -19,6 +19,9 @@ from gevent.lock import Semaphore
 
 from progressbench.app.processes import python_module
 
+#: Seconds the agent may take to flush its sessions' records once told to stop.
+AGENT_EXIT_S = 30.0
+
 
 class AgentDied(RuntimeError):
     pass
@@ -49,11 +52,16 @@ def start_early() -> None:
 
 
 class Bridge:
-    """``on_orphan`` receives records whose caller was killed (the run is quitting)."""
+    """``on_record`` receives every session record the agent returns, as it is read.
 
-    def __init__(self, on_orphan: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self._on_orphan = on_orphan
-        self._orphaned: set[int] = set()
+    Delivering records here, not from the phone's greenlet, means a record the
+    agent wrote always reaches the sink: when Locust stops its users, a phone's
+    greenlet may be killed after its reply was read and before it could pass
+    the record on (at 1,000 phones that lost ~5 % of the sessions of a cut-off cell).
+    """
+
+    def __init__(self, on_record: Callable[[dict[str, Any]], None]) -> None:
+        self._on_record = on_record
         self._proc = _early.pop() if _early else _spawn_agent()
         self._ids = itertools.count(1)
         self._waiting: dict[int, AsyncResult] = {}
@@ -62,24 +70,27 @@ class Bridge:
 
     def _read_loop(self) -> None:
         assert self._proc.stdout is not None
+        records: dict[int, dict[str, Any]] = {}
         for raw in self._proc.stdout:
             message = json.loads(raw)
             request_id = int(message["id"])
+            if "record" in message:
+                self._on_record(message["record"])
+                records[request_id] = message["record"]
+                continue
+            record = records.pop(request_id, None)
             waiter = self._waiting.pop(request_id, None)
-            if request_id in self._orphaned:
-                self._orphaned.discard(request_id)
-                if self._on_orphan is not None and "record" in message:
-                    self._on_orphan(message["record"])
-            elif waiter is not None:
-                waiter.set(message)
+            if waiter is not None:
+                waiter.set({**message, "record": record} if record is not None else message)
         error = AgentDied(f"session agent exited with {self._proc.wait()}")
         for waiter in self._waiting.values():
             waiter.set_exception(error)
         self._waiting.clear()
 
     def run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Run one session in the agent: its SessionRecord as a dict, and its entries for Locust's
-        statistics (``PhoneRequest`` dicts; empty when the agent could not score it)."""
+        """Run one session in the agent: its SessionRecord as a dict (already passed to
+        ``on_record``), and its entries for Locust's statistics (``PhoneRequest`` dicts; empty when
+        the agent could not score it)."""
         if self._proc.poll() is not None:
             raise AgentDied(f"session agent exited with {self._proc.returncode}")
         request_id = next(self._ids)
@@ -92,8 +103,8 @@ class Bridge:
             self._proc.stdin.flush()
         try:
             message: dict[str, Any] = waiter.get()
-        except BaseException:  # GreenletExit when Locust stops the user: the agent still answers
-            self._orphaned.add(request_id)
+        except BaseException:  # GreenletExit when Locust stops the user: the reader delivers its record
+            self._waiting.pop(request_id, None)
             raise
         if "error" in message:
             raise AgentDied(message["error"])
@@ -105,7 +116,8 @@ class Bridge:
         if self._proc.stdin is not None and not self._proc.stdin.closed:
             self._proc.stdin.close()
         try:
-            self._proc.wait(timeout=10)
+            # the agent gives its cancelled sessions FLUSH_S to return, then writes what is left
+            self._proc.wait(timeout=AGENT_EXIT_S)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()

@@ -122,8 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         gevent.spawn(stats_history, runner)  # the charts of Locust's HTML report
     runner.start(plan.users, spawn_rate=plan.spawn_rate)
     complete = _wait_for(leader, plan.expected_sessions, plan.users, deadline)
+    phones = runner.user_count
     runner.quit()
     events.quitting.fire(environment=env, reverse=True)
+    # Sessions cut off by the deadline are flushed as the agents quit: counted, they complete the cell.
+    complete = complete or locustfile.SINK.count >= plan.expected_sessions
+    logging.getLogger(__name__).info(
+        "cell ended: %d of %d phones started, %d retired; %d of %d sessions in",
+        phones,
+        plan.users,
+        locustfile.RETIRED.count,
+        locustfile.SINK.count,
+        plan.expected_sessions,
+    )
     print_stats(env.stats, current=False)
     for path in locustfile.save_stats(env, with_csv=True):
         print(f"Locust statistics: {path}")

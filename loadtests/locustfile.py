@@ -104,7 +104,7 @@ def _on_init(environment: Environment, **_kw: Any) -> None:
         runner.register_message(MESSAGE, lambda msg, **_: SINK.write(msg.data))
         runner.register_message(RETIRED_MESSAGE, lambda msg, **_: RETIRED.add(int(msg.data["phones"])))
     else:
-        _state["bridge"] = Bridge(on_orphan=lambda record: _deliver(environment, record))
+        _state["bridge"] = Bridge(on_record=lambda record: _deliver(environment, record))
         BRIDGE_READY.set()
 
 
@@ -223,7 +223,6 @@ class Phone(User):
                 exception=None if entry["error"] is None else PhoneFailure(entry["error"]),
                 context={},
             )
-        _deliver(self.environment, record)
 
     def _fire(self, started: float, length: int, exc: Exception | None) -> None:
         self.environment.events.request.fire(

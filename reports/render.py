@@ -89,8 +89,18 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _sessions(cell: CellSummary) -> str:
+    """Recorded sessions, and the plan's count when some are missing ("872/1000")."""
+    planned = cell.sessions_planned
+    return (
+        f"{cell.sessions}/{planned}"
+        if planned is not None and planned != cell.sessions
+        else str(cell.sessions)
+    )
+
+
 def cell_table(cells: Sequence[CellSummary]) -> list[list[str]]:
-    return [[_fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
+    return [[_sessions(c) if key == "sessions" else _fmt(c.lookup(key)) for key, _ in COLUMNS] for c in cells]
 
 
 PATHS = ("live", "replay", "refetch", "snapshot", "poll")

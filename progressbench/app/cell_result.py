@@ -32,6 +32,8 @@ class CellResult:
     sessions_path: Path
     meters: Meters = field(default_factory=dict)
     complete: bool = False
+    #: Sessions the cell's plan asks for (phones × jobs each).
+    planned_sessions: int = 0
     seconds: float = 0.0
     started_wall_ns: int = 0
     windows: list[FaultWindow] = field(default_factory=list)

@@ -75,7 +75,9 @@ def drive_cell(
     env = dict(os.environ)
     env[CELL_ENV] = plan.model_dump_json()
     env["PYTHONUNBUFFERED"] = "1"
-    deadline = time.monotonic() + plan.deadline_s() + 30
+    # Locust's own deadline is plan.deadline_s(); past it, the agents get bridge.AGENT_EXIT_S to
+    # flush their sessions' records before Locust is told to stop.
+    deadline = time.monotonic() + plan.deadline_s() + 45
     with _processes(_commands(plan, locust_workers, log_dir), env) as procs:
         leader = procs[0]
         if on_spawned is not None:

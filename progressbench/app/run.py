@@ -118,6 +118,7 @@ def run_cell(
         database_url=stack.database_url,
         locust_stats=(config.out / LOCUST_DIR / cell_name(cell.transport, profile.name)).resolve(),
     )
+    cell.planned_sessions = plan.expected_sessions
     stack.settle()
     before = stack.meters()
     startups = len(stack.faults.startups)

@@ -22,6 +22,7 @@ from progressbench.core.ledger import EventRow, JobTruth, SessionRow, account, s
 from progressbench.core.saturation import JobTiming, judge
 from progressbench.core.summary import (
     SCHEMA_VERSION,
+    UNREPORTED,
     CellCost,
     CellSummary,
     CostPoint,
@@ -131,12 +132,15 @@ def score_cell(
     # What the canary got is foreign by definition: it owns no job (RESULTS.md: foreign_events).
     fields["foreign_events"] = aggregates.foreign_events + cell.canary_foreign_events
     fields["canary_probes"] = cell.canary_probes
+    if cell.planned_sessions and (unreported := cell.planned_sessions - len(records)) > 0:
+        fields["session_outcomes"] = {**aggregates.session_outcomes, UNREPORTED: unreported}
     distorted = cell_distortions(cell, time_scale)
     summary = CellSummary(
         **fields,
         cost=cost,
         cost_breakdown_usd=cell_usd,
         complete=cell.complete,
+        sessions_planned=cell.planned_sessions or None,
         seconds=round(cell.seconds, 3),
         fault_windows=cell.describe_windows(),
         chaos_errors=list(cell.chaos_errors),

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,6 +26,7 @@ from progressbench.core.events import (
     Observation,
     Progress,
     Resubmitted,
+    SessionOutcome,
     SessionRecord,
     Submitted,
 )
@@ -68,7 +70,57 @@ class SessionSpec(BaseModel):
 APP_START_BOUND_S = 120.0
 
 
-async def run_session(spec: SessionSpec) -> SessionRecord:
+@dataclass
+class LiveSession:
+    """What a phone has seen so far: kept outside :func:`run_session` so a session that does not
+    stop when cancelled (a close hanging on a dead socket) can still be recorded as it stood."""
+
+    started_wall: int = field(default_factory=time.time_ns)
+    started_mono: int = field(default_factory=time.monotonic_ns)
+    # Each receipt as (event, wall, mono): a validated Observation costs ~700 bytes, the raw
+    # triple ~150, and a phone holding a stream for minutes gathers a heartbeat every few
+    # seconds. Every receipt is kept; the Observations are built once, when the session ends.
+    seen: list[tuple[ClientEvent, int, int]] = field(default_factory=list)
+    job_id: str | None = None
+    extra: list[str] = field(default_factory=list)
+    coalescing: bool = False
+    #: The record has been handed on (set by whoever hands it on): never record a session twice.
+    recorded: bool = False
+
+    def restart_clock(self) -> None:
+        self.started_wall, self.started_mono = time.time_ns(), time.monotonic_ns()
+
+
+def session_record(
+    spec: SessionSpec, live: LiveSession, outcome: SessionOutcome, error: str | None
+) -> SessionRecord:
+    """The phone's record from what it saw: at the session's end, or as it stood when it was cut off."""
+    return SessionRecord(
+        session_id=uuid.uuid4().hex,
+        transport=spec.transport,
+        profile=spec.profile,
+        cell=spec.cell,
+        owner=spec.owner,
+        user_index=spec.user_index,
+        job_index=spec.job_index,
+        job_id=live.job_id,
+        extra_job_ids=list(live.extra),
+        started_wall_ns=live.started_wall,
+        ended_wall_ns=time.time_ns(),
+        started_mono_ns=live.started_mono,
+        ended_mono_ns=time.monotonic_ns(),
+        outcome=outcome,
+        error=error,
+        stall_threshold_s=spec.stall_threshold_s(),
+        time_scale=spec.timing.time_scale,
+        planned_job_s=spec.planned_job_s(),
+        coalescing=live.coalescing,
+        observations=[Observation.of(event, wall, mono) for event, wall, mono in list(live.seen)],
+    )
+
+
+async def run_session(spec: SessionSpec, live: LiveSession | None = None) -> SessionRecord:
+    """One phone, one job: its record, whatever happened (``live``, when given, is filled as it goes)."""
     transport, variant = resolve(spec.transport)
     settings = ClientSettings(
         endpoints=spec.endpoints, timing=spec.timing, variant=variant, options=dict(spec.options)
@@ -77,15 +129,12 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
     request = JobRequest(
         owner=spec.owner, shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale
     )
-    # Each receipt as (event, wall, mono): a validated Observation costs ~700 bytes, the raw
-    # triple ~150, and a phone holding a stream for minutes gathers a heartbeat every few
-    # seconds. Every receipt is kept; the Observations are built once, when the session ends.
-    seen: list[tuple[ClientEvent, int, int]] = []
-    job_id: str | None = None
-    extra: list[str] = []
-    outcome = "deadline"
+    live = live if live is not None else LiveSession()
+    live.coalescing = bool(getattr(watcher, "coalesces", False))
+    live.restart_clock()
+    seen = live.seen
+    outcome: SessionOutcome = "deadline"
     error: str | None = None
-    started_wall, started_mono = time.time_ns(), time.monotonic_ns()
     deadline = spec.timing.scaled(spec.timing.session_deadline_s)
     stream = watcher.session(request)
     app = contextlib.AsyncExitStack()
@@ -93,23 +142,23 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
         if isinstance(watcher, Prepared):  # the app's own start-up, before the user taps
             async with asyncio.timeout(max(deadline, APP_START_BOUND_S)):
                 await app.enter_async_context(watcher.prepared(spec.owner))
-            started_wall, started_mono = time.time_ns(), time.monotonic_ns()
+            live.restart_clock()
         api = spec.endpoints.get("api")
         if api:  # the app signs in once, before its first job: not part of any job's time
             await sign_in_phone(api, spec.owner, spec.timing)
-            started_wall, started_mono = time.time_ns(), time.monotonic_ns()
+            live.restart_clock()
         async with asyncio.timeout(deadline):
             async for event in stream:
                 seen.append((event, time.time_ns(), time.monotonic_ns()))
                 if isinstance(event, Submitted | Resubmitted):
-                    if job_id is None:
-                        job_id = event.job_id
-                    elif event.job_id != job_id and event.job_id not in extra:
-                        extra.append(event.job_id)
+                    if live.job_id is None:
+                        live.job_id = event.job_id
+                    elif event.job_id != live.job_id and event.job_id not in live.extra:
+                        live.extra.append(event.job_id)
                 elif (
                     isinstance(event, Progress)
                     and event.kind in TERMINAL
-                    and event.job_id in {job_id, *extra}
+                    and event.job_id in {live.job_id, *live.extra}
                 ):
                     outcome = "terminal"
                     break
@@ -128,27 +177,4 @@ async def run_session(spec: SessionSpec) -> SessionRecord:
             await stream.aclose()  # type: ignore[attr-defined]
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await app.aclose()
-    return SessionRecord(
-        session_id=uuid.uuid4().hex,
-        transport=spec.transport,
-        profile=spec.profile,
-        cell=spec.cell,
-        owner=spec.owner,
-        user_index=spec.user_index,
-        job_index=spec.job_index,
-        job_id=job_id,
-        extra_job_ids=extra,
-        started_wall_ns=started_wall,
-        ended_wall_ns=time.time_ns(),
-        started_mono_ns=started_mono,
-        ended_mono_ns=time.monotonic_ns(),
-        outcome=outcome,
-        error=error,
-        stall_threshold_s=spec.stall_threshold_s(),
-        time_scale=spec.timing.time_scale,
-        planned_job_s=plan(
-            JobSpec(shape=spec.shape, seed=spec.seed, time_scale=spec.timing.time_scale)
-        ).duration_s,
-        coalescing=bool(getattr(watcher, "coalesces", False)),
-        observations=[Observation.of(event, wall, mono) for event, wall, mono in seen],
-    )
+    return session_record(spec, live, outcome, error)

@@ -21,6 +21,8 @@ ResumeOutcome = Literal["replayed-complete", "gap-flagged", "silent-gap", "dupli
 #: (Last-Event-ID), read back by a refetch or a snapshot after a (re)subscribe,
 #: or read by a status poll.
 DeliveryPath = Literal["live", "replay", "refetch", "snapshot", "poll"]
+#: How a phone's session ended.
+SessionOutcome = Literal["terminal", "deadline", "error", "interrupted"]
 
 #: The kinds of a job's last event, and so the statuses of a finished job:
 #: a watch ends when one of them arrives.
@@ -215,7 +217,7 @@ class SessionRecord(BaseModel):
     ended_wall_ns: int
     started_mono_ns: int
     ended_mono_ns: int
-    outcome: Literal["terminal", "deadline", "error", "interrupted"]
+    outcome: SessionOutcome
     error: str | None = None
     stall_threshold_s: float
     #: the run's time scale: durations here are compressed by it (real-time equivalent = value / scale)

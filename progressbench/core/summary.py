@@ -220,6 +220,10 @@ class CellCost(_Model):
     curve: list[CostPoint] = Field(default_factory=list)
 
 
+#: ``session_outcomes`` key of a planned session that left no record.
+UNREPORTED = "unreported"
+
+
 class CellSummary(CellAggregates):
     """One ``summary.json`` cell: the aggregates plus what the runner knew about the cell."""
 
@@ -227,6 +231,10 @@ class CellSummary(CellAggregates):
     cost_breakdown_usd: dict[str, float]
     #: Every session the cell planned was collected.
     complete: bool
+    #: Sessions the cell's plan asked for (phones × jobs each). ``session_outcomes`` adds up to
+    #: it: a planned session without a record (its phone never started, or its record was lost
+    #: when the cell ended) is counted there as ``unreported``. None in summaries before it.
+    sessions_planned: int | None = None
     seconds: float
     fault_windows: list[FaultWindowSpan]
     chaos_errors: list[str]

@@ -38,6 +38,8 @@ class TokenRejected(Exception):
 class Grant:
     owner: str
     job_id: uuid.UUID
+    #: The token's ``exp`` (epoch seconds): past it, the grant is void.
+    expires_at: float = 0.0
 
 
 def issue(secret: str, owner: str, job_id: uuid.UUID, ttl_s: float = 24 * 3600) -> str:
@@ -67,7 +69,11 @@ def decode(secret: str, token: str) -> Grant:
     except jwt.InvalidTokenError:
         raise TokenRejected(401, "invalid token") from None
     try:
-        return Grant(owner=str(claims["sub"]), job_id=uuid.UUID(str(claims["job_id"])))
+        return Grant(
+            owner=str(claims["sub"]),
+            job_id=uuid.UUID(str(claims["job_id"])),
+            expires_at=float(claims["exp"]),
+        )
     except (KeyError, ValueError):
         raise TokenRejected(401, "token lacks sub/job_id claims") from None
 

@@ -1,8 +1,9 @@
 """One ``LISTEN job_events`` connection per API process, fanned out to every open stream and cache.
 
 The store announces each committed event with ``pg_notify('job_events',
-'["<job id>", <seq>]')``. A stream :meth:`NotifyHub.subscribe` s to its job
-*before* reading the store, then sleeps on its :class:`Subscription` until a
+'["<job id>", <seq>]')``. A reader (the SSE channel of a job, which serves
+every stream of it) :meth:`NotifyHub.subscribe` s to its job *before*
+reading the store, then sleeps on its :class:`Subscription` until a
 notification for that job (or a slow fallback re-check) wakes it, so nothing
 committed between the read and the wait is missed and nobody busy-polls.
 
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 Reader = Callable[[uuid.UUID, int], Awaitable[list[EventRow]]]
 
 
+def _seq(row: EventRow) -> int:
+    return row.seq
+
+
 class JobFeed:
     """One job's events as read for every stream of it in this process: one store read per change.
 
@@ -68,6 +73,13 @@ class JobFeed:
     def ticket(self) -> int:
         return self._started
 
+    @property
+    def window_end(self) -> int | None:
+        """The seq up to which the window holds every event (None before the first read)."""
+        if self._base is None:
+            return None
+        return self._rows[-1].seq if self._rows else self._base
+
     async def after(self, cursor: int, ticket: int) -> list[EventRow]:
         """The job's events after ``cursor``, from a read that began after ``ticket`` was taken."""
         async with self._lock:
@@ -82,12 +94,25 @@ class JobFeed:
                     self._base, self._rows = start, rows
                 else:
                     self._rows.extend(rows)
-            at = bisect.bisect_right([r.seq for r in self._rows], cursor)
-            return self._rows[at:]
+            return self._slice(cursor)
+
+    def cached_after(self, cursor: int) -> list[EventRow] | None:
+        """The events after ``cursor`` the feed already holds, without a read; None when the window
+        does not reach back to ``cursor`` (or no read was made yet): the caller must :meth:`after`.
+
+        Only as fresh as the last read: a caller uses it when every later change is certain to
+        reach it through a read that has yet to begin (a stream already attached to a woken feed).
+        """
+        if self._base is None or cursor < self._base:
+            return None
+        return self._slice(cursor)
+
+    def _slice(self, cursor: int) -> list[EventRow]:
+        return self._rows[bisect.bisect_right(self._rows, cursor, key=_seq) :]
 
 
 class Subscription:
-    """A stream's wake-up flag for one job, and the job's shared feed."""
+    """A wake-up flag for one job (an SSE job channel's), and the job's shared feed."""
 
     def __init__(self, job_id: uuid.UUID, feed: JobFeed | None = None) -> None:
         self.job_id = job_id
@@ -100,8 +125,11 @@ class Subscription:
     async def wait(self, timeout: float) -> bool:
         """True if woken (a notification arrived since the last wait), False on timeout."""
         if timeout > 0 and not self._event.is_set():
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps the wait in a task of its
+            # own, one more task and one more loop turn per wake-up.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
         woken = self._event.is_set()
         self._event.clear()
         return woken
@@ -136,21 +164,29 @@ class NotifyHub:
 
     @contextlib.contextmanager
     def subscribe(self, job_id: uuid.UUID) -> Iterator[Subscription]:
+        sub = self.join(job_id)
+        try:
+            yield sub
+        finally:
+            self.leave(sub)
+
+    def join(self, job_id: uuid.UUID) -> Subscription:
+        """Subscribe to ``job_id`` until :meth:`leave` (for an owner that outlives one block of code)."""
         self._ensure_running()
         feed = None
         if self._read is not None:
             feed = self._feeds.get(job_id) or self._feeds.setdefault(job_id, JobFeed(job_id, self._read))
         sub = Subscription(job_id, feed)
         self._subs.setdefault(job_id, set()).add(sub)
-        try:
-            yield sub
-        finally:
-            subs = self._subs.get(job_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subs[job_id]
-                    self._feeds.pop(job_id, None)
+        return sub
+
+    def leave(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.job_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.job_id]
+                self._feeds.pop(sub.job_id, None)
 
     def watch_all(self, watcher: ChangeWatcher) -> None:
         """Tell ``watcher`` of every change from now on (and start listening)."""

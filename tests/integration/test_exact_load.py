@@ -45,6 +45,7 @@ def run_exact(out: Path, database_url: str, phones: int, spawn_rate: float) -> N
     [cell] = json.loads((out / "summary.json").read_text())["cells"]
     sessions = pd.read_csv(out / "sessions.csv")
     assert cell["sessions"] == 2 * phones == len(sessions)
+    assert cell["sessions_planned"] == sum(cell["session_outcomes"].values()) == 2 * phones
     assert sorted(set(sessions["user_index"])) == list(range(phones)), "a phone was replaced by a new one"
     assert (sessions.groupby("user_index")["job_index"].apply(sorted) == pd.Series([[0, 1]] * phones)).all()
 

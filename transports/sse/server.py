@@ -13,22 +13,26 @@ cookie sign-in sets, and the resume cursor as ``?last_event_id=`` for a page
 that was reloaded (see :func:`_stream_reader`, :func:`resume_point`). CORS
 for the pages' origins is the API's (``ServiceConfig.cors_origins``).
 
-Cancellation story: a client that goes away cancels the generator (sse-
-starlette watches for ``http.disconnect``); nothing but the stream's hub
-subscription is released, because the job does not depend on the stream.
-The platform's request timeout (``Timing.request_timeout_s``) ends the
-stream cleanly at its limit; the client reconnects with ``Last-Event-ID``.
+Fan-out: the streams of one job in this process share one channel
+(:mod:`.fanout`): one store read per change, each event encoded once, the
+same bytes written to every stream; heartbeats are the channel's too.
+
+Cancellation story: a client that goes away ends its stream (its
+``http.disconnect``); nothing but the stream's place in the job's channel is
+released, because the job does not depend on the stream. The platform's
+request timeout (``Timing.request_timeout_s``) ends the stream cleanly at
+its limit, and so does the service's shutdown; the client reconnects with
+``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from progressbench.transports.sse import stream
+from progressbench.transports.sse.fanout import Fanout
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
-from sse_starlette.event import ServerSentEvent
 
 from progressbench.core import identity, tokens
 from progressbench.core.events import TERMINAL
@@ -101,6 +105,22 @@ class ResumableSseServer:
     def api_router(self, ctx: ServiceContext) -> APIRouter:
         router = APIRouter(prefix=PREFIX)
         timing = ctx.config.timing
+        prelude = stream.retry_hint(timing.scaled(self.retry_s))
+        made: list[Fanout] = []
+
+        def fanout() -> Fanout:
+            """This process's channels (made at the first stream: the hub needs the running loop)."""
+            if not made:
+                made.append(
+                    Fanout(
+                        hub_for(ctx),
+                        ctx.jobs.shutdown,
+                        ctx.meters.messages.labels(ctx.meters.service, NAME),
+                        heartbeat_s=timing.scaled(self.heartbeat_s),
+                        fallback_s=timing.scaled(self.fallback_s),
+                    )
+                )
+            return made[0]
 
         @router.post("/jobs", status_code=202)
         async def create(
@@ -120,23 +140,9 @@ class ResumableSseServer:
                 after = parse_last_event_id(resume_point(request))
             except BadLastEventId as exc:
                 raise HTTPException(400, str(exc)) from None
-            hub = hub_for(ctx)
             deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
-
-            async def content() -> AsyncIterator[ServerSentEvent]:
-                with hub.subscribe(job.id) as sub:
-                    yield stream.retry_event(timing.scaled(self.retry_s))
-                    async for event in stream.tail(
-                        ctx,
-                        sub,
-                        after,
-                        deadline,
-                        transport=NAME,
-                        fallback_s=timing.scaled(self.fallback_s),
-                        finished=job.status in TERMINAL,
-                    ):
-                        yield event
-
-            return stream.response(content(), timing.scaled(self.heartbeat_s))
+            return stream.JobStream(
+                fanout(), job.id, after, deadline, prelude, finished=job.status in TERMINAL
+            )
 
         return router

@@ -1,34 +1,34 @@
-"""Server parts both SSE flavours share: the per-process hub, the tail loop, the response.
+"""The resumable stream's response: one open ``text/event-stream`` fed by its job's channel.
 
-:func:`tail` turns a job's committed events after a cursor into
-:class:`ServerSentEvent` s (``id:`` = seq, ``event:`` = kind, ``data:`` =
-the store row as JSON). It reads the store, then sleeps on the stream's hub
-subscription until a ``job_events`` notification for the job, a slow
-fallback re-check, or the request deadline. It stops after the terminal
-event, at the deadline (the platform's request timeout), when ``stop``
-says the producer is gone and nothing new is left, or at once when the job
-had already finished when the stream opened and nothing is left after the
-cursor (a ``Last-Event-ID`` at or past the terminal seq: issue #13, probe 10;
-without this such a stream idled with heartbeats until the deadline).
+:class:`JobStream` is a plain ASGI response. It sends the headers, attaches
+a :class:`~progressbench.transports.sse.fanout.Sink` to the job's channel,
+writes the ``retry:`` hint and the replay after the cursor as its first
+chunk, then writes whatever the channel pushes (events, heartbeats) until
+the sink is done: after the terminal event, at the deadline (the platform's
+request timeout), when the client goes away, on the service's shutdown, or
+at once when the job had already finished when the stream opened (a
+``Last-Event-ID`` at or past the terminal seq: issue #13, probe 10; without
+this such a stream idled with heartbeats until the deadline). It ends with
+a clean end of body either way, and the phone reconnects with
+``Last-Event-ID``.
 
-Heartbeats are sse-starlette's ``ping`` comments; the ``retry:`` hint goes
-first on every stream.
+Per stream this is the request's own task, one small task waiting for the
+client's disconnect, a timer for the deadline and a :class:`Sink`: the
+heartbeats and the reads are the channel's, shared by every stream of the
+job (sse-starlette ran four tasks per stream, a per-stream ping among them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+import uuid
 
-from progressbench.transports.sse.wire import event_data
+from progressbench.transports.sse.fanout import Fanout, Sink
 from sse_starlette.event import ServerSentEvent
-from sse_starlette.sse import EventSourceResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from progressbench.core.events import TERMINAL
-from progressbench.kit.context import ServiceContext
 from progressbench.kit.meters import request_waits_on_job
-from progressbench.kit.notify import Subscription
 
 #: Server-side knobs, in unscaled seconds (multiplied by the run's time scale).
 HEARTBEAT_S = 15.0
@@ -36,64 +36,71 @@ RETRY_HINT_S = 2.0
 #: Slow safety net in case a notification is lost; LISTEN/NOTIFY does the real work.
 FALLBACK_RECHECK_S = 5.0
 
-
-def _ping() -> ServerSentEvent:
-    return ServerSentEvent(comment=f"hb {datetime.now().time().isoformat('milliseconds')}")
-
-
-def response(content: AsyncIterator[ServerSentEvent], heartbeat_s: float) -> EventSourceResponse:
-    """The streaming response; the request is metered as held (it stays open for the job, scaled)."""
-    request_waits_on_job()
-    return EventSourceResponse(
-        content,
-        ping=heartbeat_s,
-        ping_message_factory=_ping,
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        send_timeout=None,
-    )
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"connection", b"keep-alive"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
-def retry_event(seconds: float) -> ServerSentEvent:
-    return ServerSentEvent(retry=max(int(seconds * 1000), 1), comment="stream open")
+def retry_hint(seconds: float) -> bytes:
+    """The first bytes of every stream: the reconnection delay a browser's ``EventSource`` uses."""
+    return ServerSentEvent(retry=max(int(seconds * 1000), 1), comment="stream open").encode()
 
 
-async def tail(
-    ctx: ServiceContext,
-    sub: Subscription,
-    after: int,
-    deadline: float,
-    *,
-    transport: str,
-    fallback_s: float,
-    stop: Callable[[], bool] = lambda: False,
-    finished: bool = False,
-) -> AsyncIterator[ServerSentEvent]:
-    """Events of ``sub.job_id`` with seq > ``after``, as they are committed (see module doc)."""
-    loop = asyncio.get_running_loop()
-    cursor = after
-    counter = ctx.meters.messages.labels(ctx.meters.service, transport)
-    feed = sub.feed
-    ticket = feed.ticket() if feed is not None else 0
-    while True:
-        stopping = stop()
-        if feed is not None:
-            if stopping:  # the last look must be a read that began after the producer was gone
-                ticket = feed.ticket()
-            rows = await feed.after(cursor, ticket)
-        else:
-            rows = await ctx.store.events_after(sub.job_id, cursor)
-        for row in rows:
-            cursor = row.seq
-            counter.inc()
-            yield ServerSentEvent(data=event_data(row.as_json()), event=row.kind, id=str(row.seq))
-            if row.kind in TERMINAL:
-                return
-        if rows:
-            continue
-        if stopping or finished:
+async def _until_disconnect(receive: Receive, sink: Sink) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    sink.finish()
+
+
+class JobStream(Response):
+    """One open stream of ``job_id`` after ``cursor``; ``deadline`` is on the loop's clock and
+    ``prelude`` (the :func:`retry_hint`) goes first. The job's channel is joined only when the
+    response runs, so a response that never runs leaves nothing behind."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, fanout: Fanout, job_id: uuid.UUID, cursor: int, deadline: float, prelude: bytes, finished: bool
+    ) -> None:
+        # Not Response.__init__: a stream has no body to measure (no content-length).
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = list(HEADERS)
+        self._fanout = fanout
+        self._job_id = job_id
+        self._cursor = cursor
+        self._deadline = deadline
+        self._prelude = prelude
+        self._finished = finished
+        # The request is metered as held: it stays open for the job (its duration follows the scale).
+        request_waits_on_job()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        if scope.get("method") == "HEAD":  # headers as for GET, no stream (it would never end)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        left = deadline - loop.time()
-        if left <= 0:
-            return
-        await sub.wait(min(left, fallback_s))
-        ticket = feed.ticket() if feed is not None else 0  # woken or timed out: look again at the store
+        loop = asyncio.get_running_loop()
+        sink = Sink(self._cursor)
+        channel = self._fanout.channel(self._job_id)
+        channel.attach(sink)
+        timer = loop.call_at(self._deadline, sink.finish)
+        watch = loop.create_task(_until_disconnect(receive, sink))
+        try:
+            first = self._prelude + await channel.replay(sink, self._finished)
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+            while True:
+                await sink.wait()
+                data = sink.take()
+                if data:
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                if sink.done:
+                    break
+        finally:
+            timer.cancel()
+            watch.cancel()
+            channel.detach(sink)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
