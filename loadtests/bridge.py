@@ -27,6 +27,30 @@ class AgentDied(RuntimeError):
     pass
 
 
+def _spawn_agent() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        python_module("progressbench.loadtests.agent"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        bufsize=0,
+    )
+
+
+#: An agent started before Locust was imported (:func:`start_early`); this process's first Bridge adopts it.
+_early: list[subprocess.Popen[bytes]] = []
+
+
+def start_early() -> None:
+    """Start this process's agent now, so that it imports every transport while this process
+    imports Locust: a cell's first phone then waits for the longer of the two, not their sum.
+
+    Call after gevent has patched the process (the pipes must be cooperative) and before the
+    Bridge is made; an agent nobody adopts exits when this process does (its stdin closes).
+    """
+    _early.append(_spawn_agent())
+
+
 class Bridge:
     """``on_record`` receives every session record the agent returns, as it is read.
 
@@ -38,13 +62,7 @@ class Bridge:
 
     def __init__(self, on_record: Callable[[dict[str, Any]], None]) -> None:
         self._on_record = on_record
-        self._proc = subprocess.Popen(
-            python_module("progressbench.loadtests.agent"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None,
-            bufsize=0,
-        )
+        self._proc = _early.pop() if _early else _spawn_agent()
         self._ids = itertools.count(1)
         self._waiting: dict[int, AsyncResult] = {}
         self._write_lock = Semaphore()

@@ -5,24 +5,39 @@ Locust's distributed mode. The local/master process stops the run when every
 expected session is in the sink, or at the cell's hard deadline; workers
 follow their master. Exit status: 0 when every session was collected, 3 when
 the deadline cut the cell short (what was collected is kept).
+
+Start-up and exit are on every cell's clock, so neither waits for nothing:
+a process that runs phones starts its session agent before it imports
+Locust (the agent imports every transport meanwhile: the first phone waits
+for the longer of the two, not their sum), and a finished process leaves
+without the interpreter's teardown once its files are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
-import gevent
-from locust import events
-from locust.env import Environment
-from locust.runners import MasterRunner, Runner
-from locust.stats import print_stats, stats_history
-from progressbench.loadtests import locustfile
+from gevent import monkey
+
+# Locust patches the process when imported; patching first lets the agent start before that import.
+monkey.patch_all()
+
+import gevent  # noqa: E402
+from progressbench.loadtests import bridge  # noqa: E402
+
+if TYPE_CHECKING:
+    from locust.runners import Runner
 
 _stop = {"requested": False}
+#: A worker's last session records may still be queued for its master in ZeroMQ: it exits the
+#: normal way, whose teardown lets ZeroMQ send them (its linger).
+_worker = {"role": False}
 
 
 def _request_stop() -> None:
@@ -36,6 +51,8 @@ def _wait_for(runner: Runner, count: int, users: int, deadline: float) -> bool:
     have retired (for 5 s, after spawning) and sessions are still missing,
     waiting longer cannot help: the cell ends now, incomplete.
     """
+    from progressbench.loadtests import locustfile
+
     idle_since: float | None = None
     while time.monotonic() < deadline and not _stop["requested"]:
         if locustfile.SINK.count >= count:
@@ -63,14 +80,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-workers", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    plan = locustfile.PLAN
     # The harness stops a cell with SIGTERM; quit through Locust so the
     # quitting hooks flush in-flight sessions.
     gevent.signal_handler(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.role != "master":  # a master runs no phone, so it has no agent
+        bridge.start_early()
+
+    from locust import events
+    from locust.env import Environment
+    from locust.runners import MasterRunner
+    from locust.stats import print_stats, stats_history
+    from progressbench.loadtests import locustfile
+
+    plan = locustfile.PLAN
     env = Environment(user_classes=[locustfile.Phone], events=events)
     if args.role == "worker":
+        _worker["role"] = True
         follower = env.create_worker_runner("127.0.0.1", args.master_port)
         events.init.fire(environment=env, runner=follower, web_ui=None)
         follower.greenlet.join()
@@ -115,5 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if complete else 3
 
 
+def leave(code: int) -> None:
+    """Exit with ``code`` now: the sessions and statistics are written and closed, so flush what is
+    buffered and skip the interpreter's teardown (most of a second under gevent, on every cell's clock)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if _worker["role"]:
+        sys.exit(code)
+    leave(code)

@@ -25,8 +25,10 @@ from progressbench.core.errors import ProgressbenchError, StackError
 
 _Abort = typer.Abort
 try:  # typer >= 0.20 vendors click
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import ClickException as _ClickException
 except ImportError:  # pragma: no cover - older typer on plain click
+    from click.core import ParameterSource  # type: ignore[assignment]
     from click.exceptions import ClickException as _ClickException  # type: ignore[assignment]
 
 app = typer.Typer(
@@ -52,8 +54,36 @@ ProfilesOpt = Annotated[
 ]
 
 
+#: Options of `run` a parallel run sets per part instead of passing on.
+PER_PART = ("transports", "out", "parallel", "part")
+
+
+def given_options(ctx: typer.Context, leave_out: tuple[str, ...]) -> list[str]:
+    """The options the user gave on the command line, spelled back as arguments (flags as flags).
+
+    A ``run --parallel`` part gets exactly these, so a new option of `run`
+    reaches the parts without being listed anywhere.
+    """
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in leave_out or param.param_type_name != "option":
+            continue
+        if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        if isinstance(value, bool) and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif isinstance(value, bool):
+            args += [param.opts[0]] if value else []
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
+
+
 @app.command()
 def run(
+    ctx: typer.Context,
     transports: TransportsOpt = "",
     profiles: ProfilesOpt = ",".join(DEFAULT_PROFILES),
     users: Annotated[int, typer.Option(help="Simulated phones.")] = 20,
@@ -117,6 +147,17 @@ def run(
             min=1.0,
         ),
     ] = 300.0,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            help="Split the transports over this many child runs, each with its own stack, at once; "
+            "results merged into OUT (parts in OUT/parts/K). On a small machine the parts compete for "
+            "its CPU: see `saturated` in the results."
+        ),
+    ] = 1,
+    part: Annotated[
+        bool, typer.Option("--part", hidden=True, help="Run as one part of a --parallel run: no report.")
+    ] = False,
 ) -> None:
     """Run the (transport × profile) matrix under Locust and write a report."""
     low, high = step_range(step_seconds)
@@ -141,12 +182,18 @@ def run(
         timing={"time_scale": time_scale, "session_deadline_s": session_deadline},
         prices=prices,
         browser_phones=browser_phones,
+        parallel=parallel,
     )
     from progressbench.app.progress_ui import RichRunView
     from progressbench.app.run import execute
     from progressbench.app.tables import cells_table
 
-    outcome = execute(config, RichRunView(console))
+    if config.parallel > 1:
+        from progressbench.app.parallel import execute_parallel
+
+        outcome = execute_parallel(config, given_options(ctx, PER_PART), RichRunView(console))
+    else:
+        outcome = execute(config, RichRunView(console), report=not part)
     console.print(cells_table(outcome.summary.cells))
     for cell in outcome.summary.cells:
         if cell.saturated and cell.saturation is not None:
@@ -155,18 +202,22 @@ def run(
                 f"({'; '.join(cell.saturation.reasons)})[/]"
             )
     console.print(f"results: {outcome.out}/summary.json, report: {outcome.out}/report.html")
+    for problem in outcome.problems:
+        err.print(f"[red]error:[/] {problem}", highlight=False)
     if outcome.interrupted:
         raise typer.Exit(130)
+    if outcome.problems:
+        raise StackError(f"{len(outcome.problems)} part(s) of the run failed; what they wrote is merged")
     if empty := outcome.empty_cells():
         raise StackError(
             f"no phone session was collected for {', '.join(c.label for c in empty)}: the testbed failed "
-            f"to drive the phones (see {outcome.out}/logs/locust-*.log); what was collected is written"
+            f"to drive the phones (see {outcome.logs}/locust-*.log); what was collected is written"
         )
     if not outcome.complete:
         short = [c.label for c in outcome.short_cells()]
         err.print(
             f"[yellow]note: cells without every session: {', '.join(short) or 'none'} (see "
-            f"session_outcomes in summary.json and {outcome.out}/logs/locust-*.log)[/]"
+            f"session_outcomes in summary.json and {outcome.logs}/locust-*.log)[/]"
         )
 
 

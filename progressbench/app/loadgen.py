@@ -41,7 +41,7 @@ def _processes(
             stop_all(procs, grace_s=20)
 
 
-def _count_lines(path: Path) -> int:
+def count_lines(path: Path) -> int:
     try:
         with path.open("rb") as fh:
             return sum(1 for _ in fh)
@@ -83,7 +83,7 @@ def drive_cell(
         if on_spawned is not None:
             on_spawned([p.pid for p in procs])
         while leader.poll() is None and time.monotonic() < deadline:
-            on_collected(_count_lines(plan.sessions_path))
+            on_collected(count_lines(plan.sessions_path))
             time.sleep(0.2)
-        on_collected(_count_lines(plan.sessions_path))
+        on_collected(count_lines(plan.sessions_path))
     return leader.returncode == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,6 +35,7 @@ class RichRunView:
             f"[bold]progressbench run[/] {run_id}: {len(config.transports)} transport(s) × "
             f"{len(config.profiles)} profile(s), {config.users} phones × {config.jobs_per_user} jobs, "
             f"time scale {config.timing.time_scale}"
+            + (f", in {config.parallel} parallel parts" if config.parallel > 1 else "")
         )
 
     def stack_up(self, endpoints: Mapping[str, str], embedded_database: bool) -> None:
@@ -50,6 +52,11 @@ class RichRunView:
     def cell_started(self, transport: str, profile: str, sessions: int) -> OnCollected:
         task = self._progress.add_task(f"{transport} × {profile}", total=sessions)
         return lambda collected: self._progress.update(task, completed=collected)
+
+    def part_ended(self, label: str, returncode: int, log: Path) -> None:
+        """A ``run --parallel`` part has exited (130: it was stopped; its log says more)."""
+        state = "done" if returncode == 0 else f"exited with {returncode}"
+        self.console.print(f"{label}: {state} (log: {log})", highlight=False)
 
     def interrupted(self, late: bool = False) -> None:
         if late:

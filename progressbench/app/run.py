@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -69,6 +69,10 @@ class RunOutcome:
     summary: Summary
     complete: bool
     interrupted: bool
+    #: Where the cells' Locust logs are (``run --parallel`` keeps each part's own).
+    logs: str = ""
+    #: What went wrong outside the cells (a ``run --parallel`` part that failed), one line each.
+    problems: list[str] = field(default_factory=list)
 
     def empty_cells(self) -> list[CellSummary]:
         """Cells where not one phone session was collected: the testbed, not the transport, failed."""
@@ -216,15 +220,55 @@ def client_options(config: RunConfig) -> dict[str, str]:
     return {**config.client_options, "browser_phones": str(config.browser_phones)}
 
 
-def execute(config: RunConfig, view: RunView) -> RunOutcome:
+@dataclass(frozen=True)
+class Prepared:
+    """A run's configuration checked before anything starts (``run --parallel`` children too)."""
+
+    #: The user's configuration, with the price table's scale-down idle time.
+    config: RunConfig
+    book: PriceBook
+    profiles: list[Profile]
+
+    def summary(
+        self,
+        *,
+        run_id: str,
+        complete: bool,
+        interrupted: bool,
+        started: float,
+        cells: list[CellSummary],
+    ) -> Summary:
+        """The run's ``summary.json``: this configuration, where it ran, and ``cells`` in order."""
+        return build_summary(
+            provenance=provenance(),
+            config=self.config.model_dump(mode="json"),
+            profiles={p.name: p.model_dump(mode="json", by_alias=True) for p in self.profiles},
+            run_id=run_id,
+            complete=complete,
+            interrupted=interrupted,
+            timing=RunTiming(started_at=started, seconds=round(time.time() - started, 3)),
+            cells=cells,
+            book=self.book,
+        )
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Transports, their optional parts, the price table, the profiles: ConfigError before anything starts."""
     options = client_options(config)
     for name in config.transports:
-        entry, variant = resolve(name)  # ConfigError before anything starts
+        entry, variant = resolve(name)
         if problem := entry.missing(variant, options):
             raise ConfigError(f"--transports {name}: {problem}")
-    book = load_prices(config.prices)  # a bad price file is a ConfigError before anything starts, too
-    config = with_billing_timing(config, book)
-    profiles: list[Profile] = [get_profile(p) for p in config.profiles]
+    book = load_prices(config.prices)
+    return Prepared(with_billing_timing(config, book), book, [get_profile(p) for p in config.profiles])
+
+
+def execute(config: RunConfig, view: RunView, *, report: bool = True) -> RunOutcome:
+    """Run the matrix and write its folder; ``report=False`` leaves out ``report.md``/``.html`` (a
+    ``run --parallel`` part: the parent draws one report of the whole run, and drawing this part's
+    would take CPU from the parts still measuring)."""
+    prepared = prepare(config)
+    config, book, profiles = prepared.config, prepared.book, prepared.profiles
     out = config.out
     raw = out / RAW_DIR
     log_dir = out / "logs"
@@ -304,18 +348,11 @@ def execute(config: RunConfig, view: RunView) -> RunOutcome:
         all_events.extend(scored.events)
 
     complete = run_complete(cells, len(config.transports) * len(profiles), interrupted)
-    summary = build_summary(
-        provenance=provenance(),
-        config=config.model_dump(mode="json"),
-        profiles={p.name: p.model_dump(mode="json", by_alias=True) for p in profiles},
-        run_id=run_id,
-        complete=complete,
-        interrupted=interrupted,
-        timing=RunTiming(started_at=started, seconds=round(time.time() - started, 3)),
-        cells=summary_cells,
-        book=book,
+    summary = prepared.summary(
+        run_id=run_id, complete=complete, interrupted=interrupted, started=started, cells=summary_cells
     )
     write_tables(out, all_sessions, all_events)
     write_summary(out, summary)
-    render_run(out, summary, all_sessions, all_events)
-    return RunOutcome(out=out, summary=summary, complete=complete, interrupted=interrupted)
+    if report:
+        render_run(out, summary, all_sessions, all_events)
+    return RunOutcome(out=out, summary=summary, complete=complete, interrupted=interrupted, logs=str(log_dir))

@@ -288,6 +288,8 @@ class RunConfig(Frozen):
     database_url: str | None = None
     toxiproxy_url: str | None = None
     locust_workers: int = Field(default=0, ge=0, le=16)
+    #: Child runs the transports are split over, each with its own stack (``app/parallel.py``).
+    parallel: int = Field(default=1, ge=1, le=16)
     #: Passed to every watcher as ``ClientSettings.options`` (e.g. a real Supabase project's URL).
     client_options: dict[str, str] = Field(default_factory=dict)
     #: Signs the per-job tokens instead of a fresh random secret (e.g. a Supabase project's JWT

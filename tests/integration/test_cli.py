@@ -190,3 +190,42 @@ def test_distributed_locust_with_two_workers(tmp_path: Path, database_url: str) 
     assert len(set(sessions["owner"])) == 6
     # both workers ran phones (a worker numbers its phones from worker_index * 100,000)
     assert {int(i) // 100_000 for i in sessions["user_index"]} == {0, 1}
+
+
+def test_parallel_run_merges_its_parts_into_one_results_folder(tmp_path: Path) -> None:
+    """`run --parallel 2`: two parts, each on its own stack, merged into one folder that `check` reads."""
+    out = tmp_path / "results"
+    done = cli(
+        "run",
+        "--parallel",
+        "2",
+        "--transports",
+        "polling:log,sse",
+        "--profiles",
+        "clean",
+        "--users",
+        "3",
+        "--jobs-per-user",
+        "1",
+        "--time-scale",
+        "0.05",
+        "--out",
+        str(out),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "part 1 (polling:log): done" in done.stdout and "part 2 (sse): done" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True and summary["interrupted"] is False
+    assert summary["config"]["parallel"] == 2 and summary["config"]["transports"] == ["polling:log", "sse"]
+    assert [(c["transport"], c["profile"], c["sessions"]) for c in summary["cells"]] == [
+        ("polling:log", "clean", 3),
+        ("sse", "clean", 3),
+    ]
+    sessions = pd.read_csv(out / "sessions.csv")
+    assert sorted(sessions["transport"]) == ["polling:log"] * 3 + ["sse"] * 3
+    assert set(pd.read_csv(out / "events.csv")["job_id"]) == set(sessions["job_id"])
+    for part in ("1", "2"):  # each part ran on a stack of its own
+        assert (out / "parts" / part / "logs" / "postgres.log").exists()
+    assert "polling:log" in (out / "report.md").read_text()
+    check = cli("check", str(out), timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr

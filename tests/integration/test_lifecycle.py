@@ -274,3 +274,57 @@ def test_locust_stopped_with_ctrl_c_then_sigterm_leaves_no_postgres(
     assert web.proc.returncode in (0, 130), web.output()
     assert "Traceback" not in web.output()
     assert "postgres" in web.commands()
+
+
+def test_sigterm_to_a_parallel_run_stops_every_part_and_merges_what_they_wrote(
+    tmp_path: Path, watch: list[Watched]
+) -> None:
+    """`run --parallel 2` stopped by SIGTERM: every part stops, its partial cell is merged, the run is
+    marked interrupted, and no process of either part (stack, Postgres, Locust) is left."""
+    out = tmp_path / "results"
+    run = Watched(
+        [
+            "run",
+            "--parallel",
+            "2",
+            "--transports",
+            "polling,polling:log",
+            "--profiles",
+            "clean",
+            "--users",
+            "2",
+            "--jobs-per-user",
+            "30",  # ~75 s of jobs per part: only a prompt stop ends it within the bound
+            "--time-scale",
+            "0.05",
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+    )
+    watch.append(run)
+    raws = [
+        out / "parts" / "1" / "raw" / "polling__clean.jsonl",
+        out / "parts" / "2" / "raw" / "polling-log__clean.jsonl",
+    ]
+    wait_for(
+        lambda: run.proc.poll() is not None or all(raw.exists() for raw in raws),
+        180,
+        "a first session in each part",
+        interval=0.1,
+    )
+    assert run.proc.poll() is None, run.output()
+    run.signal(signal.SIGTERM)
+    took = run.wait_exit(PROMPT_S)
+
+    assert run.left_behind() == [], f"after {took:.1f}s"
+    assert run.proc.returncode == 130, run.output()
+    assert "Traceback" not in run.output()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["interrupted"] is True
+    assert [(c["transport"], c["complete"]) for c in summary["cells"]] == [
+        ("polling", False),
+        ("polling:log", False),
+    ]
+    assert all(0 < c["sessions"] < 60 for c in summary["cells"])
+    assert run.commands().count("progressbench.loadtests.agent") >= 2
