@@ -163,29 +163,33 @@ def _started(watched: Watched, text: str, timeout: float) -> None:
     wait_for(ready, timeout, repr(text), interval=0.1)
 
 
+def long_run(out: Path, transports: str, *options: str) -> list[str]:
+    """A run of two phones × 30 jobs of polling-like work: ~75 s at this scale (per part), so only
+    a prompt stop ends it within the test's bound."""
+    return [
+        "run",
+        *options,
+        "--transports",
+        transports,
+        "--profiles",
+        "clean",
+        "--users",
+        "2",
+        "--jobs-per-user",
+        "30",
+        "--time-scale",
+        "0.05",
+        "--out",
+        str(out),
+    ]
+
+
 def test_sigterm_mid_cell_stops_the_run_and_writes_partial_results(
     tmp_path: Path, watch: list[Watched]
 ) -> None:
     """SIGTERM during a cell: exit 130 within the bound, summary.json marked incomplete, no child left."""
     out = tmp_path / "results"
-    run = Watched(
-        [
-            "run",
-            "--transports",
-            "polling",
-            "--profiles",
-            "clean",
-            "--users",
-            "2",
-            "--jobs-per-user",
-            "30",  # ~75 s of jobs at this scale: only a prompt stop ends it within the bound
-            "--time-scale",
-            "0.05",
-            "--out",
-            str(out),
-        ],
-        tmp_path,
-    )
+    run = Watched(long_run(out, "polling"), tmp_path)
     watch.append(run)
     locust_log = out / "logs" / "locust-polling__clean.log"
     wait_for(
@@ -282,26 +286,7 @@ def test_sigterm_to_a_parallel_run_stops_every_part_and_merges_what_they_wrote(
     """`run --parallel 2` stopped by SIGTERM: every part stops, its partial cell is merged, the run is
     marked interrupted, and no process of either part (stack, Postgres, Locust) is left."""
     out = tmp_path / "results"
-    run = Watched(
-        [
-            "run",
-            "--parallel",
-            "2",
-            "--transports",
-            "polling,polling:log",
-            "--profiles",
-            "clean",
-            "--users",
-            "2",
-            "--jobs-per-user",
-            "30",  # ~75 s of jobs per part: only a prompt stop ends it within the bound
-            "--time-scale",
-            "0.05",
-            "--out",
-            str(out),
-        ],
-        tmp_path,
-    )
+    run = Watched(long_run(out, "polling,polling:log", "--parallel", "2"), tmp_path)
     watch.append(run)
     raws = [
         out / "parts" / "1" / "raw" / "polling__clean.jsonl",
