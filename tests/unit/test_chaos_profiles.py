@@ -191,3 +191,43 @@ def test_the_timeline_clock_waits_until_every_phone_has_asked_for_its_job() -> N
     assert controller._phones_started(later)
     asked[0] = 1
     assert controller._phones_started(time.monotonic() - 1), "past the bound, the first job starts it"
+
+
+class _Recorder:
+    """The proxy control as far as the timeline uses it: what was asked, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def add_toxic(self, proxy: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("add", proxy))
+
+    def remove_toxic(self, proxy: str, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("remove", proxy))
+
+    def set_enabled(self, proxy: str, enabled: bool) -> None:
+        self.calls.append(("enable" if enabled else "disable", proxy))
+
+
+def test_an_outage_of_the_dispatch_is_in_place_before_any_phone_has_a_job() -> None:
+    """dispatch-loss is the deployment's fault: its clock is the cell's, not the phones' first jobs."""
+    control = _Recorder()
+    controller = ChaosController(
+        control=cast(Any, control),
+        profile=get_profile("dispatch-loss"),
+        time_scale=0.05,
+        cell_proxies=[],
+        dispatch_proxy="pb-dispatch",
+        server_fault=lambda step: (0, 0),
+        progress=lambda: -1,
+        jobs=lambda: 0,  # no phone has asked for a job yet
+        phones=3,
+    )
+    controller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not control.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        controller.stop()
+    assert control.calls and control.calls[0] == ("add", "pb-dispatch"), control.calls
