@@ -44,6 +44,23 @@ def _request_stop() -> None:
     _stop["requested"] = True
 
 
+#: Seconds a cell whose sessions are all in waits for the phones to pass on their Locust entries.
+STATISTICS_GRACE_S = 30.0
+
+
+def _wait_for_statistics(users: int, until: float) -> None:
+    """Until every phone has retired, i.e. fired its last session's Locust entries.
+
+    A record reaches the sink as soon as its session ends; the phone's entries
+    for Locust's statistics follow once the agent has scored the session. The
+    cell must not end in between, or its statistics lack the last sessions.
+    """
+    from progressbench.loadtests import locustfile
+
+    while locustfile.RETIRED.count < users and time.monotonic() < until and not _stop["requested"]:
+        gevent.sleep(0.05)
+
+
 def _wait_for(runner: Runner, count: int, users: int, deadline: float) -> bool:
     """Until every session is in, the deadline, a stop request, or no phone is left.
 
@@ -56,6 +73,7 @@ def _wait_for(runner: Runner, count: int, users: int, deadline: float) -> bool:
     idle_since: float | None = None
     while time.monotonic() < deadline and not _stop["requested"]:
         if locustfile.SINK.count >= count:
+            _wait_for_statistics(users, min(deadline, time.monotonic() + STATISTICS_GRACE_S))
             return True
         spawned = runner.state not in ("ready", "spawning")
         if spawned and locustfile.RETIRED.count >= users:
