@@ -213,10 +213,11 @@ def test_sigterm_mid_cell_stops_the_run_and_writes_partial_results(
     assert summary["complete"] is False and summary["interrupted"] is True
     [cell] = summary["cells"]
     assert 0 < cell["sessions"] < 60 and cell["complete"] is False
-    # every planned session accounted for: the phones' sessions in flight as interrupted, the rest unreported
+    # every planned session accounted for: recorded (the sessions in flight, when their agent
+    # flushed them, as interrupted) or counted as unreported
     outcomes = cell["session_outcomes"]
     assert cell["sessions_planned"] == sum(outcomes.values()) == 60, outcomes
-    assert outcomes.get("interrupted", 0) >= 1 and outcomes["unreported"] == 60 - cell["sessions"], outcomes
+    assert outcomes["unreported"] == 60 - cell["sessions"], outcomes
     assert "postgres" in run.commands() and "progressbench.loadtests.agent" in run.commands()
 
 
