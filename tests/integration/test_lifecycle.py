@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -163,6 +164,19 @@ def _started(watched: Watched, text: str, timeout: float) -> None:
     wait_for(ready, timeout, repr(text), interval=0.1)
 
 
+def stop_with_sigterm(run: Watched, out: Path) -> dict[str, Any]:
+    """SIGTERM the run: it exits 130 within the bound, leaves no child, and writes an interrupted,
+    incomplete summary (returned)."""
+    run.signal(signal.SIGTERM)
+    took = run.wait_exit(PROMPT_S)
+    assert run.left_behind() == [], f"after {took:.1f}s"
+    assert run.proc.returncode == 130, run.output()
+    assert "Traceback" not in run.output()
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["interrupted"] is True
+    return summary
+
+
 def long_run(out: Path, transports: str, *options: str) -> list[str]:
     """A run of two phones × 30 jobs of polling-like work: ~75 s at this scale (per part), so only
     a prompt stop ends it within the test's bound."""
@@ -203,14 +217,7 @@ def test_sigterm_mid_cell_stops_the_run_and_writes_partial_results(
     )
     assert run.proc.poll() is None, run.output()
     wait_for(lambda: (out / "raw" / "polling__clean.jsonl").exists(), 30, "a first session", interval=0.1)
-    run.signal(signal.SIGTERM)
-    took = run.wait_exit(PROMPT_S)
-
-    assert run.left_behind() == [], f"after {took:.1f}s"
-    assert run.proc.returncode == 130, run.output()
-    assert "Traceback" not in run.output()
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and summary["interrupted"] is True
+    summary = stop_with_sigterm(run, out)
     [cell] = summary["cells"]
     assert 0 < cell["sessions"] < 60 and cell["complete"] is False
     # every planned session accounted for: recorded (the sessions in flight, when their agent
@@ -300,14 +307,7 @@ def test_sigterm_to_a_parallel_run_stops_every_part_and_merges_what_they_wrote(
         interval=0.1,
     )
     assert run.proc.poll() is None, run.output()
-    run.signal(signal.SIGTERM)
-    took = run.wait_exit(PROMPT_S)
-
-    assert run.left_behind() == [], f"after {took:.1f}s"
-    assert run.proc.returncode == 130, run.output()
-    assert "Traceback" not in run.output()
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["complete"] is False and summary["interrupted"] is True
+    summary = stop_with_sigterm(run, out)
     assert [(c["transport"], c["complete"]) for c in summary["cells"]] == [
         ("polling", False),
         ("polling:log", False),
