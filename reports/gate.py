@@ -85,6 +85,19 @@ class Verdict:
     actual: Any
     ok: bool
     note: str = ""
+    #: The cell saturated the machine: a failure may be the machine's, not the pattern's.
+    saturated: bool = False
+
+
+#: Said beside a failure on a saturated cell, so a reader looks at the machine before the pattern.
+SATURATED_NOTE = "saturated cell: it measured this machine's capacity, not the pattern"
+
+
+def _verdict(rule: str, cell: CellSummary, actual: Any, ok: bool, note: str = "") -> Verdict:
+    """A verdict on one cell; a failure on a saturated cell says so (it still fails the gate)."""
+    if not ok and cell.saturated:
+        note = f"{note} ({SATURATED_NOTE})" if note else SATURATED_NOTE
+    return Verdict(rule, cell.label, actual, ok, note, saturated=cell.saturated)
 
 
 def parse_rules(text: str, source: str) -> list[Rule]:
@@ -131,9 +144,9 @@ def apply_rules(cells: Sequence[CellSummary], rules: Sequence[Rule]) -> list[Ver
         for cell in matched:
             actual = _number(cell, rule.metric)
             if actual is None:
-                verdicts.append(Verdict(text, cell.label, None, False, "metric missing (no data)"))
+                verdicts.append(_verdict(text, cell, None, False, "metric missing (no data)"))
                 continue
-            verdicts.append(Verdict(text, cell.label, actual, OPS[rule.op](actual, rule.value), rule.why))
+            verdicts.append(_verdict(text, cell, actual, OPS[rule.op](actual, rule.value), rule.why))
     return verdicts
 
 
@@ -160,7 +173,7 @@ def compare_baseline(cells: Sequence[CellSummary], baseline: Sequence[CellSummar
             new_v, old_v = _number(cell, metric), _number(old, metric)
             if new_v is not None and old_v is not None:
                 verdicts.append(
-                    Verdict(f"{metric} ≥ baseline {old_v:g}", cell.label, new_v, new_v >= old_v - 1e-9)
+                    _verdict(f"{metric} ≥ baseline {old_v:g}", cell, new_v, new_v >= old_v - 1e-9)
                 )
         for metric in LOWER_IS_BETTER:
             new_v, old_v = _number(cell, metric), _number(old, metric)
@@ -168,9 +181,9 @@ def compare_baseline(cells: Sequence[CellSummary], baseline: Sequence[CellSummar
                 # counts scale with sessions: compare per session
                 n_new, n_old = max(cell.sessions, 1), max(old.sessions, 1)
                 verdicts.append(
-                    Verdict(
+                    _verdict(
                         f"{metric}/session ≤ baseline {old_v / n_old:.3g}",
-                        cell.label,
+                        cell,
                         round(new_v / n_new, 6),
                         new_v / n_new <= old_v / n_old + 1e-9,
                     )
@@ -179,9 +192,9 @@ def compare_baseline(cells: Sequence[CellSummary], baseline: Sequence[CellSummar
         if new_p95 is not None and old_p95 is not None:
             limit = old_p95 * 1.5 + 5.0
             verdicts.append(
-                Verdict(
+                _verdict(
                     f"latency_ms.p95 ≤ {limit:.1f} (baseline ×1.5 + 5)",
-                    cell.label,
+                    cell,
                     new_p95,
                     new_p95 <= limit,
                 )

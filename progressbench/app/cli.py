@@ -308,6 +308,8 @@ def check(
     for written in write_ci_files(judgement, results_dir, junit, summary_md):
         console.print(f"wrote {written}")
     if failed := judgement.failed:
+        if warning := judgement.saturation_warning():
+            err.print(f"[yellow]warning: {warning}[/]")
         err.print(f"[red]{len(failed)} check(s) failed[/]")
         raise typer.Exit(1)
     console.print(f"[green]all {len(judgement.verdicts)} checks hold[/]")

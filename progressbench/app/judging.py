@@ -24,6 +24,18 @@ class Judgement:
     def failed(self) -> list[Verdict]:
         return [v for v in self.verdicts if not v.ok]
 
+    def saturation_warning(self) -> str | None:
+        """One sentence when failures come from saturated cells: still failures, read with care."""
+        cells = sorted({v.cell for v in self.failed if v.saturated})
+        if not cells:
+            return None
+        count = sum(v.saturated for v in self.failed)
+        return (
+            f"{count} of the {len(self.failed)} failures are on saturated cells ({', '.join(cells)}): "
+            "they measured this machine's capacity; rerun them with fewer phones (--users) or on a "
+            "bigger machine before blaming the pattern"
+        )
+
 
 def judge(results: Path, baseline: Path | None = None, rules: Path | None = None) -> Judgement:
     """Every rule (the built-in ones unless ``rules`` names a file), then the baseline's checks."""
@@ -43,6 +55,8 @@ def warnings_of(judgement: Judgement) -> list[str]:
         notes.append("these results are partial (the run was interrupted or cut short)")
     if judgement.other_machine:
         notes.append("the baseline comes from another machine; latency comparisons may mislead")
+    if saturation := judgement.saturation_warning():
+        notes.append(saturation)
     return notes
 
 

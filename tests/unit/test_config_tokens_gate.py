@@ -6,9 +6,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from progressbench.reports.gate import Rule, apply_rules, compare_baseline, load_rules
+from progressbench.reports.gate import SATURATED_NOTE, Rule, apply_rules, compare_baseline, load_rules
 
 from progressbench.app.gate_rules import builtin_rules
+from progressbench.app.judging import Judgement, warnings_of
 from progressbench.app.results import load_summary
 from progressbench.core import tokens
 from progressbench.core.config import build_run_config, from_environment, split_list
@@ -88,6 +89,26 @@ def test_built_in_rules_pass_a_good_cell_and_fail_a_foreign_event() -> None:
     bad = make_cell("polling", "clean", **{**GOOD, "foreign_events": 1, "job_terminal_ratio": 0.9})
     failed = [v.rule for v in apply_rules([bad], rules) if not v.ok]
     assert any("foreign_events" in r for r in failed) and any("job_terminal_ratio" in r for r in failed)
+
+
+def test_a_failure_on_a_saturated_cell_still_fails_and_says_so() -> None:
+    """A saturated cell measured the machine: its failures stay failures, labelled as such."""
+    bad = {**GOOD, "foreign_events": 1}
+    saturated = make_cell("polling", "clean", **bad, saturated=True)
+    [plain, labelled] = [
+        [v for v in apply_rules([cell], builtin_rules()) if not v.ok]
+        for cell in (make_cell("polling", "clean", **bad), saturated)
+    ]
+    assert [v.rule for v in plain] == [v.rule for v in labelled] != []
+    assert all(SATURATED_NOTE in v.note and v.saturated for v in labelled)
+    assert not any(SATURATED_NOTE in v.note or v.saturated for v in plain)
+    judgement = Judgement(
+        verdicts=apply_rules([saturated], builtin_rules()), partial=False, other_machine=False
+    )
+    warning = judgement.saturation_warning()
+    assert warning is not None and "polling × clean" in warning
+    assert warning in warnings_of(judgement)
+    assert Judgement(verdicts=plain, partial=False, other_machine=False).saturation_warning() is None
 
 
 def test_required_rule_fails_when_its_cell_was_not_run() -> None:
