@@ -187,6 +187,8 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     """A stacked bar by billed item per cell, and $ / 1k jobs over load (log-log), as base64 PNGs."""
     import matplotlib.pyplot as plt
 
+    from progressbench.reports.figures import plain_log
+
     priced = _priced(cells)
     if not priced:
         return []
@@ -209,7 +211,7 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     fig.tight_layout()
     bar = png(fig)
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    fig, ax = plt.subplots(figsize=(8.5, 4.0))
     for c in priced:
         assert c.cost is not None
         curve = c.cost.curve
@@ -225,11 +227,13 @@ def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
                 color = line.get_color()
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log(ax.xaxis)
+    plain_log(ax.yaxis)
     ax.set_xlabel("jobs per month")
     ax.set_ylabel("$ / 1k jobs")
     ax.set_title("Cost over load (solid: without free tiers, dotted: with)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # beside the plot: a 20-cell legend would hide the lines
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     return [bar, png(fig)]

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatter
 from PIL import Image
 
 from progressbench.core.events import SessionRecord
@@ -39,10 +40,35 @@ TIMELINE_CELLS = 6
 DPI = 80
 
 
+def compact_number(value: float) -> str:
+    """``0.05``, ``3``, ``250``, ``1k``, ``20k``, ``1.5M``: a log axis's tick label in plain text."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+class _PlainLog(LogFormatter):  # type: ignore[misc]
+    """Which ticks get a label stays matplotlib's choice; the label is plain text."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return compact_number(x) if super().__call__(x, pos) else ""
+
+
+def plain_log(axis: Any) -> None:
+    """Label a log axis in plain text (``0.1``, ``10``, ``1k``) rather than matplotlib's default
+    mathtext (``10^n``): parsing those labels was a tenth of a report's drawing time."""
+    axis.set_major_formatter(_PlainLog())
+    axis.set_minor_formatter(_PlainLog(labelOnlyBase=False))
+
+
 def png(fig: Any) -> str:
     """The figure as a base64 PNG, quantised to 64 colours (a third of the bytes, same look)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    # Each figure has laid itself out (tight_layout, once). Without a layout engine and without
+    # ``bbox_inches="tight"``, savefig draws the figure once instead of twice (a dry run first).
+    fig.set_layout_engine("none")
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     buf.seek(0)
     image = Image.open(buf).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
@@ -219,11 +245,17 @@ def timelines_plot(
         Line2D([], [], color="#2ca02c", marker="*", lw=0, label="result shown"),
         Line2D([], [], color="#444444", marker="X", lw=0, label="ended without result"),
     ]
+    top = 1.0 - 0.6 / fig.get_figheight()  # the title and the legend's two rows above the lanes
+    fig.suptitle("Session timelines: what a few phones per cell lived through", fontsize=10, y=0.995)
     fig.legend(
-        handles=legend, loc="upper center", ncol=5, fontsize=7, bbox_to_anchor=(0.5, 1.0), frameon=False
+        handles=legend,
+        loc="upper center",
+        ncol=5,
+        fontsize=7,
+        bbox_to_anchor=(0.5, 1.0 - 0.25 / fig.get_figheight()),
+        frameon=False,
     )
-    fig.suptitle("Session timelines: what a few phones per cell lived through", fontsize=10, y=1.05)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, top))
     return png(fig)
 
 

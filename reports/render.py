@@ -20,6 +20,7 @@ from progressbench.reports.cost_report import cost_html, cost_markdown
 from progressbench.reports.figures import (
     commit_times,
     paths_plot,
+    plain_log,
     png,
     result_time_plot,
     resume_time_plot,
@@ -136,10 +137,20 @@ def _empty() -> pd.DataFrame:
 
 
 def markdown(
-    summary: Summary, sessions: pd.DataFrame | None = None, events: pd.DataFrame | None = None
+    summary: Summary,
+    sessions: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    intervals: list[list[str]] | None = None,
 ) -> str:
-    """report.md: the verdict, then the cost comparison, then the details (tables, intervals, notes)."""
+    """report.md: the verdict, then the cost comparison, then the details (tables, intervals, notes).
+
+    ``intervals`` are :func:`intervals_rows` when the caller has them (their bootstraps
+    are the slowest part of the text; both reports show the same rows)."""
     cells = summary.cells
+    if intervals is None:
+        intervals = intervals_rows(
+            cells, _empty() if sessions is None else sessions, _empty() if events is None else events
+        )
     head = [label for _, label in COLUMNS]
     lines = [
         "# progressbench report",
@@ -161,12 +172,7 @@ def markdown(
         "| " + " | ".join(INTERVALS_HEAD) + " |",
         "|" + "|".join("---" for _ in INTERVALS_HEAD) + "|",
     ]
-    lines += [
-        "| " + " | ".join(md(v) for v in row) + " |"
-        for row in intervals_rows(
-            cells, _empty() if sessions is None else sessions, _empty() if events is None else events
-        )
-    ]
+    lines += ["| " + " | ".join(md(v) for v in row) + " |" for row in intervals]
     lines += [
         "",
         md(SMALL_NOTE),
@@ -318,6 +324,7 @@ def latency_plot(events: pd.DataFrame) -> str | None:
                 values, [(i + 1) / len(values) for i in range(len(values))], where="post", label=str(profile)
             )
         ax.set_xscale("log")
+        plain_log(ax.xaxis)
         ax.set_title(transport, fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
@@ -439,10 +446,13 @@ def html_report(
     events: pd.DataFrame,
     sessions: pd.DataFrame | None = None,
     records: Records | None = None,
+    intervals: list[list[str]] | None = None,
 ) -> str:
     """report.html: the verdict and the timelines first, then the cost comparison, then the details."""
     cells = summary.cells
     sessions = _empty() if sessions is None else sessions
+    if intervals is None:
+        intervals = intervals_rows(cells, sessions, events)
     scale = _scale(summary)
     status = "complete" if summary.complete else "PARTIAL (interrupted or cut short)"
     machine = summary.machine
@@ -490,7 +500,7 @@ commit {html.escape((summary.commit or "unknown")[:12])} · {status} ·
 {cost_html(summary, _png, cost_line(cells))}
 <h2>Details</h2>
 <h3>Every share and percentile with its 95 % interval</h3>
-{_table(INTERVALS_HEAD, intervals_rows(cells, sessions, events))}
+{_table(INTERVALS_HEAD, intervals)}
 <p class="meta">{html.escape(SMALL_NOTE)}</p>
 {distributions}
 <h3>All figures per cell</h3>
@@ -528,5 +538,6 @@ def write_reports(
 ) -> None:
     """Write report.md and report.html of ``out`` (the HTML also draws from the raw ``records``)."""
     events = _empty() if events is None else events
-    (out / "report.md").write_text(markdown(summary, sessions, events))
-    (out / "report.html").write_text(html_report(summary, events, sessions, records))
+    intervals = intervals_rows(summary.cells, _empty() if sessions is None else sessions, events)
+    (out / "report.md").write_text(markdown(summary, sessions, events, intervals))
+    (out / "report.html").write_text(html_report(summary, events, sessions, records, intervals))
