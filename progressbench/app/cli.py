@@ -188,6 +188,8 @@ def run(
     from progressbench.app.run import execute
     from progressbench.app.tables import cells_table
 
+    if part:  # a part whose parent is killed outright stops too (see interrupts.stop_when_parent_dies)
+        interrupts.stop_when_parent_dies()
     if config.parallel > 1:
         from progressbench.app.parallel import execute_parallel
 

@@ -26,8 +26,10 @@ any other thread (nothing there can be interrupted by a signal anyway).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
@@ -115,3 +117,33 @@ def deferred() -> Iterator[None]:
             yield
     finally:
         signals.deliver()
+
+
+#: How often a part of a ``--parallel`` run looks for its parent.
+PARENT_CHECK_S = 0.5
+
+
+def orphaned(parent: int, current: Callable[[], int]) -> bool:
+    """The process that started us is gone: we were handed to init (or a subreaper)."""
+    return current() != parent
+
+
+def stop_when_parent_dies(interval_s: float = PARENT_CHECK_S) -> threading.Thread:
+    """SIGTERM ourselves once the parent exits, however it died.
+
+    A part of a ``--parallel`` run is stopped by its parent's SIGTERM; a parent
+    killed without warning (SIGKILL, the OOM killer) sends none, and the part
+    would run its whole matrix alone. Polling the parent's pid is portable (no
+    prctl) and costs nothing; the part then stops as it would on Ctrl-C,
+    writing its partial results in its own folder.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not orphaned(parent, os.getppid):
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
