@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import logging
 import os
@@ -31,11 +32,14 @@ import sys
 from typing import Any
 
 import psycopg
+from progressbench.transports import registry as _registry  # noqa: F401  every client, imported now:
 
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.phone_stats import phone_requests
 from progressbench.app.session import LiveSession, SessionSpec, run_session, session_record
 from progressbench.app.truth import read_truth
+
+# the agent starts while its Locust process imports, so the first phone does not wait for them
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import account
 
@@ -131,6 +135,9 @@ async def _serve() -> None:
 def main() -> None:
     # Ctrl-C is the harness's to handle: it closes our stdin, and we flush.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Every transport's client, now: the agent starts while its Locust process imports Locust,
+    # so a cell's first phone waits for the longer of the two, not for both.
+    importlib.import_module("progressbench.transports.registry")
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,

@@ -1,52 +1,20 @@
-"""The transports, listed explicitly. Nothing outside this package branches on a name.
+"""The transports: one subpackage each, listed in :mod:`progressbench.transports.registry`.
 
-The registry's order is the default run order (``run`` without
-``--transports`` runs every entry, variants only when asked for). Adding a
-transport: ``README.md`` in this folder.
+This package imports nothing on its own: a Locust process needs the
+session specs, not four servers and their web frameworks. The registry's
+names are still reachable from here (imported on first use).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
-from progressbench.transports import polling, realtime, relay, sse
-from progressbench.transports.types import ServiceSpec, Transport
-
-from progressbench.core.errors import ConfigError
-
-REGISTRY: dict[str, Transport] = {
-    t.name: t for t in (sse.NAIVE, sse.RESUMABLE, realtime.TRANSPORT, relay.TRANSPORT, polling.TRANSPORT)
-}
+_REGISTRY_NAMES = frozenset({"REGISTRY", "resolve", "services_for", "defaults", "available"})
 
 
-def resolve(spec: str) -> tuple[Transport, str | None]:
-    """``"relay:ack-at-end"`` -> (relay transport, "ack-at-end"), validated."""
-    name, _, variant = spec.partition(":")
-    transport = REGISTRY.get(name)
-    if transport is None:
-        known = ", ".join(sorted(REGISTRY))
-        raise ConfigError(f"--transports: unknown transport {name!r} (known: {known})")
-    if variant and variant not in transport.variants:
-        variants = ", ".join(sorted(transport.variants)) or "none"
-        raise ConfigError(f"--transports: {name!r} has no variant {variant!r} (variants: {variants})")
-    return transport, variant or None
+def __getattr__(name: str) -> Any:
+    if name in _REGISTRY_NAMES:
+        from progressbench.transports import registry
 
-
-def services_for(specs: Iterable[str] | None = None) -> list[ServiceSpec]:
-    """The extra services the given transports need (all registered ones when None), once each."""
-    chosen = REGISTRY.values() if specs is None else [resolve(s)[0] for s in specs]
-    found: dict[str, ServiceSpec] = {}
-    for transport in chosen:
-        for service in transport.services:
-            found.setdefault(service.role, service)
-    return list(found.values())
-
-
-def defaults() -> tuple[str, ...]:
-    """What ``run`` runs when not told: every registered transport, no variant."""
-    return tuple(REGISTRY)
-
-
-def available() -> list[str]:
-    """Every name ``--transports`` accepts: each transport and each of its variants."""
-    return [name for t in REGISTRY.values() for name in t.names]
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,7 +29,7 @@ import psycopg
 
 from progressbench.core.config import Timing
 from progressbench.core.contract import ClientSettings, ProbeReport
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ def run_config(**values: Any) -> RunConfig:
     for key, value in from_environment().items():
         merged.setdefault(key, value)
     if "transports" not in merged:
-        from progressbench.transports import defaults
+        from progressbench.transports.registry import defaults
 
         merged["transports"] = defaults()
     return build_run_config(merged)

@@ -13,7 +13,7 @@ from importlib import resources
 
 from progressbench.core.contract import Transport
 from progressbench.reports.gate import Rule, general_rules, parse_rules
-from progressbench.transports import REGISTRY
+from progressbench.transports.registry import REGISTRY
 
 
 def rules_source(transport: Transport) -> str:

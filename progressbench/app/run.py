@@ -46,7 +46,7 @@ from progressbench.core.summary import CellSummary, RunTiming, Summary
 from progressbench.core.timers import measured
 from progressbench.reports.prices import PriceBook, load_prices
 from progressbench.reports.related import LOCUST_DIR
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 
 
 class RunView(Protocol):

@@ -15,7 +15,7 @@ import importlib.resources
 from progressbench.kit import database
 from progressbench.kit.database import Migration, core_migrations, package_migrations
 from progressbench.kit.roles import RoleGrants, merge_grants, parse_grants
-from progressbench.transports import REGISTRY
+from progressbench.transports.registry import REGISTRY
 
 
 def migrations() -> list[Migration]:

@@ -38,7 +38,7 @@ from progressbench.core.timers import Distortion as CoreDistortion
 from progressbench.core.timers import distortions, order_flips
 from progressbench.reports.cell_cost import cell_cost, curve_rows, planned_span, window_of
 from progressbench.reports.prices import PriceBook, load_prices, prices_as_of
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ from progressbench.core.events import (
     Submitted,
 )
 from progressbench.core.job import JobSpec, plan
-from progressbench.transports import resolve
 from progressbench.transports.http import sign_in_phone
 from progressbench.transports.types import ClientSettings, JobRequest, Prepared
 
@@ -154,6 +153,10 @@ def session_record(
 
 async def run_session(spec: SessionSpec, live: LiveSession | None = None) -> SessionRecord:
     """One phone, one job: its record, whatever happened (``live``, when given, is filled as it goes)."""
+    # Here, not at the top: the Locust processes import this module for SessionSpec and never run
+    # a session; the registry imports every transport's server and client.
+    from progressbench.transports.registry import resolve
+
     transport, variant = resolve(spec.transport)
     settings = ClientSettings(
         endpoints=spec.endpoints, timing=spec.timing, variant=variant, options=dict(spec.options)

@@ -41,7 +41,7 @@ from progressbench.core.errors import StackError
 from progressbench.kit.database import EmbeddedPostgres
 from progressbench.kit.roles import ServiceRoles, drop_service_roles, provision
 from progressbench.kit.store import check_reachable
-from progressbench.transports import services_for
+from progressbench.transports.registry import services_for
 
 #: Seconds an instance gets to leave after SIGTERM when the whole stack stops.
 STOP_GRACE_S = 5.0

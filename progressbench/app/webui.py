@@ -30,7 +30,7 @@ from progressbench.core.config import RunConfig
 from progressbench.core.errors import ConfigError
 from progressbench.kit.database import free_port
 from progressbench.reports.related import LOCUST_DIR
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 
 
 def locustfile() -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from progressbench.reports.cell_cost import CURVE_JOBS_PER_MONTH, by_item
-from progressbench.transports import REGISTRY, defaults
+from progressbench.transports.registry import REGISTRY, defaults
 
 from progressbench.core.billed import Mode, billing_for
 from tests.helpers import run_process

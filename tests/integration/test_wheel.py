@@ -57,7 +57,7 @@ def test_wheel_has_exactly_one_top_level_package(wheel: Path) -> None:
 
 def test_wheel_carries_every_transports_rules_and_migrations(wheel: Path) -> None:
     """A transport's own files (gate rules, SQL) travel with it: an installed run can gate and migrate."""
-    from progressbench.transports import REGISTRY
+    from progressbench.transports.registry import REGISTRY
 
     names = set(zipfile.ZipFile(wheel).namelist())
     for transport in REGISTRY.values():

@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 from progressbench.chaos.proxy.model import ToxicSpec
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 from progressbench.transports.types import ClientSettings, JobRequest
 
 from progressbench.app.supervisor import Stack

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from progressbench.chaos.profiles import BUILTIN
-from progressbench.transports import available
+from progressbench.transports.registry import available
 
 from tests.scenarios.conftest import check, run_cli
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from progressbench.transports import resolve
+from progressbench.transports.registry import resolve
 from progressbench.transports.sse import ResumableClient, browser
 from progressbench.transports.sse.browser import PAGE_HTML, BrowserSseWatcher
 from progressbench.transports.sse.client import ResumableSseWatcher

@@ -39,7 +39,7 @@ from progressbench.reports.usage import (
     VercelFunctionUsage,
     real_time,
 )
-from progressbench.transports import REGISTRY
+from progressbench.transports.registry import REGISTRY
 
 from progressbench.core.billed import DEFAULT_METERS, Billed, Mode, billing_for
 from progressbench.core.config import RunConfig

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from progressbench.chaos.profiles import get_profile
 from progressbench.reports.gate import apply_rules
-from progressbench.transports import REGISTRY, resolve
 from progressbench.transports.realtime.config import WatcherOptions
+from progressbench.transports.registry import REGISTRY, resolve
 
 from progressbench.app.gate_rules import builtin_rules
 from progressbench.app.services.app import watched

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from progressbench.transports import REGISTRY, available, defaults
+from progressbench.transports.registry import REGISTRY, available, defaults
 from progressbench.transports.types import ProbeReport, ServiceSpec, Transport
 
 from progressbench.app.checklist import missing_parts, version_clashes

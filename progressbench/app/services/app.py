@@ -32,7 +32,7 @@ from progressbench.kit.executor import LEASE_WATCHDOG, ExecutionContext, JobPool
 from progressbench.kit.limits import BodyLimit, JobCreationLimit
 from progressbench.kit.meters import MeteringMiddleware, Meters
 from progressbench.kit.store import Store, parse_job_id
-from progressbench.transports import REGISTRY
+from progressbench.transports.registry import REGISTRY
 from progressbench.transports.types import ApiRoutes, CommitHooks, Cron, Crons, WorkerRoutes
 
 log = logging.getLogger(__name__)
