@@ -32,14 +32,11 @@ import sys
 from typing import Any
 
 import psycopg
-from progressbench.transports import registry as _registry  # noqa: F401  every client, imported now:
 
 from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.phone_stats import phone_requests
 from progressbench.app.session import LiveSession, SessionSpec, run_session, session_record
 from progressbench.app.truth import read_truth
-
-# the agent starts while its Locust process imports, so the first phone does not wait for them
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import account
 
