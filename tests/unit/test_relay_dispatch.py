@@ -11,7 +11,7 @@ import pytest
 from progressbench.transports.relay.queue.dispatcher import Dispatcher, QueueMeters
 from progressbench.transports.relay.queue.oidc import SigningKey, verify
 from progressbench.transports.relay.queue.retry import QueueConfig, backoff_s
-from progressbench.transports.relay.queue.tasks import TaskRow
+from progressbench.transports.relay.queue.tasks import AttemptOutcome, TaskRow
 from prometheus_client import CollectorRegistry
 
 from progressbench.core.config import Timing
@@ -21,21 +21,24 @@ TIMING = Timing(time_scale=0.01)
 
 
 class FakeTable:
+    """Stands in for the task table: keeps what the dispatcher writes after each attempt."""
+
     def __init__(self) -> None:
         self.recorded: list[dict[str, Any]] = []
+        self.writes = 0
 
-    async def record_attempt(
-        self,
-        name: str,
-        status: int | None,
-        error: str | None,
-        executed: bool,
-        *,
-        done: str | None,
-        retry_in_s: float,
-    ) -> None:
-        self.recorded.append(
-            {"status": status, "error": error, "executed": executed, "done": done, "retry_in_s": retry_in_s}
+    async def record_attempts(self, outcomes: list[AttemptOutcome]) -> None:
+        self.writes += 1
+        self.recorded.extend(
+            {
+                "name": o.name,
+                "status": o.status,
+                "error": o.error,
+                "executed": o.executed,
+                "done": o.done,
+                "retry_in_s": o.retry_in_s,
+            }
+            for o in outcomes
         )
 
 
