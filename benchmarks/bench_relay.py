@@ -21,11 +21,13 @@ worker, queue, rooms; no chaos proxy) and measures:
   create, so the dispatcher drains a full backlog: tasks per second from
   first to last arrival, and scheduleTime→arrival latency.
 
-Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``.
+Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``;
+``--part rooms`` (the 1 room × 1,000 layout only) or ``--part queue`` for a shorter run.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -200,14 +202,25 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
     record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 
-async def bench(stack: Stack, sink_port: int) -> None:
-    await fan_out(stack, 1, 100)
-    await fan_out(stack, 10, 100)
-    await fan_out(stack, 1, 1000)
-    await queue_throughput(stack, sink_port)
+async def bench(stack: Stack, sink_port: int, part: str) -> None:
+    if part == "all":
+        await fan_out(stack, 1, 100)
+        await fan_out(stack, 10, 100)
+    if part in ("all", "rooms"):
+        await fan_out(stack, 1, 1000)
+    if part in ("all", "queue"):
+        await queue_throughput(stack, sink_port)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--part",
+        choices=("all", "rooms", "queue"),
+        default="all",
+        help="all layouts and the queue (default), only 1 room × 1,000 sockets, or only the queue",
+    )
+    part = parser.parse_args().part
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
     # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
     sink_port = free_port()
@@ -217,7 +230,7 @@ def main() -> None:
             run_dir=Path(tmp), timing=Timing(time_scale=1.0), transports=("relay",), chaos=False
         )
         with Stack(settings) as stack:
-            asyncio.run(asyncio.wait_for(bench(stack, sink_port), BUDGET_S))
+            asyncio.run(asyncio.wait_for(bench(stack, sink_port, part), BUDGET_S))
 
 
 if __name__ == "__main__":
