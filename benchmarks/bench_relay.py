@@ -49,12 +49,19 @@ from progressbench.core.config import Timing
 from progressbench.core.ledger import percentile
 from progressbench.kit.database import free_port
 
+TICKS = os.sysconf("SC_CLK_TCK")
 BUDGET_S = 110.0
 MESSAGES = 20
 SPACING_S = 0.05
 TASKS = 2000
 #: Seconds every task is held (scheduleTime) before it is due.
 HOLD_S = 25.0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (contention-proof, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def fmt(values: list[float]) -> str:
@@ -94,6 +101,8 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
             received += 1
 
     listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
+    rooms_pid = stack.services["rooms"].live()[0].pid
+    cpu0, own0 = cpu_s(rooms_pid), time.process_time()
     service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
     delivered = 0
     async with httpx.AsyncClient(headers={"authorization": f"Bearer {service}"}, timeout=30) as http:
@@ -107,6 +116,7 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
             delivered += sum(await asyncio.gather(*(publish(r) for r in ids)))
             await asyncio.sleep(SPACING_S)
     _done, pending = await asyncio.wait(listeners, timeout=20)
+    rooms_cpu, own_cpu = cpu_s(rooms_pid) - cpu0, time.process_time() - own0
     for task in pending:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
@@ -115,6 +125,11 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
         f"{MESSAGES} publishes per room; delivered {delivered}, received {received}"
     )
     print(f"  publish→receive latency: {fmt(latencies)}")
+    publishes = MESSAGES * rooms
+    print(
+        f"  CPU per publish: rooms process {rooms_cpu * 1000 / publishes:.2f} ms, "
+        f"this process (publisher + sockets) {own_cpu * 1000 / publishes:.2f} ms"
+    )
     if rooms == 1:
         record(f"relay.room_p99_ms_{per_room}", percentile(latencies, 99), "ms", received=received)
 
@@ -176,15 +191,19 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
 
         # Every task is scheduled for one instant after all are created, so the queue
         # drains a full backlog: the dispatch rate is measured apart from the create rate.
+        queue_pid = stack.services["queue"].live()[0].pid
         t0 = time.time()
         release = t0 + HOLD_S
         await asyncio.gather(*(create(i) for i in range(TASKS)))
         created_s = time.time() - t0
         if time.time() > release:
             print(f"  (creating took longer than the {HOLD_S:.0f} s hold: the backlog was not full)")
+        await asyncio.sleep(max(release - time.time() - 1.0, 0.0))
+        cpu0 = cpu_s(queue_pid)
         deadline = time.monotonic() + 40
         while len(sink.arrivals) < TASKS and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+    queue_cpu = cpu_s(queue_pid) - cpu0
     server.close()
     for writer in list(sink.writers):
         writer.close()  # the queue's keep-alive connections: end them so the handlers return
@@ -199,6 +218,7 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
         f"pushes with OIDC + X-CloudTasks headers: {sink.headers_ok}"
     )
     print(f"  scheduleTime→push latency: {fmt(lat)}")
+    print(f"  queue process CPU while draining: {queue_cpu * 1000 / max(len(times), 1):.2f} ms per task")
     record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 

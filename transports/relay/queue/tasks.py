@@ -156,7 +156,7 @@ class TaskTable:
                         [o.error for o in batch],
                         [1 if o.executed else 0 for o in batch],
                         [o.done for o in batch],
-                        [o.retry_in_s for o in batch],
+                        [float(o.retry_in_s) for o in batch],
                     ),
                 )
 
