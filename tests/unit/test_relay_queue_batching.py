@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 from progressbench.transports.relay.queue.dispatcher import MIN_CLAIM, AttemptLog, Dispatcher, QueueMeters
 from progressbench.transports.relay.queue.oidc import (
@@ -19,6 +19,7 @@ from progressbench.transports.relay.queue.oidc import (
     refresh_margin,
     verify,
 )
+from progressbench.transports.relay.queue.push import PushAnswer
 from progressbench.transports.relay.queue.retry import QueueConfig
 from progressbench.transports.relay.queue.tasks import AttemptOutcome, TaskRow, write_batches
 from prometheus_client import CollectorRegistry
@@ -185,27 +186,29 @@ async def test_a_backlog_is_claimed_in_batches_the_rate_limiter_can_let_out(key:
     table = BacklogTable(size)
     pushed: list[str] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        pushed.append(request.headers["X-CloudTasks-TaskName"])
-        return httpx.Response(204)
+    class Sink:
+        async def post(
+            self, url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout_s: float
+        ) -> PushAnswer:
+            pushed.append(headers["X-CloudTasks-TaskName"])
+            return PushAnswer(204, None)
 
     config = QueueConfig(max_dispatches_per_second=500, max_burst_size=burst)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-        dispatcher = Dispatcher(
-            table,  # type: ignore[arg-type]
-            config,
-            Timing(),
-            http,
-            key,
-            ISS,
-            QueueMeters(CollectorRegistry(), "queue"),
-        )
-        runner = asyncio.create_task(dispatcher.run())
-        try:
-            await asyncio.wait_for(table.drained.wait(), 30)
-        finally:
-            await dispatcher.stop()
-            runner.cancel()
+    dispatcher = Dispatcher(
+        table,  # type: ignore[arg-type]
+        config,
+        Timing(),
+        Sink(),
+        key,
+        ISS,
+        QueueMeters(CollectorRegistry(), "queue"),
+    )
+    runner = asyncio.create_task(dispatcher.run())
+    try:
+        await asyncio.wait_for(table.drained.wait(), 30)
+    finally:
+        await dispatcher.stop()
+        runner.cancel()
     assert sorted(pushed) == sorted(table.recorded) and len(set(pushed)) == size
     limits = [limit for limit, _ in table.claims]
     assert max(limits) <= 2 * burst, "never more than a burst plus a burst's refill ahead"

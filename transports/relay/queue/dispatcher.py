@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 
-import httpx
 from progressbench.transports.relay.queue.oidc import SigningKey, TokenCache
+from progressbench.transports.relay.queue.push import PushError, PushTransport
 from progressbench.transports.relay.queue.retry import (
     SUCCESS,
     QueueConfig,
@@ -141,7 +142,7 @@ class Dispatcher:
     table: TaskTable
     config: QueueConfig
     timing: Timing
-    http: httpx.AsyncClient
+    pusher: PushTransport
     key: SigningKey
     issuer: str
     meters: QueueMeters
@@ -244,20 +245,18 @@ class Dispatcher:
         error: str | None = None
         retry_after: float | None = None
         self.meters.operations.labels(svc, "attempt").inc()
+        body = json.dumps(task.body, separators=(",", ":")).encode()
         try:
             async with asyncio.timeout(self.deadline_s):
-                response = await self.http.post(
-                    task.url,
-                    json=task.body,
-                    headers=headers,
-                    timeout=httpx.Timeout(self.deadline_s, connect=min(self.deadline_s, self.connect_s)),
+                answer = await self.pusher.post(
+                    task.url, body, headers, connect_timeout_s=min(self.deadline_s, self.connect_s)
                 )
-            status = response.status_code
-            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            status = answer.status
+            retry_after = parse_retry_after(answer.retry_after)
         except TimeoutError:
             error = "DEADLINE_EXCEEDED"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
+        except PushError as exc:
+            error = exc.reason
         outcome = str(status) if status is not None else error or "error"
         self.meters.attempts.labels(svc, outcome).inc()
         executed = counts_as_execution(status)
