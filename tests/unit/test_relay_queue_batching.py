@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -216,3 +216,49 @@ async def test_a_backlog_is_claimed_in_batches_the_rate_limiter_can_let_out(key:
     assert len(table.claims) <= size // MIN_CLAIM + 2
     assert table.statuses <= 3, "the depth is read when the backlog runs dry, not per push"
     assert dispatcher.tokens.signed == 1, "one ID token for the whole backlog"
+
+
+async def test_at_the_concurrency_cap_a_finished_push_lets_the_next_task_out(key: SigningKey) -> None:
+    """max_concurrent_dispatches 2, pushes held until let go one by one: never more than 2 in
+    flight, and the loop, waiting at the cap, takes every task in turn (none starves)."""
+    table = BacklogTable(5)
+    in_flight, most = 0, 0
+    release = asyncio.Semaphore(0)
+
+    class HeldTarget:
+        async def post(
+            self, url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout_s: float
+        ) -> PushAnswer:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await release.acquire()
+            in_flight -= 1
+            return PushAnswer(200, None)
+
+    config = QueueConfig(max_concurrent_dispatches=2)
+    dispatcher = Dispatcher(
+        table,  # type: ignore[arg-type]
+        config,
+        Timing(),
+        HeldTarget(),
+        key,
+        ISS,
+        QueueMeters(CollectorRegistry(), "queue"),
+    )
+    runner = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(5):
+            await asyncio.wait_for(_until(lambda: in_flight > 0), 10)
+            release.release()
+        await asyncio.wait_for(table.drained.wait(), 10)
+    finally:
+        await dispatcher.stop()
+        runner.cancel()
+    assert sorted(table.recorded) == [f"t{i}" for i in range(5)]
+    assert most == 2
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
