@@ -21,24 +21,33 @@ worker, queue, rooms; no chaos proxy) and measures:
   create, so the dispatcher drains a full backlog: tasks per second from
   first to last arrival, and scheduleTime→arrival latency.
 
-Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``.
+Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``;
+``--part rooms`` (the 1 room × 1,000 layout only) or ``--part queue`` for a shorter run.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from progressbench.transports.relay.queue.service import QUEUE_CONFIG_ENV
 from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
@@ -47,12 +56,19 @@ from progressbench.core.config import Timing
 from progressbench.core.ledger import percentile
 from progressbench.kit.database import free_port
 
+TICKS = os.sysconf("SC_CLK_TCK")
 BUDGET_S = 110.0
 MESSAGES = 20
 SPACING_S = 0.05
 TASKS = 2000
 #: Seconds every task is held (scheduleTime) before it is due.
 HOLD_S = 25.0
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (contention-proof, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def fmt(values: list[float]) -> str:
@@ -63,7 +79,60 @@ def fmt(values: list[float]) -> str:
     return ", ".join(parts)
 
 
-async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
+class LeanMember(asyncio.Protocol):
+    """A room member read by websockets' sans-I/O client on a bare asyncio protocol.
+
+    The library's own handshake, framing and permessage-deflate (offered as
+    its ``connect()`` offers it), without the asyncio connection's task,
+    message queue and ``recv()`` wake-up per socket and message: 1,000
+    library clients in this one process cost more CPU per publish than the
+    room server itself, so their queueing, not the room's, set the tail.
+    """
+
+    def __init__(self, url: str, on_text: Callable[[bytes | str], None], expected: int) -> None:
+        self.ws = ClientProtocol(parse_uri(url), extensions=enable_client_permessage_deflate(None))
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.on_text, self.left = on_text, expected
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.ws.send_request(self.ws.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        self.ws.receive_data(data)
+        for event in self.ws.events_received():
+            if isinstance(event, Response) and not self.opened.done():
+                failed = self.ws.handshake_exc
+                self.opened.set_exception(failed) if failed else self.opened.set_result(None)
+            elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                self.on_text(event.data)
+                self.left -= 1
+                if self.left == 0 and not self.done.done():
+                    self.done.set_result(None)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for waiter in (self.opened, self.done):
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("room socket closed"))
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for data in self.ws.data_to_send():
+            if data:
+                self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def fan_out(stack: Stack, rooms: int, per_room: int, clients: str = "lean") -> None:
     base = stack.endpoints()["rooms"]
     ws_base = base.replace("http://", "ws://")
     ids = [uuid.uuid4() for _ in range(rooms)]
@@ -77,21 +146,40 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
             f"{ws_base}/parties/main/{room}?token={token}", proxy=None, open_timeout=30, ping_interval=None
         )
 
+    def on_text(data: bytes | str) -> None:
+        nonlocal received
+        message = json.loads(data)
+        latencies.append((time.time_ns() - int(message["payload"]["sent_ns"])) / 1e6)
+        received += 1
+
+    lean: list[LeanMember] = []
+
+    async def join_lean(room: uuid.UUID) -> LeanMember:
+        token = tokens.issue(stack.secret, "bench", room)
+        member = LeanMember(f"{ws_base}/parties/main/{room}?token={token}", on_text, MESSAGES)
+        parts = urlsplit(ws_base)
+        await asyncio.get_running_loop().create_connection(lambda: member, parts.hostname, parts.port)
+        await asyncio.wait_for(member.opened, 30)
+        return member
+
     t0 = time.monotonic()
     for room in ids:
         for start in range(0, per_room, 100):
-            batch = await asyncio.gather(*(join(room) for _ in range(min(100, per_room - start))))
-            sockets.extend(batch)
+            count = min(100, per_room - start)
+            if clients == "lean":
+                lean.extend(await asyncio.gather(*(join_lean(room) for _ in range(count))))
+            else:
+                sockets.extend(await asyncio.gather(*(join(room) for _ in range(count))))
     open_s = time.monotonic() - t0
 
     async def listen(ws: ClientConnection) -> None:
-        nonlocal received
         for _ in range(MESSAGES):
-            message = json.loads(await ws.recv())
-            latencies.append((time.time_ns() - int(message["payload"]["sent_ns"])) / 1e6)
-            received += 1
+            on_text(await ws.recv())
 
-    listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
+    listeners: list[asyncio.Future[None]] = [asyncio.create_task(listen(ws)) for ws in sockets]
+    listeners += [member.done for member in lean]
+    rooms_pid = stack.services["rooms"].live()[0].pid
+    cpu0, own0 = cpu_s(rooms_pid), time.process_time()
     service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
     delivered = 0
     async with httpx.AsyncClient(headers={"authorization": f"Bearer {service}"}, timeout=30) as http:
@@ -105,16 +193,31 @@ async def fan_out(stack: Stack, rooms: int, per_room: int) -> None:
             delivered += sum(await asyncio.gather(*(publish(r) for r in ids)))
             await asyncio.sleep(SPACING_S)
     _done, pending = await asyncio.wait(listeners, timeout=20)
+    rooms_cpu, own_cpu = cpu_s(rooms_pid) - cpu0, time.process_time() - own0
     for task in pending:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    for member in lean:
+        member.close()
     print(
-        f"fan-out {rooms} room(s) × {per_room} sockets = {rooms * per_room}: opened in {open_s:.1f} s; "
+        f"fan-out {rooms} room(s) × {per_room} {clients} sockets = {rooms * per_room}: "
+        f"opened in {open_s:.1f} s; "
         f"{MESSAGES} publishes per room; delivered {delivered}, received {received}"
     )
     print(f"  publish→receive latency: {fmt(latencies)}")
+    publishes = MESSAGES * rooms
+    print(
+        f"  CPU per publish: rooms process {rooms_cpu * 1000 / publishes:.2f} ms, "
+        f"this process (publisher + sockets) {own_cpu * 1000 / publishes:.2f} ms"
+    )
     if rooms == 1:
-        record(f"relay.room_p99_ms_{per_room}", percentile(latencies, 99), "ms", received=received)
+        record(
+            f"relay.room_p99_ms_{per_room}",
+            percentile(latencies, 99),
+            "ms",
+            received=received,
+            clients=clients,
+        )
 
 
 class Sink:
@@ -149,7 +252,7 @@ class Sink:
             writer.close()
 
 
-async def queue_throughput(stack: Stack, sink_port: int) -> None:
+async def queue_throughput(stack: Stack, sink_port: int, hold_s: float) -> None:
     sink = Sink()
     server = await asyncio.start_server(sink.handle, "127.0.0.1", sink_port)
     url = f"http://127.0.0.1:{sink_port}/push"
@@ -174,15 +277,20 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
 
         # Every task is scheduled for one instant after all are created, so the queue
         # drains a full backlog: the dispatch rate is measured apart from the create rate.
+        queue_pid = stack.services["queue"].live()[0].pid
         t0 = time.time()
-        release = t0 + HOLD_S
+        release = t0 + hold_s
         await asyncio.gather(*(create(i) for i in range(TASKS)))
         created_s = time.time() - t0
-        if time.time() > release:
-            print(f"  (creating took longer than the {HOLD_S:.0f} s hold: the backlog was not full)")
+        full = time.time() < release
+        if not full:
+            print(f"  (creating took longer than the {hold_s:.0f} s hold: the backlog was not full)")
+        await asyncio.sleep(max(release - time.time() - 1.0, 0.0))
+        cpu0 = cpu_s(queue_pid)
         deadline = time.monotonic() + 40
         while len(sink.arrivals) < TASKS and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+    queue_cpu = cpu_s(queue_pid) - cpu0
     server.close()
     for writer in list(sink.writers):
         writer.close()  # the queue's keep-alive connections: end them so the handlers return
@@ -197,17 +305,45 @@ async def queue_throughput(stack: Stack, sink_port: int) -> None:
         f"pushes with OIDC + X-CloudTasks headers: {sink.headers_ok}"
     )
     print(f"  scheduleTime→push latency: {fmt(lat)}")
+    if full:
+        print(f"  queue process CPU while draining: {queue_cpu * 1000 / max(len(times), 1):.2f} ms per task")
     record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 
-async def bench(stack: Stack, sink_port: int) -> None:
-    await fan_out(stack, 1, 100)
-    await fan_out(stack, 10, 100)
-    await fan_out(stack, 1, 1000)
-    await queue_throughput(stack, sink_port)
+async def bench(stack: Stack, sink_port: int, part: str, hold_s: float, clients: str) -> None:
+    if part == "all":
+        await fan_out(stack, 1, 100, clients)
+        await fan_out(stack, 10, 100, clients)
+    if part in ("all", "rooms"):
+        await fan_out(stack, 1, 1000, clients)
+    if part in ("all", "queue"):
+        await queue_throughput(stack, sink_port, hold_s)
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--part",
+        choices=("all", "rooms", "queue"),
+        default="all",
+        help="all layouts and the queue (default), only 1 room × 1,000 sockets, or only the queue",
+    )
+    parser.add_argument(
+        "--hold",
+        type=float,
+        default=HOLD_S,
+        help=f"seconds the queue's tasks are held before all fall due (default {HOLD_S:g}; longer on a "
+        "loaded machine, so that creating them ends first and the queue drains a full backlog)",
+    )
+    parser.add_argument(
+        "--clients",
+        choices=("lean", "lib"),
+        default="lean",
+        help="room members read by websockets' sans-I/O client on bare asyncio protocols (default), or "
+        "websockets' asyncio clients (a task and a recv() per socket: this process's CPU sets the tail)",
+    )
+    args = parser.parse_args()
+    part, hold_s, clients = args.part, args.hold, args.clients
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
     # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
     sink_port = free_port()
@@ -217,7 +353,9 @@ def main() -> None:
             run_dir=Path(tmp), timing=Timing(time_scale=1.0), transports=("relay",), chaos=False
         )
         with Stack(settings) as stack:
-            asyncio.run(asyncio.wait_for(bench(stack, sink_port), BUDGET_S))
+            asyncio.run(
+                asyncio.wait_for(bench(stack, sink_port, part, hold_s, clients), BUDGET_S + hold_s - HOLD_S)
+            )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from progressbench.transports.relay.rooms.config import RoomsConfig
 from progressbench.transports.relay.rooms.connection import connection_class
+from progressbench.transports.relay.rooms.frames import SHARED_DEFLATE
 from progressbench.transports.relay.rooms.http11 import MAX_PUBLISH_BYTES
 from progressbench.transports.relay.rooms.hub import RoomHub
 from progressbench.transports.relay.rooms.meters import RoomMeters
@@ -25,9 +26,12 @@ SECRET = "s" * 32
 SERVICE_SECRET = "v" * 32
 
 
-@pytest.fixture
-async def rooms() -> AsyncIterator[tuple[str, int]]:
+@pytest.fixture(params=["websockets-default", "shared-deflate"])
+async def rooms(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, int]]:
+    """A rooms server with websockets' own deflate (context takeover: each socket encodes its own
+    frames) or the service's (no server context takeover: one frame per message, shared)."""
     hub = RoomHub(SECRET, RoomsConfig(), RoomMeters(Meters("rooms", 1)), SERVICE_SECRET)
+    extensions = [SHARED_DEFLATE] if request.param == "shared-deflate" else None
     async with serve(
         hub.handler,
         "127.0.0.1",
@@ -36,6 +40,7 @@ async def rooms() -> AsyncIterator[tuple[str, int]]:
         create_connection=connection_class(hub.publish),
         max_size=MAX_PUBLISH_BYTES,
         close_timeout=1.0,
+        extensions=extensions,
     ) as server:
         host, port = next(iter(server.sockets)).getsockname()[:2]
         yield host, port
@@ -71,6 +76,23 @@ async def test_a_publish_reaches_a_joined_socket_on_the_same_port(rooms: tuple[s
         assert (status, answer) == (200, {"delivered": 1})
         message = json.loads(await asyncio.wait_for(socket.recv(), 10))
     assert message == {"type": "event", "seq": 2, "kind": "step", "job_id": str(job)}
+
+
+async def test_every_kind_of_member_reads_every_message_of_a_room(rooms: tuple[str, int]) -> None:
+    """Compressing and plain sockets in one room each decode every published message, in order
+    (shared frames must not disturb a socket's own compression state, nor it theirs)."""
+    job = uuid.uuid4()
+    url = f"ws://{rooms[0]}:{rooms[1]}/parties/main/{job}?token={tokens.issue(SECRET, 'alice', job)}"
+    sockets = [await connect(url, compression=c) for c in ("deflate", None, "deflate", None)]
+    try:
+        for seq in range(1, 4):
+            body = json.dumps({"seq": seq, "kind": "step", "message": "x" * 40 * seq}).encode()
+            assert await exchange(rooms, publish_bytes(job, body)) == (200, {"delivered": 4})
+        for socket in sockets:
+            seqs = [json.loads(await asyncio.wait_for(socket.recv(), 10))["seq"] for _ in range(3)]
+            assert seqs == [1, 2, 3]
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets))
 
 
 async def test_bounds_and_malformed_publishes_get_a_4xx_answer(rooms: tuple[str, int]) -> None:

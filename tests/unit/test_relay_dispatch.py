@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 from progressbench.transports.relay.queue.dispatcher import Dispatcher, QueueMeters
 from progressbench.transports.relay.queue.oidc import SigningKey, verify
+from progressbench.transports.relay.queue.push import PushAnswer
 from progressbench.transports.relay.queue.retry import QueueConfig, backoff_s
-from progressbench.transports.relay.queue.tasks import TaskRow
+from progressbench.transports.relay.queue.tasks import AttemptOutcome, TaskRow
 from prometheus_client import CollectorRegistry
 
 from progressbench.core.config import Timing
@@ -21,21 +24,24 @@ TIMING = Timing(time_scale=0.01)
 
 
 class FakeTable:
+    """Stands in for the task table: keeps what the dispatcher writes after each attempt."""
+
     def __init__(self) -> None:
         self.recorded: list[dict[str, Any]] = []
+        self.writes = 0
 
-    async def record_attempt(
-        self,
-        name: str,
-        status: int | None,
-        error: str | None,
-        executed: bool,
-        *,
-        done: str | None,
-        retry_in_s: float,
-    ) -> None:
-        self.recorded.append(
-            {"status": status, "error": error, "executed": executed, "done": done, "retry_in_s": retry_in_s}
+    async def record_attempts(self, outcomes: list[AttemptOutcome]) -> None:
+        self.writes += 1
+        self.recorded.extend(
+            {
+                "name": o.name,
+                "status": o.status,
+                "error": o.error,
+                "executed": o.executed,
+                "done": o.done,
+                "retry_in_s": o.retry_in_s,
+            }
+            for o in outcomes
         )
 
 
@@ -62,30 +68,50 @@ def task(attempts_before: int) -> TaskRow:
     )
 
 
+@dataclass(frozen=True)
+class Sent:
+    """One push as the dispatcher handed it to its transport."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class AnsweringPusher:
+    """Stands in for the push transport: answers every push with one status and headers."""
+
+    def __init__(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.answer = PushAnswer(status, (headers or {}).get("Retry-After"))
+        self.sent: list[Sent] = []
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout_s: float
+    ) -> PushAnswer:
+        self.sent.append(Sent(url, body, dict(headers)))
+        return self.answer
+
+
 async def push_once(
     key: SigningKey,
     status: int,
     attempts_before: int,
     headers: dict[str, str] | None = None,
-    seen: list[httpx.Request] | None = None,
+    seen: list[Sent] | None = None,
 ) -> dict[str, Any]:
-    def answer(request: httpx.Request) -> httpx.Response:
-        if seen is not None:
-            seen.append(request)
-        return httpx.Response(status, headers=headers or {})
-
     table = FakeTable()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
-        dispatcher = Dispatcher(
-            table,
-            CONFIG,
-            TIMING,
-            http,
-            key,
-            "http://queue",  # type: ignore[arg-type]
-            QueueMeters(CollectorRegistry(), "queue"),
-        )
-        await dispatcher._push(task(attempts_before))
+    pusher = AnsweringPusher(status, headers)
+    dispatcher = Dispatcher(
+        table,  # type: ignore[arg-type]
+        CONFIG,
+        TIMING,
+        pusher,
+        key,
+        "http://queue",
+        QueueMeters(CollectorRegistry(), "queue"),
+    )
+    await dispatcher._push(task(attempts_before))
+    if seen is not None:
+        seen.extend(pusher.sent)
     return table.recorded[-1]
 
 
@@ -109,12 +135,13 @@ async def test_max_attempts_ends_the_task_and_2xx_succeeds(key: SigningKey) -> N
 
 async def test_retry_after_on_503_and_the_request_sent(key: SigningKey) -> None:
     """503 + Retry-After waits at least that long; the push carries a valid OIDC token and the headers."""
-    seen: list[httpx.Request] = []
+    seen: list[Sent] = []
     recorded = await push_once(key, 503, 0, headers={"Retry-After": "7"}, seen=seen)
     assert recorded["retry_in_s"] == 7.0
     request = seen[0]
     assert request.headers["X-CloudTasks-TaskRetryCount"] == "0"
     assert request.headers["X-CloudTasks-QueueName"] == "relay"
-    token = request.headers["authorization"].removeprefix("Bearer ")
+    assert json.loads(request.body) == {"job_id": "x"} and request.url == "http://worker/relay/tasks/run"
+    token = request.headers["Authorization"].removeprefix("Bearer ")
     claims = verify(token, {key.kid: key.public_jwk}, issuer="http://queue", audience="http://worker")
     assert claims["exp"] - claims["iat"] == CONFIG.oidc_ttl_s

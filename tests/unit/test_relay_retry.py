@@ -127,3 +127,26 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert bucket.take(100.0) == pytest.approx(0.1)
     assert bucket.take(100.0) == pytest.approx(0.2)
     assert bucket.take(101.0) == 0.0, "a second later the bucket has refilled"
+
+
+def test_headroom_is_what_the_bucket_lets_out_within_a_burst_or_the_horizon() -> None:
+    """Claims stop where a claimed task would wait longer than a burst's refill or the horizon."""
+    bucket = TokenBucket(rate=100.0, burst=10)
+    assert bucket.headroom(0.0, within_s=60) == 20, "a full burst now plus one burst's refill"
+    assert bucket.headroom(0.0, within_s=0.05) == 15, "the horizon binds: 5 tokens refill in 50 ms"
+    waits = [bucket.take(0.0) for _ in range(20)]
+    assert max(waits) == pytest.approx(0.1), "the 20th take waits exactly one burst's refill"
+    assert bucket.headroom(0.0, within_s=60) == 0
+    assert bucket.until_headroom(0.0, 5, within_s=60) == pytest.approx(0.05)
+    assert bucket.headroom(0.05, within_s=60) == 5
+    assert bucket.until_headroom(0.0, 1, within_s=0.0) == pytest.approx(0.11), "until a token is free"
+    assert bucket.until_headroom(1.0, 5, within_s=60) == 0.0
+
+
+def test_headroom_never_goes_negative_and_the_refill_is_capped() -> None:
+    """Reservations beyond the horizon show as no headroom; an idle bucket holds one burst only."""
+    bucket = TokenBucket(rate=10.0, burst=2)
+    for _ in range(10):
+        bucket.take(0.0)
+    assert bucket.headroom(0.0, within_s=60) == 0
+    assert bucket.available(1000.0) == 2.0

@@ -184,6 +184,29 @@ class TokenBucket:
     tokens: float | None = None
     updated: float = 0.0
 
+    def available(self, now: float) -> float:
+        """Tokens in the bucket at ``now``; negative while takes are reserved ahead of the refill."""
+        if self.tokens is None:
+            return float(self.burst)
+        return min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+
+    def headroom(self, now: float, within_s: float) -> int:
+        """How many takes at ``now`` would each wait no longer than ``within_s``, nor a burst's refill.
+
+        The dispatcher claims no more tasks than this: a claimed task holds a
+        lease while it waits for its token, so claiming far ahead of the rate
+        only lengthens those waits (and could outlast the lease).
+        """
+        return max(0, math.floor(self.available(now) + self._ahead(within_s)))
+
+    def until_headroom(self, now: float, wanted: int, within_s: float) -> float:
+        """Seconds from ``now`` until :meth:`headroom` reaches ``wanted`` (0 if it already has)."""
+        missing = wanted - (self.available(now) + self._ahead(within_s))
+        return max(missing / self.rate, 0.0)
+
+    def _ahead(self, within_s: float) -> float:
+        return min(float(self.burst), max(within_s, 0.0) * self.rate)
+
     def take(self, now: float) -> float:
         """Take one token; returns 0 when one was available, else the seconds to wait first.
 

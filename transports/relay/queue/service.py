@@ -35,10 +35,10 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, HTTPException, Request, Response
 from progressbench.transports.relay.queue.dispatcher import Dispatcher, QueueMeters
 from progressbench.transports.relay.queue.oidc import SigningKey, jwks
+from progressbench.transports.relay.queue.push import Pusher
 from progressbench.transports.relay.queue.retry import QueueConfig
 from progressbench.transports.relay.queue.tasks import TaskTable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,9 +102,7 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
     qmeters = QueueMeters(meters.registry, config.role)
     store = Store(config.database_url, min_size=1, max_size=10)
     table = TaskTable(store.pool)
-    http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=queue.max_concurrent_dispatches, max_keepalive_connections=100)
-    )
+    pusher = Pusher()
     issuer = config.peers.get("queue", "progressbench-queue")
     targets = allowed_targets(config, queue)
     state: dict[str, Any] = {}
@@ -115,7 +113,7 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
         await store.open()
         key = await asyncio.to_thread(SigningKey.generate)
         await table.add_key(key)
-        dispatcher = Dispatcher(table, queue, config.timing, http, key, issuer, qmeters)
+        dispatcher = Dispatcher(table, queue, config.timing, pusher, key, issuer, qmeters)
         state["dispatcher"] = dispatcher
         app.state.dispatcher = dispatcher
         runner = asyncio.create_task(dispatcher.run(), name="dispatcher")
@@ -126,7 +124,7 @@ def build_queue_app(config: ServiceConfig, queue: QueueConfig) -> FastAPI:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-            await http.aclose()
+            await pusher.aclose()
             await store.close()
 
     app = FastAPI(title="progressbench queue", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -41,6 +41,43 @@ class TaskRow:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """One finished delivery attempt, as :meth:`TaskTable.record_attempts` writes it.
+
+    ``done`` finishes the task (``succeeded``/``failed``); None schedules its
+    next attempt ``retry_in_s`` from the moment it is written.
+    """
+
+    name: str
+    status: int | None
+    error: str | None
+    executed: bool
+    done: str | None
+    retry_in_s: float
+
+
+def write_batches(outcomes: list[AttemptOutcome]) -> list[list[AttemptOutcome]]:
+    """Outcomes split into statements that each name a task at most once, sorted by name.
+
+    One ``UPDATE ... FROM unnest(...)`` applies a row's change once even if its
+    name appears twice, so a repeated task (two attempts recorded together)
+    goes to the next statement, in order; sorting takes row locks in one order,
+    so two queue instances writing at once cannot deadlock.
+    """
+    batches: list[list[AttemptOutcome]] = []
+    names: list[set[str]] = []
+    for outcome in outcomes:
+        # The k-th outcome of a task goes to statement k: the first one not naming it yet.
+        index = next((i for i, seen in enumerate(names) if outcome.name not in seen), len(batches))
+        if index == len(batches):
+            batches.append([])
+            names.append(set())
+        batches[index].append(outcome)
+        names[index].add(outcome.name)
+    return [sorted(batch, key=lambda o: o.name) for batch in batches]
+
+
 class TaskTable:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
@@ -89,39 +126,39 @@ class TaskTable:
             rows = await cur.fetchall()
         return [TaskRow(**cast(dict[str, Any], r)) for r in rows]
 
-    async def record_attempt(
-        self,
-        name: str,
-        status: int | None,
-        error: str | None,
-        executed: bool,
-        *,
-        done: str | None,
-        retry_in_s: float,
-    ) -> None:
-        """Count the attempt; finish the task (``done``) or schedule its next attempt."""
+    async def record_attempts(self, outcomes: list[AttemptOutcome]) -> None:
+        """Count each attempt; finish its task (``done``) or schedule the task's next attempt.
+
+        Many attempts in one round trip (the dispatcher writes whatever
+        finished while its previous write was in flight).
+        """
+        if not outcomes:
+            return
         async with self._pool.connection() as conn:
-            await conn.execute(
-                """
-                UPDATE relay_tasks SET dispatch_count = dispatch_count + 1,
-                       response_count = response_count + %(executed)s,
-                       last_status = %(status)s, last_error = %(error)s, lease_until = NULL,
-                       state = COALESCE(%(done)s, 'queued'),
-                       finished_at = CASE WHEN %(done)s IS NULL THEN NULL ELSE clock_timestamp() END,
-                       schedule_time = CASE WHEN %(done)s IS NULL
-                           THEN clock_timestamp() + make_interval(secs => %(retry)s)
-                           ELSE schedule_time END
-                 WHERE name = %(name)s
-                """,
-                {
-                    "executed": 1 if executed else 0,
-                    "status": status,
-                    "error": error,
-                    "done": done,
-                    "retry": retry_in_s,
-                    "name": name,
-                },
-            )
+            for batch in write_batches(outcomes):
+                await conn.execute(
+                    """
+                    UPDATE relay_tasks t SET dispatch_count = t.dispatch_count + 1,
+                           response_count = t.response_count + v.executed,
+                           last_status = v.status, last_error = v.error, lease_until = NULL,
+                           state = COALESCE(v.done, 'queued'),
+                           finished_at = CASE WHEN v.done IS NULL THEN NULL ELSE clock_timestamp() END,
+                           schedule_time = CASE WHEN v.done IS NULL
+                               THEN clock_timestamp() + make_interval(secs => v.retry)
+                               ELSE t.schedule_time END
+                      FROM unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::text[], %s::float8[])
+                           AS v(name, status, error, executed, done, retry)
+                     WHERE t.name = v.name
+                    """,
+                    (
+                        [o.name for o in batch],
+                        [o.status for o in batch],
+                        [o.error for o in batch],
+                        [1 if o.executed else 0 for o in batch],
+                        [o.done for o in batch],
+                        [float(o.retry_in_s) for o in batch],
+                    ),
+                )
 
     async def status(self) -> tuple[int, float | None]:
         """(tasks not finished, seconds until the earliest is due or its attempt lapses; None if none)."""

@@ -10,6 +10,7 @@ room is a doorbell). The admission and publish decisions themselves are
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from progressbench.transports.relay.rooms.config import RoomsConfig
+from progressbench.transports.relay.rooms.frames import SharedFrames, encoding_of
 from progressbench.transports.relay.rooms.http11 import PublishRequest
 from progressbench.transports.relay.rooms.meters import RoomMeters
 from progressbench.transports.relay.rooms.policy import join_verdict, publish_verdict, room_of
@@ -24,6 +26,8 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -108,15 +112,38 @@ class RoomHub:
             self.remove(room, connection)
 
     def broadcast(self, room: uuid.UUID, event: dict[str, Any]) -> int:
-        members = list(self.rooms.get(room, ()))
+        """Send ``event`` to every open member now, without awaiting; the count of sockets sent to.
+
+        Like websockets' ``broadcast()`` (one write per socket, no
+        backpressure: a slow member's buffer grows, it never holds the others
+        back), but the frame is built once per encoding and the same bytes are
+        written to every socket that shares it (:mod:`~progressbench.transports.relay.rooms.frames`);
+        only a socket whose compressor keeps context goes through its own protocol.
+        """
+        members = self.rooms.get(room)
         if not members:
             return 0
         text = json.dumps({"type": "event", **event}, separators=(",", ":"))
-        # websockets' broadcast writes one frame to every open member without awaiting:
-        # a slow member's buffer grows, it never holds the others back (no backpressure).
-        open_members = [m for m in members if m.protocol.state is State.OPEN]
-        broadcast(open_members, text)
-        delivered = len(open_members)
+        frames = SharedFrames(text.encode())
+        own: list[ServerConnection] = []
+        delivered = 0
+        for member in members:
+            protocol = member.protocol
+            if protocol.state is not State.OPEN or member.fragmented_send_waiter is not None:
+                continue
+            encoding = encoding_of(protocol.extensions)
+            if encoding is None or protocol.writes:
+                own.append(member)
+                continue
+            try:
+                member.transport.write(frames.frame(encoding, protocol.extensions))
+            except Exception as exc:  # a socket going away: like broadcast(), skip it
+                log.debug("broadcast to a member failed: %s", exc)
+                continue
+            delivered += 1
+        if own:
+            broadcast(own, text)
+            delivered += len(own)
         self.meters.base.messages.labels(self.meters.service, "relay").inc(delivered)
         self.meters.base.bytes_sent.labels(self.meters.service).inc(delivered * len(text))
         return delivered

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV, RoomsConfig
 from progressbench.transports.relay.rooms.connection import connection_class
+from progressbench.transports.relay.rooms.frames import SHARED_DEFLATE
 from progressbench.transports.relay.rooms.http11 import MAX_PUBLISH_BYTES
 from progressbench.transports.relay.rooms.hub import RoomHub
 from progressbench.transports.relay.rooms.meters import RoomMeters
@@ -87,6 +88,9 @@ async def serve_rooms(config: ServiceConfig, rooms_config: RoomsConfig) -> None:
                 sock=listen,
                 process_request=hub.admit,
                 create_connection=connection_class(hub.publish),
+                # permessage-deflate as websockets' default, but without the server's context
+                # takeover: a published message is compressed once for the whole room.
+                extensions=[SHARED_DEFLATE],
                 ping_interval=ping,
                 ping_timeout=ping,
                 max_size=MAX_PUBLISH_BYTES,
