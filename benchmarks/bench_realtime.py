@@ -19,7 +19,9 @@ to the client's receive wall clock, same host; it includes the client-side
 queueing of a 2-core machine shared by Postgres, the worker, the realtime
 server and every client. Prints p50/p95/p99, the number of samples, and the
 realtime server's message counter. Nothing is asserted; bounded by
-``BUDGET_S``. Run: ``python benchmarks/bench_realtime.py [counts...]``.
+``BUDGET_S``. Run: ``python benchmarks/bench_realtime.py [counts...] [--per-job]``
+(``--per-job``: only the per-job shape, the one the anchors are about; a
+shorter run for A/B comparisons).
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ async def run_case(stack: Stack, anon: str, n: int, mode: str, tag: str) -> None
         record(f"realtime.per_job_p95_ms_{n}", p95, "ms", samples=len(sink), expected=expected)
 
 
-async def bench(stack: Stack, counts: tuple[int, ...]) -> None:
+async def bench(stack: Stack, counts: tuple[int, ...], modes: tuple[str, ...]) -> None:
     async with httpx.AsyncClient(base_url=stack.endpoints()["api"], timeout=30) as http:
         created = (
             await http.post(
@@ -200,7 +202,7 @@ async def bench(stack: Stack, counts: tuple[int, ...]) -> None:
         ).json()
     anon = created["anon_key"]
     for n in counts:
-        for mode in ("per-job", "fan-out"):
+        for mode in modes:
             await run_case(stack, anon, n, mode, f"{mode}-{n}")
     meters = stack.meters()["realtime"]
     print(
@@ -210,7 +212,9 @@ async def bench(stack: Stack, counts: tuple[int, ...]) -> None:
 
 
 def main() -> None:
-    counts = tuple(int(a) for a in sys.argv[1:]) or COUNTS
+    args = sys.argv[1:]
+    modes = ("per-job",) if "--per-job" in args else ("per-job", "fan-out")
+    counts = tuple(int(a) for a in args if a != "--per-job") or COUNTS
     with tempfile.TemporaryDirectory(prefix="bench-realtime-") as tmp:
         settings = StackSettings(
             run_dir=Path(tmp),
@@ -219,7 +223,7 @@ def main() -> None:
             worker_concurrency=max(counts) + 20,
         )
         with Stack(settings) as stack:
-            asyncio.run(asyncio.wait_for(bench(stack, counts), BUDGET_S))
+            asyncio.run(asyncio.wait_for(bench(stack, counts, modes), BUDGET_S))
 
 
 if __name__ == "__main__":
