@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from progressbench.transports.realtime import rls
 from progressbench.transports.realtime.auth import Claims
-from progressbench.transports.realtime.feed import Binding, ChangeFeed, Subscriber
+from progressbench.transports.realtime.feed import SNAPSHOT_EVERY, Binding, ChangeFeed, Subscriber
 
 from tests.helpers import wait_until
 
@@ -110,3 +110,33 @@ async def test_quoted_literals_reach_postgres_unchanged(database_url: str, value
                 f"SELECT {rls.quote_literal(value)}, {rls.quote_literal(value)}::text = %s", (value,)
             )
             assert await cur.fetchone() == (value, True)
+
+
+async def test_the_slots_restart_point_follows_the_feed(database_url: str) -> None:
+    """The feed's running-transactions snapshots let ``restart_lsn`` pass the rows it consumed,
+    so a slot read does not re-decode the WAL back to the bgwriter's last one (every 15 s)."""
+    slot = f"pb_rls_{uuid.uuid4().hex[:8]}"
+    feed = ChangeFeed(database_url, slot=slot)
+    await feed.start()
+    try:
+        insert_events(database_url, {"alice": 2})
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            cur = await conn.execute("SELECT pg_current_wal_lsn()::text")
+            row = await cur.fetchone()
+            assert row is not None
+            after_rows = row[0]
+
+            async def passed() -> bool:
+                for _ in range(SNAPSHOT_EVERY):
+                    await feed.drain_once(flush=True)
+                cur = await conn.execute(
+                    "SELECT restart_lsn > %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                    (after_rows, slot),
+                )
+                found = await cur.fetchone()
+                return bool(found and found[0])
+
+            await wait_until(passed, 10, "restart_lsn to pass the consumed rows")
+        assert feed.snapshots
+    finally:
+        await feed.stop()
