@@ -414,8 +414,8 @@ class ChangeFeed:
                 (name, info.key_types[name], None if value is None else str(value))
                 for name, value in change.key.items()
             )
-            row = rls.RowRef(change.relation.schema, change.relation.table, key)
-            requests.append((rls.Identity(sub.claims.role, sub.claims_json), row))
+            ref = rls.RowRef(change.relation.schema, change.relation.table, key)
+            requests.append((rls.Identity(sub.claims.role, sub.claims_json), ref))
         plan = rls.plan_checks(requests)
         self.checks += plan.distinct
         query, results = rls.batch_sql(plan)
