@@ -4,7 +4,9 @@ Like Realtime's Postgres CDC poller: a ``pgoutput`` slot on the publication
 ``supabase_realtime`` is *consumed* with ``pg_logical_slot_get_binary_changes``
 (so a change is delivered at most once and never replayed), woken by the
 store's ``NOTIFY job_events`` with a slow fallback poll. Changes are handled
-in commit order by this one task. For every change, every subscription whose
+in commit order: one task reads the slot, one delivers the batches it read,
+in order, on a session of its own (so a batch is checked while the next one
+is read). For every change, every subscription whose
 binding covers (schema, table, event) is checked under its own claims —
 ``set_config('role', ...)`` and ``set_config('request.jwt.claims', ...)``
 inside a transaction, then ``SELECT exists(... WHERE <pk> = ...)`` — so
@@ -157,6 +159,10 @@ class ChangeFeed:
         self._tables: dict[int, _TableInfo] = {}
         self._wake = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        #: The RLS checks' own session, so a batch is checked while the next one is read.
+        self._check_conn: psycopg.AsyncConnection[Any] | None = None
+        #: Batches read and not yet delivered, in commit order (one consumer: order kept).
+        self._outbox: asyncio.Queue[list[Change]] = asyncio.Queue(2)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.changes = 0
@@ -183,9 +189,11 @@ class ChangeFeed:
                 await asyncio.sleep(0.2)
             await conn.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
         await conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (self.slot,))
+        self._check_conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         self._tasks = [
             asyncio.create_task(self._listen(), name="realtime-listen"),
             asyncio.create_task(self._poll(), name="realtime-poll"),
+            asyncio.create_task(self._deliveries(), name="realtime-deliver"),
         ]
 
     async def stop(self) -> None:
@@ -195,6 +203,9 @@ class ChangeFeed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        check, self._check_conn = self._check_conn, None
+        if check is not None:
+            await check.close()
         conn = self._conn
         self._conn = None
         if conn is not None:
@@ -295,14 +306,43 @@ class ChangeFeed:
             self._wake.clear()
             try:
                 flush = woken
-                while await self.drain_once(flush=flush) >= BATCH:
+                while True:
+                    rows, changes = await self._read_once(flush=flush)
+                    if changes:
+                        await self._outbox.put(changes)
+                    if rows < BATCH:
+                        break
                     flush = False
             except psycopg.Error as exc:
                 log.error("realtime poll failed: %r", exc)
                 await asyncio.sleep(0.5)
 
+    async def _deliveries(self) -> None:
+        """Deliver the batches the poller read, in order, while it reads the next one.
+
+        The slot read and a batch's RLS checks each take a round trip; on two
+        sessions they overlap, so a change committed during a pass waits for the
+        read in progress, not for the read and the checks of the batch before it.
+        """
+        while True:
+            changes = await self._outbox.get()
+            try:
+                if self._check_conn is not None and self._check_conn.closed:
+                    # A lost session would otherwise refuse every later check (nothing delivered).
+                    self._check_conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                await self._deliver(changes)
+            except (psycopg.Error, OSError) as exc:
+                log.error("realtime delivery failed, batch dropped: %r", exc)
+
     async def drain_once(self, *, flush: bool = False) -> int:
-        """Consume one batch from the slot and deliver it; the number of slot rows read.
+        """Consume one batch from the slot and deliver it; the number of slot rows read."""
+        rows, changes = await self._read_once(flush=flush)
+        if changes:
+            await self._deliver(changes)
+        return rows
+
+    async def _read_once(self, *, flush: bool = False) -> tuple[int, list[Change]]:
+        """Consume one batch from the slot: the number of slot rows read and the changes.
 
         ``flush`` first flushes the WAL (see the module docstring). On Postgres 17+ the
         flush is a non-transactional logical message with ``flush => true`` sent in the
@@ -338,10 +378,8 @@ class ChangeFeed:
             cur = await conn.execute(read)
         rows = await cur.fetchall()
         changes = [c for row in rows if (c := self._decoder.feed(bytes(row[0]))) is not None]
-        if changes:
-            self.changes += len(changes)
-            await self._deliver(changes)
-        return len(rows)
+        self.changes += len(changes)
+        return len(rows), changes
 
     # ----------------------------------------------------------------- delivery
 
@@ -349,11 +387,12 @@ class ChangeFeed:
         rel = change.relation
         info = self._tables.get(rel.oid)
         if info is None:
-            assert self._conn is not None
-            cur = await self._conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (rel.oid,))
+            conn = self._check_conn or self._conn
+            assert conn is not None
+            cur = await conn.execute("SELECT relrowsecurity FROM pg_class WHERE oid = %s", (rel.oid,))
             row = await cur.fetchone()
             keys = [c.name for c in rel.columns if c.key]
-            cur = await self._conn.execute(
+            cur = await conn.execute(
                 "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = %s AND attname = ANY(%s)",
                 (rel.oid, keys),
@@ -405,7 +444,7 @@ class ChangeFeed:
         Asked once per (row, identity) and sent as one query text (``rls.py``): one round
         trip and one await per batch, whatever its size.
         """
-        conn = self._conn
+        conn = self._check_conn or self._conn
         assert conn is not None
         requests = []
         for change, sub in checks:
