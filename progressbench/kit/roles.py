@@ -21,6 +21,7 @@ A ``grants.toml`` maps a service role to what it may do::
     member_of = ["anon", "authenticated"]   # it may SET ROLE to these
     attributes = ["REPLICATION"]            # role attributes, from ATTRIBUTES only
     settings = { log_min_messages = "fatal" }  # per-role defaults (ALTER ROLE ... SET)
+    functions = ["pg_log_standby_snapshot"]  # EXECUTE on built-ins, from FUNCTIONS only
 
 ``sequences`` is like ``tables``. Role names carry a per-run suffix because
 roles are cluster-wide: two runs (or two test stacks) on one server must not
@@ -56,8 +57,12 @@ SEQUENCE_PRIVILEGES = frozenset({"USAGE", "SELECT", "UPDATE"})
 #: superuser, and enough for the realtime server. BYPASSRLS is what Supabase's ``service_role``
 #: has: the backend writing rows of every owner into a table with row-level security.
 ATTRIBUTES = frozenset({"REPLICATION", "BYPASSRLS"})
+#: Built-in functions a service may be granted EXECUTE on (revoked from PUBLIC by Postgres).
+#: ``pg_log_standby_snapshot`` writes a running-transactions WAL record, which lets a logical
+#: slot's restart point advance (the realtime feed, ``feed.py``); nothing else is granted.
+FUNCTIONS = frozenset({"pg_log_standby_snapshot"})
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_KEYS = frozenset({"tables", "sequences", "member_of", "attributes", "settings"})
+_KEYS = frozenset({"tables", "sequences", "member_of", "attributes", "settings", "functions"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class RoleGrants:
     member_of: frozenset[str] = frozenset()
     attributes: frozenset[str] = frozenset()
     settings: Mapping[str, str] = field(default_factory=dict)
+    #: Built-in functions without arguments (``pg_catalog.<name>()``) it may EXECUTE.
+    functions: frozenset[str] = frozenset()
 
     def merged(self, other: RoleGrants) -> RoleGrants:
         """The union of two declarations (two packages may each grant the API something)."""
@@ -84,6 +91,7 @@ class RoleGrants:
             member_of=self.member_of | other.member_of,
             attributes=self.attributes | other.attributes,
             settings={**self.settings, **other.settings},
+            functions=self.functions | other.functions,
         )
 
 
@@ -129,6 +137,9 @@ def parse_grants(text: str, source: str) -> dict[str, RoleGrants]:
         attributes = frozenset(a.upper() for a in raw)
         if attributes - ATTRIBUTES:
             raise ConfigError(f"{source}: [{service}] attributes must be among {sorted(ATTRIBUTES)}")
+        functions = _names(entry.get("functions", []), "function", source)
+        if functions - FUNCTIONS:
+            raise ConfigError(f"{source}: [{service}] functions must be among {sorted(FUNCTIONS)}")
         found[service] = RoleGrants(
             tables={
                 _name(t, "table", source): _privileges(p, TABLE_PRIVILEGES, t, source)
@@ -139,6 +150,7 @@ def parse_grants(text: str, source: str) -> dict[str, RoleGrants]:
                 for s, p in sequences.items()
             },
             member_of=_names(entry.get("member_of", []), "role", source),
+            functions=functions,
             attributes=attributes,
             settings={_name(k, "setting", source): str(v) for k, v in settings.items()},
         )
@@ -227,6 +239,17 @@ def _create(
             )
     for member_of in sorted(grants.member_of):
         conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), who))
+    for function in sorted(grants.functions):
+        # A server without the function (older Postgres) keeps going: the service copes without it.
+        try:
+            with conn.transaction():
+                conn.execute(
+                    sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{}() TO {}").format(
+                        sql.Identifier(function), who
+                    )
+                )
+        except psycopg.errors.UndefinedFunction:
+            log.info("no function pg_catalog.%s() on this server for %s", function, role)
     for key, value in sorted(grants.settings.items()):
         # A nicety (quieter logs): a user allowed to create roles but not to set this keeps the default.
         try:

@@ -118,12 +118,15 @@ def run_asgi(
     build: Callable[[ServiceConfig], Any],
     *,
     on_exit: Callable[[Any], None] | None = None,
+    ws_compression: bool = True,
 ) -> int:
     """The whole ``main()`` of an ASGI service: config, sockets, readiness, uvicorn.
 
     ``build(config)`` returns the ASGI app; readiness is marked when its
     lifespan startup has finished (uvicorn only then serves the sockets,
     which already queue connections). ``on_exit(app)`` runs on SIGTERM.
+    ``ws_compression=False`` declines websocket permessage-deflate (uvicorn
+    offers it by default), for a service whose real counterpart does not.
     """
     started = start_service()
     if started is None:
@@ -139,6 +142,7 @@ def run_asgi(
             lifespan="on",
             http=with_header_timeout(config.timing.header_timeout()),
             timeout_graceful_shutdown=max(int(grace * 0.6), 1),
+            ws_per_message_deflate=ws_compression,
         )
     )
     if on_exit is not None:

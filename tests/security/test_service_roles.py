@@ -111,6 +111,10 @@ def test_the_realtime_server_sees_rows_only_as_a_subscriber(full_stack: Stack) -
         conn.execute("SELECT set_config('role', 'authenticated', true)")
         assert conn.execute("SELECT count(*) FROM job_events").fetchone() == (0,)  # no claims: no rows
     _refused(realtime, "SET ROLE postgres")
+    # The one built-in it is granted (the slot's restart point); others stay superuser-only.
+    with psycopg.connect(realtime, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_log_standby_snapshot() IS NOT NULL").fetchone() == (True,)
+    _refused(realtime, "SELECT pg_switch_wal()")
 
 
 def test_a_user_who_cannot_create_roles_keeps_the_shared_url(
@@ -150,3 +154,5 @@ def test_a_bad_grants_file_is_a_clear_error() -> None:
         parse_grants('[api]\nattributes = ["SUPERUSER"]\n', "x/grants.toml")
     with pytest.raises(ConfigError, match="plain lower-case SQL name"):
         parse_grants('[api.tables]\n"jobs; DROP TABLE jobs" = ["SELECT"]\n', "x/grants.toml")
+    with pytest.raises(ConfigError, match="functions must be among"):
+        parse_grants('[api]\nfunctions = ["pg_reload_conf"]\n', "x/grants.toml")
