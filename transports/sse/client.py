@@ -84,6 +84,9 @@ class _SseWatcherBase:
     #: Silent heartbeat intervals before a stream counts as dead (option ``idle_heartbeats``).
     default_idle_heartbeats = 3
 
+    # Each phone holds its watcher for the whole session (10,000 per load process): no instance dict.
+    __slots__ = ("backoff", "connect_timeout", "idle_s", "max_backoff", "reconnect_s", "settings")
+
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         timing = settings.timing
@@ -168,6 +171,8 @@ class _SseWatcherBase:
 
 
 class ResumableSseWatcher(_SseWatcherBase):
+    __slots__ = ()
+
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
         """The canary: the victim's event stream with the canary's access token, then with none."""
         report = ProbeReport()
@@ -275,6 +280,8 @@ class NaiveSseWatcher(_SseWatcherBase):
     """
 
     default_idle_heartbeats = 0
+
+    __slots__ = ("draw", "params", "user_retry")
 
     def __init__(self, settings: ClientSettings, draw: Draw = random.uniform) -> None:
         super().__init__(settings)
