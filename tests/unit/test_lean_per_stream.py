@@ -2,14 +2,20 @@
 
 The meters' per-request state (one object instead of closures), the seq
 book's set (only for out-of-order events), specs sharing their set of field
-names, and the start-up heap frozen out of the collector's way.
+names, no sign-in lock kept per phone, and the start-up heap frozen out of
+the collector's way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import time
+import uuid
 from typing import Any
+
+import httpx
+from progressbench.transports.http import _locks, sign_in
 
 from progressbench.app.session import SessionSpec
 from progressbench.core.config import JobShape, Timing
@@ -112,3 +118,30 @@ def test_the_start_up_heap_is_frozen_out_of_collections() -> None:
 
 async def _never(*_: object) -> Any:  # pragma: no cover - never called
     raise AssertionError
+
+
+def test_concurrent_sign_ins_of_one_phone_make_one_call_and_leave_no_lock_behind() -> None:
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        body = {
+            "access_token": "a",
+            "refresh_token": "r",
+            "expires_at": time.time() + 3600,
+            "user": {"id": "u"},
+        }
+        return httpx.Response(200, json=body)
+
+    async def main() -> None:
+        transport = httpx.MockTransport(answer)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lean.test") as http:
+            phone = f"lean-{uuid.uuid4().hex[:8]}"
+            first, second = await asyncio.gather(
+                sign_in(http, phone, lambda _: 0.0), sign_in(http, phone, lambda _: 0.0)
+            )
+            assert first is second and first.access_token == "a"
+            assert not any(phone in key for key in _locks), "no lock kept once nobody signs in"
+
+    asyncio.run(main())
+    assert calls == ["/auth/v1/signup"], "the second caller waited for the first and reused its session"

@@ -170,6 +170,25 @@ class _SseWatcherBase:
         )
 
 
+class _Dial:
+    """The resumable phone's next stream attempt, for :func:`redial`: one slotted object held for
+    the session's life where a ``functools.partial`` (its args tuple, kwargs dict and bound
+    method) cost ~270 bytes a phone."""
+
+    __slots__ = ("headers", "state", "target", "watcher")
+
+    def __init__(
+        self, watcher: ResumableSseWatcher, target: Target, headers: dict[str, str], state: Reconnector
+    ) -> None:
+        self.watcher = watcher
+        self.target = target
+        self.headers = headers
+        self.state = state
+
+    def __call__(self) -> AsyncGenerator[ClientEvent, None]:
+        return self.watcher.attempt(self.target, self.headers, self.state)
+
+
 class ResumableSseWatcher(_SseWatcherBase):
     __slots__ = ()
 
@@ -208,8 +227,7 @@ class ResumableSseWatcher(_SseWatcherBase):
         headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
         del created  # this frame lives as long as the stream: keep only what the stream needs
         state = Reconnector(LAST_EVENT_ID)
-        attempt = partial(self._stream, target, headers, state)
-        async for event in redial(state, self._delay, attempt):
+        async for event in redial(state, self._delay, _Dial(self, target, headers, state)):
             yield event
 
     async def _submit(self, request: JobRequest) -> Submission:
@@ -224,7 +242,7 @@ class ResumableSseWatcher(_SseWatcherBase):
                 timing=self.settings.timing,
             )
 
-    async def _stream(
+    async def attempt(
         self, target: Target, headers: dict[str, str], state: Reconnector
     ) -> AsyncGenerator[ClientEvent, None]:
         """One GET of the event stream, after ``Last-Event-ID`` once anything arrived.
