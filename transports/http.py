@@ -105,8 +105,19 @@ class PhoneSession:
 
 #: By (API base URL, phone): one account per phone for the process's life, across event loops.
 _sessions: dict[tuple[str, str], PhoneSession] = {}
-#: By (event loop, API base URL, phone): an asyncio lock belongs to one loop.
-_locks: dict[tuple[int, str, str], asyncio.Lock] = {}
+#: By (event loop, API base URL, phone), while a sign-in of that phone runs or waits: an asyncio
+#: lock belongs to one loop, and a lock kept for every phone ever signed in is ~200 bytes each.
+_locks: dict[tuple[int, str, str], _Gate] = {}
+
+
+class _Gate:
+    """One phone's sign-in lock and how many callers hold or wait for it (gone when none do)."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
 
 
 def phone_email(phone: str) -> str:
@@ -173,19 +184,28 @@ async def sign_in(http: httpx.AsyncClient, phone: str, backoff: Callable[[int], 
     (wrong password, bad request) raises :class:`TransportError`.
     """
     key = (str(http.base_url), phone)
-    lock = _locks.setdefault((id(asyncio.get_running_loop()), *key), asyncio.Lock())
-    async with lock:
-        session = _sessions.setdefault(key, PhoneSession(phone_email(phone), secrets.token_urlsafe(18)))
-        attempt = 0
-        while not session.fresh(time.time()):
-            try:
-                await _sign_in_once(http, session)
-            except _Retry as exc:
-                attempt += 1
-                if attempt >= SIGN_IN_ATTEMPTS:
-                    raise TransportError(f"sign-in failed {attempt} times: {exc}") from None
-                await asyncio.sleep(backoff(attempt))
-        return session
+    gate_key = (id(asyncio.get_running_loop()), *key)
+    gate = _locks.get(gate_key)
+    if gate is None:
+        gate = _locks[gate_key] = _Gate()
+    gate.users += 1
+    try:
+        async with gate.lock:
+            session = _sessions.setdefault(key, PhoneSession(phone_email(phone), secrets.token_urlsafe(18)))
+            attempt = 0
+            while not session.fresh(time.time()):
+                try:
+                    await _sign_in_once(http, session)
+                except _Retry as exc:
+                    attempt += 1
+                    if attempt >= SIGN_IN_ATTEMPTS:
+                        raise TransportError(f"sign-in failed {attempt} times: {exc}") from None
+                    await asyncio.sleep(backoff(attempt))
+            return session
+    finally:
+        gate.users -= 1
+        if gate.users == 0:
+            del _locks[gate_key]
 
 
 async def sign_in_phone(api_url: str, phone: str, timing: Timing) -> None:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from progressbench.kit.context import ServiceContext
     from progressbench.kit.executor import OnCommit
+    from progressbench.kit.rawroutes import RawRoute
 
 __all__ = [
     "ApiRoutes",
@@ -55,6 +56,7 @@ __all__ = [
     "Mode",
     "Prepared",
     "ProbeReport",
+    "RawApiRoutes",
     "ServiceSpec",
     "Transport",
     "Watcher",
@@ -65,6 +67,18 @@ __all__ = [
 @runtime_checkable
 class ApiRoutes(Protocol):
     def api_router(self, ctx: ServiceContext) -> APIRouter: ...
+
+
+@runtime_checkable
+class RawApiRoutes(Protocol):
+    """Optional: API routes served as plain ASGI apps ahead of the framework's routing.
+
+    For long-lived streams, which would otherwise hold the framework's
+    per-request layers for their whole life (:mod:`progressbench.kit.rawroutes`).
+    Meters, limits and CORS still apply to them.
+    """
+
+    def raw_api_routes(self, ctx: ServiceContext) -> list[RawRoute]: ...
 
 
 @runtime_checkable

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 _Shared = TypeVar("_Shared", JobShape, Timing)
 #: Equal shapes and timings (frozen, hashable models), one object each while any spec holds it.
 _SHARED: weakref.WeakValueDictionary[JobShape | Timing, JobShape | Timing] = weakref.WeakValueDictionary()
+#: The sets of field names specs were made with, one of each (a handful at most), never mutated.
+_FIELDS_SET: dict[frozenset[str], set[str]] = {}
 
 
 class SessionSpec(BaseModel):
@@ -73,6 +75,18 @@ class SessionSpec(BaseModel):
         per load process that is a quarter of the memory a phone may use.
         """
         return cast(_Shared, _SHARED.setdefault(value, value))
+
+    def model_post_init(self, context: object, /) -> None:
+        """Share the set of the names of the fields set: specs of one plan set the same ones.
+
+        pydantic keeps one per instance (~730 bytes for ten names), per phone for the
+        session's life. Sharing is safe because nothing adds to it in place: the model is
+        frozen (assignment raises first) and :meth:`model_copy` copies the set before
+        adding the updated names.
+        """
+        names = frozenset(self.__pydantic_fields_set__)
+        shared = _FIELDS_SET.setdefault(names, self.__pydantic_fields_set__)
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
 
     def planned_job_s(self) -> float:
         """The job's own duration as the server plans it (same shape, seed and scale), compressed seconds."""

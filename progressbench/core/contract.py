@@ -43,9 +43,9 @@ class JobRequest:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """Where a watcher connects and how it paces itself.
+    """Where a watcher connects and how it paces itself (slots: each phone's watcher holds one).
 
     ``endpoints`` maps a service name (``api`` and any a transport adds) to
     the base URL the *phone* uses — through its cell's chaos proxy when a

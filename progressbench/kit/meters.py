@@ -312,6 +312,11 @@ class Meters:
             "pb_messages", "Transport messages pushed to clients", ["service", "transport"], registry=r
         )
         self.registry.register(_TimeCollector(self.clock, service))
+        # This service's children of the per-request counters, looked up once (labels() takes a
+        # lock and builds a tuple: per request, and per message of every stream).
+        self.flying = self.in_flight.labels(service)
+        self.sent = self.bytes_sent.labels(service)
+        self.received = self.bytes_received.labels(service)
 
     def count_write(self, rows: int) -> None:
         self.db_writes.labels(self.service).inc(rows)
@@ -351,6 +356,41 @@ class Meters:
         return MeteringMiddleware(app, self)
 
 
+class _Metered:
+    """One request's ``receive`` and ``send`` as the meters see them: bytes counted, status kept.
+
+    One small object per request, called as ``send`` (its :meth:`receive` is the one bound
+    method made), instead of a status dict and two closures with their cells: an SSE stream
+    holds this for its whole life, and a process holds a thousand streams.
+    """
+
+    __slots__ = ("_meters", "_receive", "_send", "status")
+
+    def __init__(self, meters: Meters, receive: Receive, send: Send) -> None:
+        self._meters = meters
+        self._receive = receive
+        self._send = send
+        self.status = "none"
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        body = message.get("body") or message.get("bytes") or message.get("text") or b""
+        if body:
+            self._meters.received.inc(len(body))
+        return message
+
+    async def __call__(self, message: Message) -> None:
+        mtype = message["type"]
+        if mtype == "http.response.start":
+            self.status = str(message["status"])
+        elif mtype == "websocket.accept":
+            self.status = "101"
+        body = message.get("body") or message.get("bytes") or message.get("text") or b""
+        if body:
+            self._meters.sent.inc(len(body))
+        await self._send(message)
+
+
 class MeteringMiddleware:
     def __init__(self, app: ASGIApp, meters: Meters) -> None:
         self.app = app
@@ -362,9 +402,8 @@ class MeteringMiddleware:
             await self.app(scope, receive, send)
             return
         m = self.meters
-        svc = m.service
         if m.clock.in_flight >= m.concurrency:
-            m.rejected.labels(svc).inc()
+            m.rejected.labels(m.service).inc()
             if kind == "http":
                 await _reject(send, m.retry_after)
             else:
@@ -375,34 +414,15 @@ class MeteringMiddleware:
         token = _INVOCATION.set((m.clock, key))
         if kind == "websocket":
             m.clock.mark_held(key)
-        m.in_flight.labels(svc).inc()
-        status = {"code": "none"}
-
-        async def metered_receive() -> Message:
-            message = await receive()
-            body = message.get("body") or message.get("bytes") or message.get("text") or b""
-            if body:
-                m.bytes_received.labels(svc).inc(len(body))
-            return message
-
-        async def metered_send(message: Message) -> None:
-            mtype = message["type"]
-            if mtype == "http.response.start":
-                status["code"] = str(message["status"])
-            elif mtype == "websocket.accept":
-                status["code"] = "101"
-            body = message.get("body") or message.get("bytes") or message.get("text") or b""
-            if body:
-                m.bytes_sent.labels(svc).inc(len(body))
-            await send(message)
-
+        m.flying.inc()
+        metered = _Metered(m, receive, send)
         try:
-            await self.app(scope, metered_receive, metered_send)
+            await self.app(scope, metered.receive, metered)
         finally:
             _INVOCATION.reset(token)
             m.clock.end(key, time.monotonic())
-            m.in_flight.labels(svc).dec()
-            m.requests.labels(svc, kind, status["code"]).inc()
+            m.flying.dec()
+            m.requests.labels(m.service, kind, metered.status).inc()
 
 
 def retry_after_header(seconds: float) -> str:

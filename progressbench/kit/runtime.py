@@ -19,6 +19,7 @@ and :func:`die_with_parent` directly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -100,6 +101,20 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive after start-up out of the collector's reach (``gc.freeze``).
+
+    A service's imports, app, models and pools (~90 MB in the API) live until
+    it exits, yet each full collection walked them all again: measured in the
+    API with 1,000 SSE streams open, full collections paused the event loop up
+    to hundreds of milliseconds, every stream's writes waiting behind them (the
+    commit-to-client tail). Frozen, a full collection walks only what was made
+    since: the requests and streams. Garbage is collected first, so none is frozen.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def start_service() -> tuple[ServiceConfig, socket.socket, socket.socket | None] | None:
     """What every service process does first: its config, its inherited sockets, logging, the
     parent watch. None (after one line on stderr) when it cannot start: the caller exits 2."""
@@ -154,6 +169,7 @@ def run_asgi(
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
+            freeze_startup_heap()
             mark_ready()
         await task
 

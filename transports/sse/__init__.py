@@ -37,6 +37,8 @@ class ResumableClient:
     """``sse``'s client face: the Python watcher; for the first ``browser_phones`` phones of an
     ``sse:browser`` cell, a page in headless Chromium (:mod:`~progressbench.transports.sse.browser`)."""
 
+    __slots__ = ("watcher",)
+
     def __init__(self, settings: ClientSettings) -> None:
         self.watcher: ResumableSseWatcher | BrowserSseWatcher
         if settings.variant == "browser" and browser.is_browser_phone(settings):

@@ -84,6 +84,9 @@ class _SseWatcherBase:
     #: Silent heartbeat intervals before a stream counts as dead (option ``idle_heartbeats``).
     default_idle_heartbeats = 3
 
+    # Each phone holds its watcher for the whole session (10,000 per load process): no instance dict.
+    __slots__ = ("backoff", "connect_timeout", "idle_s", "max_backoff", "reconnect_s", "settings")
+
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         timing = settings.timing
@@ -167,7 +170,28 @@ class _SseWatcherBase:
         )
 
 
+class _Dial:
+    """The resumable phone's next stream attempt, for :func:`redial`: one slotted object held for
+    the session's life where a ``functools.partial`` (its args tuple, kwargs dict and bound
+    method) cost ~270 bytes a phone."""
+
+    __slots__ = ("headers", "state", "target", "watcher")
+
+    def __init__(
+        self, watcher: ResumableSseWatcher, target: Target, headers: dict[str, str], state: Reconnector
+    ) -> None:
+        self.watcher = watcher
+        self.target = target
+        self.headers = headers
+        self.state = state
+
+    def __call__(self) -> AsyncGenerator[ClientEvent, None]:
+        return self.watcher.attempt(self.target, self.headers, self.state)
+
+
 class ResumableSseWatcher(_SseWatcherBase):
+    __slots__ = ()
+
     async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
         """The canary: the victim's event stream with the canary's access token, then with none."""
         report = ProbeReport()
@@ -203,8 +227,7 @@ class ResumableSseWatcher(_SseWatcherBase):
         headers = {"authorization": f"Bearer {created['token']}", "accept": "text/event-stream"}
         del created  # this frame lives as long as the stream: keep only what the stream needs
         state = Reconnector(LAST_EVENT_ID)
-        attempt = partial(self._stream, target, headers, state)
-        async for event in redial(state, self._delay, attempt):
+        async for event in redial(state, self._delay, _Dial(self, target, headers, state)):
             yield event
 
     async def _submit(self, request: JobRequest) -> Submission:
@@ -219,7 +242,7 @@ class ResumableSseWatcher(_SseWatcherBase):
                 timing=self.settings.timing,
             )
 
-    async def _stream(
+    async def attempt(
         self, target: Target, headers: dict[str, str], state: Reconnector
     ) -> AsyncGenerator[ClientEvent, None]:
         """One GET of the event stream, after ``Last-Event-ID`` once anything arrived.
@@ -275,6 +298,8 @@ class NaiveSseWatcher(_SseWatcherBase):
     """
 
     default_idle_heartbeats = 0
+
+    __slots__ = ("draw", "params", "user_retry")
 
     def __init__(self, settings: ClientSettings, draw: Draw = random.uniform) -> None:
         super().__init__(settings)

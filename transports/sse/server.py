@@ -13,6 +13,11 @@ cookie sign-in sets, and the resume cursor as ``?last_event_id=`` for a page
 that was reloaded (see :func:`_stream_reader`, :func:`resume_point`). CORS
 for the pages' origins is the API's (``ServiceConfig.cors_origins``).
 
+The stream route is served as a plain ASGI app ahead of FastAPI's routing
+(:class:`_Events`, :mod:`progressbench.kit.rawroutes`): same checks, same
+status codes and error bodies, none of the framework's per-request layers
+held for a stream's life.
+
 Fan-out: the streams of one job in this process share one channel
 (:mod:`.fanout`): one store read per change, each event encoded once, the
 same bytes written to every stream; heartbeats are the channel's too.
@@ -28,16 +33,20 @@ its limit, and so does the service's shutdown; the client reconnects with
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from progressbench.transports.sse import stream
 from progressbench.transports.sse.fanout import Fanout
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
+from starlette.types import Receive, Scope, Send
 
 from progressbench.core import identity, tokens
 from progressbench.core.events import TERMINAL
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.notify import hub_for
+from progressbench.kit.rawroutes import RawRoute
 from progressbench.kit.store import JobRow
 
 PREFIX = "/sse"
@@ -45,6 +54,8 @@ NAME = "sse"
 #: Query parameters a browser page can set where an ``EventSource`` cannot send headers.
 TOKEN_PARAM = "token"
 LAST_EVENT_ID_PARAM = "last_event_id"
+#: ``events_href``: the path parameter as FastAPI would match it (one segment).
+EVENTS_PATH = re.compile(PREFIX + r"/jobs/([^/]+)/events")
 
 
 def resume_point(request: Request) -> str | None:
@@ -89,6 +100,58 @@ async def _stream_reader(ctx: ServiceContext, request: Request, job_id: str) -> 
     )
 
 
+class _Events:
+    """``GET /sse/jobs/{job_id}/events`` as a raw ASGI route (:mod:`progressbench.kit.rawroutes`).
+
+    Served ahead of FastAPI's routing so an open stream holds none of the
+    framework's per-request layers for its life, only the meters', the
+    limits' and its own (a third less memory per stream). The checks are the
+    route's as before, all made before the first byte is sent: the credential
+    (:func:`_stream_reader`: 401 with its reason, 404 for an unknown or
+    another owner's job), then the cursor (400 for a malformed
+    ``Last-Event-ID``); a refusal is the API's JSON error, never a stream.
+    """
+
+    def __init__(self, server: ResumableSseServer, ctx: ServiceContext) -> None:
+        self._server = server
+        self._ctx = ctx
+        self._prelude = stream.retry_hint(ctx.config.timing.scaled(server.retry_s))
+        self._fanout: Fanout | None = None
+
+    def fanout(self) -> Fanout:
+        """This process's channels (made at the first stream: the hub needs the running loop)."""
+        if self._fanout is None:
+            ctx, timing = self._ctx, self._ctx.config.timing
+            self._fanout = Fanout(
+                hub_for(ctx),
+                ctx.jobs.shutdown,
+                ctx.meters.messages.labels(ctx.meters.service, NAME),
+                heartbeat_s=timing.scaled(self._server.heartbeat_s),
+                fallback_s=timing.scaled(self._server.fallback_s),
+            )
+        return self._fanout
+
+    async def admit(self, scope: Scope, job_id: str) -> tuple[uuid.UUID, int, bool]:
+        """The job's id, the cursor to replay after and whether the job had ended; or the refusal.
+
+        The request object lives only here: the stream keeps none of it.
+        """
+        request = Request(scope)
+        job = await _stream_reader(self._ctx, request, job_id)
+        try:
+            after = parse_last_event_id(resume_point(request))
+        except BadLastEventId as exc:
+            raise HTTPException(400, str(exc)) from None
+        return job.id, after, job.status in TERMINAL
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send, groups: tuple[str, ...]) -> None:
+        job_id, after, finished = await self.admit(scope, groups[0])
+        timing = self._ctx.config.timing
+        deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
+        response = stream.JobStream(self.fanout(), job_id, after, deadline, self._prelude, finished)
+        await response(scope, receive, send)
+
+
 class ResumableSseServer:
     """``heartbeat_s`` / ``retry_s`` / ``fallback_s`` are unscaled seconds."""
 
@@ -103,24 +166,8 @@ class ResumableSseServer:
         self.fallback_s = fallback_s
 
     def api_router(self, ctx: ServiceContext) -> APIRouter:
+        """Job creation; the event stream is a raw route (:meth:`raw_api_routes`)."""
         router = APIRouter(prefix=PREFIX)
-        timing = ctx.config.timing
-        prelude = stream.retry_hint(timing.scaled(self.retry_s))
-        made: list[Fanout] = []
-
-        def fanout() -> Fanout:
-            """This process's channels (made at the first stream: the hub needs the running loop)."""
-            if not made:
-                made.append(
-                    Fanout(
-                        hub_for(ctx),
-                        ctx.jobs.shutdown,
-                        ctx.meters.messages.labels(ctx.meters.service, NAME),
-                        heartbeat_s=timing.scaled(self.heartbeat_s),
-                        fallback_s=timing.scaled(self.fallback_s),
-                    )
-                )
-            return made[0]
 
         @router.post("/jobs", status_code=202)
         async def create(
@@ -133,16 +180,8 @@ class ResumableSseServer:
             response.headers["Location"] = href
             return {"job_id": str(job_id), "token": created.token, "events_href": href}
 
-        @router.get("/jobs/{job_id}/events", response_model=None)
-        async def events(job_id: str, request: Request) -> Response:
-            job = await _stream_reader(ctx, request, job_id)
-            try:
-                after = parse_last_event_id(resume_point(request))
-            except BadLastEventId as exc:
-                raise HTTPException(400, str(exc)) from None
-            deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
-            return stream.JobStream(
-                fanout(), job.id, after, deadline, prelude, finished=job.status in TERMINAL
-            )
-
         return router
+
+    def raw_api_routes(self, ctx: ServiceContext) -> list[RawRoute]:
+        """``GET events_href``: the stream, ahead of FastAPI's routing (see :class:`_Events`)."""
+        return [RawRoute("GET", EVENTS_PATH, _Events(self, ctx))]

@@ -25,7 +25,6 @@ import uuid
 
 from progressbench.transports.sse.fanout import Fanout, Sink
 from sse_starlette.event import ServerSentEvent
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from progressbench.kit.meters import request_waits_on_job
@@ -36,12 +35,13 @@ RETRY_HINT_S = 2.0
 #: Slow safety net in case a notification is lost; LISTEN/NOTIFY does the real work.
 FALLBACK_RECHECK_S = 5.0
 
-HEADERS = [
+#: Every stream's head, one shared tuple (a middleware that adds headers copies them first).
+HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
-]
+)
 
 
 def retry_hint(seconds: float) -> bytes:
@@ -55,20 +55,18 @@ async def _until_disconnect(receive: Receive, sink: Sink) -> None:
     sink.finish()
 
 
-class JobStream(Response):
+class JobStream:
     """One open stream of ``job_id`` after ``cursor``; ``deadline`` is on the loop's clock and
     ``prelude`` (the :func:`retry_hint`) goes first. The job's channel is joined only when the
-    response runs, so a response that never runs leaves nothing behind."""
+    response runs, so a response that never runs leaves nothing behind. A plain ASGI app (no
+    framework response: a stream has no body to measure), with slots: a process holds a
+    thousand of these for minutes."""
 
-    media_type = "text/event-stream"
+    __slots__ = ("_cursor", "_deadline", "_fanout", "_finished", "_job_id", "_prelude")
 
     def __init__(
         self, fanout: Fanout, job_id: uuid.UUID, cursor: int, deadline: float, prelude: bytes, finished: bool
     ) -> None:
-        # Not Response.__init__: a stream has no body to measure (no content-length).
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = list(HEADERS)
         self._fanout = fanout
         self._job_id = job_id
         self._cursor = cursor
@@ -79,7 +77,7 @@ class JobStream(Response):
         request_waits_on_job()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         if scope.get("method") == "HEAD":  # headers as for GET, no stream (it would never end)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -90,8 +88,10 @@ class JobStream(Response):
         timer = loop.call_at(self._deadline, sink.finish)
         watch = loop.create_task(_until_disconnect(receive, sink))
         try:
-            first = self._prelude + await channel.replay(sink, self._finished)
-            await send({"type": "http.response.body", "body": first, "more_body": True})
+            # The first chunk is not kept in a local: it is this stream's alone, and the stream lives long.
+            replay = await channel.replay(sink, self._finished)
+            await send({"type": "http.response.body", "body": self._prelude + replay, "more_body": True})
+            del replay
             while True:
                 await sink.wait()
                 data = sink.take()

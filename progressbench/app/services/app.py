@@ -31,9 +31,10 @@ from progressbench.kit.context import RUN_HERE_PATH, ServiceContext
 from progressbench.kit.executor import LEASE_WATCHDOG, ExecutionContext, JobPool, run_job
 from progressbench.kit.limits import BodyLimit, JobCreationLimit
 from progressbench.kit.meters import MeteringMiddleware, Meters
+from progressbench.kit.rawroutes import RawRoute, RawRoutes
 from progressbench.kit.store import Store, parse_job_id
 from progressbench.transports.registry import REGISTRY
-from progressbench.transports.types import ApiRoutes, CommitHooks, Cron, Crons, WorkerRoutes
+from progressbench.transports.types import ApiRoutes, CommitHooks, Cron, Crons, RawApiRoutes, WorkerRoutes
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +219,18 @@ def build_app(config: ServiceConfig) -> FastAPI:
     if config.role == "api":
         _run_here_route(app, ctx)
 
+    raw: list[RawRoute] = []
     for transport in REGISTRY.values():
         server = transport.server
         if config.role == "api" and isinstance(server, ApiRoutes):
             app.include_router(server.api_router(ctx))
+        if config.role == "api" and isinstance(server, RawApiRoutes):
+            raw += server.raw_api_routes(ctx)
         if config.role == "worker" and isinstance(server, WorkerRoutes):
             app.include_router(server.worker_router(ctx))
 
+    # Innermost: a raw route (a long-lived stream) passes the meters, limits and CORS, not the router.
+    app.add_middleware(RawRoutes, routes=raw)
     app.add_middleware(JobCreationLimit, limits=config.limits, secret=config.token_secret)
     app.add_middleware(BodyLimit, max_body_bytes=config.limits.max_body_bytes)
     app.add_middleware(MeteringMiddleware, meters=ctx.meters)
