@@ -18,25 +18,14 @@ import httpx
 from progressbench.transports.http import _locks, sign_in
 
 from progressbench.app.session import SessionSpec
-from progressbench.core.config import JobShape, Timing
 from progressbench.core.reconnect import SeqBook
 from progressbench.kit.meters import Meters
 from progressbench.kit.runtime import freeze_startup_heap
+from tests.unit.specs import session_spec
 
 
 def _spec(index: int) -> SessionSpec:
-    return SessionSpec(
-        transport="sse",
-        profile="clean",
-        owner=f"phone-{index}",
-        user_index=index,
-        job_index=0,
-        seed=index,
-        shape=JobShape(),
-        timing=Timing(),
-        endpoints={"api": "http://127.0.0.1:1"},
-        options={"phone_index": str(index)},
-    )
+    return session_spec(index, "sse", api="http://127.0.0.1:1", options={"phone_index": str(index)})
 
 
 def test_the_meters_count_a_streams_bytes_both_ways_and_its_status() -> None:

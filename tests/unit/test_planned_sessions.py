@@ -15,23 +15,14 @@ from progressbench.reports.render import cell_table
 from progressbench.app.cell_result import CellResult
 from progressbench.app.scoring import score_cell
 from progressbench.app.session import LiveSession, SessionSpec, session_record
-from progressbench.core.config import JobShape, Timing
+from progressbench.core.config import Timing
 from progressbench.core.events import Progress, SessionRecord, Submitted
 from progressbench.core.summary import UNREPORTED
+from tests.unit.specs import session_spec
 
 
 def spec(phone: int) -> SessionSpec:
-    return SessionSpec(
-        transport="polling",
-        profile="clean",
-        owner=f"phone-{phone}",
-        user_index=phone,
-        job_index=0,
-        seed=phone,
-        shape=JobShape(),
-        timing=Timing(time_scale=0.1),
-        endpoints={"api": "http://127.0.0.1:9"},
-    )
+    return session_spec(phone, timing=Timing(time_scale=0.1))
 
 
 def record(phone: int) -> SessionRecord:
