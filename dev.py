@@ -4,6 +4,15 @@
 Creates ``.venv`` beside this file, installs the project into it (again only
 when ``pyproject.toml`` changed), then runs the demo benchmark or the tests.
 Standard library only: this file runs before anything is installed.
+
+`test` runs one of three suites (pytest options after it are passed on):
+  python3 dev.py test           the quick suite: every test that starts no service, and the
+                                `smoke` tests that show delivery, resume and isolation through
+                                real processes for each transport (about 80 s on 2 cores)
+  python3 dev.py test --rest    every other test of the CI set (about 9 min on 2 cores)
+  python3 dev.py test --all     both at once
+`.ci/run` runs the first, then the second. Given test paths, `test` runs everything
+in them that is not marked `slow`.
 """
 
 from __future__ import annotations
@@ -36,7 +45,41 @@ DEMO = [
 ]
 #: pytest-xdist: one worker per CPU plus one; tests/scheduling.py says how tests are spread.
 XDIST = ["-n", "auto", "--dist", "loadscope", "--no-loadscope-reorder"]
-TESTS = ["-m", "pytest", "-m", "not slow", "-q", *XDIST]
+TESTS = ["-m", "pytest", "-q", *XDIST]
+#: Marker expressions of the suites (markers: pyproject.toml). A test that starts real processes
+#: is marked `integration` or `scenario` by its folder's conftest; `smoke` picks the few of them
+#: the quick suite keeps.
+SUITES = {
+    "--quick": "not slow and (smoke or not (integration or scenario))",
+    "--rest": "not slow and not smoke and (integration or scenario)",
+    "--all": "not slow",
+}
+
+
+def names_a_test_path(arg: str) -> bool:
+    """``tests/unit``, ``tests/x.py::test_y``: an argument that is a path (not an option's value)."""
+    path = arg.split("::", 1)[0]
+    return not arg.startswith("-") and bool(path) and (Path(path).exists() or (ROOT / path).exists())
+
+
+def suite_options(extra: list[str]) -> list[str]:
+    """The marker expression for ``test``'s arguments, then the arguments pytest should see.
+
+    A suite flag wins; otherwise named test paths run whole (a quick-suite filter would
+    silently drop the integration tests a developer just pointed at), and no path means the
+    quick suite. A ``-m`` of the caller's own comes later on pytest's command line and wins.
+    """
+    flags = [arg for arg in extra if arg in SUITES]
+    rest = [arg for arg in extra if arg not in SUITES]
+    if len(flags) > 1:
+        sys.exit(f"dev.py test: pick one of {', '.join(SUITES)} (got {' '.join(flags)})")
+    if flags:
+        suite = flags[0]
+    elif any(names_a_test_path(arg) for arg in rest):
+        suite = "--all"
+    else:
+        suite = "--quick"
+    return ["-m", SUITES[suite], *rest]
 
 
 def ensure_environment() -> None:
@@ -89,7 +132,10 @@ def lint() -> int:
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("demo", "test", "lint", "shell"):
         print(__doc__)
-        print("usage: python3 dev.py demo [extra run options] | test [pytest args] | lint | shell")
+        print(
+            "usage: python3 dev.py demo [extra run options] | test [--rest|--all] [pytest args]"
+            " | lint | shell"
+        )
         return 2
     ensure_environment()
     command, extra = argv[0], argv[1:]
@@ -98,7 +144,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         args = [str(BIN / "progressbench"), *DEMO, *extra]
     elif command == "test":
-        args = [str(BIN / "python"), *TESTS, *extra]
+        args = [str(BIN / "python"), *TESTS, *suite_options(extra)]
     else:
         args = [os.environ.get("SHELL", "/bin/sh")]
         os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -186,7 +186,6 @@ def cost_html(summary: Summary, png: Any = None, lead: str | None = None) -> str
 def cost_plots(cells: Sequence[CellSummary], png: Any) -> list[str]:
     """A stacked bar by billed item per cell, and $ / 1k jobs over load (log-log), as base64 PNGs."""
     import matplotlib.pyplot as plt
-
     from progressbench.reports.figures import plain_log
 
     priced = _priced(cells)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from progressbench.app.session import run_session
 from progressbench.app.supervisor import Stack
@@ -37,6 +38,7 @@ def test_status_poll_returns_the_current_state_only(module_stack: Stack, http: h
     assert body["result"] == {"images": 14}
 
 
+@pytest.mark.smoke
 async def test_state_poller_coalesces_steps_between_polls_and_log_poller_sees_all(
     module_stack: Stack,
 ) -> None:
@@ -100,6 +102,7 @@ def db_reads(http: httpx.Client, api: str) -> float:
     raise AssertionError("pb_db_reads_total not exported")
 
 
+@pytest.mark.smoke
 def test_an_unchanged_poll_is_answered_from_memory_and_a_change_is_never_hidden(
     module_stack: Stack, http: httpx.Client
 ) -> None:

@@ -84,6 +84,7 @@ def _job_status(database_url: str, job_id: str) -> str:
     return str(row[0])
 
 
+@pytest.mark.smoke
 async def test_official_client_gets_every_own_row_in_order_and_none_of_another_users(rt_stack: Stack) -> None:
     """Subscribed with alice's JWT (set_auth) to all of job_events, the unchanged official client
     receives every row of alice's job in seq order, off the WAL, and no row of bob's job —
@@ -184,6 +185,7 @@ async def test_no_auth_receives_nothing_and_is_a_silent_stall(rt_stack: Stack) -
     assert "no-auth" in row.findings.split(";")
 
 
+@pytest.mark.smoke
 async def test_cut_connection_is_recovered_by_the_refetch(rt_stack: Stack) -> None:
     """Both of the phone's proxies go down for 1 s mid-job (connections cut, new ones refused):
     realtime never replays, yet the refetch after resubscribing recovers every event once."""

@@ -161,6 +161,7 @@ async def test_relay_ack_now_waits_for_the_watchdog_cron_after_sigkill(stack: St
     assert row["context"]["kind"] == "worker-background" and row["context"]["trigger"] == "cron"
 
 
+@pytest.mark.smoke
 async def test_room_restart_is_recovered_by_snapshot_and_dedupe(stack: Stack) -> None:
     """Rooms keep no history: after the room server dies the client reconnects, fetches the snapshot."""
     seen: list[ClientEvent] = []
@@ -207,6 +208,7 @@ def push(stack: Stack, token: str | None) -> httpx.Response:
     )
 
 
+@pytest.mark.smoke
 def test_push_tokens_are_checked_against_the_queues_jwks(relay_stack: Stack) -> None:
     """Missing, forged, expired or wrong-audience OIDC tokens are refused; a genuine one passes."""
     stack = relay_stack
@@ -254,6 +256,7 @@ async def join_status(stack: Stack, room: str, token: str | None) -> int:
         return exc.response.status_code
 
 
+@pytest.mark.smoke
 async def test_a_room_admits_only_its_own_jobs_token(relay_stack: Stack) -> None:
     """Another job's token (even the same owner's) is refused with 403; no token is 401."""
     stack = relay_stack

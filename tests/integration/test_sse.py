@@ -49,7 +49,7 @@ async def _watch_and_break(
     return forwarder, record
 
 
-@pytest.mark.parametrize("fault", ["cut", "freeze"])
+@pytest.mark.parametrize("fault", [pytest.param("cut", marks=pytest.mark.smoke), "freeze"])
 async def test_resumable_replays_the_gap_and_naive_restarts_or_hangs(module_stack: Stack, fault: str) -> None:
     """After a cut or a blackhole, ``sse`` delivers every event once in order with one
     replayed-complete resume. ``sse-naive`` after a cut shows the error and POSTs a *new* job:
@@ -147,6 +147,7 @@ async def test_request_timeout_shorter_than_the_job(short_timeout_stack: Stack) 
     assert max(progress_seqs(naive)) < SHAPE.total_steps, "no stream outlived the timeout"
 
 
+@pytest.mark.smoke
 async def test_event_stream_refuses_bad_requests_and_replays_finished_jobs(module_stack: Stack) -> None:
     """401/404 without a stream, 400 for a malformed Last-Event-ID; a finished job answers
     a late reconnect with its remaining events and the terminal one."""

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import ServiceConfig
@@ -17,6 +18,7 @@ from tests.integration.api_client import create_job, event_seqs, job_row, step_r
 SLOW = {"step_seconds_min": 4, "step_seconds_max": 5}
 
 
+@pytest.mark.smoke
 def test_sigkill_mid_job_resumes_on_a_new_instance_from_its_last_step(stack: Stack) -> None:
     """After SIGKILL the replacement's watchdog resumes the job; every seq exactly once."""
     job = create_job(stack, **SLOW)
