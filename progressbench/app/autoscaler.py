@@ -84,6 +84,8 @@ class _Role:
     warming: int = 0
     started: int = 0
     stopped: int = 0
+    #: starts given up: the process did not become ready within the stack's start-up bound
+    failed: int = 0
 
 
 class Autoscaler:
@@ -165,7 +167,16 @@ class Autoscaler:
         assert self._loop is not None
         task = self._loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[object]) -> None:
+        """A scaling step that failed is one warning line: the run goes on with the fleet it has."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            log.warning("autoscaler: %s", str(error).splitlines()[0] if str(error) else repr(error))
 
     def close(self) -> None:
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
@@ -271,11 +282,18 @@ class Autoscaler:
         return {name for name in names if running.get(name)}
 
     async def _warm(self, role: Role) -> None:
-        """Start a standby: spawned, ready, held back."""
+        """Start a standby: spawned, ready, held back (stopped again if it never gets ready)."""
         state = self.roles[role]
         try:
             instance = await asyncio.to_thread(self.fleet.start, role, standby=True)
-            await asyncio.to_thread(self.fleet.wait_ready, instance)
+            try:
+                await asyncio.to_thread(self.fleet.wait_ready, instance)
+            except StackError as error:
+                state.failed += 1
+                log.warning("autoscaler: standby %s; stopped it", str(error).splitlines()[0])
+                instance.draining = True
+                await asyncio.to_thread(self.faults.terminate, instance)
+                return
             state.standby.append(instance)
         finally:
             state.warming -= 1
@@ -315,14 +333,25 @@ class Autoscaler:
             await state.front.capacity_changed()
             return spare
         spawned = threading.Event()
+        process: list[Instance] = []
 
-        def on_spawned(_: Instance) -> None:
+        def on_spawned(instance: Instance) -> None:
             with self._record_lock:
                 state.pending -= 1
+                process.append(instance)
                 spawned.set()
 
         try:
             fresh = await asyncio.to_thread(self.faults.start_cold, role, None, on_spawned)
+        except StackError as error:
+            # Cloud Run stops an instance that fails its start-up probe and counts the start as
+            # failed; the next tick decides again with the demand it then sees.
+            state.failed += 1
+            log.warning("autoscaler: %s; stopped it", str(error).splitlines()[0])
+            for stalled in process:
+                stalled.draining = True
+                await asyncio.to_thread(self.faults.terminate, stalled)
+            return None
         finally:
             with self._record_lock:
                 if not spawned.is_set():
@@ -394,5 +423,6 @@ class Autoscaler:
                 "pb_front_queued_total": float(state.front.stats.queued),
                 "pb_instances_started_total": float(state.started),
                 "pb_instances_stopped_total": float(state.stopped),
+                "pb_instance_starts_failed_total": float(state.failed),
             }
         return out

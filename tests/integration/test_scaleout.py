@@ -20,6 +20,7 @@ import pytest
 
 from progressbench.app.supervisor import Stack
 from progressbench.core.config import Timing
+from progressbench.core.errors import StackError
 from tests.helpers import UNIT, wait_for, wait_until
 from tests.integration.api_client import auth, create_job, job_row
 from tests.integration.conftest import SCALE, running_stack
@@ -127,3 +128,30 @@ def test_a_killed_worker_is_replaced_once_and_served_through_the_front(
         wait_for(lambda: job_row(stack, job["job_id"])["status"] == "done", 60 * UNIT, "the job done")
         assert [i.name for i in stack.services["worker"].live() if not i.standby] == workers
         assert stack.meters()["worker"]["pb_instances_started_total"] == 1
+
+
+def test_a_start_that_never_gets_ready_is_stopped_counted_and_told_in_one_line(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a saturated machine a started instance may not be ready within the start-up bound. Cloud
+    Run stops an instance that fails its start-up probe: so does the autoscaler, counting the failed
+    start and saying so in one warning line; nothing escapes as a traceback and no process is left."""
+    with running_stack(
+        tmp_path, database_url, timing=TIMING, transports=("polling",), autoscale=True
+    ) as stack:
+        assert stack.autoscaler is not None
+        before = [i.name for i in stack.services["worker"].live() if not i.standby]
+        stack.fleet.startup_timeout_s = 0.001  # no Python process is ready this fast
+        assert stack.autoscaler.reserve("worker")
+        with pytest.raises(StackError, match="no replacement worker instance started"):
+            stack.autoscaler.replace_reserved("worker")
+        wait_for(
+            lambda: [i.name for i in stack.services["worker"].live() if not i.standby] == before,
+            30 * UNIT,
+            "the stalled start stopped",
+        )
+        meters = stack.meters()["worker"]
+        assert meters["pb_instance_starts_failed_total"] == 1
+        assert meters["pb_instances_started_total"] == 1
+        [line] = [r.getMessage() for r in caplog.records if "not ready after" in r.getMessage()]
+        assert line.startswith("autoscaler: worker-") and line.endswith("stopped it")
