@@ -51,7 +51,7 @@ def missing_parts(transport: Transport) -> list[str]:
 
 def _face_problems(transport: Transport) -> list[str]:
     """The server and the client, resolved from their references (an entry names them lazily)."""
-    problems = []
+    problems: list[str] = []
     try:
         server = transport.server
     except ImportError as exc:
