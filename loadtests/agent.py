@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from progressbench.app.cell import CELL_ENV, CellPlan
 from progressbench.app.phone_stats import phone_requests
 from progressbench.app.session import LiveSession, SessionSpec, run_session, session_record
 from progressbench.app.truth import read_truth
+from progressbench.core.errors import ProgressbenchError
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import account
 
@@ -129,12 +129,32 @@ async def _serve() -> None:
         await write(json.dumps({"id": request_id, "requests": []}))
 
 
+def _import_clients() -> None:
+    """The client this cell's phones drive (every client when no plan names one), imported now.
+
+    The agent starts while its Locust process imports Locust, so a cell's first phone waits for
+    the longer of the two, not for both; the servers are never imported here (registry entries
+    name their faces and load them on first use). A plan that does not parse or names no
+    transport warms nothing: each session then reports that itself.
+    """
+    from progressbench.transports.registry import REGISTRY, resolve
+
+    raw = os.environ.get(CELL_ENV)
+    try:
+        transports = (
+            [resolve(CellPlan.model_validate_json(raw).transport)[0]] if raw else [*REGISTRY.values()]
+        )
+    except (ValueError, ProgressbenchError) as exc:
+        log.warning("no client imported ahead of the sessions: %s", exc)
+        return
+    for transport in transports:
+        transport.client  # noqa: B018 (its first use imports it)
+
+
 def main() -> None:
     # Ctrl-C is the harness's to handle: it closes our stdin, and we flush.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Every transport's client, now: the agent starts while its Locust process imports Locust,
-    # so a cell's first phone waits for the longer of the two, not for both.
-    importlib.import_module("progressbench.transports.registry")
+    _import_clients()
     logging.basicConfig(
         level=logging.WARNING,
         stream=sys.stderr,

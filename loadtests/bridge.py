@@ -42,7 +42,7 @@ _early: list[subprocess.Popen[bytes]] = []
 
 
 def start_early() -> None:
-    """Start this process's agent now, so that it imports every transport while this process
+    """Start this process's agent now, so that it imports its cell's client while this process
     imports Locust: a cell's first phone then waits for the longer of the two, not their sum.
 
     Call after gevent has patched the process (the pipes must be cooperative) and before the

@@ -8,7 +8,7 @@ the deadline cut the cell short (what was collected is kept).
 
 Start-up and exit are on every cell's clock, so neither waits for nothing:
 a process that runs phones starts its session agent before it imports
-Locust (the agent imports every transport meanwhile: the first phone waits
+Locust (the agent imports its cell's client meanwhile: the first phone waits
 for the longer of the two, not their sum), and a finished process leaves
 without the interpreter's teardown once its files are written.
 """

@@ -29,22 +29,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import httpx
+from progressbench.transports.timers import (
+    CONNECT_S,
+    MIN_CONNECT_S,
+    MIN_READ_S,
+    READ_S,
+)
 
 from progressbench.core.config import Timing
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Finding
-from progressbench.core.timers import Timer
-
-#: Floors (seconds) that time scaling never goes below.
-MIN_CONNECT_S = 5.0
-MIN_READ_S = 2.0
-#: What the phone's HTTP timeouts stand for (real seconds), before scaling and floors.
-CONNECT_S = 10.0
-READ_S = 10.0
-
-#: The floors as timers a run cannot scale below: listed per cell as distortions.
-CONNECT_TIMER = Timer("phone HTTP connect timeout", CONNECT_S, floor_s=MIN_CONNECT_S)
-READ_TIMER = Timer("phone HTTP read timeout", READ_S, floor_s=MIN_READ_S)
 
 
 @lru_cache(maxsize=1)

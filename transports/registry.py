@@ -4,9 +4,12 @@ The registry's order is the default run order (``run`` without
 ``--transports`` runs every entry, variants only when asked for). Adding a
 transport: ``README.md`` in this folder.
 
-Importing this module imports every transport (servers and clients); the
-package itself does not, so a process that needs one shared module
-(``transports.types``, ``transports.http``) does not pay for all of them.
+Importing this module imports each transport's ``__init__`` only: its
+entry's data (names, variants, billing, timers, services, files). A server or
+a client is imported when first used (``Transport.server`` /
+``Transport.client``), so ``check`` and ``report`` import no web framework
+and a phone's process imports the one client it drives
+(``tests/unit/test_lazy_parts.py``).
 """
 
 from __future__ import annotations

@@ -38,12 +38,7 @@ def missing_parts(transport: Transport) -> list[str]:
     except (ModuleNotFoundError, TypeError):
         return [f"{transport.name}: package {transport.package!r} cannot be found"]
     problems = [f"{name} is missing" for name in FILES if not _file(root, name).is_file()]
-    if not isinstance(transport.server, ApiRoutes | WorkerRoutes):
-        problems.append("server mounts no routes (neither api_router nor worker_router)")
-    if not callable(transport.client):
-        problems.append("client is not a watcher factory")
-    elif not callable(getattr(transport.client, "probe", None)):
-        problems.append("client has no probe (the cell's cross-tenant canary)")
+    problems += _face_problems(transport)
     problems += _rules_problems(transport, root)
     for path in transport.migrations:
         if not path.endswith(".sql") or not _file(root, path).is_file():
@@ -52,6 +47,28 @@ def missing_parts(transport: Transport) -> list[str]:
         if importlib.util.find_spec(service.module) is None:
             problems.append(f"service module {service.module} is missing")
     return [f"{transport.name}: {p}" for p in problems]
+
+
+def _face_problems(transport: Transport) -> list[str]:
+    """The server and the client, resolved from their references (an entry names them lazily)."""
+    problems: list[str] = []
+    try:
+        server = transport.server
+    except ImportError as exc:
+        problems.append(f"server cannot be loaded ({exc})")
+    else:
+        if not isinstance(server, ApiRoutes | WorkerRoutes):
+            problems.append("server mounts no routes (neither api_router nor worker_router)")
+    try:
+        client = transport.client
+    except ImportError as exc:
+        problems.append(f"client cannot be loaded ({exc})")
+    else:
+        if not callable(client):
+            problems.append("client is not a watcher factory")
+        elif not callable(getattr(client, "probe", None)):
+            problems.append("client has no probe (the cell's cross-tenant canary)")
+    return problems
 
 
 def _rules_problems(transport: Transport, root: Traversable) -> list[str]:

@@ -168,7 +168,7 @@ def session_record(
 async def run_session(spec: SessionSpec, live: LiveSession | None = None) -> SessionRecord:
     """One phone, one job: its record, whatever happened (``live``, when given, is filled as it goes)."""
     # Here, not at the top: the Locust processes import this module for SessionSpec and never run
-    # a session; the registry imports every transport's server and client.
+    # a session (the registry is light; the watcher's module loads on first use of ``client``).
     from progressbench.transports.registry import resolve
 
     transport, variant = resolve(spec.transport)

@@ -10,10 +10,12 @@ services) needs the service kit and lives in ``transports/types.py``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from functools import cached_property
+from typing import Protocol, cast, runtime_checkable
 
 from progressbench.core.billed import Billed
 from progressbench.core.config import JobShape, Timing
@@ -125,6 +127,25 @@ class ServiceSpec:
     client_facing: bool = False
 
 
+def load_part(ref: str) -> object:
+    """The object ``"package.module:attribute"`` names, importing its module.
+
+    A missing module or attribute is an :class:`ImportError` that names the
+    reference, so a misspelt registry entry says which part it lost.
+    """
+    module, sep, attribute = ref.partition(":")
+    if not sep or not module or not attribute:
+        raise ImportError(f"{ref!r} is not a 'package.module:attribute' reference")
+    try:
+        found = importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{ref}: {exc}") from exc
+    try:
+        return getattr(found, attribute)
+    except AttributeError:
+        raise ImportError(f"{ref}: module {module} has no {attribute!r}") from None
+
+
 @dataclass(frozen=True)
 class Transport:
     """A registry entry: everything of a transport the rest of the testbed may use.
@@ -135,11 +156,21 @@ class Transport:
     app assembles these from the registry, so adding a transport touches
     nothing outside ``transports/`` but the registry line (see
     ``transports/README.md``, checked by ``tests/unit/test_transport_parts.py``).
+
+    The two faces are named, not held (``server_ref``, ``client_ref``) and
+    imported on first use of :attr:`server` / :attr:`client`: an entry is
+    plain data, so ``check``, ``report`` and the runner read every entry
+    without importing four web servers, and a phone's process imports only
+    the client it drives.
     """
 
     name: str
-    server: object  # ApiRoutes and/or WorkerRoutes
-    client: Callable[[ClientSettings], Watcher]
+    #: ``"package.module:attribute"`` of a zero-argument factory (its class) of the server object,
+    #: made once on first use of :attr:`server`.
+    server_ref: str
+    #: ``"package.module:attribute"`` of the watcher factory (``ClientSettings -> Watcher``, its
+    #: class): :attr:`client`.
+    client_ref: str
     #: The subpackage the transport lives in (its ``__name__``).
     package: str
     variants: frozenset[str] = frozenset()
@@ -173,6 +204,19 @@ class Transport:
     #: user: checked before a run starts (``sse:browser`` needs Chromium). Absent: needs nothing.
     #: Told the variant and the watchers' options (``ClientSettings.options``).
     needs: Callable[[str | None, Mapping[str, str]], str | None] | None = None
+
+    @cached_property
+    def server(self) -> object:
+        """The server object (``ApiRoutes`` and/or ``WorkerRoutes``...): imported and made once."""
+        factory = load_part(self.server_ref)
+        if not callable(factory):
+            raise ImportError(f"{self.server_ref}: not a factory of the server object")
+        return factory()
+
+    @cached_property
+    def client(self) -> Callable[[ClientSettings], Watcher]:
+        """The watcher factory a phone calls with its settings (imported on first use)."""
+        return cast("Callable[[ClientSettings], Watcher]", load_part(self.client_ref))
 
     def missing(self, variant: str | None, options: Mapping[str, str]) -> str | None:
         """What this machine lacks to run ``name:variant``'s phones; None when nothing."""

@@ -16,22 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from progressbench.core import identity, tokens
 from progressbench.core.config import JobShape, ServiceConfig
 from progressbench.core.job import JobSpec, plan
-from progressbench.core.timers import Timer
 from progressbench.kit.executor import JobPool
 from progressbench.kit.meters import Meters
 from progressbench.kit.store import JobRow, Store, parse_job_id
+from progressbench.kit.timers import DISPATCH_ABORT_TIMER
 
 log = logging.getLogger(__name__)
 
 SERVICE_SUBJECT = identity.SERVICE_SUBJECT
-#: ``AbortSignal.timeout(8_000)`` of the dispatch from the API route (seeds/000, Pattern A).
-DISPATCH_ABORT_S = 8.0
-#: Floor of that abort: on a loaded 2-core host a loopback connect alone can outlast the scaled
-#: 8 s, and a dispatch lost to the host is not a finding about the pattern.
-DISPATCH_ABORT_FLOOR_S = 1.0
-DISPATCH_ABORT_TIMER = Timer(
-    "API dispatch abort (AbortSignal 8 s)", DISPATCH_ABORT_S, floor_s=DISPATCH_ABORT_FLOOR_S
-)
 #: The API's own job endpoint, the target of the misdeployed fallback (seeds/004).
 RUN_HERE_PATH = "/jobs/run"
 

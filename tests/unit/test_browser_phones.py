@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from progressbench.transports.registry import resolve
-from progressbench.transports.sse import ResumableClient, browser
+from progressbench.transports.sse import browser
 from progressbench.transports.sse.browser import PAGE_HTML, BrowserSseWatcher
 from progressbench.transports.sse.client import ResumableSseWatcher
+from progressbench.transports.sse.phone import ResumableClient
 from progressbench.transports.types import ClientSettings
 
 from progressbench.core.config import Timing

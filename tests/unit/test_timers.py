@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from progressbench.chaos.timeline import scaled_attributes
-from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.realtime.config import WatcherOptions, server_idle_timeout
 from progressbench.transports.registry import REGISTRY
+from progressbench.transports.timers import CONNECT_TIMER, READ_TIMER
 
 from progressbench.app.cell_result import CellResult
 from progressbench.app.scoring import cell_distortions

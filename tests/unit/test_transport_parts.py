@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from progressbench.transports.registry import REGISTRY, available, defaults
-from progressbench.transports.types import ProbeReport, ServiceSpec, Transport
+from progressbench.transports.types import ServiceSpec, Transport
 
 from progressbench.app.checklist import missing_parts, version_clashes
 from progressbench.app.gate_rules import builtin_rules
@@ -21,9 +21,31 @@ FAKE = "pigeonpost"
 RULES = '[[rule]]\ntransport = "pigeon*"\nmetric = "lost"\nop = "=="\nvalue = 0\n'
 
 
+#: The fake's server and client, written to its server.py and client.py (an entry names them).
+SERVER = """
 class Routes:
-    def api_router(self, ctx: object) -> object:
+    def api_router(self, ctx):
         return object()
+
+
+class Silent:  # a server object that mounts nothing
+    pass
+"""
+CLIENT = """
+from progressbench.transports.types import ProbeReport
+
+
+class Carrier:  # a watcher factory with the canary's probe
+    def __init__(self, settings):
+        self.settings = settings
+
+    async def probe(self, phone, victim_job_id, window_s):
+        return ProbeReport()
+
+
+def probeless(settings):
+    return None
+"""
 
 
 @pytest.fixture
@@ -31,8 +53,10 @@ def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     """A complete transport subpackage on disk; a test removes or spoils one part."""
     root = tmp_path / FAKE
     (root / "migrations").mkdir(parents=True)
-    for name in ("__init__.py", "client.py", "server.py", "loft.py"):
+    for name in ("__init__.py", "loft.py"):
         (root / name).write_text("")
+    (root / "server.py").write_text(SERVER)
+    (root / "client.py").write_text(CLIENT)
     (root / "README.md").write_text("# pigeon\n")
     (root / "rules.toml").write_text(RULES)
     (root / "migrations" / "900_pigeon.sql").write_text("SELECT 1;\n")
@@ -49,21 +73,11 @@ def _forget_fake() -> None:
     importlib.invalidate_caches()
 
 
-class Carrier:
-    """A watcher factory with the canary's probe."""
-
-    def __init__(self, settings: object) -> None:
-        self.settings = settings
-
-    async def probe(self, phone: str, victim_job_id: str, window_s: float) -> ProbeReport:
-        return ProbeReport()
-
-
 def pigeon(**changes: object) -> Transport:
     fields: dict[str, object] = {
         "name": "pigeon",
-        "server": Routes(),
-        "client": Carrier,
+        "server_ref": f"{FAKE}.server:Routes",
+        "client_ref": f"{FAKE}.client:Carrier",
         "package": FAKE,
         "variants": frozenset({"homing"}),
         "services": (ServiceSpec(role="loft", module=f"{FAKE}.loft"),),
@@ -84,26 +98,66 @@ def test_a_complete_transport_passes_the_checklist(fake_package: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("part", "problem"),
+    ("part", "problems"),
     [
-        ("README.md", "README.md is missing"),
-        ("client.py", "client.py is missing"),
-        ("server.py", "server.py is missing"),
-        ("rules.toml", "gate rules pigeonpost/rules.toml are missing"),
-        ("migrations/900_pigeon.sql", "migration migrations/900_pigeon.sql is missing"),
-        ("loft.py", "service module pigeonpost.loft is missing"),
+        ("README.md", ["README.md is missing"]),
+        (
+            "client.py",
+            [
+                "client.py is missing",
+                f"client cannot be loaded ({FAKE}.client:Carrier: No module named '{FAKE}.client')",
+            ],
+        ),
+        (
+            "server.py",
+            [
+                "server.py is missing",
+                f"server cannot be loaded ({FAKE}.server:Routes: No module named '{FAKE}.server')",
+            ],
+        ),
+        ("rules.toml", ["gate rules pigeonpost/rules.toml are missing"]),
+        ("migrations/900_pigeon.sql", ["migration migrations/900_pigeon.sql is missing"]),
+        ("loft.py", ["service module pigeonpost.loft is missing"]),
     ],
 )
-def test_a_transport_lacking_a_part_fails_the_checklist(fake_package: Path, part: str, problem: str) -> None:
-    """Each missing part is named, with the transport it belongs to."""
+def test_a_transport_lacking_a_part_fails_the_checklist(
+    fake_package: Path, part: str, problems: list[str]
+) -> None:
+    """Each missing part is named, with the transport it belongs to (a missing face's file also
+    leaves its reference pointing at nothing)."""
     (fake_package / part).unlink()
     importlib.invalidate_caches()
-    assert missing_parts(pigeon()) == [f"pigeon: {problem}"]
+    assert missing_parts(pigeon()) == [f"pigeon: {problem}" for problem in problems]
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        (
+            {"client_ref": f"{FAKE}.client:Pigeon"},
+            f"client cannot be loaded ({FAKE}.client:Pigeon: module {FAKE}.client has no 'Pigeon')",
+        ),
+        (
+            {"server_ref": f"{FAKE}.routes:Routes"},
+            f"server cannot be loaded ({FAKE}.routes:Routes: No module named '{FAKE}.routes')",
+        ),
+        (
+            {"server_ref": f"{FAKE}.server.Routes"},
+            f"server cannot be loaded ('{FAKE}.server.Routes' is not a 'package.module:attribute' reference)",
+        ),
+    ],
+)
+def test_a_reference_to_a_missing_face_fails_the_checklist(
+    fake_package: Path, changes: dict[str, str], problem: str
+) -> None:
+    """An entry names its faces and imports them on first use: a misspelt name is found here, not
+    by the first phone or service that needs it."""
+    assert missing_parts(pigeon(**changes)) == [f"pigeon: {problem}"]
 
 
 def test_a_watcher_without_the_canarys_probe_fails_the_checklist(fake_package: Path) -> None:
     """Every cell runs a cross-tenant canary through its transport's client face."""
-    assert missing_parts(pigeon(client=lambda settings: None)) == [
+    assert missing_parts(pigeon(client_ref=f"{FAKE}.client:probeless")) == [
         "pigeon: client has no probe (the cell's cross-tenant canary)"
     ]
 
@@ -123,7 +177,7 @@ def test_rules_that_do_not_concern_the_transport_fail_the_checklist(fake_package
 
 def test_a_server_without_routes_fails_the_checklist(fake_package: Path) -> None:
     """A server object that mounts nothing is not a transport's server."""
-    assert missing_parts(pigeon(server=object())) == [
+    assert missing_parts(pigeon(server_ref=f"{FAKE}.server:Silent")) == [
         "pigeon: server mounts no routes (neither api_router nor worker_router)"
     ]
 

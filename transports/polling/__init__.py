@@ -1,8 +1,9 @@
-"""``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL."""
+"""``polling``: ``POST`` answers ``202 {href}``; the phone polls the status URL.
 
-from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
-from progressbench.transports.polling.client import PollingWatcher
-from progressbench.transports.polling.server import PollingServer
+The registry entry names its server and client (imported on first use).
+"""
+
+from progressbench.transports.timers import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.types import Billed, Mode, Transport
 
 BILLING = (
@@ -27,8 +28,8 @@ IN_INSTANCE_BILLING = (
 
 TRANSPORT = Transport(
     name="polling",
-    server=PollingServer(),
-    client=PollingWatcher,
+    server_ref="progressbench.transports.polling.server:PollingServer",
+    client_ref="progressbench.transports.polling.client:PollingWatcher",
     package=__name__,
     variants=frozenset({"log", "in-instance"}),
     summary=(
@@ -41,4 +42,4 @@ TRANSPORT = Transport(
     timers=(CONNECT_TIMER, READ_TIMER),
 )
 
-__all__ = ["TRANSPORT", "PollingServer", "PollingWatcher"]
+__all__ = ["TRANSPORT"]

@@ -1,12 +1,13 @@
-"""``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server."""
+"""``realtime``: job rows fanned out off the Postgres WAL through a Supabase-Realtime-compatible server.
 
-from progressbench.transports.http import CONNECT_TIMER, READ_TIMER
-from progressbench.transports.realtime.client import RealtimeWatcher
-from progressbench.transports.realtime.config import GATEWAY_ROLE, TIMERS
-from progressbench.transports.realtime.server import VARIANTS, RealtimeServer
+The registry entry names its server and client (imported on first use).
+"""
+
+from progressbench.transports.realtime.config import GATEWAY_ROLE, TIMERS, VARIANTS
+from progressbench.transports.timers import CONNECT_TIMER, READ_TIMER
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
 
-from progressbench.kit.context import DISPATCH_ABORT_TIMER
+from progressbench.kit.timers import DISPATCH_ABORT_TIMER
 
 #: Seed 000, pattern A: a Next.js route on Vercel inserts the row and dispatches in after(); the
 #: worker runs the job inside the dispatch request the route aborted after 8 s, on Cloud Run, where
@@ -35,8 +36,8 @@ BILLING = (
 
 TRANSPORT = Transport(
     name="realtime",
-    server=RealtimeServer(),
-    client=RealtimeWatcher,
+    server_ref="progressbench.transports.realtime.server:RealtimeServer",
+    client_ref="progressbench.transports.realtime.client:RealtimeWatcher",
     package=__name__,
     variants=VARIANTS,
     summary=(
@@ -58,4 +59,4 @@ TRANSPORT = Transport(
     timers=(*TIMERS, CONNECT_TIMER, READ_TIMER, DISPATCH_ABORT_TIMER),
 )
 
-__all__ = ["TRANSPORT", "RealtimeServer", "RealtimeWatcher"]
+__all__ = ["TRANSPORT"]

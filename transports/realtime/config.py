@@ -55,6 +55,9 @@ SERVER_IDLE_S = 60.0
 #: ... never less than this in a scaled run: the same 60:25 ratio to the heartbeat the library keeps.
 SERVER_IDLE_FLOOR_S = LIB_HEARTBEAT_FLOOR_S * SERVER_IDLE_S / HEARTBEAT_S
 
+#: Client-side variants (how the phone behaves) and the one the deployment adds (the cron).
+VARIANTS = frozenset({"no-auth", "refetch", "watchdog"})
+
 #: The service role of the gateway: the one base URL the supabase client is given (``endpoints[...]``).
 GATEWAY_ROLE = "supabase"
 #: postgrest-py retries a GET that failed at the network level (or got 503/520) after 1, 2, 4 s

@@ -40,6 +40,7 @@ import uuid
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from progressbench.transports.realtime.auth import AuthError, issue_anon_key, project_user
+from progressbench.transports.realtime.config import VARIANTS
 from progressbench.transports.realtime.rest import rest_router
 from progressbench.transports.types import Cron
 
@@ -53,8 +54,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/realtime"
 NAME = "realtime"
 RUN_PATH = "/realtime/run"
-#: Client-side variants (how the phone behaves) and the one the deployment adds (the cron).
-VARIANTS = frozenset({"no-auth", "refetch", "watchdog"})
 WATCHDOG = "watchdog"
 
 

@@ -1,8 +1,13 @@
-"""``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room."""
+"""``relay``: a Cloud-Tasks-style queue pushes the job to a worker; steps go to a PartyKit-style room.
 
-from progressbench.transports.relay.client import TIMERS, RelayWatcher
-from progressbench.transports.relay.server import ACK_AT_END, RelayServer
+The registry entry names its server and client (imported on first use).
+"""
+
+from progressbench.transports.relay.timers import TIMERS
 from progressbench.transports.types import Billed, Mode, ServiceSpec, Transport
+
+#: The variant whose worker answers the queue's push only when the job has ended.
+ACK_AT_END = "ack-at-end"
 
 _API = Billed(
     "api", Mode.CLOUD_RUN_REQUEST, "api", why="enqueue and snapshot reads: short Cloud Run requests"
@@ -57,8 +62,8 @@ BILLING = {
 
 TRANSPORT = Transport(
     name="relay",
-    server=RelayServer(),
-    client=RelayWatcher,
+    server_ref="progressbench.transports.relay.server:RelayServer",
+    client_ref="progressbench.transports.relay.client:RelayWatcher",
     package=__name__,
     variants=frozenset({ACK_AT_END}),
     summary="queue push with OIDC (ACK 202, or at the end), steps published to a room per job",
@@ -74,4 +79,4 @@ TRANSPORT = Transport(
     timers=TIMERS,
 )
 
-__all__ = ["TRANSPORT", "RelayServer", "RelayWatcher"]
+__all__ = ["ACK_AT_END", "TRANSPORT"]

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 from progressbench.transports.canary import probe_get
-from progressbench.transports.http import CONNECT_TIMER, READ_TIMER, access_token, phone_client, submit_job
+from progressbench.transports.http import access_token, phone_client, submit_job
 from progressbench.transports.redial import Dropped, redial
 from progressbench.transports.relay.resume import (
     CONNECT_TIMEOUT_S,
@@ -52,6 +52,7 @@ from progressbench.transports.relay.resume import (
     MIN_UPTIME_S,
     partysocket,
 )
+from progressbench.transports.relay.timers import CLOSE_TIMEOUT_S, MIN_CLOSE_S, MIN_CONNECT_S
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -59,21 +60,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from progressbench.core.errors import TransportError
 from progressbench.core.events import ClientEvent, Progress, Submitted
 from progressbench.core.reconnect import SNAPSHOT, Reconnector
-from progressbench.core.timers import Timer
 
 _FATAL = frozenset({401, 403, 404})
-#: Floor (seconds) for the scaled connect timeout.
-MIN_CONNECT_S = 1.0
-#: The socket's closing handshake wait (real s), and the floor its scaled value keeps.
-CLOSE_TIMEOUT_S = 2.0
-MIN_CLOSE_S = 0.2
-#: The floors, as timers a run cannot scale below (reported per cell as distortions).
-TIMERS = (
-    Timer("relay room connect timeout", CONNECT_TIMEOUT_S, floor_s=MIN_CONNECT_S),
-    Timer("relay room close timeout", CLOSE_TIMEOUT_S, floor_s=MIN_CLOSE_S),
-    CONNECT_TIMER,
-    READ_TIMER,
-)
 
 
 class RelayWatcher:

@@ -45,6 +45,7 @@ from typing import Any, Literal
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from progressbench.transports.relay import ACK_AT_END
 from progressbench.transports.relay.queue.oidc import JwksCache, verify
 from progressbench.transports.types import Cron
 from prometheus_client import Counter
@@ -67,7 +68,6 @@ from progressbench.kit.store import parse_job_id
 log = logging.getLogger(__name__)
 
 NAME = "relay"
-ACK_AT_END = "ack-at-end"
 PREFIX = "/relay"
 RUN_PATH = "/relay/tasks/run"
 ROOM_PREFIX = "/parties/main"

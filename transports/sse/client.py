@@ -45,7 +45,6 @@ import httpx
 from progressbench.transports.canary import probe_get, probe_sse
 from progressbench.transports.h11stream import StreamError, Target, open_stream, target_of
 from progressbench.transports.http import (
-    CONNECT_S,
     Submission,
     access_token,
     phone_client,
@@ -53,18 +52,14 @@ from progressbench.transports.http import (
     tls_context,
 )
 from progressbench.transports.redial import Dropped, redial
+from progressbench.transports.sse.timers import MIN_STREAM_CONNECT_S
 from progressbench.transports.sse.wire import Comment, Message, Retry, SSEParser
+from progressbench.transports.timers import CONNECT_S
 from progressbench.transports.types import ClientSettings, JobRequest, ProbeReport
 
 from progressbench.core.errors import TransportError
 from progressbench.core.events import Alive, ClientEvent, Progress, Resubmitted, Submitted
 from progressbench.core.reconnect import LAST_EVENT_ID, RESTART, Backoff, Draw, Reconnector
-from progressbench.core.timers import Timer
-
-#: The stream's connect timeout never goes below this (s): scaling compresses the job, not the CPU.
-MIN_STREAM_CONNECT_S = 1.0
-#: The streams have no read timeout (the watchdog decides); their connect floor is the one unscaled timer.
-TIMERS = (Timer("sse stream connect timeout", CONNECT_S, floor_s=MIN_STREAM_CONNECT_S),)
 
 _FATAL = frozenset({400, 401, 403, 404, 409, 422})
 #: Body bytes read from a refusal: its first 200 characters go into the error.

@@ -54,11 +54,11 @@ import anyio
 import httpx
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from progressbench.transports.sse.timers import MIN_RELAY_CONNECT_S, RELAY_CONNECT_S
 from progressbench.transports.sse.wire import event_data
 from pydantic import BaseModel
 
 from progressbench.core.events import TERMINAL
-from progressbench.core.timers import Timer
 from progressbench.kit.context import CreateJob, ServiceContext
 from progressbench.kit.executor import Committed, ExecutionContext, run_job
 from progressbench.kit.store import parse_job_id
@@ -69,10 +69,6 @@ PREFIX = "/sse-naive"
 NAME = "sse-naive"
 CANCEL = "cancel"
 RUN_PATH = f"{PREFIX}/run"
-#: The relay's connect timeout to a worker (unscaled s) and its floor (the CPU does not speed up).
-RELAY_CONNECT_S = 8.0
-MIN_RELAY_CONNECT_S = 1.0
-TIMERS = (Timer("sse-naive relay connect timeout", RELAY_CONNECT_S, floor_s=MIN_RELAY_CONNECT_S),)
 
 OnDisconnect = Literal["run-on", "cancel"]
 
@@ -247,4 +243,4 @@ async def _abandon(ctx: ServiceContext, task: asyncio.Task[object], job_id: uuid
     await ctx.store.abandon(job_id, lease, reason="abandoned: the client went away")
 
 
-__all__ = ["CANCEL", "NAME", "TIMERS", "NaiveSseServer", "RunStream"]
+__all__ = ["CANCEL", "NAME", "NaiveSseServer", "RunStream"]
