@@ -48,7 +48,7 @@ def compact_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-class _PlainLog(LogFormatter):  # type: ignore[misc]
+class _PlainLog(LogFormatter):
     """Which ticks get a label stays matplotlib's choice; the label is plain text."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
