@@ -17,7 +17,13 @@ library in the way). Prints:
   worker and this process (the phones) used while streaming: a figure taken
   on a saturated machine measures the machine;
 * the API's Postgres connections (the point: one LISTEN connection per
-  process, not one per stream).
+  process, not one per stream);
+* the API's garbage collections, per generation, while the streams opened
+  and with every stream open: how many, their total pause and the longest
+  (within a bucket of the API's ``pb_gc_pause_seconds`` histogram, read from
+  its admin socket before and after). A full (generation 2) collection walks
+  every stream's objects and stops the API's loop meanwhile: when the
+  steady-state tail is long, these lines say whether a collection was in it.
 
 The anchor's figure (``sse.latency_p99_ms``) is the steady state the issue
 names, "at 1,000 streams": events committed with every stream open. The
@@ -53,6 +59,7 @@ from progressbench.app.supervisor import Stack, StackSettings
 from progressbench.core import identity
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.ledger import percentile
+from progressbench.kit import gcpauses
 
 STREAMS = 1000
 JOBS = 100
@@ -170,6 +177,22 @@ def show(name: str, latencies: list[float]) -> dict[int, float | None]:
     return p
 
 
+async def api_collections(admin_url: str) -> dict[int, gcpauses.Tally]:
+    """The API's garbage collections so far, per generation (its admin socket's meters)."""
+    async with httpx.AsyncClient(timeout=10) as admin:
+        return gcpauses.tallies((await admin.get(f"{admin_url}/metrics")).text)
+
+
+def show_collections(when: str, before: dict[int, gcpauses.Tally], after: dict[int, gcpauses.Tally]) -> None:
+    parts = []
+    for generation, tally in sorted(after.items()):
+        t = tally.since(before[generation])
+        longest = t.longest_at_most_s
+        bound = "" if longest is None else f", longest <= {1000 * longest:g} ms"
+        parts.append(f"gen{generation} {t.count} ({1000 * t.total_s:.0f} ms in all{bound})")
+    print(f"API garbage collections {when}: " + ", ".join(parts))
+
+
 def api_db_connections(database_url: str) -> tuple[int, int]:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
@@ -185,6 +208,7 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     parts = urlsplit(api)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     api_pid = stack.services["api"].instances[0].pid
+    api_admin = stack.services["api"].instances[0].admin_url
     worker_pid = stack.services["worker"].instances[0].pid
     load_before = os.getloadavg()[0]
     db_before = api_db_connections(stack.database_url)
@@ -204,6 +228,7 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
         await asyncio.sleep(0.5)
         rss_before = rss_kib(api_pid)
     del warm
+    gc_before = await api_collections(api_admin)
     results = [
         Stream(stream_request(host, port, created[i % jobs]["events_href"], created[i % jobs]["token"]))
         for i in range(streams)
@@ -217,6 +242,7 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
             await asyncio.sleep(0)  # let the event loop breathe between batches
     await asyncio.wait([asyncio.create_task(r.opened.wait()) for r in results], timeout=30)
     open_s = time.monotonic() - t0
+    gc_open = await api_collections(api_admin)
     all_open_wall = max((r.opened_wall for r in results), default=0.0)
     await asyncio.sleep(1.0)
     rss_open = rss_kib(api_pid)
@@ -234,6 +260,7 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     for task in pending:
         task.cancel()
     wall = time.monotonic() - t0
+    gc_end = await api_collections(api_admin)
     cpu1 = {"API": cpu_s(api_pid), "worker": cpu_s(worker_pid), "bench (the phones)": time.process_time()}
     live = [(c, (r - c) * 1000.0) for out in results for c, r in out.live]
     latencies = [ms for _, ms in live]
@@ -254,13 +281,24 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     print(f"streams that got the terminal event: {sum(r.done for r in results)}; errors: {len(errors)}")
     if errors:
         print(f"first error: {errors[0]}")
+    show_collections("while the streams opened", gc_before, gc_open)
+    show_collections("with every stream open", gc_open, gc_end)
+    full = gc_end[2].since(gc_open[2])
     every = show("live events", latencies)
     opening_ms = [ms for c, ms in live if c < all_open_wall]
     steady_ms = [ms for c, ms in live if c >= all_open_wall]
     opening = show("events committed while streams were still opening", opening_ms)
     steady = show("events committed with every stream open", steady_ms)
     record("sse.kib_per_stream", delta / max(open_count, 1), "KiB", streams=open_count)
-    record("sse.latency_p99_ms", steady[99], "ms", streams=open_count, events=len(steady_ms))
+    record(
+        "sse.latency_p99_ms",
+        steady[99],
+        "ms",
+        streams=open_count,
+        events=len(steady_ms),
+        api_full_collections=full.count,
+        api_full_collection_ms=round(1000 * full.total_s, 1),
+    )
     record("sse.latency_p99_ms_opening", opening[99], "ms", streams=open_count, events=len(opening_ms))
     record("sse.latency_p99_ms_all", every[99], "ms", streams=open_count, events=len(latencies))
 

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from progressbench.core.config import Timing
+from progressbench.kit import gcpauses
 
 UNMETERED_PATHS = frozenset({"/metrics", "/healthz"})
 #: Real seconds an instance at its concurrency limit asks a caller to wait before retrying.
@@ -312,6 +313,7 @@ class Meters:
             "pb_messages", "Transport messages pushed to clients", ["service", "transport"], registry=r
         )
         self.registry.register(_TimeCollector(self.clock, service))
+        self.registry.register(gcpauses.PauseCollector(gcpauses.install(), service))
         # This service's children of the per-request counters, looked up once (labels() takes a
         # lock and builds a tuple: per request, and per message of every stream).
         self.flying = self.in_flight.labels(service)
