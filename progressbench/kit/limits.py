@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,15 +77,27 @@ async def _answer(send: Send, status: int, detail: str, headers: list[tuple[byte
     await send({"type": "http.response.body", "body": body})
 
 
+#: A request carries a body only with one of these (RFC 9112 section 6.3); the names come lowercased.
+_BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+
+
 class BodyLimit:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A request with no body to bound (no ``Content-Length``, not chunked: every GET) goes on
+        as if this layer were absent: it keeps no frame of its own for the request's life (an SSE
+        stream's is minutes)."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        headers = scope.get("headers") or []
+        if not any(name in _BODY_HEADERS for name, _ in headers):
+            return self.app(scope, receive, send)
+        return self._bounded(scope, receive, send)
+
+    async def _bounded(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.max_body_bytes
         detail = f"request body larger than {limit} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
@@ -135,14 +147,14 @@ class JobCreationLimit:
         self.clock = clock
         self.limiter = RateLimiter(limits.job_creations_per_s, limits.job_creation_burst)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The request goes on, or the 429; a plain function (no frame kept for a request's life)."""
         if scope["type"] == "http" and scope["method"] == "POST" and _creates_job(scope["path"]):
             wait = self.limiter.take(identity(scope, self.secret), self.clock())
             if wait > 0:
                 retry = str(max(math.ceil(wait), 1)).encode()
-                await _answer(send, 429, "too many jobs created; retry later", [(b"retry-after", retry)])
-                return
-        await self.app(scope, receive, send)
+                return _answer(send, 429, "too many jobs created; retry later", [(b"retry-after", retry)])
+        return self.app(scope, receive, send)
 
 
 def _creates_job(path: str) -> bool:

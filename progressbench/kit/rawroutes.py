@@ -32,17 +32,18 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-#: A raw route's app: the ASGI triple and the path pattern's groups.
-RawApp = Callable[[Scope, Receive, Send, tuple[str, ...]], Awaitable[None]]
+#: A raw route's admission: the request's scope and the path pattern's groups in, the ASGI app
+#: that answers it out (or an HTTPException raised: the refusal).
+RawAdmit = Callable[[Scope, tuple[str, ...]], Awaitable[ASGIApp]]
 
 
 @dataclass(frozen=True, slots=True)
 class RawRoute:
-    """``method`` on paths that ``pattern`` matches whole, served by ``app`` (see module doc)."""
+    """``method`` on paths that ``pattern`` matches whole, admitted by ``admit`` (see module doc)."""
 
     method: str
     pattern: re.Pattern[str]
-    app: RawApp
+    admit: RawAdmit
 
 
 def error_response(exc: HTTPException) -> JSONResponse:
@@ -51,13 +52,19 @@ def error_response(exc: HTTPException) -> JSONResponse:
 
 
 class RawRoutes:
-    """ASGI middleware: matching requests go to their raw route's app, the rest to ``app``."""
+    """ASGI middleware: matching requests go to their raw route's app, the rest to ``app``.
+
+    A plain function that returns the awaitable to run, not a coroutine: it keeps no frame of
+    its own for a request's life (a stream's is minutes, and a process holds a thousand), and
+    the route is found before the request runs, so neither the loop over the routes nor the
+    match outlives the lookup. A request for the framework runs as if this layer were absent.
+    """
 
     def __init__(self, app: ASGIApp, routes: Sequence[RawRoute]) -> None:
         self.app = app
         self.routes = tuple(routes)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http" and self.routes:
             path = scope["path"]
             for route in self.routes:
@@ -66,11 +73,18 @@ class RawRoutes:
                     continue
                 if scope["method"] != route.method:
                     refusal = HTTPException(405, headers={"Allow": route.method})
-                    await error_response(refusal)(scope, receive, send)
-                    return
-                try:
-                    await route.app(scope, receive, send, match.groups())
-                except HTTPException as exc:  # raised before the app's first send (its contract)
-                    await error_response(exc)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                    return error_response(refusal)(scope, receive, send)
+                return _serve(route.admit, match.groups(), scope, receive, send)
+        return self.app(scope, receive, send)
+
+
+async def _serve(
+    admit: RawAdmit, groups: tuple[str, ...], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """The route's answer once admitted, or its refusal as the API words it."""
+    try:
+        answer = await admit(scope, groups)
+    except HTTPException as exc:
+        await error_response(exc)(scope, receive, send)
+        return
+    await answer(scope, receive, send)

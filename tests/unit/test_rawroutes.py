@@ -44,19 +44,27 @@ async def _receive() -> dict[str, Any]:
 
 
 def serve(
-    method: str, path: str, route_app: Any, kind: str = "http"
+    method: str, path: str, route_app: Any, kind: str = "http", refusal: HTTPException | None = None
 ) -> tuple[Recorder, list[str], list[Any]]:
-    """One request through RawRoutes; what was sent, which app served it, the groups the route got."""
+    """One request through RawRoutes; what was sent, which app served it, the groups the route got.
+
+    ``refusal``: what the route's admission raises instead of admitting the request."""
     served: list[str] = []
     groups: list[Any] = []
 
     async def framework(scope: Any, receive: Any, send: Any) -> None:
         served.append("framework")
 
-    async def routed(scope: Any, receive: Any, send: Any, found: tuple[str, ...]) -> None:
+    async def routed(scope: Any, found: tuple[str, ...]) -> Any:
         served.append("route")
         groups.append(found)
-        await route_app(send)
+        if refusal is not None:
+            raise refusal
+
+        async def answer(scope: Any, receive: Any, send: Any) -> None:
+            await route_app(send)
+
+        return answer
 
     app = RawRoutes(framework, [RawRoute("GET", EVENTS, routed)])
     sent = Recorder()
@@ -89,10 +97,8 @@ def test_another_method_on_a_route_path_is_refused_405_as_the_framework_would() 
 
 
 def test_a_refusal_raised_before_the_first_send_is_the_apis_json_error_with_its_headers() -> None:
-    async def refuse(send: Any) -> None:
-        raise HTTPException(401, "no credentials", headers={"WWW-Authenticate": "Bearer"})
-
-    sent, served, _ = serve("GET", "/things/abc/events", refuse)
+    refusal = HTTPException(401, "no credentials", headers={"WWW-Authenticate": "Bearer"})
+    sent, served, _ = serve("GET", "/things/abc/events", _ok, refusal=refusal)
     assert served == ["route"]
     assert sent.status == 401 and sent.body == {"detail": "no credentials"}
     assert sent.headers[b"www-authenticate"] == b"Bearer"

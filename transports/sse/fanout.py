@@ -110,19 +110,22 @@ class Sink:
         self._outbox.clear()
         return data
 
-    async def wait(self) -> None:
-        """Until something was pushed or the sink is done (returns at once if either is already so)."""
+    def pending(self) -> asyncio.Future[None] | None:
+        """A future the next push or finish resolves; None if something is already there (or done).
+
+        The stream awaits this future itself, not a coroutine around it: a stream waits between
+        every two events, and each thing made per wait lives until the next event, long enough
+        for the collector's young generations to move it on to the old one.
+        """
         if self._outbox or self.done:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+            return None
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class JobChannel:

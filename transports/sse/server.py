@@ -40,7 +40,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from progressbench.transports.sse import stream
 from progressbench.transports.sse.fanout import Fanout
 from progressbench.transports.sse.wire import BadLastEventId, parse_last_event_id
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from progressbench.core import identity, tokens
 from progressbench.core.events import TERMINAL
@@ -104,8 +104,10 @@ class _Events:
     """``GET /sse/jobs/{job_id}/events`` as a raw ASGI route (:mod:`progressbench.kit.rawroutes`).
 
     Served ahead of FastAPI's routing so an open stream holds none of the
-    framework's per-request layers for its life, only the meters', the
-    limits' and its own (a third less memory per stream). The checks are the
+    framework's routing layers for its life, only the meters' and its own
+    (a third less memory per stream); the admission (this object's call)
+    ends before the stream starts, and only the :class:`~.stream.JobStream`
+    it returns is held. The checks are the
     route's as before, all made before the first byte is sent: the credential
     (:func:`_stream_reader`: 401 with its reason, 404 for an unknown or
     another owner's job), then the cursor (400 for a malformed
@@ -144,12 +146,13 @@ class _Events:
             raise HTTPException(400, str(exc)) from None
         return job.id, after, job.status in TERMINAL
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, groups: tuple[str, ...]) -> None:
+    async def __call__(self, scope: Scope, groups: tuple[str, ...]) -> stream.JobStream:
+        """The admitted request's stream (:data:`~progressbench.kit.rawroutes.RawAdmit`); the deadline
+        runs from here."""
         job_id, after, finished = await self.admit(scope, groups[0])
         timing = self._ctx.config.timing
         deadline = asyncio.get_running_loop().time() + timing.scaled(timing.request_timeout_s)
-        response = stream.JobStream(self.fanout(), job_id, after, deadline, self._prelude, finished)
-        await response(scope, receive, send)
+        return stream.JobStream(self.fanout(), job_id, after, deadline, self._prelude, finished)
 
 
 class ResumableSseServer:

@@ -93,7 +93,9 @@ class JobStream:
             await send({"type": "http.response.body", "body": self._prelude + replay, "more_body": True})
             del replay
             while True:
-                await sink.wait()
+                waiter = sink.pending()
+                if waiter is not None:
+                    await waiter
                 data = sink.take()
                 if data:
                     await send({"type": "http.response.body", "body": data, "more_body": True})
