@@ -21,6 +21,7 @@ job (sse-starlette ran four tasks per stream, a per-stream ping among them).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 
 from progressbench.transports.sse.fanout import Fanout, Sink
@@ -42,6 +43,13 @@ HEADERS = (
     (b"connection", b"keep-alive"),
     (b"x-accel-buffering", b"no"),
 )
+
+
+#: The context the deadline timer and the disconnect watcher run in, one for every stream: neither
+#: reads or sets a context variable, and a copy of the request's (what asyncio makes by default)
+#: would be two more objects per stream for the collector to walk. asyncio never runs two steps
+#: at once, so sharing one context cannot enter it twice.
+_DETACHED = contextvars.Context()
 
 
 def retry_hint(seconds: float) -> bytes:
@@ -85,8 +93,8 @@ class JobStream:
         sink = Sink(self._cursor)
         channel = self._fanout.channel(self._job_id)
         channel.attach(sink)
-        timer = loop.call_at(self._deadline, sink.finish)
-        watch = loop.create_task(_until_disconnect(receive, sink))
+        timer = loop.call_at(self._deadline, sink.finish, context=_DETACHED)
+        watch = loop.create_task(_until_disconnect(receive, sink), context=_DETACHED)
         try:
             # The first chunk is not kept in a local: it is this stream's alone, and the stream lives long.
             replay = await channel.replay(sink, self._finished)
