@@ -134,3 +134,37 @@ def test_concurrent_sign_ins_of_one_phone_make_one_call_and_leave_no_lock_behind
 
     asyncio.run(main())
     assert calls == ["/auth/v1/signup"], "the second caller waited for the first and reused its session"
+
+
+def test_the_limits_and_the_raw_routes_hand_a_request_on_without_a_frame_of_their_own() -> None:
+    """A GET with no body passes both limits and the raw routes as the next app's own awaitable
+    (nothing of theirs is held for a stream's life); a body or a route still goes through
+    their checks."""
+    import re
+
+    from progressbench.core.config import Limits
+    from progressbench.kit.limits import BodyLimit, JobCreationLimit
+    from progressbench.kit.rawroutes import RawRoute, RawRoutes
+
+    marker: Any = object()
+
+    def inner(scope: Any, receive: Any, send: Any) -> Any:
+        return marker
+
+    async def admit(scope: Any, groups: tuple[str, ...]) -> Any:  # pragma: no cover - not awaited
+        raise AssertionError
+
+    get = {"type": "http", "method": "GET", "path": "/sse/jobs/x/events", "headers": [(b"accept", b"*/*")]}
+    chain = BodyLimit(JobCreationLimit(inner, Limits(), "secret"), max_body_bytes=10)
+    assert chain(get, _never, _never) is marker
+    assert (
+        RawRoutes(inner, [RawRoute("GET", re.compile(r"/elsewhere"), admit)])(get, _never, _never) is marker
+    )
+    bodied = chain({**get, "method": "POST", "headers": [(b"content-length", b"3")]}, _never, _never)
+    assert bodied is not marker and asyncio.iscoroutine(bodied), "a body is bounded in a frame of its own"
+    bodied.close()
+    routed = RawRoutes(inner, [RawRoute("GET", re.compile(r"/sse/jobs/([^/]+)/events"), admit)])(
+        get, _never, _never
+    )
+    assert routed is not marker and asyncio.iscoroutine(routed)
+    routed.close()
