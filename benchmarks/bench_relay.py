@@ -141,8 +141,8 @@ class ProcessReaders:
 
     kind = "epoll"
 
-    def __init__(self, procs: int) -> None:
-        self.procs = procs
+    def __init__(self, procs: int, deflate: bool = True) -> None:
+        self.procs, self.deflate = procs, deflate
         self.running: list[asyncio.subprocess.Process] = []
         self.expected = 0
 
@@ -160,6 +160,7 @@ class ProcessReaders:
             )
             self.running.append(process)
             spec = {"host": host, "port": port, "members": share, "messages": messages}
+            spec["deflate"] = self.deflate
             spec["bound_s"] = OPEN_BOUND_S + BUDGET_S
             assert process.stdin is not None
             process.stdin.write(json.dumps(spec).encode() + b"\n")
@@ -263,7 +264,13 @@ Readers = ProcessReaders | LibReaders
 
 
 class RoomTarget:
-    """The stack's room server: a publish is the worker's HTTP POST into each room."""
+    """The stack's room server: a publish is the worker's HTTP POST into each room.
+
+    The POST is written by hand on a fresh connection (the room answers, then
+    closes, as it does for the worker): an HTTP client library here cost
+    several ms of CPU per publish on the cores the readers and the server
+    need, and its own work before the request left counted in every latency.
+    """
 
     name = "room server"
 
@@ -272,7 +279,6 @@ class RoomTarget:
         self.pid = stack.services["rooms"].live()[0].pid
         self.secret = stack.secret
         self.service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
-        self.http: httpx.AsyncClient | None = None
 
     def address(self) -> tuple[str, int]:
         parts = urlsplit(self.base)
@@ -283,23 +289,35 @@ class RoomTarget:
         return f"/parties/main/{room}?token={tokens.issue(self.secret, 'bench', room)}"
 
     async def __aenter__(self) -> RoomTarget:
-        self.http = httpx.AsyncClient(headers={"authorization": f"Bearer {self.service}"}, timeout=30)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.http is not None:
-            await self.http.aclose()
+        return None
+
+    async def post(self, room: uuid.UUID, seq: int) -> int:
+        """One publish; the room's count of sockets it was written to."""
+        host, port = self.address()
+        event = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
+        body = json.dumps(event, separators=(",", ":")).encode()
+        head = (
+            f"POST /parties/main/{room} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {self.service}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(head.encode() + body)
+            answer = await asyncio.wait_for(reader.read(), 30)  # the room closes after answering
+        finally:
+            writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        status = status_line.split(b" ")[1] if status_line.count(b" ") >= 2 else b"?"
+        if status != b"200":
+            raise RuntimeError(f"publish answered {status_line.decode(errors='replace')!r}")
+        return int(json.loads(rest.partition(b"\r\n\r\n")[2])["delivered"])
 
     async def publish(self, rooms: list[uuid.UUID], seq: int) -> int | None:
-        assert self.http is not None
-        http = self.http
-
-        async def one(room: uuid.UUID) -> int:
-            body = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
-            response = await http.post(f"{self.base}/parties/main/{room}", json=body)
-            return int(response.json()["delivered"])
-
-        return sum(await asyncio.gather(*(one(r) for r in rooms)))
+        return sum(await asyncio.gather(*(self.post(r, seq) for r in rooms)))
 
 
 class BroadcastTarget:
@@ -377,6 +395,7 @@ async def fan_out(target: Target, readers: Readers, rooms: int, per_room: int) -
     host, port = target.address()
     paths = {room: target.path(room) for room in ids}  # one token per room, shared by its sockets
     members = [(paths[room], str(room)) for room in ids for _ in range(per_room)]
+    print(f"{target.name} (pid {target.pid}): opening {len(members)} {readers.kind} sockets", flush=True)
     t0 = time.monotonic()
     try:
         await readers.open(host, port, members, MESSAGES)
@@ -592,6 +611,13 @@ def main() -> None:
         help=f"reader processes the sockets are dealt among, with --clients epoll (default {READER_PROCS})",
     )
     parser.add_argument(
+        "--reader-compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="whether the reader processes offer permessage-deflate, as websockets' connect() and "
+        "browsers do (default), or nothing",
+    )
+    parser.add_argument(
         "--broadcast-compression",
         choices=("deflate", "none"),
         default="deflate",
@@ -603,7 +629,9 @@ def main() -> None:
     procs = max(1, args.readers)
 
     def make_readers() -> Readers:
-        return LibReaders() if args.clients == "lib" else ProcessReaders(procs)
+        if args.clients == "lib":
+            return LibReaders()
+        return ProcessReaders(procs, deflate=args.reader_compression == "deflate")
 
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
     # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
