@@ -24,7 +24,11 @@ worker, queue, rooms; no chaos proxy) and measures:
   ``websockets`` server (``relay_instruments.py broadcast``, its own
   process) whose publish is ``websockets.broadcast()`` of the same text to
   every socket, read by the same readers, with the same p99: whether the
-  instrument or the room server sets the figure, as a ratio.
+  instrument or the room server sets the figure, as a ratio. Without
+  compression by default: with websockets' default deflate, ``broadcast()``
+  compresses once per socket and cannot keep up with a publish every 50 ms
+  at 1,000 sockets here. So its readers inflate nothing, where the room's
+  (which compresses a message once for all) inflate every message.
 * **queue throughput** — ``TASKS`` tasks created through the queue's
   CreateTask API, pushed to a no-op HTTP sink in this process (answers
   ``204``), with Cloud Tasks' default limits (500 dispatches/s, burst 100,
@@ -43,6 +47,7 @@ import asyncio
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,6 +108,55 @@ READ_BOUND_S = 20.0
 READER_PROCS = 1
 
 
+class Child:
+    """An instrument process (``relay_instruments.py``): JSON lines to its stdin, from its stdout.
+
+    Started with :class:`subprocess.Popen` and read through the event loop,
+    not with asyncio's subprocess API, whose child watcher reported exit
+    codes 255 with a warning when the stack's processes were reaped beside it.
+    """
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], lines: asyncio.StreamReader, pipe: asyncio.BaseTransport
+    ) -> None:
+        self.process, self.lines, self.pipe = process, lines, pipe
+        self.pid = process.pid
+
+    @classmethod
+    async def start(cls, *args: str) -> Child:
+        process = subprocess.Popen(
+            [sys.executable, str(INSTRUMENTS), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert process.stdout is not None
+        lines = asyncio.StreamReader(limit=1 << 26)
+        loop = asyncio.get_running_loop()
+        pipe, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), process.stdout)
+        return cls(process, lines, pipe)
+
+    def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line)
+        self.process.stdin.flush()
+
+    async def line(self, bound: float) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.lines.readline(), bound)
+        if not raw:
+            raise RuntimeError(f"{INSTRUMENTS.name} ended (exit {self.process.poll()})")
+        answer: dict[str, Any] = json.loads(raw)
+        return answer
+
+    async def stop(self) -> None:
+        """Close its stdin (a reader stops reading; the broadcast server stops), then reap it."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.to_thread(self.process.wait, 10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait, 10)
+        self.pipe.close()
+
+
 @dataclass
 class Reading:
     """What the room's members saw, merged over the readers: latencies of verified messages only."""
@@ -143,42 +197,32 @@ class ProcessReaders:
 
     def __init__(self, procs: int, deflate: bool = True) -> None:
         self.procs, self.deflate = procs, deflate
-        self.running: list[asyncio.subprocess.Process] = []
+        self.running: list[Child] = []
         self.expected = 0
 
     async def open(self, host: str, port: int, members: list[tuple[str, str]], messages: int) -> None:
         self.expected = len(members) * messages
         shares = [members[i :: self.procs] for i in range(self.procs)]
         for share in shares:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(INSTRUMENTS),
-                "readers",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=1 << 26,
-            )
-            self.running.append(process)
+            child = await Child.start("readers")
+            self.running.append(child)
             spec = {"host": host, "port": port, "members": share, "messages": messages}
             spec["deflate"] = self.deflate
             spec["bound_s"] = OPEN_BOUND_S + BUDGET_S
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(spec).encode() + b"\n")
-            await process.stdin.drain()
-        for process in self.running:
-            answer = await self._line(process, OPEN_BOUND_S)
+            child.send(json.dumps(spec).encode() + b"\n")
+        for child in self.running:
+            answer = await child.line(OPEN_BOUND_S)
             if "error" in answer:
                 raise RuntimeError(f"readers: {answer['error']} ({answer['opened']} sockets open)")
 
     async def reading(self) -> Reading:
         merged = Reading(self.expected, cpu_s=0.0)
-        for process in self.running:
+        for child in self.running:
             try:
-                answer = await self._line(process, READ_BOUND_S)
+                answer = await child.line(READ_BOUND_S)
             except TimeoutError:
-                assert process.stdin is not None
-                process.stdin.write(b"stop\n")  # what it read so far; the rest counts as missing
-                answer = await self._line(process, READ_BOUND_S)
+                child.send(b"stop\n")  # what it read so far; the rest counts as missing
+                answer = await child.line(READ_BOUND_S)
             merged.latency_ms += answer["latency_ms"]
             merged.arrival_ms += answer["arrival_ms"]
             merged.coalesced += answer["coalesced"]
@@ -190,20 +234,9 @@ class ProcessReaders:
         return merged
 
     async def close(self) -> None:
-        for process in self.running:
-            if process.returncode is None:
-                process.terminate()
-            await process.wait()
+        for child in self.running:
+            await child.stop()
         self.running = []
-
-    @staticmethod
-    async def _line(process: asyncio.subprocess.Process, bound: float) -> dict[str, Any]:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), bound)
-        if not line:
-            raise RuntimeError(f"a reader process ended (exit {await process.wait()})")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
 
 
 class LibReaders:
@@ -332,14 +365,14 @@ class BroadcastTarget:
 
     def __init__(self, compression: str) -> None:
         self.compression = compression
-        self.process: asyncio.subprocess.Process | None = None
+        self.child: Child | None = None
         self.port = 0
         self.publisher: ClientConnection | None = None
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        assert self.child is not None
+        return self.child.pid
 
     def address(self) -> tuple[str, int]:
         return "127.0.0.1", self.port
@@ -348,19 +381,8 @@ class BroadcastTarget:
         return f"/parties/main/{room}"
 
     async def __aenter__(self) -> BroadcastTarget:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(INSTRUMENTS),
-            "broadcast",
-            f"--compression={self.compression}",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 30)
-        if not line:
-            raise RuntimeError(f"the broadcast server ended (exit {await self.process.wait()})")
-        self.port = int(json.loads(line)["port"])
+        self.child = await Child.start("broadcast", f"--compression={self.compression}")
+        self.port = int((await self.child.line(30))["port"])
         url = f"ws://127.0.0.1:{self.port}/publish"
         self.publisher = await connect(url, proxy=None, ping_interval=None, compression=None)
         return self
@@ -368,14 +390,8 @@ class BroadcastTarget:
     async def __aexit__(self, *exc: object) -> None:
         if self.publisher is not None:
             await self.publisher.close()
-        if self.process is not None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()  # its signal to stop
-            try:
-                await asyncio.wait_for(self.process.wait(), 10)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        if self.child is not None:
+            await self.child.stop()
 
     async def publish(self, rooms: list[uuid.UUID], seq: int) -> int | None:
         assert self.publisher is not None
@@ -620,9 +636,10 @@ def main() -> None:
     parser.add_argument(
         "--broadcast-compression",
         choices=("deflate", "none"),
-        default="deflate",
-        help="the reference websockets server's compression: its default (permessage-deflate, "
-        "compressed per socket) or none",
+        default="none",
+        help="the reference websockets server's compression: none (default: broadcast() at its "
+        "cheapest), or websockets' default permessage-deflate, which broadcast() compresses once "
+        "per socket (here more CPU per publish than the 50 ms between publishes: its queue grows)",
     )
     args = parser.parse_args()
     part, hold_s = args.part, args.hold
