@@ -37,7 +37,8 @@ worker, queue, rooms; no chaos proxy) and measures:
   first to last arrival, and scheduleTime→arrival latency.
 
 Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``;
-``--part rooms`` (the 1 room × 1,000 layout only) or ``--part queue`` for a shorter run.
+``--part rooms`` (the 1 room × 1,000 layout and its reference only) or ``--part queue`` for a
+shorter run; ``--pin`` puts the server on CPU 0 and the readers on CPU 1 while they are measured.
 """
 
 from __future__ import annotations
@@ -195,8 +196,8 @@ class ProcessReaders:
 
     kind = "epoll"
 
-    def __init__(self, procs: int, deflate: bool = True) -> None:
-        self.procs, self.deflate = procs, deflate
+    def __init__(self, procs: int, deflate: bool = True, cpus: set[int] | None = None) -> None:
+        self.procs, self.deflate, self.cpus = procs, deflate, cpus
         self.running: list[Child] = []
         self.expected = 0
 
@@ -206,6 +207,8 @@ class ProcessReaders:
         for share in shares:
             child = await Child.start("readers")
             self.running.append(child)
+            if self.cpus:
+                os.sched_setaffinity(child.pid, self.cpus)
             spec = {"host": host, "port": port, "members": share, "messages": messages}
             spec["deflate"] = self.deflate
             spec["bound_s"] = OPEN_BOUND_S + BUDGET_S
@@ -405,13 +408,21 @@ class BroadcastTarget:
 Target = RoomTarget | BroadcastTarget
 
 
-async def fan_out(target: Target, readers: Readers, rooms: int, per_room: int) -> Reading:
-    """``MESSAGES`` publishes into each of ``rooms`` rooms of ``per_room`` sockets, read by ``readers``."""
+async def fan_out(
+    target: Target, readers: Readers, rooms: int, per_room: int, server_cpus: set[int] | None = None
+) -> Reading:
+    """``MESSAGES`` publishes into each of ``rooms`` rooms of ``per_room`` sockets, read by ``readers``.
+
+    ``server_cpus``: the server process runs only there while it is measured (``--pin``).
+    """
     ids = [uuid.uuid4() for _ in range(rooms)]
     host, port = target.address()
     paths = {room: target.path(room) for room in ids}  # one token per room, shared by its sockets
     members = [(paths[room], str(room)) for room in ids for _ in range(per_room)]
     print(f"{target.name} (pid {target.pid}): opening {len(members)} {readers.kind} sockets", flush=True)
+    every_cpu = os.sched_getaffinity(target.pid)
+    if server_cpus:
+        os.sched_setaffinity(target.pid, server_cpus)
     t0 = time.monotonic()
     try:
         await readers.open(host, port, members, MESSAGES)
@@ -428,6 +439,8 @@ async def fan_out(target: Target, readers: Readers, rooms: int, per_room: int) -
         server_cpu = user1 - user0 + server_sys
     finally:
         await readers.close()
+        if server_cpus:
+            os.sched_setaffinity(target.pid, every_cpu)
     publishes = MESSAGES * rooms
     print(
         f"fan-out, {target.name}: {rooms} room(s) × {per_room} {readers.kind} sockets = {rooms * per_room}, "
@@ -559,20 +572,23 @@ def figure_context(got: Reading, readers: Readers) -> dict[str, object]:
     }
 
 
-async def rooms_part(stack: Stack, part: str, make_readers: Callable[[], Readers], compression: str) -> None:
+async def rooms_part(
+    stack: Stack, part: str, make_readers: Callable[[], Readers], compression: str, pin: bool
+) -> None:
+    server_cpus = {0} if pin else None
     async with RoomTarget(stack) as room:
         if part == "all":
-            await fan_out(room, make_readers(), 1, 100)
-            await fan_out(room, make_readers(), 10, 100)
+            await fan_out(room, make_readers(), 1, 100, server_cpus)
+            await fan_out(room, make_readers(), 10, 100, server_cpus)
         readers = make_readers()
-        got = await fan_out(room, readers, 1, 1000)
+        got = await fan_out(room, readers, 1, 1000, server_cpus)
     p99 = got.p99()
     record("relay.room_p99_ms_1000", p99, "ms", **figure_context(got, readers))
     # The same layout, payload, readers and p99 against a plain websockets server: whether the
     # instrument or the room server sets the figure.
     async with BroadcastTarget(compression) as reference:
         readers = make_readers()
-        ref = await fan_out(reference, readers, 1, 1000)
+        ref = await fan_out(reference, readers, 1, 1000, server_cpus)
     ref_p99 = ref.p99()
     record(
         "relay.broadcast_p99_ms_1000", ref_p99, "ms", compression=compression, **figure_context(ref, readers)
@@ -590,9 +606,10 @@ async def bench(
     hold_s: float,
     make_readers: Callable[[], Readers],
     compression: str,
+    pin: bool,
 ) -> None:
     if part in ("all", "rooms"):
-        await rooms_part(stack, part, make_readers, compression)
+        await rooms_part(stack, part, make_readers, compression, pin)
     if part in ("all", "queue"):
         await queue_throughput(stack, sink_port, hold_s)
 
@@ -641,6 +658,11 @@ def main() -> None:
         "cheapest), or websockets' default permessage-deflate, which broadcast() compresses once "
         "per socket (here more CPU per publish than the 50 ms between publishes: its queue grows)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on CPU 0, the reader processes on CPU 1, while each layout is measured",
+    )
     args = parser.parse_args()
     part, hold_s = args.part, args.hold
     procs = max(1, args.readers)
@@ -648,7 +670,8 @@ def main() -> None:
     def make_readers() -> Readers:
         if args.clients == "lib":
             return LibReaders()
-        return ProcessReaders(procs, deflate=args.reader_compression == "deflate")
+        cpus = {1} if args.pin and (os.cpu_count() or 1) > 1 else None
+        return ProcessReaders(procs, deflate=args.reader_compression == "deflate", cpus=cpus)
 
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
     # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
@@ -661,7 +684,7 @@ def main() -> None:
         with Stack(settings) as stack:
             asyncio.run(
                 asyncio.wait_for(
-                    bench(stack, sink_port, part, hold_s, make_readers, args.broadcast_compression),
+                    bench(stack, sink_port, part, hold_s, make_readers, args.broadcast_compression, args.pin),
                     BUDGET_S + hold_s - HOLD_S,
                 )
             )
