@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -49,3 +51,27 @@ def test_the_expected_event_gives_its_send_stamp(instruments: ModuleType) -> Non
 def test_anything_else_is_named_not_timed(instruments: ModuleType, data: bytes, reason: str) -> None:
     """Garbage, another room's event, a gap, a replay or a missing stamp: a reason, never a latency."""
     assert instruments.verify(data, "r1", 4) == reason
+
+
+@pytest.fixture(scope="module")
+def bench(instruments: ModuleType) -> Iterator[ModuleType]:
+    """bench_relay.py, which imports its sibling ``relay_instruments`` as a script does."""
+    spec = importlib.util.spec_from_file_location("bench_relay", ROOT / "benchmarks" / "bench_relay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "relay_instruments", instruments)
+        patch.setitem(sys.modules, "bench_relay", module)  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        yield module
+
+
+def test_the_p99_counts_every_expected_message_and_refuses_wrong_ones(bench: ModuleType) -> None:
+    """Missing messages count as infinitely late, so more than 1 % missing leaves no figure; one
+    wrong message leaves no figure at all."""
+    full = bench.Reading(expected=100, latency_ms=[float(i) for i in range(100)])
+    assert full.p99() == pytest.approx(98.01)
+    assert bench.Reading(expected=100, latency_ms=[1.0] * 99).p99() is None  # 1 missing: p99 is it
+    assert bench.Reading(expected=1000, latency_ms=[1.0] * 995).p99() == 1.0  # 0.5 % missing
+    assert bench.Reading(expected=1000, latency_ms=[1.0] * 985).p99() is None
+    assert bench.Reading(expected=100, latency_ms=[1.0] * 99, bad=1).p99() is None
