@@ -12,8 +12,23 @@ worker, queue, rooms; no chaos proxy) and measures:
     to all rooms at once);
   - 1 room × 1,000 sockets (the cap raised, as hibernation would allow).
 
-  Sockets are ``websockets`` clients in this process; the room server is
-  the real ``progressbench.transports.relay.rooms.service`` process.
+  The room server is the real ``progressbench.transports.relay.rooms.service``
+  process. Its members are read by ``relay_instruments.py readers``: reader
+  processes (two by default) that do real handshakes, parse frames with
+  ``websockets``' sans-I/O client from one epoll loop, and check every
+  message's payload before its latency counts (``--clients lib``: asyncio
+  clients in this process instead). The figure is when the reader has the
+  message; the kernel's arrival stamp on the socket is printed beside it, so
+  the instrument's own queueing is visible.
+* **reference** — the 1 room × 1,000 layout again, against a minimal plain
+  ``websockets`` server (``relay_instruments.py broadcast``, its own
+  process) whose publish is ``websockets.broadcast()`` of the same text to
+  every socket, read by the same readers, with the same p99: whether the
+  instrument or the room server sets the figure, as a ratio. Without
+  compression by default: with websockets' default deflate, ``broadcast()``
+  compresses once per socket and cannot keep up with a publish every 50 ms
+  at 1,000 sockets here. So its readers inflate nothing, where the room's
+  (which compresses a message once for all) inflate every message.
 * **queue throughput** — ``TASKS`` tasks created through the queue's
   CreateTask API, pushed to a no-op HTTP sink in this process (answers
   ``204``), with Cloud Tasks' default limits (500 dispatches/s, burst 100,
@@ -22,7 +37,8 @@ worker, queue, rooms; no chaos proxy) and measures:
   first to last arrival, and scheduleTime→arrival latency.
 
 Nothing is asserted. Bounded by ``BUDGET_S``. Run: ``python benchmarks/bench_relay.py``;
-``--part rooms`` (the 1 room × 1,000 layout only) or ``--part queue`` for a shorter run.
+``--part rooms`` (the 1 room × 1,000 layout and its reference only) or ``--part queue`` for a
+shorter run; ``--pin`` puts the server on CPU 0 and the readers on CPU 1 while they are measured.
 """
 
 from __future__ import annotations
@@ -30,24 +46,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from progressbench.transports.relay.queue.service import QUEUE_CONFIG_ENV
 from progressbench.transports.relay.rooms.config import ROOMS_CONFIG_ENV
+from relay_instruments import verify  # beside this script (benchmarks/), not part of the package
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.client import ClientProtocol
-from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Response
-from websockets.uri import parse_uri
 
 from progressbench.app.bench_figures import record
 from progressbench.app.supervisor import Stack, StackSettings
@@ -65,10 +82,15 @@ TASKS = 2000
 HOLD_S = 25.0
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (contention-proof, unlike wall time)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process so far (contention-proof, unlike wall time)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    return sum(cpu_split(pid))
 
 
 def fmt(values: list[float]) -> str:
@@ -79,145 +101,374 @@ def fmt(values: list[float]) -> str:
     return ", ".join(parts)
 
 
-class LeanMember(asyncio.Protocol):
-    """A room member read by websockets' sans-I/O client on a bare asyncio protocol.
+INSTRUMENTS = Path(__file__).with_name("relay_instruments.py")
+#: Seconds a reader process may take to open its sockets, and to read once publishing ends.
+OPEN_BOUND_S = 90.0
+READ_BOUND_S = 20.0
+#: Reader processes by default. Two on a 2-core machine: they share a core with the server while
+#: it writes, then use both; their tail was 10-20 % lower than one process's in A/B runs here.
+READER_PROCS = 2
 
-    The library's own handshake, framing and permessage-deflate (offered as
-    its ``connect()`` offers it), without the asyncio connection's task,
-    message queue and ``recv()`` wake-up per socket and message: 1,000
-    library clients in this one process cost more CPU per publish than the
-    room server itself, so their queueing, not the room's, set the tail.
+
+class Child:
+    """An instrument process (``relay_instruments.py``): JSON lines to its stdin, from its stdout.
+
+    Started with :class:`subprocess.Popen` and read through the event loop,
+    not with asyncio's subprocess API, whose child watcher reported exit
+    codes 255 with a warning when the stack's processes were reaped beside it.
     """
 
-    def __init__(self, url: str, on_text: Callable[[bytes | str], None], expected: int) -> None:
-        self.ws = ClientProtocol(parse_uri(url), extensions=enable_client_permessage_deflate(None))
-        loop = asyncio.get_running_loop()
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
-        self.on_text, self.left = on_text, expected
-        self.transport: asyncio.Transport | None = None
+    def __init__(
+        self, process: subprocess.Popen[bytes], lines: asyncio.StreamReader, pipe: asyncio.BaseTransport
+    ) -> None:
+        self.process, self.lines, self.pipe = process, lines, pipe
+        self.pid = process.pid
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.ws.send_request(self.ws.connect())
-        self._flush()
-
-    def data_received(self, data: bytes) -> None:
-        self.ws.receive_data(data)
-        for event in self.ws.events_received():
-            if isinstance(event, Response) and not self.opened.done():
-                failed = self.ws.handshake_exc
-                self.opened.set_exception(failed) if failed else self.opened.set_result(None)
-            elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
-                self.on_text(event.data)
-                self.left -= 1
-                if self.left == 0 and not self.done.done():
-                    self.done.set_result(None)
-        self._flush()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        for waiter in (self.opened, self.done):
-            if not waiter.done():
-                waiter.set_exception(ConnectionError("room socket closed"))
-
-    def _flush(self) -> None:
-        assert self.transport is not None
-        for data in self.ws.data_to_send():
-            if data:
-                self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def fan_out(stack: Stack, rooms: int, per_room: int, clients: str = "lean") -> None:
-    base = stack.endpoints()["rooms"]
-    ws_base = base.replace("http://", "ws://")
-    ids = [uuid.uuid4() for _ in range(rooms)]
-    latencies: list[float] = []
-    received = 0
-    sockets: list[ClientConnection] = []
-
-    async def join(room: uuid.UUID) -> ClientConnection:
-        token = tokens.issue(stack.secret, "bench", room)
-        return await connect(
-            f"{ws_base}/parties/main/{room}?token={token}", proxy=None, open_timeout=30, ping_interval=None
+    @classmethod
+    async def start(cls, *args: str) -> Child:
+        process = subprocess.Popen(
+            [sys.executable, str(INSTRUMENTS), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        assert process.stdout is not None
+        lines = asyncio.StreamReader(limit=1 << 26)
+        loop = asyncio.get_running_loop()
+        pipe, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), process.stdout)
+        return cls(process, lines, pipe)
 
-    def on_text(data: bytes | str) -> None:
-        nonlocal received
-        message = json.loads(data)
-        latencies.append((time.time_ns() - int(message["payload"]["sent_ns"])) / 1e6)
-        received += 1
+    def send(self, line: bytes) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line)
+        self.process.stdin.flush()
 
-    lean: list[LeanMember] = []
+    async def line(self, bound: float) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.lines.readline(), bound)
+        if not raw:
+            raise RuntimeError(f"{INSTRUMENTS.name} ended (exit {self.process.poll()})")
+        answer: dict[str, Any] = json.loads(raw)
+        return answer
 
-    async def join_lean(room: uuid.UUID) -> LeanMember:
-        token = tokens.issue(stack.secret, "bench", room)
-        member = LeanMember(f"{ws_base}/parties/main/{room}?token={token}", on_text, MESSAGES)
-        parts = urlsplit(ws_base)
-        await asyncio.get_running_loop().create_connection(lambda: member, parts.hostname, parts.port)
-        await asyncio.wait_for(member.opened, 30)
-        return member
+    async def stop(self) -> None:
+        """Close its stdin (a reader stops reading; the broadcast server stops), then reap it."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.to_thread(self.process.wait, 10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait, 10)
+        self.pipe.close()
 
+
+@dataclass
+class Reading:
+    """What the room's members saw, merged over the readers: latencies of verified messages only."""
+
+    expected: int
+    latency_ms: list[float] = field(default_factory=list)
+    arrival_ms: list[float] = field(default_factory=list)
+    coalesced: int = 0
+    bad: int = 0
+    reasons: list[str] = field(default_factory=list)
+    closed: int = 0
+    cpu_s: float | None = None
+    cpu_sys_s: float | None = None
+    #: CPU milliseconds per publish, of the server and of the readers.
+    server_cpu_ms: float | None = None
+    reader_cpu_ms: float | None = None
+
+    @property
+    def missing(self) -> int:
+        return self.expected - len(self.latency_ms) - self.bad
+
+    def p99(self) -> float | None:
+        """The p99 of every expected message; None when a wrong or missing one is in the last 1 %."""
+        if self.bad:
+            return None
+        value = percentile(self.latency_ms + [float("inf")] * self.missing, 99)
+        return value if value is not None and math.isfinite(value) else None
+
+
+class ProcessReaders:
+    """The room's members in ``procs`` reader processes (``relay_instruments.py readers``).
+
+    Outside this process so that neither their CPU nor this process's
+    publisher queues behind the other; see that module for what they check.
+    """
+
+    kind = "epoll"
+
+    def __init__(self, procs: int, deflate: bool = True, cpus: set[int] | None = None) -> None:
+        self.procs, self.deflate, self.cpus = procs, deflate, cpus
+        self.running: list[Child] = []
+        self.expected = 0
+
+    async def open(self, host: str, port: int, members: list[tuple[str, str]], messages: int) -> None:
+        self.expected = len(members) * messages
+        shares = [members[i :: self.procs] for i in range(self.procs)]
+        for share in shares:
+            child = await Child.start("readers")
+            self.running.append(child)
+            if self.cpus:
+                os.sched_setaffinity(child.pid, self.cpus)
+            spec = {"host": host, "port": port, "members": share, "messages": messages}
+            spec["deflate"] = self.deflate
+            spec["bound_s"] = OPEN_BOUND_S + BUDGET_S
+            child.send(json.dumps(spec).encode() + b"\n")
+        for child in self.running:
+            answer = await child.line(OPEN_BOUND_S)
+            if "error" in answer:
+                raise RuntimeError(f"readers: {answer['error']} ({answer['opened']} sockets open)")
+
+    async def reading(self) -> Reading:
+        merged = Reading(self.expected, cpu_s=0.0)
+        for child in self.running:
+            try:
+                answer = await child.line(READ_BOUND_S)
+            except TimeoutError:
+                child.send(b"stop\n")  # what it read so far; the rest counts as missing
+                answer = await child.line(READ_BOUND_S)
+            merged.latency_ms += answer["latency_ms"]
+            merged.arrival_ms += answer["arrival_ms"]
+            merged.coalesced += answer["coalesced"]
+            merged.bad += answer["bad"]
+            merged.reasons += answer["reasons"]
+            merged.closed += answer["closed"]
+            merged.cpu_s = (merged.cpu_s or 0.0) + answer["cpu_s"]
+            merged.cpu_sys_s = (merged.cpu_sys_s or 0.0) + answer["cpu_sys_s"]
+        return merged
+
+    async def close(self) -> None:
+        for child in self.running:
+            await child.stop()
+        self.running = []
+
+
+class LibReaders:
+    """The room's members as ``websockets``' asyncio clients in this process (a task and a recv() each).
+
+    Checked like the reader processes'; this process's CPU (publisher
+    included) is theirs, and no kernel arrival stamp is taken.
+    """
+
+    kind = "lib"
+
+    def __init__(self) -> None:
+        self.sockets: list[ClientConnection] = []
+        self.listeners: list[asyncio.Task[None]] = []
+        self.reading_so_far = Reading(0)
+        self.cpu0 = 0.0
+
+    async def open(self, host: str, port: int, members: list[tuple[str, str]], messages: int) -> None:
+        got = self.reading_so_far = Reading(len(members) * messages)
+
+        async def join(path: str) -> ClientConnection:
+            url = f"ws://{host}:{port}{path}"
+            return await connect(url, proxy=None, open_timeout=30, ping_interval=None)
+
+        async def listen(ws: ClientConnection, room: str) -> None:
+            for seq in range(1, messages + 1):
+                data = await ws.recv(decode=False)
+                now = time.time_ns()
+                checked = verify(data, room, seq)
+                if isinstance(checked, str):
+                    got.bad += 1
+                    got.reasons = [*got.reasons, checked][:5]
+                else:
+                    got.latency_ms.append((now - checked) / 1e6)
+
+        for start in range(0, len(members), 100):
+            batch = members[start : start + 100]
+            opened = await asyncio.gather(*(join(path) for path, _ in batch))
+            self.sockets += opened
+            self.listeners += [
+                asyncio.create_task(listen(ws, room)) for ws, (_, room) in zip(opened, batch, strict=True)
+            ]
+        self.cpu0 = time.process_time()
+
+    async def reading(self) -> Reading:
+        _done, pending = await asyncio.wait(self.listeners, timeout=READ_BOUND_S)
+        self.reading_so_far.cpu_s = time.process_time() - self.cpu0
+        for task in pending:
+            task.cancel()
+        return self.reading_so_far
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
+        self.sockets = []
+
+
+Readers = ProcessReaders | LibReaders
+
+
+class RoomTarget:
+    """The stack's room server: a publish is the worker's HTTP POST into each room.
+
+    The POST is written by hand on a fresh connection (the room answers, then
+    closes, as it does for the worker): an HTTP client library here cost
+    several ms of CPU per publish on the cores the readers and the server
+    need, and its own work before the request left counted in every latency.
+    """
+
+    name = "room server"
+
+    def __init__(self, stack: Stack) -> None:
+        self.base = stack.endpoints()["rooms"]
+        self.pid = stack.services["rooms"].live()[0].pid
+        self.secret = stack.secret
+        self.service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
+
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.base)
+        assert parts.hostname is not None and parts.port is not None
+        return parts.hostname, parts.port
+
+    def path(self, room: uuid.UUID) -> str:
+        return f"/parties/main/{room}?token={tokens.issue(self.secret, 'bench', room)}"
+
+    async def __aenter__(self) -> RoomTarget:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def post(self, room: uuid.UUID, seq: int) -> int:
+        """One publish; the room's count of sockets it was written to."""
+        host, port = self.address()
+        event = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
+        body = json.dumps(event, separators=(",", ":")).encode()
+        head = (
+            f"POST /parties/main/{room} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Bearer {self.service}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(head.encode() + body)
+            answer = await asyncio.wait_for(reader.read(), 30)  # the room closes after answering
+        finally:
+            writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        status = status_line.split(b" ")[1] if status_line.count(b" ") >= 2 else b"?"
+        if status != b"200":
+            raise RuntimeError(f"publish answered {status_line.decode(errors='replace')!r}")
+        return int(json.loads(rest.partition(b"\r\n\r\n")[2])["delivered"])
+
+    async def publish(self, rooms: list[uuid.UUID], seq: int) -> int | None:
+        return sum(await asyncio.gather(*(self.post(r, seq) for r in rooms)))
+
+
+class BroadcastTarget:
+    """The same-run reference: a plain ``websockets`` server (``relay_instruments.py broadcast``).
+
+    A publish is one message on a ``/publish`` socket, which the server hands
+    unchanged to ``websockets.broadcast()`` for every other socket: the same
+    text the room server sends for that publish.
+    """
+
+    name = "websockets.broadcast()"
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        self.child: Child | None = None
+        self.port = 0
+        self.publisher: ClientConnection | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.child is not None
+        return self.child.pid
+
+    def address(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    def path(self, room: uuid.UUID) -> str:
+        return f"/parties/main/{room}"
+
+    async def __aenter__(self) -> BroadcastTarget:
+        self.child = await Child.start("broadcast", f"--compression={self.compression}")
+        self.port = int((await self.child.line(30))["port"])
+        url = f"ws://127.0.0.1:{self.port}/publish"
+        self.publisher = await connect(url, proxy=None, ping_interval=None, compression=None)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self.child is not None:
+            await self.child.stop()
+
+    async def publish(self, rooms: list[uuid.UUID], seq: int) -> int | None:
+        assert self.publisher is not None
+        for room in rooms:
+            event = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
+            text = json.dumps({"type": "event", **event, "job_id": str(room)}, separators=(",", ":"))
+            await self.publisher.send(text)
+        return None
+
+
+Target = RoomTarget | BroadcastTarget
+
+
+async def fan_out(
+    target: Target, readers: Readers, rooms: int, per_room: int, server_cpus: set[int] | None = None
+) -> Reading:
+    """``MESSAGES`` publishes into each of ``rooms`` rooms of ``per_room`` sockets, read by ``readers``.
+
+    ``server_cpus``: the server process runs only there while it is measured (``--pin``).
+    """
+    ids = [uuid.uuid4() for _ in range(rooms)]
+    host, port = target.address()
+    paths = {room: target.path(room) for room in ids}  # one token per room, shared by its sockets
+    members = [(paths[room], str(room)) for room in ids for _ in range(per_room)]
+    print(f"{target.name} (pid {target.pid}): opening {len(members)} {readers.kind} sockets", flush=True)
+    every_cpu = os.sched_getaffinity(target.pid)
+    if server_cpus:
+        os.sched_setaffinity(target.pid, server_cpus)
     t0 = time.monotonic()
-    for room in ids:
-        for start in range(0, per_room, 100):
-            count = min(100, per_room - start)
-            if clients == "lean":
-                lean.extend(await asyncio.gather(*(join_lean(room) for _ in range(count))))
-            else:
-                sockets.extend(await asyncio.gather(*(join(room) for _ in range(count))))
-    open_s = time.monotonic() - t0
-
-    async def listen(ws: ClientConnection) -> None:
-        for _ in range(MESSAGES):
-            on_text(await ws.recv())
-
-    listeners: list[asyncio.Future[None]] = [asyncio.create_task(listen(ws)) for ws in sockets]
-    listeners += [member.done for member in lean]
-    rooms_pid = stack.services["rooms"].live()[0].pid
-    cpu0, own0 = cpu_s(rooms_pid), time.process_time()
-    service = identity.issue_service(stack.services["rooms"].config.service_secret, "rooms")
-    delivered = 0
-    async with httpx.AsyncClient(headers={"authorization": f"Bearer {service}"}, timeout=30) as http:
+    try:
+        await readers.open(host, port, members, MESSAGES)
+        open_s = time.monotonic() - t0
+        (user0, sys0), own0 = cpu_split(target.pid), time.process_time()
+        delivered: int | None = 0
         for seq in range(1, MESSAGES + 1):
-
-            async def publish(room: uuid.UUID, seq: int = seq) -> int:
-                body = {"seq": seq, "kind": "step", "message": "m", "payload": {"sent_ns": time.time_ns()}}
-                response = await http.post(f"{base}/parties/main/{room}", json=body)
-                return int(response.json()["delivered"])
-
-            delivered += sum(await asyncio.gather(*(publish(r) for r in ids)))
+            count = await target.publish(ids, seq)
+            delivered = None if count is None or delivered is None else delivered + count
             await asyncio.sleep(SPACING_S)
-    _done, pending = await asyncio.wait(listeners, timeout=20)
-    rooms_cpu, own_cpu = cpu_s(rooms_pid) - cpu0, time.process_time() - own0
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    for member in lean:
-        member.close()
-    print(
-        f"fan-out {rooms} room(s) × {per_room} {clients} sockets = {rooms * per_room}: "
-        f"opened in {open_s:.1f} s; "
-        f"{MESSAGES} publishes per room; delivered {delivered}, received {received}"
-    )
-    print(f"  publish→receive latency: {fmt(latencies)}")
+        got = await readers.reading()
+        (user1, sys1), own_cpu = cpu_split(target.pid), time.process_time() - own0
+        server_sys = sys1 - sys0
+        server_cpu = user1 - user0 + server_sys
+    finally:
+        await readers.close()
+        if server_cpus:
+            os.sched_setaffinity(target.pid, every_cpu)
     publishes = MESSAGES * rooms
     print(
-        f"  CPU per publish: rooms process {rooms_cpu * 1000 / publishes:.2f} ms, "
-        f"this process (publisher + sockets) {own_cpu * 1000 / publishes:.2f} ms"
+        f"fan-out, {target.name}: {rooms} room(s) × {per_room} {readers.kind} sockets = {rooms * per_room}, "
+        f"opened in {open_s:.1f} s; {MESSAGES} publishes per room; "
+        f"delivered {'n/a' if delivered is None else delivered}, verified {len(got.latency_ms)} "
+        f"of {got.expected}"
+        + (f", {got.bad} WRONG ({'; '.join(got.reasons)})" if got.bad else "")
+        + (f", {got.missing} missing ({got.closed} sockets closed)" if got.missing else "")
     )
-    if rooms == 1:
-        record(
-            f"relay.room_p99_ms_{per_room}",
-            percentile(latencies, 99),
-            "ms",
-            received=received,
-            clients=clients,
+    print(f"  publish→receive latency (the reader has it): {fmt(got.latency_ms)}")
+    if got.arrival_ms:
+        print(
+            f"  publish→arrival on the socket (kernel stamp): {fmt(got.arrival_ms)}"
+            + (f" ({got.coalesced} read behind another: stamped when read)" if got.coalesced else "")
         )
+    print(
+        f"  CPU per publish: server {server_cpu * 1000 / publishes:.2f} ms "
+        f"(in the kernel {server_sys * 1000 / publishes:.2f}), "
+        f"readers {(got.cpu_s or 0.0) * 1000 / publishes:.2f} ms"
+        + ("" if got.cpu_sys_s is None else f" (in the kernel {got.cpu_sys_s * 1000 / publishes:.2f})")
+        + ", "
+        f"this process (publisher{' + sockets' if readers.kind == 'lib' else ''}) "
+        f"{own_cpu * 1000 / publishes:.2f} ms"
+    )
+    got.server_cpu_ms = server_cpu * 1000 / publishes
+    got.reader_cpu_ms = (got.cpu_s or 0.0) * 1000 / publishes
+    return got
 
 
 class Sink:
@@ -310,12 +561,56 @@ async def queue_throughput(stack: Stack, sink_port: int, hold_s: float) -> None:
     record("relay.queue_tasks_per_s", rate, "tasks/s", pushed=len(times))
 
 
-async def bench(stack: Stack, sink_port: int, part: str, hold_s: float, clients: str) -> None:
-    if part == "all":
-        await fan_out(stack, 1, 100, clients)
-        await fan_out(stack, 10, 100, clients)
+def figure_context(got: Reading, readers: Readers) -> dict[str, object]:
+    return {
+        "received": len(got.latency_ms),
+        "expected": got.expected,
+        "wrong": got.bad,
+        "clients": readers.kind,
+        "arrival_p99_ms": percentile(got.arrival_ms, 99),
+        "server_cpu_ms_per_publish": got.server_cpu_ms,
+        "reader_cpu_ms_per_publish": got.reader_cpu_ms,
+    }
+
+
+async def rooms_part(
+    stack: Stack, part: str, make_readers: Callable[[], Readers], compression: str, pin: bool
+) -> None:
+    server_cpus = {0} if pin else None
+    async with RoomTarget(stack) as room:
+        if part == "all":
+            await fan_out(room, make_readers(), 1, 100, server_cpus)
+            await fan_out(room, make_readers(), 10, 100, server_cpus)
+        readers = make_readers()
+        got = await fan_out(room, readers, 1, 1000, server_cpus)
+    p99 = got.p99()
+    record("relay.room_p99_ms_1000", p99, "ms", **figure_context(got, readers))
+    # The same layout, payload, readers and p99 against a plain websockets server: whether the
+    # instrument or the room server sets the figure.
+    async with BroadcastTarget(compression) as reference:
+        readers = make_readers()
+        ref = await fan_out(reference, readers, 1, 1000, server_cpus)
+    ref_p99 = ref.p99()
+    record(
+        "relay.broadcast_p99_ms_1000", ref_p99, "ms", compression=compression, **figure_context(ref, readers)
+    )
+    ratio = p99 / ref_p99 if p99 is not None and ref_p99 else None
+    shown = "n/a" if ratio is None else f"{ratio:.2f}"
+    print(f"room p99 / websockets.broadcast() p99 at 1,000 sockets: {shown} (anchor: <= 1)")
+    record("relay.room_p99_ratio_to_broadcast", ratio, "x", room_p99_ms=p99, broadcast_p99_ms=ref_p99)
+
+
+async def bench(
+    stack: Stack,
+    sink_port: int,
+    part: str,
+    hold_s: float,
+    make_readers: Callable[[], Readers],
+    compression: str,
+    pin: bool,
+) -> None:
     if part in ("all", "rooms"):
-        await fan_out(stack, 1, 1000, clients)
+        await rooms_part(stack, part, make_readers, compression, pin)
     if part in ("all", "queue"):
         await queue_throughput(stack, sink_port, hold_s)
 
@@ -337,13 +632,48 @@ def main() -> None:
     )
     parser.add_argument(
         "--clients",
-        choices=("lean", "lib"),
-        default="lean",
-        help="room members read by websockets' sans-I/O client on bare asyncio protocols (default), or "
-        "websockets' asyncio clients (a task and a recv() per socket: this process's CPU sets the tail)",
+        choices=("epoll", "lib"),
+        default="epoll",
+        help="room members read by websockets' sans-I/O client from an epoll loop in reader processes "
+        "of their own (default), or websockets' asyncio clients in this process (a task and a recv() "
+        "per socket: their CPU, not the server's, sets the tail)",
+    )
+    parser.add_argument(
+        "--readers",
+        type=int,
+        default=READER_PROCS,
+        help=f"reader processes the sockets are dealt among, with --clients epoll (default {READER_PROCS})",
+    )
+    parser.add_argument(
+        "--reader-compression",
+        choices=("deflate", "none"),
+        default="deflate",
+        help="whether the reader processes offer permessage-deflate, as websockets' connect() and "
+        "browsers do (default), or nothing",
+    )
+    parser.add_argument(
+        "--broadcast-compression",
+        choices=("deflate", "none"),
+        default="none",
+        help="the reference websockets server's compression: none (default: broadcast() at its "
+        "cheapest), or websockets' default permessage-deflate, which broadcast() compresses once "
+        "per socket (here more CPU per publish than the 50 ms between publishes: its queue grows)",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on CPU 0, the reader processes on CPU 1, while each layout is measured",
     )
     args = parser.parse_args()
-    part, hold_s, clients = args.part, args.hold, args.clients
+    part, hold_s = args.part, args.hold
+    procs = max(1, args.readers)
+
+    def make_readers() -> Readers:
+        if args.clients == "lib":
+            return LibReaders()
+        cpus = {1} if args.pin and (os.cpu_count() or 1) > 1 else None
+        return ProcessReaders(procs, deflate=args.reader_compression == "deflate", cpus=cpus)
+
     os.environ[ROOMS_CONFIG_ENV] = json.dumps({"max_connections_per_room": 1000})
     # The queue pushes only to allowlisted targets: the sink's port is chosen before the stack starts.
     sink_port = free_port()
@@ -354,7 +684,10 @@ def main() -> None:
         )
         with Stack(settings) as stack:
             asyncio.run(
-                asyncio.wait_for(bench(stack, sink_port, part, hold_s, clients), BUDGET_S + hold_s - HOLD_S)
+                asyncio.wait_for(
+                    bench(stack, sink_port, part, hold_s, make_readers, args.broadcast_compression, args.pin),
+                    BUDGET_S + hold_s - HOLD_S,
+                )
             )
 
 

@@ -29,9 +29,16 @@ SCRIPT_BUDGET_S = 300.0
 
 @dataclass(frozen=True)
 class Anchor:
+    """A figure's entry in ``anchors.toml``; ``anchor`` None for a reference figure.
+
+    A reference (say, a plain library's number measured in the same run) is
+    read against nothing, but listed so that its source shows and a run that
+    fails to record it leaves a visible gap.
+    """
+
     name: str
     benchmark: str
-    anchor: float
+    anchor: float | None
     better: Literal["lower", "higher"]
     unit: str
     source: str
@@ -81,8 +88,9 @@ def load_anchors(path: Path) -> dict[str, Anchor]:
             anchors[name] = Anchor(
                 name=name,
                 benchmark=str(entry["benchmark"]),
-                anchor=float(entry["anchor"]),
-                better="higher" if entry["better"] == "higher" else "lower",
+                anchor=float(entry["anchor"]) if "anchor" in entry else None,
+                # An anchored figure must say which way is better; a reference need not.
+                better="higher" if (entry["better"] if "anchor" in entry else None) == "higher" else "lower",
                 unit=str(entry["unit"]),
                 source=str(entry["source"]),
             )

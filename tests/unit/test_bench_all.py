@@ -55,3 +55,24 @@ def test_a_malformed_anchors_file_is_one_clear_error(tmp_path: Path) -> None:
         load_anchors(bad)
     with pytest.raises(ConfigError, match="checkout"):
         find_benchmarks(tmp_path)
+
+
+def test_a_reference_figure_loads_without_an_anchor_and_gets_no_verdict(tmp_path: Path) -> None:
+    """A reference (no ``anchor``) is listed with its source; missing from a run, it is a gap."""
+    path = tmp_path / "anchors.toml"
+    path.write_text('[figures."x.ref"]\nbenchmark = "bench_x.py"\nunit = "ms"\nsource = "plain library"\n')
+    anchors = load_anchors(path)
+    assert anchors["x.ref"].anchor is None
+    [figure] = join(anchors, [{"name": "x.ref", "value": 12.0, "unit": "ms"}], "bench_x.py")
+    assert figure.value == 12.0 and figure.source == "plain library"
+    assert figure.ratio is None and figure.meets is None
+    [gap] = join(anchors, [], "bench_x.py")
+    assert gap.value is None and gap.source == "plain library"
+
+
+def test_an_anchored_figure_must_say_which_way_is_better(tmp_path: Path) -> None:
+    """Only a reference may leave ``better`` out: an anchor without a direction is malformed."""
+    path = tmp_path / "anchors.toml"
+    path.write_text('[figures."x"]\nbenchmark = "b.py"\nanchor = 1.0\nunit = "ms"\nsource = "s"\n')
+    with pytest.raises(ConfigError, match="malformed"):
+        load_anchors(path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from progressbench.transports.relay.rooms.config import RoomsConfig
-from progressbench.transports.relay.rooms.frames import SharedFrames, encoding_of
+from progressbench.transports.relay.rooms.frames import Encoding, SharedFrames, encoding_of
 from progressbench.transports.relay.rooms.http11 import PublishRequest
 from progressbench.transports.relay.rooms.meters import RoomMeters
 from progressbench.transports.relay.rooms.policy import join_verdict, publish_verdict, room_of
@@ -28,6 +28,9 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 log = logging.getLogger(__name__)
+
+#: Marks a socket whose encoding is not learnt yet (None is an answer: "its own frames").
+_UNKNOWN: Any = object()
 
 
 @dataclass
@@ -41,6 +44,11 @@ class RoomHub:
     service_secret: str = ""
     rooms: dict[uuid.UUID, set[ServerConnection]] = field(default_factory=dict)
     owners: dict[uuid.UUID, str] = field(default_factory=dict)
+    #: Each open socket's outgoing encoding (None: its frames depend on its history), learnt at
+    #: its first broadcast (extensions are settled by the handshake) and forgotten with it. Equal
+    #: encodings are one object (:attr:`_interned`), so a broadcast compares them by identity.
+    encodings: dict[ServerConnection, Encoding | None] = field(default_factory=dict)
+    _interned: dict[Encoding, Encoding] = field(default_factory=dict)
     total: int = 0
     peak: int = 0
 
@@ -83,6 +91,7 @@ class RoomHub:
         if members is None or connection not in members:
             return
         members.discard(connection)
+        self.encodings.pop(connection, None)
         self.total -= 1
         if not members:
             del self.rooms[room]
@@ -127,16 +136,25 @@ class RoomHub:
         frames = SharedFrames(text.encode())
         own: list[ServerConnection] = []
         delivered = 0
+        known = self.encodings
+        # The last encoding's bytes: a room's sockets almost always share one encoding, and
+        # interned encodings compare by identity, so most sockets cost no lookup at all.
+        last: Encoding | None = None
+        data = b""
         for member in members:
             protocol = member.protocol
             if protocol.state is not State.OPEN or member.fragmented_send_waiter is not None:
                 continue
-            encoding = encoding_of(protocol.extensions)
+            encoding = known.get(member, _UNKNOWN)
+            if encoding is _UNKNOWN:
+                encoding = known[member] = self._intern(encoding_of(protocol.extensions))
             if encoding is None or protocol.writes:
                 own.append(member)
                 continue
+            if encoding is not last:
+                last, data = encoding, frames.frame(encoding, protocol.extensions)
             try:
-                member.transport.write(frames.frame(encoding, protocol.extensions))
+                member.transport.write(data)
             except Exception as exc:  # a socket going away: like broadcast(), skip it
                 log.debug("broadcast to a member failed: %s", exc)
                 continue
@@ -147,6 +165,11 @@ class RoomHub:
         self.meters.base.messages.labels(self.meters.service, "relay").inc(delivered)
         self.meters.base.bytes_sent.labels(self.meters.service).inc(delivered * len(text))
         return delivered
+
+    def _intern(self, encoding: Encoding | None) -> Encoding | None:
+        if encoding is None:
+            return None
+        return self._interned.setdefault(encoding, encoding)
 
     def publish(self, request: PublishRequest) -> tuple[int, dict[str, Any]]:
         """An HTTP publish into a room: (status, JSON answer)."""
