@@ -76,3 +76,21 @@ def test_an_anchored_figure_must_say_which_way_is_better(tmp_path: Path) -> None
     path.write_text('[figures."x"]\nbenchmark = "b.py"\nanchor = 1.0\nunit = "ms"\nsource = "s"\n')
     with pytest.raises(ConfigError, match="malformed"):
         load_anchors(path)
+
+
+def test_a_stand_in_target_gives_way_when_the_run_measured_what_it_stands_for() -> None:
+    """The proxy's "<= 30 us over direct" is the target only without a real Toxiproxy to compare."""
+    stand_in = Anchor("p.added", "bench_x.py", 30.0, "lower", "us", "no Toxiproxy", unless="p.ratio")
+    anchors = {"p.added": stand_in, "p.ratio": anchor("p.ratio", 1.0)}
+    both = [{"name": "p.added", "value": 85.0, "unit": "us"}, {"name": "p.ratio", "value": 0.75, "unit": "x"}]
+    figures = {f.name: f for f in join(anchors, both, "bench_x.py")}
+    assert figures["p.added"].meets is None and "p.ratio was measured" in str(figures["p.added"].source)
+    assert figures["p.ratio"].meets is True
+    alone = {f.name: f for f in join(anchors, both[:1], "bench_x.py")}
+    assert alone["p.added"].meets is False and alone["p.ratio"].value is None
+
+
+def test_the_repository_proxy_stand_in_names_a_figure_that_exists() -> None:
+    anchors = load_anchors(REPO / "benchmarks" / "anchors.toml")
+    for entry in anchors.values():
+        assert entry.unless is None or entry.unless in anchors, entry.name
