@@ -1,7 +1,10 @@
-"""Phone session specs for tests: one builder, so each test states only what matters to it."""
+"""Phone session specs and cell plans for tests: one builder each, so a test states only what matters."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from progressbench.app.cell import CellPlan
 from progressbench.app.session import SessionSpec
 from progressbench.core.config import JobShape, Timing
 
@@ -26,4 +29,29 @@ def session_spec(
         timing=timing or Timing(),
         endpoints={"api": api},
         options=options or {},
+    )
+
+
+def cell_plan(
+    sessions_path: Path,
+    transport: str = "sse",
+    *,
+    run_id: str = "test",
+    jobs_per_user: int = 1,
+    seed: int = 1,
+    api: str = "http://127.0.0.1:9",
+) -> CellPlan:
+    """One phone's cell on ``transport`` × clean, writing its sessions to ``sessions_path``."""
+    return CellPlan(
+        run_id=run_id,
+        transport=transport,
+        profile="clean",
+        users=1,
+        jobs_per_user=jobs_per_user,
+        spawn_rate=1,
+        seed=seed,
+        shape=JobShape(),
+        timing=Timing(),
+        cell_endpoints=[{"api": api}],
+        sessions_path=sessions_path,
     )

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from progressbench.transports.registry import REGISTRY, resolve
 
-from progressbench.app.cell import CELL_ENV, CellPlan
-from progressbench.core.config import JobShape, Timing
+from progressbench.app.cell import CELL_ENV
 from tests.helpers import UNIT
+from tests.unit.specs import cell_plan
 
 #: Server-side libraries: a process that only reads entries or drives phones must not import them.
 SERVER_LIBRARIES = ("fastapi", "starlette", "uvicorn", "sse_starlette", "prometheus_client", "asyncpg")
@@ -128,19 +128,7 @@ def test_phones_import_their_clients_and_no_server_and_every_face_still_works() 
 
 def test_a_cells_agent_imports_the_client_its_phones_drive_and_no_other(tmp_path: Path) -> None:
     """The agent imports its cell's client while Locust starts, so the first phone does not wait for it."""
-    plan = CellPlan(
-        run_id="lazy",
-        transport="relay:ack-at-end",
-        profile="clean",
-        users=1,
-        jobs_per_user=1,
-        spawn_rate=1,
-        seed=1,
-        shape=JobShape(),
-        timing=Timing(),
-        cell_endpoints=[{"api": "http://127.0.0.1:9"}],
-        sessions_path=tmp_path / "sessions.jsonl",
-    )
+    plan = cell_plan(tmp_path / "sessions.jsonl", "relay:ack-at-end", run_id="lazy")
     modules = _fresh(AGENT_WARM_UP, {CELL_ENV: plan.model_dump_json()})
     assert isinstance(modules, list)
     relay, _ = resolve("relay")

@@ -8,12 +8,12 @@ from types import ModuleType
 
 import pytest
 
-from progressbench.app.cell import CellPlan
 from progressbench.app.session import SessionSpec
 from progressbench.app.webui import read_plan
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import Alive, Observation, Progress, SessionRecord, Submitted
+from tests.unit.specs import cell_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,18 +27,8 @@ def _bench() -> ModuleType:
 
 
 def test_a_worker_reads_the_plan_the_master_wrote(tmp_path: Path) -> None:
-    plan = CellPlan(
-        run_id="web",
-        transport="sse",
-        profile="clean",
-        users=1,
-        jobs_per_user=3,
-        spawn_rate=1,
-        seed=7,
-        shape=JobShape(),
-        timing=Timing(),
-        cell_endpoints=[{"api": "http://127.0.0.1:8123"}],
-        sessions_path=tmp_path / "web.jsonl",
+    plan = cell_plan(
+        tmp_path / "web.jsonl", "sse", run_id="web", jobs_per_user=3, seed=7, api="http://127.0.0.1:8123"
     )
     path = tmp_path / "plan.json"
     path.write_text(plan.model_dump_json(indent=2))
