@@ -82,8 +82,10 @@ class RunOutcome:
         return [c for c in self.summary.cells if not c.complete]
 
 
-#: The timer a replacement worker's cold start is listed under when it could not follow the scale.
+#: The timers a replacement worker's and a scale-out's cold start are listed under when they
+#: could not follow the scale.
 COLD_START = "replacement instance cold start"
+SCALE_OUT_START = "scale-out instance cold start"
 
 
 def run_cell(
@@ -122,6 +124,7 @@ def run_cell(
     stack.settle()
     before = stack.meters()
     startups = len(stack.faults.startups)
+    scale_outs = len(stack.autoscaler.startups) if stack.autoscaler is not None else 0
     cell.started_wall_ns = time.time_ns()
     scale_t0 = time.monotonic()
     probe = ProgressProbe(stack.database_url, cell.started_wall_ns / 1e9)
@@ -176,10 +179,13 @@ def run_cell(
             if canary.error:
                 cell.chaos_errors.append(f"canary: {canary.error}")
             probe.close()
-            cold = measured(
-                "replacement instance cold start", timing.cold_start_s, stack.faults.startups[startups:]
+            cold = measured(COLD_START, timing.cold_start_s, stack.faults.startups[startups:])
+            scale_out = measured(
+                SCALE_OUT_START,
+                timing.cold_start_s,
+                stack.autoscaler.startups[scale_outs:] if stack.autoscaler is not None else [],
             )
-            cell.timers = [cold] if cold is not None else []
+            cell.timers = [t for t in (cold, scale_out) if t is not None]
             cell.meters = meter_delta(before, stack.meters())
             cell.instances = stack.instance_counts(scale_t0)
             if profile.conditions is not None:  # the whole cell ran on the faulty deployment
