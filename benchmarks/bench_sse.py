@@ -186,6 +186,22 @@ def stream_request(host: str, port: int, href: str, token: str) -> bytes:
     ).encode()
 
 
+def phases(
+    live: list[tuple[float, float]], settled: float, first_end: float
+) -> tuple[list[float], list[float], list[float]]:
+    """Latencies (ms) of ``(committed, ms)`` pairs, by commit time: before ``settled`` (opening), from
+    it to the first terminal event's commit ``first_end`` (steady), and from there on (closing).
+
+    Every event falls in exactly one phase: the steady window can be empty (a job that ended
+    before the streams settled), never the other two's events counted in it.
+    """
+    closing_from = max(first_end, settled)
+    opening = [ms for c, ms in live if c < settled]
+    steady = [ms for c, ms in live if settled <= c < closing_from]
+    closing = [ms for c, ms in live if c >= closing_from]
+    return opening, steady, closing
+
+
 def show(name: str, latencies: list[float]) -> dict[int, float | None]:
     p = {q: percentile(latencies, q) for q in (50, 95, 99)}
     print(
@@ -306,9 +322,7 @@ async def bench(stack: Stack, streams: int, jobs: int) -> None:
     first_end = min(
         (r.ended_committed for r in results if r.ended_committed is not None), default=float("inf")
     )
-    opening_ms = [ms for c, ms in live if c < settled_wall]
-    steady_ms = [ms for c, ms in live if settled_wall <= c < first_end]
-    closing_ms = [ms for c, ms in live if c >= max(first_end, settled_wall)]
+    opening_ms, steady_ms, closing_ms = phases(live, settled_wall, first_end)
     opening = show(f"events committed while streams opened (and {SETTLE_S:g} s after)", opening_ms)
     steady = show("events committed with every stream open, before the first closed", steady_ms)
     closing = show("events committed from the first terminal event on (streams closing)", closing_ms)
