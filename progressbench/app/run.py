@@ -209,11 +209,16 @@ def with_billing_timing(config: RunConfig, book: PriceBook) -> RunConfig:
 
 
 def cell_processes(stack: Stack, generator: list[int]) -> list[Target]:
-    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres, and
-    the services' fronts (they run in this supervisor process, only when scaling out)."""
+    """What a cell's CPU is spent in: Locust (with its agents), every live instance, Postgres, the
+    services' fronts (they run in this supervisor process, only when scaling out) and the bundled
+    chaos proxy every phone's bytes cross: a proxy pegged at a core would be the cell's bottleneck
+    as surely as a pegged service (a real Toxiproxy at ``--toxiproxy-url`` is not ours to sample)."""
     targets = [Target("generator", "locust", pid, children=True) for pid in generator]
     if stack.autoscaler is not None:
         targets.append(Target("front", "supervisor", os.getpid()))
+    proxy = stack.chaos_process
+    if proxy is not None and proxy.poll() is None:
+        targets.append(Target("chaos", "chaos-proxy", proxy.pid))
     for role, service in stack.services.items():
         targets += [Target(role, instance.name, instance.pid) for instance in service.live()]
     if stack.postgres is not None and stack.postgres.process is not None:

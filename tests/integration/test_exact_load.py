@@ -48,6 +48,12 @@ def run_exact(out: Path, database_url: str, phones: int, spawn_rate: float) -> N
     assert cell["sessions_planned"] == sum(cell["session_outcomes"].values()) == 2 * phones
     assert sorted(set(sessions["user_index"])) == list(range(phones)), "a phone was replaced by a new one"
     assert (sessions.groupby("user_index")["job_index"].apply(sorted) == pd.Series([[0, 1]] * phones)).all()
+    # The saturation verdict saw every process the cell ran on: phones, services, fronts and the
+    # bundled chaos proxy every phone's bytes cross (Postgres too when embedded; here it is the
+    # tests' shared server, given by --database-url, which the run does not sample).
+    sampled = cell["saturation"]
+    assert sampled["generator_cpu"] is not None and sampled["machine_cpu"] is not None
+    assert {"api", "worker", "front", "chaos"} <= set(sampled["service_cpu"])
 
 
 def test_phones_finishing_during_the_ramp_are_not_replaced(tmp_path: Path, database_url: str) -> None:
