@@ -247,7 +247,9 @@ def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> s
     services = ", ".join(f"{esc(role)} {cpu:g}%" for role, cpu in sat.service_cpu.items()) or "–"
     figures = (
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
-        f"machine {_fmt(sat.machine_cpu)}% of all cores; job slowdown {_fmt(sat.job_slowdown)}×"
+        f"machine {_fmt(sat.machine_cpu)}% of all cores"
+        + (f" (busiest 30 s: {sat.machine_cpu_peak:g}%)" if sat.machine_cpu_peak is not None else "")
+        + f"; job slowdown {_fmt(sat.job_slowdown)}×"
     )
     figures += instances_text(cell, esc)
     if cell.saturated:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from progressbench.app.cell_result import CellResult
+from progressbench.app.cpu_sampler import INTERVAL_S as SAMPLE_INTERVAL_S
 from progressbench.chaos.profiles import get_profile
 from progressbench.core.billed import billing_for
 from progressbench.core.errors import ProgressbenchError
@@ -212,12 +213,13 @@ def saturation_of(
     """The cell's saturation verdict; None when nothing was sampled (a cell cut short before Locust ran)."""
     if not cell.cpu and not cell.machine_cpu:
         return None
-    verdict = judge(cell.cpu, cell.machine_cpu, job_timings(records, truth))
+    verdict = judge(cell.cpu, cell.machine_cpu, job_timings(records, truth), interval_s=SAMPLE_INTERVAL_S)
     return Saturation(
         generator_cpu=verdict.generator_cpu,
         service_cpu=verdict.service_cpu,
         job_slowdown=verdict.job_slowdown,
         machine_cpu=verdict.machine_cpu,
+        machine_cpu_peak=verdict.machine_cpu_peak,
         reasons=verdict.reasons,
     )
 

@@ -113,6 +113,8 @@ class Saturation(_Model):
     job_slowdown: float | None
     #: Mean CPU of the whole machine, percent of all cores.
     machine_cpu: float | None = None
+    #: The machine's mean CPU over its busiest 30 s (schema 2; the whole cell if shorter).
+    machine_cpu_peak: float | None = None
     #: One sentence per rule that fired; empty when the cell was not saturated.
     reasons: list[str] = []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from progressbench.app.scoring import job_timings
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import JobTruth
-from progressbench.core.saturation import CpuSeries, JobTiming, job_slowdown, judge
+from progressbench.core.saturation import CpuSeries, JobTiming, busiest_stretch, job_slowdown, judge
 from tests.unit.test_ledger import record
 
 
@@ -89,3 +89,28 @@ def test_a_job_throttled_by_its_platform_does_not_count_as_the_hosts_slowness() 
     assert not judge([], [30], timings).saturated
     slow = job_timings([_record("b")], {"b": _truth("b", "api/request", 8.1)})
     assert judge([], [30], slow).saturated, "the same pace outside a throttled context is the host's"
+
+
+def test_a_congested_stretch_saturates_a_cell_whose_mean_stays_under_the_limit() -> None:
+    # A 5-minute cell sampled every 0.5 s: 40 s at 98 % (phones arriving, instances starting),
+    # then 260 s at 50 %: the cell's mean is 56 %, its busiest 30 s all at 98 %.
+    samples = [98.0] * 80 + [50.0] * 520
+    verdict = judge([series("generator", "locust", 40)], samples, ON_PLAN, interval_s=0.5)
+    assert verdict.machine_cpu is not None and verdict.machine_cpu < 90
+    assert verdict.machine_cpu_peak == 98
+    assert verdict.saturated
+    assert verdict.reasons == [
+        "machine CPU at 98% of all cores over its busiest 30 s (limit 90%; 56% over the whole cell)"
+    ]
+
+
+def test_a_short_spike_does_not_saturate_a_cell() -> None:
+    # 5 s at 100 % (a cell's start-up) in 60 s at 40 %: its busiest 30 s average 50 %.
+    samples = [100.0] * 10 + [40.0] * 110
+    verdict = judge([series("generator", "locust", 40)], samples, ON_PLAN, interval_s=0.5)
+    assert not verdict.saturated and verdict.machine_cpu_peak == 50
+
+
+def test_a_cell_shorter_than_the_window_peaks_at_its_mean() -> None:
+    assert busiest_stretch([80.0, 90.0, 100.0], interval_s=0.5) == 90
+    assert busiest_stretch([], interval_s=0.5) is None
