@@ -1,4 +1,5 @@
-"""Shared test helpers: one scaled time unit, and waiting on conditions with a deadline.
+"""Shared test helpers: one scaled time unit, waiting on conditions with a deadline, and the
+benchmark scripts loaded as modules (they are scripts, not a package).
 
 Every timeout a test sets is a multiple of :data:`UNIT`, read once from
 ``PROGRESSBENCH_TEST_UNIT`` (default 1): on a slow or crowded machine raise it
@@ -11,11 +12,14 @@ not scaled: they define what is being tested.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import os
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -89,3 +93,17 @@ def run_process(args: Sequence[str], timeout: float, **popen: Any) -> subprocess
                 proc.communicate()
             raise
     return subprocess.CompletedProcess(list(args), proc.returncode, out, err)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str, run: bool = True) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module named ``name``; ``run=False`` leaves it unexecuted, for
+    a caller that must put it (or a sibling it imports) in ``sys.modules`` first."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if run:
+        spec.loader.exec_module(module)
+    return module

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -13,17 +12,12 @@ from progressbench.app.webui import read_plan
 from progressbench.core.config import JobShape, Timing
 from progressbench.core.errors import ConfigError
 from progressbench.core.events import Alive, Observation, Progress, SessionRecord, Submitted
+from tests.helpers import load_benchmark
 from tests.unit.specs import cell_plan
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_phones", ROOT / "benchmarks" / "bench_phones.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_phones")
 
 
 def test_a_worker_reads_the_plan_the_master_wrote(tmp_path: Path) -> None:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def instruments() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "relay_instruments", ROOT / "benchmarks" / "relay_instruments.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("relay_instruments")
 
 
 def event(**fields: object) -> bytes:
@@ -56,13 +48,12 @@ def test_anything_else_is_named_not_timed(instruments: ModuleType, data: bytes, 
 @pytest.fixture(scope="module")
 def bench(instruments: ModuleType) -> Iterator[ModuleType]:
     """bench_relay.py, which imports its sibling ``relay_instruments`` as a script does."""
-    spec = importlib.util.spec_from_file_location("bench_relay", ROOT / "benchmarks" / "bench_relay.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = load_benchmark("bench_relay", run=False)
+    assert module.__spec__ is not None and module.__spec__.loader is not None
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "relay_instruments", instruments)
         patch.setitem(sys.modules, "bench_relay", module)  # dataclasses look their module up
-        spec.loader.exec_module(module)
+        module.__spec__.loader.exec_module(module)
         yield module
 
 
