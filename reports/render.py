@@ -238,6 +238,12 @@ def _scale(summary: Summary) -> float:
     return float(scale) if isinstance(scale, int | float) and scale > 0 else 1.0
 
 
+def _peak_groups(groups: dict[str, float], esc: Callable[[object], str]) -> str:
+    """The groups that had the machine in its busiest stretch, busiest first (the top four)."""
+    top = sorted(groups.items(), key=lambda kv: -kv[1])[:4]
+    return "; " + ", ".join(f"{esc(g)} {v:g}% of a core" for g, v in top) if top else ""
+
+
 def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> str:
     """One line per cell: did it measure the pattern or the machine, with the figures."""
     head = f"- **{esc(cell.label)}**: "
@@ -248,7 +254,11 @@ def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> s
     figures = (
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
         f"machine {_fmt(sat.machine_cpu)}% of all cores"
-        + (f" (busiest 30 s: {sat.machine_cpu_peak:g}%)" if sat.machine_cpu_peak is not None else "")
+        + (
+            f" (busiest 30 s: {sat.machine_cpu_peak:g}%{_peak_groups(sat.peak_cpu, esc)})"
+            if sat.machine_cpu_peak is not None
+            else ""
+        )
         + f"; job slowdown {_fmt(sat.job_slowdown)}×"
     )
     figures += instances_text(cell, esc)

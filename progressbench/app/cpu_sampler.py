@@ -44,6 +44,8 @@ class CpuSampler:
         self._interval = interval_s
         self._procs: dict[int, tuple[str, str, psutil.Process]] = {}
         self._samples: dict[int, list[float]] = {}
+        #: per pid, the machine sample its first sample lines up with
+        self._first_tick: dict[int, int] = {}
         self._machine: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
@@ -63,7 +65,12 @@ class CpuSampler:
 
     def series(self) -> list[CpuSeries]:
         return [
-            CpuSeries(group=group, name=name, samples=tuple(self._samples.get(pid, ())))
+            CpuSeries(
+                group=group,
+                name=name,
+                samples=tuple(self._samples.get(pid, ())),
+                first_tick=self._first_tick.get(pid, 0),
+            )
             for pid, (group, name, _) in self._procs.items()
             if self._samples.get(pid)
         ]
@@ -95,6 +102,8 @@ class CpuSampler:
             except psutil.Error:
                 continue
             if pid in self._samples:
+                if not self._samples[pid]:
+                    self._first_tick[pid] = len(self._machine)  # this tick's machine sample comes next
                 self._samples[pid].append(value)
             else:
                 self._samples[pid] = []  # the first reading has no interval behind it

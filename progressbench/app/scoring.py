@@ -220,6 +220,7 @@ def saturation_of(
         job_slowdown=verdict.job_slowdown,
         machine_cpu=verdict.machine_cpu,
         machine_cpu_peak=verdict.machine_cpu_peak,
+        peak_cpu=verdict.peak_cpu,
         reasons=verdict.reasons,
     )
 

@@ -50,6 +50,9 @@ class CpuSeries:
     group: str  # "generator", a service role, or "postgres"
     name: str  # e.g. "locust", "agent-1234", "worker-1"
     samples: tuple[float, ...]
+    #: Index, in the machine's samples, of the tick this process's first sample was taken at: a
+    #: process that started mid-cell (a scale-out instance) lines up with the machine's timeline.
+    first_tick: int = 0
 
     @property
     def mean(self) -> float | None:
@@ -75,6 +78,8 @@ class Verdict:
     machine_cpu: float | None
     #: The machine's mean CPU over its busiest :data:`PEAK_WINDOW_S` (the whole cell if shorter).
     machine_cpu_peak: float | None
+    #: Per group, its processes' CPU together over that stretch, percent of one core.
+    peak_cpu: dict[str, float]
     #: Median actual/planned job duration; None when no job ran once to its end.
     job_slowdown: float | None
     reasons: list[str] = field(default_factory=list)
@@ -92,19 +97,46 @@ def _group_cpu(series: Sequence[CpuSeries], summed: bool) -> float | None:
     return sum(means) if summed else max(means)
 
 
-def busiest_stretch(
+def busiest_window(
     samples: Sequence[float], interval_s: float, window_s: float = PEAK_WINDOW_S
-) -> float | None:
-    """The highest mean of ``samples`` (one per ``interval_s``) over any ``window_s`` in a row."""
+) -> tuple[int, int] | None:
+    """``(start, width)`` of the ``window_s`` in a row of ``samples`` (one per ``interval_s``) with
+    the highest mean; the whole series when shorter; None without samples."""
     if not samples:
         return None
     width = max(1, min(len(samples), round(window_s / interval_s)))
     total = sum(samples[:width])
-    best = total
+    best, start = total, 0
     for k in range(width, len(samples)):
         total += samples[k] - samples[k - width]
-        best = max(best, total)
-    return best / width
+        if total > best:
+            best, start = total, k - width + 1
+    return start, width
+
+
+def busiest_stretch(
+    samples: Sequence[float], interval_s: float, window_s: float = PEAK_WINDOW_S
+) -> float | None:
+    """The highest mean of ``samples`` (one per ``interval_s``) over any ``window_s`` in a row."""
+    window = busiest_window(samples, interval_s, window_s)
+    if window is None:
+        return None
+    start, width = window
+    return sum(samples[start : start + width]) / width
+
+
+def cpu_in_window(series: Sequence[CpuSeries], start: int, width: int) -> dict[str, float]:
+    """Each group's CPU over ticks ``start`` .. ``start + width - 1``, percent of one core, all its
+    processes together: who had the machine while it was busiest (a process alive for part of the
+    window counts for that part)."""
+    found: dict[str, float] = {}
+    for s in series:
+        lo, hi = max(start, s.first_tick), min(start + width, s.first_tick + len(s.samples))
+        if hi <= lo:
+            continue
+        used = sum(s.samples[lo - s.first_tick : hi - s.first_tick]) / width
+        found[s.group] = found.get(s.group, 0.0) + used
+    return {g: round(v, 1) for g, v in sorted(found.items())}
 
 
 def judge(
@@ -127,7 +159,9 @@ def judge(
         if (v := _group_cpu(members, summed.get(g, False))) is not None
     }
     machine = statistics.fmean(machine_samples) if machine_samples else None
-    peak = busiest_stretch(machine_samples, interval_s)
+    window = busiest_window(machine_samples, interval_s)
+    peak = None if window is None else sum(machine_samples[window[0] : window[0] + window[1]]) / window[1]
+    peak_groups = {} if window is None else cpu_in_window(series, *window)
     slowdown = job_slowdown(jobs)
     reasons: list[str] = []
     if generator is not None and generator >= PROCESS_CPU_LIMIT:
@@ -155,6 +189,7 @@ def judge(
         service_cpu=services,
         machine_cpu=None if machine is None else round(machine, 1),
         machine_cpu_peak=None if peak is None else round(peak, 1),
+        peak_cpu=peak_groups,
         job_slowdown=None if slowdown is None else round(slowdown, 3),
         reasons=reasons,
     )

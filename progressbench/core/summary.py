@@ -115,6 +115,9 @@ class Saturation(_Model):
     machine_cpu: float | None = None
     #: The machine's mean CPU over its busiest 30 s (schema 2; the whole cell if shorter).
     machine_cpu_peak: float | None = None
+    #: Per group (``generator``, each service role, ``postgres``), its processes' CPU together
+    #: over that same stretch, percent of one core (schema 2): who had the machine then.
+    peak_cpu: dict[str, float] = {}
     #: One sentence per rule that fired; empty when the cell was not saturated.
     reasons: list[str] = []
 

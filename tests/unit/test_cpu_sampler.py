@@ -55,6 +55,9 @@ def test_a_target_with_children_brings_its_descendants_and_their_cpu(tree: tuple
     assert busy.group == "generator"
     assert busy.name.startswith("locust/")
     assert max(busy.samples) > 20.0  # a spinning loop, not an idle parent's zeros
+    # every series lines up with the machine's timeline (the busiest stretch is read across them)
+    machine = sampler.machine()
+    assert all(s.first_tick + len(s.samples) <= len(machine) for s in series.values())
 
 
 def test_the_process_table_read_without_proc_finds_the_same_tree(

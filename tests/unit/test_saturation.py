@@ -5,7 +5,15 @@ from __future__ import annotations
 from progressbench.app.scoring import job_timings
 from progressbench.core.events import SessionRecord
 from progressbench.core.ledger import JobTruth
-from progressbench.core.saturation import CpuSeries, JobTiming, busiest_stretch, job_slowdown, judge
+from progressbench.core.saturation import (
+    CpuSeries,
+    JobTiming,
+    busiest_stretch,
+    busiest_window,
+    cpu_in_window,
+    job_slowdown,
+    judge,
+)
 from tests.unit.test_ledger import record
 
 
@@ -114,3 +122,19 @@ def test_a_short_spike_does_not_saturate_a_cell() -> None:
 def test_a_cell_shorter_than_the_window_peaks_at_its_mean() -> None:
     assert busiest_stretch([80.0, 90.0, 100.0], interval_s=0.5) == 90
     assert busiest_stretch([], interval_s=0.5) is None
+
+
+def test_the_busiest_stretch_names_who_had_the_machine_then() -> None:
+    # 20 ticks; the machine is busiest over ticks 10-19 (a 5 s window at 0.5 s per tick).
+    machine = [30.0] * 10 + [95.0] * 10
+    api_1 = CpuSeries("api", "api-1", tuple([20.0] * 20))
+    api_2 = CpuSeries("api", "api-2", (80.0,) * 5, first_tick=15)  # a scale-out instance, started late
+    phones = CpuSeries("generator", "locust", tuple([10.0] * 10 + [60.0] * 10))
+    gone = CpuSeries("worker", "worker-1", (50.0,) * 5)  # SIGKILLed before the busy stretch
+    start, width = busiest_window(machine, interval_s=0.5, window_s=5.0) or (0, 0)
+    assert (start, width) == (10, 10)
+    # api-2 ran for half of the window at 80 %: 40 % of a core over it, beside api-1's 20 %.
+    assert cpu_in_window([api_1, api_2, phones, gone], start, width) == {
+        "api": 60.0,
+        "generator": 60.0,
+    }
