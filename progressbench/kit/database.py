@@ -98,6 +98,26 @@ def _server_preexec(user: pwd.struct_passwd | None) -> Callable[[], None] | None
     return setup
 
 
+def _run_group(args: list[str], **popen: Any) -> int:
+    """Run ``args`` to its end in a process group of its own; interrupted, the whole group goes.
+
+    ``initdb`` runs ``postgres --boot`` under a shell. ``subprocess.run``
+    interrupted by a stop signal SIGKILLs initdb alone and does not wait for
+    it, so the bootstrap backend (and, for a moment, initdb) outlived a run
+    stopped during start-up. Here the group is killed and reaped before the
+    interruption goes on.
+    """
+    proc = subprocess.Popen(args, start_new_session=True, **popen)
+    try:
+        return proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        raise
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -161,7 +181,7 @@ class EmbeddedPostgres:
             os.chown(pw_dir, run_as.pw_uid, run_as.pw_gid)
             os.chown(pwfile, run_as.pw_uid, run_as.pw_gid)
         with self.log_path.open("ab") as log:
-            init = subprocess.run(
+            returncode = _run_group(
                 [
                     str(bin_dir / "initdb"),
                     "-D",
@@ -177,12 +197,11 @@ class EmbeddedPostgres:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,  # the caller's folder may be one the server's user cannot enter
-                check=False,
                 **user_kw,
             )
         shutil.rmtree(pw_dir, ignore_errors=True)
-        if init.returncode != 0:
-            raise StackError(f"initdb failed (exit {init.returncode}); see {self.log_path}")
+        if returncode != 0:
+            raise StackError(f"initdb failed (exit {returncode}); see {self.log_path}")
         preexec = _server_preexec(run_as)
         for attempt in range(5):
             self.port = free_port()
