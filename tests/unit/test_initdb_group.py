@@ -9,6 +9,7 @@ interruption is a signal handled in the main thread, as the CLI's is.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import subprocess
 import threading
@@ -38,6 +39,13 @@ def stop_on_usr1() -> Iterator[None]:
         signal.signal(signal.SIGUSR1, previous)
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -48,11 +56,13 @@ def _alive(pid: int) -> bool:
 def test_an_interrupted_run_kills_and_reaps_the_whole_tree(stop_on_usr1: None) -> None:
     me = psutil.Process()
     tree: list[int] = []
+    # This test's processes only: a test process may have other children (a session's Postgres).
+    mark = f"60.{secrets.randbelow(10**6):06d}"
 
     def interrupt_once_the_grandchild_runs() -> None:
         def grandchild() -> list[int] | None:
-            kids = me.children(recursive=True)
-            return [k.pid for k in kids] if len(kids) >= 2 else None
+            kids = [k.pid for k in me.children(recursive=True) if mark in " ".join(_cmdline(k))]
+            return kids if len(kids) >= 2 else None
 
         tree.extend(wait_for(grandchild, 20, "the stand-in's own child"))
         me.send_signal(signal.SIGUSR1)
@@ -60,7 +70,7 @@ def test_an_interrupted_run_kills_and_reaps_the_whole_tree(stop_on_usr1: None) -
     trigger = threading.Thread(target=interrupt_once_the_grandchild_runs, daemon=True)
     trigger.start()
     with pytest.raises(Stopped):
-        _run_group(["sh", "-c", "sleep 60 & wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _run_group(["sh", "-c", f"sleep {mark} & wait"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trigger.join(timeout=20)
     assert len(tree) >= 2
     wait_for(lambda: not any(_alive(pid) for pid in tree), 10, "initdb's stand-in and its child to be gone")
