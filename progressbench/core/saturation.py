@@ -114,17 +114,6 @@ def busiest_window(
     return start, width
 
 
-def busiest_stretch(
-    samples: Sequence[float], interval_s: float, window_s: float = PEAK_WINDOW_S
-) -> float | None:
-    """The highest mean of ``samples`` (one per ``interval_s``) over any ``window_s`` in a row."""
-    window = busiest_window(samples, interval_s, window_s)
-    if window is None:
-        return None
-    start, width = window
-    return sum(samples[start : start + width]) / width
-
-
 def cpu_in_window(series: Sequence[CpuSeries], start: int, width: int) -> dict[str, float]:
     """Each group's CPU over ticks ``start`` .. ``start + width - 1``, percent of one core, all its
     processes together: who had the machine while it was busiest (a process alive for part of the

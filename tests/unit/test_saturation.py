@@ -8,7 +8,6 @@ from progressbench.core.ledger import JobTruth
 from progressbench.core.saturation import (
     CpuSeries,
     JobTiming,
-    busiest_stretch,
     busiest_window,
     cpu_in_window,
     job_slowdown,
@@ -120,8 +119,10 @@ def test_a_short_spike_does_not_saturate_a_cell() -> None:
 
 
 def test_a_cell_shorter_than_the_window_peaks_at_its_mean() -> None:
-    assert busiest_stretch([80.0, 90.0, 100.0], interval_s=0.5) == 90
-    assert busiest_stretch([], interval_s=0.5) is None
+    verdict = judge([series("generator", "locust", 40)], [80.0, 90.0, 100.0], ON_PLAN, interval_s=0.5)
+    assert verdict.machine_cpu_peak == verdict.machine_cpu == 90
+    assert busiest_window([80.0, 90.0, 100.0], interval_s=0.5) == (0, 3)
+    assert busiest_window([], interval_s=0.5) is None
 
 
 def test_the_busiest_stretch_names_who_had_the_machine_then() -> None:
