@@ -55,6 +55,19 @@ async def rooms() -> AsyncIterator[tuple[str, int]]:
         yield host, port
 
 
+async def instrument(mode: str) -> asyncio.subprocess.Process:
+    """``relay_instruments.py MODE`` spoken to over its stdin and stdout, as bench_relay.py does
+    (a reader's answer line holds every latency: the stream's line limit is raised for it)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(INSTRUMENTS),
+        mode,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        limit=1 << 24,
+    )
+
+
 class Readers:
     """One reader process, spoken to as bench_relay.py does (a JSON line each way)."""
 
@@ -63,14 +76,7 @@ class Readers:
 
     @classmethod
     async def start(cls, port: int, members: list[tuple[str, str]], messages: int) -> Readers:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(INSTRUMENTS),
-            "readers",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=1 << 24,
-        )
+        process = await instrument("readers")
         spec = {"host": "127.0.0.1", "port": port, "members": members, "messages": messages}
         spec["bound_s"] = 20 * UNIT
         assert process.stdin is not None
@@ -115,13 +121,7 @@ async def test_readers_time_every_message_a_room_publishes_after_checking_it(
 async def test_readers_refuse_to_time_wrong_messages_from_the_broadcast_reference() -> None:
     """Through the reference server: a skipped seq and another room's event are counted wrong,
     with the reason, and only the right message is timed."""
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(INSTRUMENTS),
-        "broadcast",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
+    server = await instrument("broadcast")
     try:
         assert server.stdout is not None
         port = json.loads(await asyncio.wait_for(server.stdout.readline(), 30 * UNIT))["port"]
