@@ -37,6 +37,7 @@ from progressbench.reports.sections import (
 )
 
 from progressbench.core.events import SessionRecord
+from progressbench.core.saturation import PEAK_WINDOW_S
 from progressbench.core.summary import CellSummary, Summary
 
 Records = Mapping[tuple[str, str], Sequence[SessionRecord]]
@@ -255,7 +256,7 @@ def capacity_text(cell: CellSummary, esc: Callable[[object], str] = _plain) -> s
         f"generator {_fmt(sat.generator_cpu)}% of a core; services {services}; "
         f"machine {_fmt(sat.machine_cpu)}% of all cores"
         + (
-            f" (busiest 30 s: {sat.machine_cpu_peak:g}%{_peak_groups(sat.peak_cpu, esc)})"
+            f" (busiest {PEAK_WINDOW_S:g} s: {sat.machine_cpu_peak:g}%{_peak_groups(sat.peak_cpu, esc)})"
             if sat.machine_cpu_peak is not None
             else ""
         )
